@@ -1,0 +1,88 @@
+"""The `zerodeck` command: an argparse tree assembled from one small module per command group.
+
+Each command module exposes `register(subparsers)` and keeps its heavy imports (the store, the
+planner, telemetry) inside its handlers, so `zerodeck --help` stays fast and never loads torch,
+deepspeed or textual. Handlers return an exit code; ZerodeckError becomes one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from zerodeck.core import __version__
+from zerodeck.core.cli.output import err
+from zerodeck.core.errors import EXIT_FAILED, EXIT_USAGE, ZerodeckError
+
+# Order is the order shown in --help.
+COMMAND_MODULES = [
+    "zerodeck.core.cli.recipes_cmd",
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        err(message)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="zerodeck",
+        description="Plan, launch, watch and compare LLM fine-tuning runs (Ascend NPU, NVIDIA, CPU). "
+        "With no command, opens the terminal UI.",
+    )
+    parser.add_argument("--version", action="version", version=f"zerodeck {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def run_tui() -> int:
+    try:
+        from zerodeck.tui.app import run as run_app
+    except ImportError:
+        # Until the TUI lands, the headless catalog view is the main job.
+        from zerodeck.core.cli.recipes_cmd import list_recipes_view
+
+        return list_recipes_view()
+    return run_app()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    try:
+        if args.command is None:
+            return run_tui()
+        if handler is None:
+            # A group such as `zerodeck recipes` named with no sub-command.
+            args.group_parser.print_help()
+            return EXIT_USAGE
+        return int(handler(args) or 0)
+    except ZerodeckError as exc:
+        for line in exc.lines:
+            err(line)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except OSError as exc:
+        err(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+        return EXIT_FAILED
+    except Exception as exc:  # a bug: one line unless asked for the traceback
+        if os.environ.get("ZERODECK_DEBUG"):
+            raise
+        err(f"internal error: {type(exc).__name__}: {exc} (ZERODECK_DEBUG=1 shows the traceback)")
+        return EXIT_FAILED
+
+
+def entry() -> None:
+    sys.exit(main())

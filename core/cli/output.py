@@ -1,0 +1,88 @@
+"""One output layer for every command: `--json` to stdout, tables for people, errors to stderr.
+
+Commands build plain data (lists of dicts, dicts) and hand it here, so the JSON and the table never
+drift apart and no command formats its own output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+
+def _default(obj: Any) -> Any:
+    if hasattr(obj, "isoformat"):
+        return obj.isoformat()
+    if hasattr(obj, "__fspath__"):
+        return os.fspath(obj)
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False, default=_default)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(dumps(data) + "\n")
+
+
+def err(message: str) -> None:
+    """One line on stderr, prefixed so it is clear which tool spoke."""
+    sys.stderr.write(f"zerodeck: {message}\n")
+
+
+def fmt_cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if value == int(value) and abs(value) < 1e15:
+            return str(int(value))
+        return f"{value:.3g}" if abs(value) < 1e-2 or abs(value) >= 1e5 else f"{value:.2f}"
+    return str(value)
+
+
+def render_table(rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = None) -> str:
+    """A plain aligned text table; plain so it survives any terminal, pipe or SSH link."""
+    cols = list(columns) if columns is not None else (list(rows[0]) if rows else [])
+    if not cols:
+        return ""
+    cells = [[fmt_cell(r.get(c)) for c in cols] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
+    numeric = [all(_is_number(r.get(c)) for r in rows) and bool(rows) for c in cols]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)]
+        return "  ".join(parts).rstrip()
+
+    out = [line([c.upper() for c in cols])]
+    out += [line(r) for r in cells]
+    return "\n".join(out)
+
+
+def _is_number(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def emit(data: Any, *, as_json: bool, columns: Iterable[str] | None = None) -> None:
+    """Print `data` as JSON or as a table (a list of dicts) / key-value block (a dict)."""
+    if as_json:
+        print_json(data)
+        return
+    if isinstance(data, list):
+        text = render_table(data, columns)
+        if text:
+            print(text)
+    elif isinstance(data, dict):
+        keys = list(columns) if columns is not None else list(data)
+        width = max((len(k) for k in keys), default=0)
+        for k in keys:
+            print(f"{k.ljust(width)}  {fmt_cell(data.get(k))}")
+    else:
+        print(data)

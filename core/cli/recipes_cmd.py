@@ -1,0 +1,126 @@
+"""`zerodeck recipes list|validate|expand`: the catalog from the command line."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from zerodeck.core.cli.output import emit, err
+from zerodeck.core.errors import EXIT_OK, EXIT_USAGE, BadInput
+
+LIST_COLUMNS = ["name", "model", "method", "zero_stage", "offload", "cards", "device",
+                "data_samples", "seq_len", "micro_batch", "launcher", "grid"]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("recipes", help="list, validate and expand recipe files")
+    p.set_defaults(group_parser=p)
+    rs = p.add_subparsers(dest="recipes_command", metavar="SUBCOMMAND", parser_class=type(p))
+
+    ls = rs.add_parser("list", help="every recipe in the catalog (grids expanded)")
+    ls.add_argument("--dir", action="append", type=Path, default=None,
+                    help="read recipes from this directory instead of the default catalog (repeatable)")
+    ls.add_argument("--json", action="store_true", help="machine output on stdout")
+    ls.set_defaults(handler=cmd_list)
+
+    va = rs.add_parser("validate", help="check recipe files; one line per problem as PATH:LINE: field: message")
+    va.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    va.add_argument("--json", action="store_true")
+    va.set_defaults(handler=cmd_validate)
+
+    ex = rs.add_parser("expand", help="write or show the cartesian product of a grid's axes")
+    ex.add_argument("grid", type=Path, metavar="GRID.toml")
+    ex.add_argument("--out", type=Path, help="write one TOML file per member into this directory")
+    ex.add_argument("--json", action="store_true")
+    ex.set_defaults(handler=cmd_expand)
+
+
+def catalog_rows(entries: list[Any]) -> list[dict[str, Any]]:
+    rows = []
+    for entry in entries:
+        for member in entry.members:
+            row = {**member.summary(), "path": str(entry.path), "grid": entry.grid_name}
+            rows.append(row)
+    return rows
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from zerodeck.core.recipe.catalog import load_catalog
+
+    entries = load_catalog(args.dir)
+    rows = catalog_rows(entries)
+    bad = [p for e in entries for p in e.problems]
+    emit(rows, as_json=args.json, columns=LIST_COLUMNS)
+    for problem in bad:
+        err(str(problem))
+    return EXIT_USAGE if bad else EXIT_OK
+
+
+def list_recipes_view() -> int:
+    """The headless catalog view: what `zerodeck` shows when the TUI is unavailable."""
+    return cmd_list(argparse.Namespace(dir=None, json=False))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from zerodeck.core.recipe.catalog import load_entry, recipe_files
+
+    results = []
+    problems = []
+    for target in args.paths:
+        if not target.exists():
+            problems.append(f"{target}:0: file: no such file or directory")
+            results.append({"path": str(target), "ok": False, "problems": [problems[-1]]})
+            continue
+        files, dir_problems = recipe_files(target)
+        problems += [str(p) for p in dir_problems]
+        for f in files:
+            entry = load_entry(f)
+            lines = [str(p) for p in entry.problems]
+            problems += lines
+            results.append({"path": str(f), "ok": not lines, "recipes": len(entry.members), "problems": lines})
+    if args.json:
+        emit(results, as_json=True)
+    else:
+        for line in problems:
+            print(line)
+        good = sum(1 for r in results if r["ok"])
+        err(f"{good} of {len(results)} file(s) valid") if problems else print(f"{good} file(s) valid")
+    return EXIT_USAGE if problems else EXIT_OK
+
+
+def cmd_expand(args: argparse.Namespace) -> int:
+    from zerodeck.core.recipe.grid import expand
+    from zerodeck.core.recipe.load import load_recipe_file, to_toml
+
+    recipe = load_recipe_file(args.grid)
+    members = expand(recipe)
+    rows = []
+    if args.out:
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BadInput(f"{args.out}: cannot create directory: {exc.strerror}") from None
+    for member in members:
+        row: dict[str, Any] = member.summary()
+        if args.out:
+            target = args.out / f"{member.name}.toml"
+            target.write_text(to_toml(_rebase(member, args.grid.parent, args.out)), encoding="utf-8")
+            row["path"] = str(target)
+        rows.append(row)
+    emit(rows, as_json=args.json, columns=[*LIST_COLUMNS[:-1], *(["path"] if args.out else [])])
+    return EXIT_OK
+
+
+def _rebase(recipe: Any, src: Path, dst: Path) -> Any:
+    """Relative data/model paths are relative to the recipe file: keep them pointing at the same place."""
+    import os
+
+    def fix(p: str | None) -> str | None:
+        if p is None or os.path.isabs(p) or p.startswith("~"):
+            return p
+        return os.path.relpath((src / p).resolve(), dst.resolve())
+
+    data = recipe.data.model_copy(update={"path": fix(recipe.data.path), "dataset_dir": fix(recipe.data.dataset_dir)})
+    model = recipe.model.model_copy(update={"path": fix(recipe.model.path)})
+    return recipe.model_copy(update={"data": data, "model": model})

@@ -1,0 +1,193 @@
+"""Reading recipe TOML files into Recipes, with every problem located as `PATH:LINE: field: message`.
+
+tomllib gives no positions for keys, so `_KeyLines` re-scans the text for table headers and keys;
+it is only used to point at the line of a problem, never to read values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+import tomllib
+from pydantic import ValidationError
+from zerodeck.core.errors import BadInput
+from zerodeck.core.recipe.model import Recipe
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.field}: {self.message}"
+
+
+class RecipeError(BadInput):
+    """One or more problems in recipe files; each becomes its own line."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__(str(problems[0]) if problems else "bad recipe", lines=[str(p) for p in problems])
+
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_.\- "']+?)\s*=""")
+
+
+def _split_key(raw: str) -> list[str]:
+    parts = re.findall(r'"([^"]*)"|\'([^\']*)\'|([^.\s]+)', raw)
+    return [a or b or c for a, b, c in parts]
+
+
+class _KeyLines:
+    """Maps dotted key paths to the line that defines them (1-based)."""
+
+    def __init__(self, text: str) -> None:
+        self.lines: dict[tuple[str, ...], int] = {}
+        table: tuple[str, ...] = ()
+        for no, line in enumerate(text.splitlines(), 1):
+            header = _HEADER.match(line)
+            if header:
+                table = tuple(_split_key(header.group(1)))
+                self.lines.setdefault(table, no)
+                continue
+            key = _KEY.match(line)
+            if key:
+                full = table + tuple(_split_key(key.group(1)))
+                self.lines.setdefault(full, no)
+
+    def find(self, loc: tuple[str | int, ...]) -> int:
+        parts = tuple(str(p) for p in loc)
+        while parts:
+            if parts in self.lines:
+                return self.lines[parts]
+            # a grid key such as "model.name" is one quoted key inside [grid]
+            if len(parts) >= 2 and (parts[0], ".".join(parts[1:])) in self.lines:
+                return self.lines[(parts[0], ".".join(parts[1:]))]
+            parts = parts[:-1]
+        return 1
+
+
+def _pydantic_problems(path: str, exc: ValidationError, lines: _KeyLines) -> list[Problem]:
+    problems = []
+    for e in exc.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        # pydantic adds the union branch name ("str", "list[str]") to the location; drop it
+        loc = tuple(p for p in loc if p not in ("str", "list[str]", "int", "float"))
+        field = ".".join(str(p) for p in loc) or "recipe"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"] == "missing":
+            msg = "required"
+        elif "input" in e and e["type"] not in ("value_error",) and not isinstance(e["input"], dict):
+            msg = f"{msg} (got {e['input']!r})"
+        problems.append(Problem(path, lines.find(loc), field, msg))
+    return problems
+
+
+def parse_toml(text: str, path: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        line = int(m.group(1)) if m else 1
+        raise RecipeError([Problem(path, line, "toml", str(exc).split(" (at line")[0])]) from None
+
+
+def load_recipe(data: dict[str, Any], path: str, text: str = "", base_dir: Path | None = None) -> Recipe:
+    """Validate parsed TOML; also check what only the filesystem and the registry can tell."""
+    lines = _KeyLines(text)
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(_pydantic_problems(path, exc, lines)) from None
+    problems = _check_references(recipe, path, lines, base_dir)
+    if problems:
+        raise RecipeError(problems)
+    return recipe
+
+
+def _check_references(recipe: Recipe, path: str, lines: _KeyLines, base_dir: Path | None) -> list[Problem]:
+    from zerodeck.core.plan.registry import UnknownModel, lookup
+
+    problems: list[Problem] = []
+    if recipe.model.name and not recipe.model.path:
+        try:
+            lookup(recipe.model.name)
+        except UnknownModel as exc:
+            problems.append(Problem(path, lines.find(("model", "name")), "model.name", str(exc)))
+    if recipe.model.path:
+        mp = Path(recipe.model.path).expanduser()
+        if not mp.is_absolute() and base_dir is not None:
+            mp = base_dir / mp
+        if not (mp / "config.json").is_file():
+            problems.append(
+                Problem(path, lines.find(("model", "path")), "model.path", f"{mp}: no config.json there")
+            )
+    from zerodeck.core.recipe.grid import GridError, expand, grid_problems
+
+    grid_errs = grid_problems(recipe)
+    problems += [Problem(path, lines.find(("grid", key)), f"grid.{key}", msg) for key, msg in grid_errs]
+    if recipe.grid and not grid_errs:
+        try:
+            members = expand(recipe)
+        except GridError as exc:
+            field = f"grid.{exc.axis}" if exc.axis else "grid"
+            problems.append(Problem(path, lines.find(("grid", exc.axis or "")), field, str(exc)))
+        else:
+            for member in members:
+                if member.model.name and not member.model.path:
+                    try:
+                        lookup(member.model.name)
+                    except UnknownModel as exc:
+                        line = lines.find(("grid", "model.name"))
+                        problems.append(Problem(path, line, "grid.model.name", str(exc)))
+                        break
+    return problems
+
+
+def load_recipe_file(path: str | Path) -> Recipe:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise RecipeError([Problem(str(p), 0, "file", f"cannot read: {reason}")]) from None
+    return load_recipe(parse_toml(text, str(p)), str(p), text, p.parent)
+
+
+def to_dict(recipe: Recipe) -> dict[str, Any]:
+    """Plain data with the Nones dropped (TOML has no null)."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items() if x is not None and x != {} or k == "env"}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+
+    data = clean(recipe.model_dump(mode="python"))
+    for key in ("grid", "tags"):
+        if not data.get(key):
+            data.pop(key, None)
+    return data
+
+
+def to_toml(recipe: Recipe) -> str:
+    return tomli_w.dumps(to_dict(recipe))
+
+
+def content_hash(recipe: Recipe) -> str:
+    """Stable across key order and formatting: the snapshot id a run points at."""
+    canonical = json.dumps(recipe.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

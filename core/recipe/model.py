@@ -1,0 +1,167 @@
+"""The validated shape of a recipe (design.md §4). Unknown keys and wrong types are errors.
+
+Strict pydantic models, so a typo such as `stgae = 3` or `cards = "8"` is caught before a run is
+launched instead of silently falling back to a default on an 8-card machine.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ModelSpec(_Section):
+    name: str | None = None
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ModelSpec:
+        if not self.name and not self.path:
+            raise ValueError("give a registry `name` or a local `path` with a config.json")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        return (self.path or "").rstrip("/").rsplit("/", 1)[-1]
+
+
+class MethodSpec(_Section):
+    kind: Literal["lora", "full", "freeze"] = "lora"
+    rank: int = Field(8, ge=1, le=4096)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target: str | list[str] = "all"
+    freeze_trainable_layers: int = Field(2, ge=1)
+
+
+class ZeroSpec(_Section):
+    stage: int = Field(0, ge=0, le=3)
+    offload: Literal["none", "optimizer", "all"] = "none"
+
+    @model_validator(mode="after")
+    def _offload_needs_zero(self) -> ZeroSpec:
+        if self.offload == "all" and self.stage != 3:
+            raise ValueError("offload = 'all' (parameters too) needs stage = 3")
+        if self.offload == "optimizer" and self.stage == 0:
+            raise ValueError("offload = 'optimizer' needs stage 1, 2 or 3")
+        return self
+
+
+class DataSpec(_Section):
+    path: str | None = None
+    dataset: str | None = None  # a LLaMA-Factory dataset_info.json name
+    dataset_dir: str | None = None
+    format: Literal["alpaca", "sharegpt", "text"] = "alpaca"
+    samples: int | None = Field(None, ge=1)
+    template: str | None = None
+
+
+class TrainSpec(_Section):
+    micro_batch: int = Field(1, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    seq_len: int = Field(2048, ge=8)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    grad_ckpt: bool = True
+    precision: Literal["bf16", "fp16", "fp32"] = "bf16"
+    attn: Literal["sdpa", "flash", "eager"] = "sdpa"
+    seed: int = 42
+    logging_steps: int = Field(1, ge=1)
+
+    @field_validator("epochs", "lr", mode="before")
+    @classmethod
+    def _int_is_float(cls, v: Any) -> Any:
+        # TOML `epochs = 3` is an int; strict mode would refuse it for a float field.
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+class HardwareSpec(_Section):
+    device: Literal["npu", "cuda", "cpu"] = "npu"
+    cards: int = Field(8, ge=1, le=1024)
+    card_gb: float = Field(64.0, gt=0)
+    devices: list[int] | None = None  # explicit visible device ids; default 0..cards-1
+
+    @field_validator("card_gb", mode="before")
+    @classmethod
+    def _int_is_float(cls, v: Any) -> Any:
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _devices_match(self) -> HardwareSpec:
+        if self.devices is not None and len(self.devices) != self.cards:
+            raise ValueError(f"devices lists {len(self.devices)} ids but cards = {self.cards}")
+        return self
+
+
+class LaunchSpec(_Section):
+    backend: Literal["llamafactory", "deepspeed", "torchrun", "command", "builtin"] = "llamafactory"
+    script: str | None = None
+    args: list[str] = Field(default_factory=list)
+    argv: list[str] | None = None  # the `command` backend's full argv; placeholders like {ds_config}
+    env: dict[str, str] = Field(default_factory=dict)
+    retries: int = Field(0, ge=0, le=10)
+    workdir: str | None = None
+    output_dir: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _backend_needs(self) -> LaunchSpec:
+        if self.backend == "command" and not self.argv:
+            raise ValueError("backend 'command' needs `argv`, a list of strings")
+        if self.backend in ("deepspeed", "torchrun") and not self.script:
+            raise ValueError(f"backend {self.backend!r} needs `script`")
+        return self
+
+
+class Recipe(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    name: str
+    description: str = ""
+    tags: list[str] = Field(default_factory=list)
+    model: ModelSpec
+    method: MethodSpec = MethodSpec()
+    zero: ZeroSpec = ZeroSpec()
+    data: DataSpec = DataSpec()
+    train: TrainSpec = TrainSpec()
+    hardware: HardwareSpec = HardwareSpec()
+    launch: LaunchSpec = LaunchSpec()
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError(f"{v!r}: use letters, digits, '.', '_', '+' and '-'")
+        return v
+
+    @property
+    def is_grid(self) -> bool:
+        return bool(self.grid)
+
+    def summary(self) -> dict[str, Any]:
+        """The `recipes list` contract row (design.md §3), minus the path."""
+        return {
+            "name": self.name,
+            "model": self.model.label,
+            "method": self.method.kind,
+            "zero_stage": self.zero.stage,
+            "offload": self.zero.offload,
+            "cards": self.hardware.cards,
+            "device": self.hardware.device,
+            "data_samples": self.data.samples,
+            "seq_len": self.train.seq_len,
+            "micro_batch": self.train.micro_batch,
+            "launcher": self.launch.backend,
+        }

