@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "zerodeck.core.cli.recipes_cmd",
     "zerodeck.core.cli.cards_cmd",
     "zerodeck.core.cli.doctor_cmd",
+    "zerodeck.core.cli.run_cmd",
 ]
 
 
