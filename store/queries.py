@@ -107,3 +107,15 @@ def claim_next(session: Session) -> QueueItem | None:
         if res.rowcount == 1:  # type: ignore[attr-defined]
             session.refresh(item)
             return item
+
+
+def update_queue_item(session: Session, item_id: int, **fields: Any) -> QueueItem:
+    item = session.get(QueueItem, item_id)
+    if item is None:
+        raise KeyError(item_id)
+    for key, value in fields.items():
+        setattr(item, key, value)
+    session.add(item)
+    session.commit()
+    session.refresh(item)
+    return item

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "zerodeck.core.cli.cards_cmd",
     "zerodeck.core.cli.doctor_cmd",
     "zerodeck.core.cli.run_cmd",
+    "zerodeck.core.cli.queue_cmd",
 ]
 
 

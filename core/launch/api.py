@@ -115,6 +115,11 @@ def start_run(recipe: Recipe, path: Path | None, detach: bool = True, *, session
     return run_id
 
 
+def launch_recorded(session: Any, run_id: int, recipe: Recipe, path: Path | None) -> None:
+    """Start a run already recorded by `create_run` (the queue records first, then launches)."""
+    _launch(session, run_id, recipe, path)
+
+
 def _launch(session: Any, run_id: int, recipe: Recipe, path: Path | None) -> None:
     from zerodeck.core import paths
     from zerodeck.core.launch import preflight
