@@ -20,6 +20,7 @@ from zerodeck.core.errors import EXIT_FAILED, EXIT_USAGE, ZerodeckError
 # Order is the order shown in --help.
 COMMAND_MODULES = [
     "zerodeck.core.cli.recipes_cmd",
+    "zerodeck.core.cli.diagnose_cmd",
 ]
 
 
