@@ -12,5 +12,15 @@ from zerodeck.core.outcome.classify import (
     diagnose_file,
     is_transient_startup_failure,
 )
+from zerodeck.core.outcome.metrics import (
+    Metrics,
+    MetricsFollower,
+    parse_metrics,
+    parse_results_json,
+    parse_trainer_log_jsonl,
+)
 
-__all__ = ["Diagnosis", "UnreadableLog", "diagnose", "diagnose_file", "is_transient_startup_failure"]
+__all__ = [
+    "Diagnosis", "Metrics", "MetricsFollower", "UnreadableLog", "diagnose", "diagnose_file",
+    "is_transient_startup_failure", "parse_metrics", "parse_results_json", "parse_trainer_log_jsonl",
+]
