@@ -364,11 +364,11 @@ class MetricsFollower:
         if m and int(m.group(1)) > 0:  # step=0 is logged at initialisation, before any training
             t = self._clock_now if seg.startswith("[20") else None
             touched += self._merge(int(m.group(1)), {"lr": _num(m.group(3)), "t": t})
-        t = _DS_TIMER.search(seg)
-        if t:
-            mem = _num(t.group(5) or t.group(4))
-            self._final["samples_per_s"] = _num(t.group(2))
-            touched += self._merge(int(t.group(1)), {"samples_per_s": _num(t.group(3)), "mem_gib": mem})
+        timer = _DS_TIMER.search(seg)
+        if timer:
+            mem = _num(timer.group(5) or timer.group(4))
+            self._final["samples_per_s"] = _num(timer.group(2))
+            touched += self._merge(int(timer.group(1)), {"samples_per_s": _num(timer.group(3)), "mem_gib": mem})
         return touched
 
 
