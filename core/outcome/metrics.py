@@ -109,6 +109,7 @@ class MetricsFollower:
         self._eta: float | None = None
         self._final: dict[str, float | None] = {}
         self._block: str | None = None  # inside `***** train metrics *****`
+        self._resolutions: dict[str, float] = {}
         self._clock_day: str | None = None
         self._clock_start: float | None = None
         self._clock_now: float | None = None
@@ -215,8 +216,7 @@ class MetricsFollower:
             m = _METRICS_ITEM.match(seg)
             if m:
                 if self._block == "train":
-                    # The block rounds (`0:00:03.15`); the final dict before it has the exact figure.
-                    self._final_value(m.group(1), m.group(2), overwrite=False)
+                    self._final_value(m.group(1), m.group(2))
                 return []
             self._block = None
         header = _METRICS_HEADER.search(seg)
@@ -320,14 +320,22 @@ class MetricsFollower:
             return round(epoch / self._epochs_total * self._steps_total)
         return max(self._points, default=0) + 1
 
-    def _final_value(self, key: str, value: str, overwrite: bool = True) -> None:
+    def _final_value(self, key: str, value: str) -> None:
+        """The final dict and the `train metrics` block round differently (`'3.151'` vs `0:00:03.15`,
+        `'50.77'` vs `50.773`): keep whichever figure is finer."""
         names = {"train_runtime": "train_runtime", "train_samples_per_second": "samples_per_s",
                  "train_steps_per_second": "steps_per_s", "train_loss": "train_loss", "epoch": "epoch",
                  "train_tokens_per_second": "tokens_per_s"}
-        if key in names:
-            number = _num(value)
-            if number is not None and (overwrite or self._final.get(names[key]) is None):
-                self._final[names[key]] = number
+        if key not in names:
+            return
+        number = _num(value)
+        if number is None:
+            return
+        name = names[key]
+        resolution = _resolution(value)
+        if name not in self._final or resolution <= self._resolutions.get(name, math.inf):
+            self._final[name] = number
+            self._resolutions[name] = resolution
 
     def _tqdm(self, seg: str) -> None:
         m = _TQDM.search(seg)
@@ -370,6 +378,18 @@ class MetricsFollower:
             self._final["samples_per_s"] = _num(timer.group(2))
             touched += self._merge(int(timer.group(1)), {"samples_per_s": _num(timer.group(3)), "mem_gib": mem})
         return touched
+
+
+def _resolution(value: str) -> float:
+    """How finely a printed number was rounded: `3.151` -> 0.001, `0:00:03.15` -> 0.01, `6.7e-05` -> 1e-06."""
+    text = value.strip().strip("'\"").lower().split(":")[-1]
+    mantissa, _, exponent = text.partition("e")
+    decimals = len(mantissa.split(".", 1)[1]) if "." in mantissa else 0
+    try:
+        shift = int(exponent) if exponent else 0
+    except ValueError:
+        shift = 0
+    return 10.0 ** (shift - decimals)
 
 
 def _last(points: list[dict[str, Any]], key: str) -> Any:
