@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "zerodeck.core.cli.doctor_cmd",
     "zerodeck.core.cli.run_cmd",
     "zerodeck.core.cli.queue_cmd",
+    "zerodeck.core.cli.diagnose_cmd",
 ]
 
 
