@@ -119,3 +119,22 @@ def update_queue_item(session: Session, item_id: int, **fields: Any) -> QueueIte
     session.commit()
     session.refresh(item)
     return item
+
+
+def upsert_metrics(session: Session, run_id: int, points: Sequence[dict[str, Any]]) -> None:
+    """Insert points, or update the one already stored for the same step (parsers report a step
+    again when a later line adds columns to it)."""
+    columns = set(MetricPoint.model_fields) - {"id", "run_id"}
+    for p in points:
+        values = {k: v for k, v in p.items() if k in columns}
+        existing = session.exec(
+            select(MetricPoint).where(MetricPoint.run_id == run_id, MetricPoint.step == values.get("step"))
+        ).first()
+        if existing is None:
+            session.add(MetricPoint(run_id=run_id, **values))
+        else:
+            for k, v in values.items():
+                if v is not None:
+                    setattr(existing, k, v)
+            session.add(existing)
+    session.commit()

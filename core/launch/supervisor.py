@@ -30,7 +30,6 @@ from zerodeck.core.launch.outcome_bridge import (
     diagnose_text,
     is_transient,
     llamafactory_results,
-    trainer_log_points,
 )
 
 SPEC_FILE = "launch.json"
@@ -93,7 +92,9 @@ class Supervisor:
                 return  # could not start at all; already recorded
             text = self._log_text(start)
             if killed:
-                self.finish(Verdict("killed", "stopped on request"), exit_code=rc, text=text)
+                verdict = diagnose_text(text, rc, stopped_by_user=True)
+                self.finish(Verdict("killed", "stopped on request", verdict.device, verdict.code, verdict.rank,
+                                    verdict.excerpt), exit_code=rc, text=text)
                 return
             verdict = diagnose_text(text, rc)
             if (verdict.outcome != "succeeded" and attempt <= retries and not self.points
@@ -192,8 +193,6 @@ class Supervisor:
 
     def _follow(self) -> None:
         """Read what the log gained since last time, store new metric points and progress."""
-        from zerodeck.store.queries import add_metrics
-
         try:
             with open(self.log_path, "rb") as fh:
                 fh.seek(self.log_offset)
@@ -203,13 +202,18 @@ class Supervisor:
         if not data:
             return
         self.log_offset += len(data)
-        points = self.reader.feed(data.decode("utf-8", errors="replace"))
-        if points:
-            add_metrics(self.session, self.run_id, points)
-            self.points += len(points)
-            summary = self.reader.summary
-            self.update(steps_done=summary.get("steps_done"), steps_total=summary.get("steps_total"),
-                        final_loss=summary.get("final_loss"))
+        self._store_points(self.reader.feed(data.decode("utf-8", errors="replace")))
+
+    def _store_points(self, points: list[dict[str, Any]]) -> None:
+        from zerodeck.store.queries import upsert_metrics
+
+        if not points:
+            return
+        upsert_metrics(self.session, self.run_id, points)
+        self.points += len(points)
+        summary = self.reader.summary
+        self.update(steps_done=summary.get("steps_done"), steps_total=summary.get("steps_total"),
+                    final_loss=summary.get("final_loss"))
 
     def _log_text(self, start: int) -> str:
         try:
@@ -238,15 +242,14 @@ class Supervisor:
             "outcome_device": verdict.device, "outcome_code": verdict.code, "outcome_rank": verdict.rank,
             "outcome_excerpt": verdict.excerpt, "exit_code": exit_code, "ended_at": utcnow(),
         }
-        summary = dict(self.reader.summary)
+        self._store_points(self.reader.flush())
+        summary = {k: v for k, v in self.reader.summary.items() if v is not None}
         out_dir = self.spec.get("output_dir")
         if out_dir and Path(out_dir).is_dir():
-            lf = llamafactory_results(Path(out_dir))
-            if lf and not self.points:
-                from zerodeck.store.queries import add_metrics
-
-                add_metrics(self.session, self.run_id, trainer_log_points(Path(out_dir)))
-            summary = {**lf, **summary}
+            lf_summary, lf_points = llamafactory_results(Path(out_dir))
+            if lf_points and not self.points:
+                self._store_points(lf_points)
+            summary = {**summary, **lf_summary}  # the files are more exact than the console
         for key in ("steps_done", "steps_total", "final_loss", "samples_per_s", "tokens_per_s",
                     "step_time_s", "train_runtime_s"):
             if summary.get(key) is not None:
