@@ -102,7 +102,8 @@ def test_builtin_renders_torchrun_of_the_trainer(tmp_path: Path) -> None:
 
 def test_deepspeed_and_torchrun_argv(tmp_path: Path) -> None:
     (tmp_path / "train.py").write_text("print('hi')\n")
-    extra = '[launch]\nbackend = "deepspeed"\nscript = "train.py"\nargs = ["--deepspeed", "{ds_config}", "--out", "{output_dir}"]\n'
+    extra = ('[launch]\nbackend = "deepspeed"\nscript = "train.py"\n'
+             'args = ["--deepspeed", "{ds_config}", "--out", "{output_dir}"]\n')
     text = demo_copy(tmp_path, 3).read_text().replace('[launch]\nbackend = "builtin"', extra)
     text = text.replace('device = "cpu"', 'device = "cuda"')
     p = tmp_path / "ds.toml"
@@ -168,6 +169,7 @@ def test_env_masks_secrets(tmp_path: Path) -> None:
                       "WANDB_API_KEY": "***"}
     env = job_env(_recipe(tmp_path), _ctx(tmp_path))
     assert env["ZERODECK_RUN_ID"] == "7" and "TORCH_EXTENSIONS_DIR" in env
+    assert env["ZERODECK_RUN_TAG"] == str(tmp_path / "run")
 
 
 def test_pick_port_skips_taken_and_bound_ports() -> None:

@@ -176,10 +176,10 @@ def _fail(session: Any, run_id: int, reason: str) -> None:
 
 
 def spawn_supervisor(run_id: int, run_dir: Path, *, adopt: bool = False) -> int:
-    from zerodeck.core.launch.environment import RUN_TAG
+    from zerodeck.core.launch.environment import RUN_ID_VAR, RUN_TAG
     from zerodeck.core.launch.procs import SUPERVISOR_MODULE
 
-    env = {k: v for k, v in os.environ.items() if k != RUN_TAG}
+    env = {k: v for k, v in os.environ.items() if k not in (RUN_TAG, RUN_ID_VAR)}
     argv = [sys.executable, "-m", SUPERVISOR_MODULE, str(run_id)] + (["--adopt"] if adopt else [])
     with open(run_dir / "supervisor.log", "ab") as errlog:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errlog,
@@ -234,10 +234,11 @@ def stop_run(run_id: int, wait: float = STOP_WAIT_S) -> RunInfo:
         run = q_get(session, run_id)
         if run is None:
             raise BadInput(f"no run {run_id}")
-        if run.status == "finished" and not procs.tagged_pids(run_id):
+        tag = run.workdir
+        if run.status == "finished" and not procs.tagged_pids(tag):
             return info(run)
         update_run(session, run_id, stop_requested=True)
-        sup_alive = procs.supervisor_alive(run.supervisor_pid, run_id)
+        sup_alive = procs.supervisor_alive(run.supervisor_pid, run_id, tag)
         if sup_alive and run.supervisor_pid:
             try:
                 os.kill(run.supervisor_pid, signal.SIGTERM)
@@ -249,9 +250,9 @@ def stop_run(run_id: int, wait: float = STOP_WAIT_S) -> RunInfo:
             run = q_get(session, run_id)
             if run is not None and run.status == "finished":
                 break
-            sup_alive = procs.supervisor_alive(run.supervisor_pid if run else None, run_id)
+            sup_alive = procs.supervisor_alive(run.supervisor_pid if run else None, run_id, tag)
             time.sleep(0.2)
-        left = procs.terminate_run(run_id, run.pgid if run else None, grace=2.0)
+        left = procs.terminate_run(tag, run.pgid if run else None, grace=2.0)
         session.expire_all()
         run = q_get(session, run_id)
         assert run is not None

@@ -64,6 +64,14 @@ def _snapshot_recipe(session: Any, item: Any) -> Recipe:
                        Path(item.recipe_ref).parent)
 
 
+def run_tag(session: Any, run_id: int) -> str | None:
+    from zerodeck.store.queries import get_run
+
+    session.expire_all()
+    run = get_run(session, run_id)
+    return run.workdir if run else None
+
+
 class Runner:
     def __init__(self, on_event: Callable[[str], None] | None = None, poll: float = 2.0) -> None:
         self.on_event = on_event or (lambda _msg: None)
@@ -159,9 +167,10 @@ class Runner:
         from zerodeck.store.queries import update_queue_item
 
         final = api.wait_run(run_id, poll=1.0)
-        left = procs.wait_gone(run_id, GONE_WAIT_S)
+        tag = run_tag(session, run_id)
+        left = procs.wait_gone(tag, GONE_WAIT_S)
         if left:
-            procs.terminate_run(run_id, None, grace=5.0)
+            procs.terminate_run(tag, None, grace=5.0)
         ok = final.outcome == "succeeded"
         update_queue_item(session, item_id, state="done" if ok else "failed",
                           reason=None if ok else f"run {run_id}: {final.outcome}: {final.reason or ''}".rstrip(": "),

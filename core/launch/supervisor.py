@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from zerodeck.core.launch import procs
-from zerodeck.core.launch.environment import RUN_TAG
+from zerodeck.core.launch.environment import RUN_ID_VAR, RUN_TAG
 from zerodeck.core.launch.outcome_bridge import (
     MetricsReader,
     Verdict,
@@ -48,6 +48,7 @@ class Supervisor:
         run = self._run()
         self.run_dir = Path(run.workdir or ".")
         self.log_path = Path(run.log_path or self.run_dir / "run.log")
+        self.tag = str(self.run_dir)  # what every job process carries in ZERODECK_RUN_TAG
         self.spec: dict[str, Any] = {}
         self.reader = MetricsReader()
         self.log_offset = 0
@@ -143,9 +144,9 @@ class Supervisor:
             killed = self._watch(proc, recorder)
             rc = proc.wait()
             # A launcher that exits can leave ranks from other sessions behind; none may keep a card.
-            left = procs.tagged_pids(self.run_id)
+            left = procs.tagged_pids(self.tag)
             if left:
-                procs.terminate_run(self.run_id, None, grace=3.0)
+                procs.terminate_run(self.tag, None, grace=3.0)
             if recorder is not None:
                 recorder.stop(failed=killed or rc != 0)
         self._follow()
@@ -186,7 +187,7 @@ class Supervisor:
                 self._follow()
                 if self.stop_wanted():
                     self._note("stop requested: SIGTERM to the job, then SIGKILL after the grace period")
-                    procs.terminate_run(self.run_id, self.pgid, GRACE_S)
+                    procs.terminate_run(self.tag, self.pgid, GRACE_S)
                     proc.wait()
                     return True
         return False
@@ -231,7 +232,7 @@ class Supervisor:
             pass
 
     def _wait_port_free(self) -> None:
-        procs.wait_gone(self.run_id, 10.0)
+        procs.wait_gone(self.tag, 10.0)
         time.sleep(1.0)
 
     def finish(self, verdict: Verdict, *, exit_code: int | None, text: str = "") -> None:
@@ -267,10 +268,10 @@ class Supervisor:
         self.update(supervisor_pid=os.getpid())
         self._note("supervisor re-adopted the run")
         killed = False
-        while procs.tagged_pids(self.run_id):
+        while procs.tagged_pids(self.tag):
             self._follow()
             if self.stop_wanted():
-                procs.terminate_run(self.run_id, self.pgid, GRACE_S)
+                procs.terminate_run(self.tag, self.pgid, GRACE_S)
                 killed = True
                 break
             time.sleep(STORE_POLL_S)
@@ -296,7 +297,8 @@ def _on_stop(sup: Supervisor) -> Any:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     run_id = int(args[0])
-    os.environ.pop(RUN_TAG, None)  # the supervisor itself is not one of the job's processes
+    for var in (RUN_TAG, RUN_ID_VAR):
+        os.environ.pop(var, None)  # the supervisor itself is not one of the job's processes
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     sup = Supervisor(run_id)
     signal.signal(signal.SIGTERM, _on_stop(sup))
