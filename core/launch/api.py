@@ -151,9 +151,11 @@ def _launch(session: Any, run_id: int, recipe: Recipe, path: Path | None) -> Non
     for name, content in launch.files.items():
         (run_dir / name).write_text(content)
     full_env = {**os.environ, **launch.env}
-    output_dir = launch.env.get("ZERODECK_OUTPUT_DIR") or (
-        str(Path(recipe.launch.output_dir) if Path(recipe.launch.output_dir).is_absolute()
-            else recipe_dir / recipe.launch.output_dir) if recipe.launch.output_dir else str(run_dir / "output"))
+    from zerodeck.core.launch.backends import resolve
+
+    # Where the job writes its results (LLaMA-Factory's trainer_log.jsonl, train_results.json).
+    out = recipe.launch.output_dir
+    output_dir = launch.env.get("ZERODECK_OUTPUT_DIR") or str(resolve(out, recipe_dir) if out else run_dir / "output")
     spec = {"argv": launch.argv, "env": launch.env, "cwd": str(launch.cwd) if launch.cwd else None,
             "device": recipe.hardware.device, "visible_devices": devices, "retries": recipe.launch.retries,
             "world_size": launch.ranks, "python": sys.executable, "output_dir": output_dir,

@@ -255,7 +255,11 @@ class Supervisor:
                     "step_time_s", "train_runtime_s"):
             if summary.get(key) is not None:
                 fields[key] = summary[key]
-        fields["summary"] = summary
+        try:
+            recorded = json.loads(self._run().summary or "{}")
+        except ValueError:
+            recorded = {}
+        fields["summary"] = {**recorded, **summary}  # keeps the host facts recorded at launch
         self.update(**fields)
         why = f" ({verdict.reason})" if verdict.reason else ""
         self._note(f"run {self.run_id} finished: {verdict.outcome}{why}")
