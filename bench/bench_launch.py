@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,12 +56,14 @@ def tagged(tag: str) -> list[psutil.Process]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--stage", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=20, help="max_steps of the measured run")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch ZERODECK_HOME")
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="zd-bench-"))
     env = {**os.environ, "ZERODECK_HOME": str(home / "home")}
     env.pop("ZERODECK_DB", None)
     try:
-        short = recipe_copy(home, args.stage, 20)
+        short = recipe_copy(home, args.stage, args.steps)
         t0 = time.monotonic()
         run_id = int(subprocess.run([ZD, "run", "--detach", str(short)], env=env, capture_output=True, text=True,
                                     check=True).stdout.split()[0])
@@ -79,22 +80,29 @@ def main() -> None:
                     continue
             time.sleep(0.05)
         sup = psutil.Process(show(run_id, env)["supervisor_pid"])
-        cpu, rss = [], []
-        sup.cpu_percent(None)
-        while True:
-            time.sleep(1.0)
+        rss = []
+        c0, w0 = sup.cpu_times(), time.monotonic()
+        c1, w1 = c0, w0
+        while True:  # the training window: first rank until the last step is recorded
+            time.sleep(0.5)
             try:
-                cpu.append(sup.cpu_percent(None))
                 rss.append(sup.memory_info().rss / 2**20)
+                c1, w1 = sup.cpu_times(), time.monotonic()
             except psutil.Error:
                 break
+            current = show(run_id, env)
+            if current["status"] == "finished" or (current.get("steps_done") or 0) >= args.steps:
+                break
+        cpu_pct = 100.0 * ((c1.user + c1.system) - (c0.user + c0.system)) / max(w1 - w0, 1e-9)
+        while psutil.pid_exists(sup.pid) and sup.status() != psutil.STATUS_ZOMBIE:
+            time.sleep(0.2)
         run = show(run_id, env)
         print(f"run {run_id} demo-cpu-zero{args.stage}: {run['outcome']}, {run['steps_done']} steps, "
-              f"{run['tokens_per_s']} tokens/s")
+              f"{run['tokens_per_s']} tokens/s" + (f" ({run['reason']})" if run["outcome"] != "succeeded" else ""))
         print(f"zerodeck run --detach returned after      {t_cli:6.2f} s")
         print(f"first rank process started after         {first_rank:6.2f} s" if first_rank else "no rank seen")
-        print(f"supervisor CPU (% of one core) mean/max  {statistics.mean(cpu):6.2f} / {max(cpu):.2f}  "
-              f"({len(cpu)} samples, whole run incl. start-up and telemetry)")
+        print(f"supervisor CPU while training (% of one core)  {cpu_pct:5.2f}  over {w1 - w0:.1f} s "
+              "(cpu_times delta, telemetry poller included)")
         print(f"supervisor RSS MiB max                   {max(rss):6.1f}")
 
         long = recipe_copy(home, args.stage, 100000)
@@ -113,7 +121,10 @@ def main() -> None:
         print(f"stop: {n} processes; `zerodeck stop` returned after {t_stop_cmd:.2f} s (rc {stop.returncode}); "
               f"last process gone after {t_gone:.2f} s; outcome {show(run_id, env)['outcome']}")
     finally:
-        shutil.rmtree(home, ignore_errors=True)
+        if args.keep:
+            print(f"kept {home}")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

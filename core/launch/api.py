@@ -159,7 +159,10 @@ def _launch(session: Any, run_id: int, recipe: Recipe, path: Path | None) -> Non
     spec = {"argv": launch.argv, "env": launch.env, "cwd": str(launch.cwd) if launch.cwd else None,
             "device": recipe.hardware.device, "visible_devices": devices, "retries": recipe.launch.retries,
             "world_size": launch.ranks, "python": sys.executable, "output_dir": output_dir,
-            "validate_ds_config": "ds_config.json" in launch.files and recipe.launch.backend != "command"}
+            # The builtin trainer hands its config to deepspeed.initialize first thing, which runs the
+            # same DeepSpeedConfig checks; a separate pass would only add seconds to every start.
+            "validate_ds_config": "ds_config.json" in launch.files
+            and recipe.launch.backend not in ("command", "builtin")}
     spec_file = run_dir / SPEC_FILE
     spec_file.write_text(json.dumps(spec, indent=2))
     spec_file.chmod(0o600)  # holds the unmasked environment
