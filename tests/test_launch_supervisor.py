@@ -110,3 +110,20 @@ def test_stop_reaches_a_child_in_another_session(cli, tmp_path: Path) -> None:
     row = run_row(run_id)
     assert row.outcome == "killed" and row.status == "finished"
     assert tagged_pids(row.workdir) == set()
+
+
+def test_llamafactory_output_dir_files_feed_the_summary(tmp_path: Path) -> None:
+    import shutil
+
+    from zerodeck.core.launch.outcome_bridge import llamafactory_results
+
+    logs = Path(__file__).parent / "fixtures" / "logs"
+    shutil.copy(logs / "run_lf095_cpu_trainer_log.jsonl", tmp_path / "trainer_log.jsonl")
+    shutil.copy(logs / "run_lf095_cpu_train_results.json", tmp_path / "train_results.json")
+    summary, points = llamafactory_results(tmp_path)
+    results = json.loads((tmp_path / "train_results.json").read_text())
+    assert summary["train_runtime_s"] == results["train_runtime"]
+    assert points and all(p.get("loss") is not None for p in points)
+    last = json.loads((tmp_path / "trainer_log.jsonl").read_text().splitlines()[-1])
+    assert summary["steps_done"] == last["current_steps"]
+    assert llamafactory_results(tmp_path / "none") == ({}, [])

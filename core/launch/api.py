@@ -257,7 +257,11 @@ def stop_run(run_id: int, wait: float = STOP_WAIT_S) -> RunInfo:
                 break
             sup_alive = procs.supervisor_alive(run.supervisor_pid if run else None, run_id, tag)
             time.sleep(0.2)
-        left = procs.terminate_run(tag, run.pgid if run else None, grace=2.0)
+        left = procs.tagged_pids(tag)
+        if left:
+            # Signal the group only while its leader is still ours: a finished run's pgid may be reused.
+            pgid = run.pgid if run is not None and run.pgid in left else None
+            left = procs.terminate_run(tag, pgid, grace=2.0)
         session.expire_all()
         run = q_get(session, run_id)
         assert run is not None
