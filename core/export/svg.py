@@ -17,6 +17,7 @@ PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b
            "#9c755f", "#bab0ac")
 W, H = 820, 420
 ML, MR, MT, MB = 64, 150, 40, 60  # margins: room for axis labels and the legend on the right
+PEAK_LABELS = 80  # extra height under the bar chart for slanted run labels
 HOST_SOURCES = ("host",)
 
 
@@ -39,12 +40,13 @@ def _fmt(v: float) -> str:
     return str(int(v)) if v == int(v) else f"{v:g}"
 
 
-def _frame(title: str, y_label: str, x_label: str, yticks: list[float], plot_w: int, plot_h: int) -> list[str]:
+def _frame(title: str, y_label: str, x_label: str, yticks: list[float], plot_w: int, plot_h: int,
+           height: int = H) -> list[str]:
     top = yticks[-1] or 1.0
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" viewBox="0 0 {W} {height}" '
         'font-family="sans-serif" font-size="12">',
-        f'<rect width="{W}" height="{H}" fill="#ffffff"/>',
+        f'<rect width="{W}" height="{height}" fill="#ffffff"/>',
         f'<text x="{W / 2:.0f}" y="22" text-anchor="middle" font-size="15">{_x(title)}</text>',
     ]
     for v in yticks:
@@ -55,7 +57,8 @@ def _frame(title: str, y_label: str, x_label: str, yticks: list[float], plot_w: 
     out.append(f'<line x1="{ML}" y1="{MT + plot_h}" x2="{ML + plot_w}" y2="{MT + plot_h}" stroke="#444"/>')
     out.append(f'<text x="16" y="{MT + plot_h / 2:.0f}" text-anchor="middle" '
                f'transform="rotate(-90 16 {MT + plot_h / 2:.0f})">{_x(y_label)}</text>')
-    out.append(f'<text x="{ML + plot_w / 2:.0f}" y="{H - 12}" text-anchor="middle">{_x(x_label)}</text>')
+    if x_label:
+        out.append(f'<text x="{ML + plot_w / 2:.0f}" y="{height - 12}" text-anchor="middle">{_x(x_label)}</text>')
     return out
 
 
@@ -90,10 +93,14 @@ def memory_chart(series: dict[str, list[tuple[float, float]]], *, title: str,
     yticks = nice_ticks(ymax * 1.05 if ymax else 1.0)
     top = yticks[-1]
     out = _frame(title, "memory used per card (GiB)", "time since start (s)", yticks, plot_w, plot_h)
-    for v in nice_ticks(t1 - t0 if t1 > t0 else 1.0, 6):
-        x = ML + plot_w * v / span
-        if x <= ML + plot_w + 0.5:
-            out.append(f'<text x="{x:.1f}" y="{MT + plot_h + 16}" text-anchor="middle">{_fmt(round(t0 + v, 3))}</text>')
+    ticks = nice_ticks(span, 6)
+    step = ticks[1] - ticks[0]
+    v = math.ceil(t0 / step - 1e-9) * step
+    while v <= t1 + 1e-9:
+        x = ML + plot_w * (v - t0) / span
+        out.append(f'<line x1="{x:.1f}" y1="{MT + plot_h}" x2="{x:.1f}" y2="{MT + plot_h + 4}" stroke="#444"/>')
+        out.append(f'<text x="{x:.1f}" y="{MT + plot_h + 16}" text-anchor="middle">{_fmt(round(v, 6))}</text>')
+        v += step
 
     def xy(t: float, g: float) -> str:
         return f"{ML + plot_w * (t - t0) / span:.1f},{MT + plot_h - plot_h * g / top:.1f}"
@@ -122,12 +129,14 @@ def memory_chart(series: dict[str, list[tuple[float, float]]], *, title: str,
 def peaks_chart(rows: Sequence[dict[str, Any]], *, title: str = "Peak memory per card vs capacity") -> str:
     """Bars: each run's max peak per card; a tick for the mean over cards, a diamond for the prediction,
     a red line over each bar for the card capacity."""
+    # Taller than the memory chart: the run labels under the bars are slanted.
+    height = H + PEAK_LABELS
     plot_w, plot_h = W - ML - MR, H - MT - MB
     vals = [v for r in rows for v in (r.get("peak_max_gib"), r.get("capacity_gib"), r.get("predicted_peak_gib"))
             if isinstance(v, int | float)]
     yticks = nice_ticks(max(vals, default=1.0) * 1.05)
     top = yticks[-1]
-    out = _frame(title, "GiB per card", "run", yticks, plot_w, plot_h)
+    out = _frame(title, "GiB per card", "", yticks, plot_w, plot_h, height)
     n = max(len(rows), 1)
     slot = plot_w / n
     bar = max(min(slot * 0.6, 60.0), 1.0)
@@ -160,7 +169,7 @@ def peaks_chart(rows: Sequence[dict[str, Any]], *, title: str = "Peak memory per
         if len(rows) <= 40:
             ty = MT + plot_h + 14
             out.append(f'<text x="{cx:.1f}" y="{ty}" text-anchor="end" font-size="10" '
-                       f'transform="rotate(-30 {cx:.1f} {ty})">{_x(label[:28])}</text>')
+                       f'transform="rotate(-30 {cx:.1f} {ty})">{_x(label[:30])}</text>')
     legend = [("rect", PALETTE[0], "peak max (fit)"), ("rect", PALETTE[2], "peak max (failed)"),
               ("dash", "#222", "mean over cards"), ("diamond", "#f28e2b", "predicted"),
               ("line", "#c00", "capacity")]

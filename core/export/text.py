@@ -33,8 +33,8 @@ def human(value: Any) -> str:
         if not math.isfinite(value):
             return str(value)
         a = abs(value)
-        if value == int(value) and a < 1e15:
-            return str(int(value))
+        if a == 0:
+            return "0"
         if a >= 1000:
             return f"{value:.0f}"
         if a >= 1:
