@@ -333,3 +333,11 @@ def test_csv_cells_that_look_like_formulas_stay_text() -> None:
     assert reader[0]["recipe"] == "'=HYPERLINK(\"http://x\")"
     assert reader[0]["reason"] == "'+1 then -rm"
     assert reader[0]["failure class"] == "killed: -9"
+
+
+def test_long_memory_series_is_thinned_but_keeps_its_peak() -> None:
+    samples = [(float(t), "npu-smi", "0", 1000.0 + (30000.0 if t == 4321 else 0.0), 65536.0) for t in range(20000)]
+    series, cap = memory_series(samples)
+    line = series["npu-smi 0"]
+    assert len(line) <= 2000 and cap == 64.0
+    assert max(g for _, g in line) == (1000.0 + 30000.0) / 1024
