@@ -228,7 +228,7 @@ def assign_logical_ids(cards: list[Card], mapping: dict[tuple[int, int], int] | 
     for index, card in enumerate(cards):
         key = (card.npu, card.chip)
         if mapping and None not in key and key in mapping:
-            card.logical_id = mapping[key]  # type: ignore[index]
+            card.logical_id = mapping[key]
         elif card.device_id is not None:
             card.logical_id = card.device_id
         else:

@@ -44,6 +44,9 @@ class RunRecorder:
         self.peaks: dict[tuple[str, str], dict[str, Any]] = {}
         self.baseline: Snapshot | None = None
         self.last_live: Snapshot | None = None  # the newest snapshot while run processes were seen
+        self.before_loss: Snapshot | None = None  # the last one before a run process first vanished
+        self._live_count = 0
+        self.seen_pids: set[int] = set()  # every PID the run ever had: attribution outlives the process
         self._latest: Snapshot | None = None
         self._lock = threading.Lock()
         self._stopped = False
@@ -64,7 +67,7 @@ class RunRecorder:
         final = self.poller.poll_once()
         fields: dict[str, Any] = {}
         if failed:
-            moment = self.last_live or final
+            moment = self.before_loss or self.last_live or final
             data = self._annotate(moment)
             data["after_exit"] = self._annotate(final)
             fields["failure_snapshot"] = json.dumps(data, default=str)
@@ -86,9 +89,11 @@ class RunRecorder:
 
     def _run_pids(self) -> set[int]:
         try:
-            return set(self.pids())
+            now = set(self.pids())
         except Exception:
-            return set()
+            now = set()
+        self.seen_pids |= now
+        return now
 
     def _on_snapshot(self, snap: Snapshot) -> None:
         self._latest = snap
@@ -104,9 +109,14 @@ class RunRecorder:
                 h = snap.host
                 self._add("host", "host", t, h.ram_used_mb, h.ram_total_mb, h.cpu_pct, None, None)
                 self._add("swap", "swap", t, h.swap_used_mb, h.swap_total_mb, None, None, None)
-            if run_pids and (any(p.pid in run_pids or p.container_pid in run_pids for p in snap.processes)
-                             or snap.source == "cpu" and snap.cards):
+            count = len(snap.cards) if snap.source == "cpu" else sum(
+                1 for p in snap.processes if p.pid in run_pids or p.container_pid in run_pids)
+            if count < self._live_count and self.before_loss is None:
+                # The first rank to go is usually the one that failed: keep the view just before.
+                self.before_loss = self.last_live
+            if count:
                 self.last_live = snap
+            self._live_count = count
 
     def _add(self, source: str, card: str, t: float, used: Any, total: Any, util: Any, power: Any,
              temp: Any) -> None:
@@ -126,7 +136,8 @@ class RunRecorder:
 
     def _annotate(self, snap: Snapshot) -> dict[str, Any]:
         data = snap.to_json()
-        run_pids = self._run_pids()
+        self._run_pids()
+        run_pids = self.seen_pids
         for proc in data["processes"]:
             proc["in_run"] = proc["pid"] in run_pids or proc.get("container_pid") in run_pids
         if self.visible is not None:

@@ -8,6 +8,7 @@ The command runner is injected so tests replay real captured output without the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -39,10 +40,8 @@ def run_command(argv: list[str], timeout: float) -> tuple[int, str, str]:
         out, errb = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.communicate(timeout=1.0)
-        except subprocess.TimeoutExpired:
-            pass
         raise TimeoutError(timeout) from None
     return proc.returncode, out.decode("utf-8", "replace"), errb.decode("utf-8", "replace")
 
@@ -318,9 +317,7 @@ def availability() -> dict[str, str | None]:
     why: dict[str, str | None] = {}
     why["npu-smi"] = None if shutil.which("npu-smi") else "npu-smi: not found on PATH"
     nv = NvidiaSource(use_nvml=True)
-    if nv.backend == "nvml":
-        why["nvidia"] = None
-    elif shutil.which("nvidia-smi"):
+    if nv.backend == "nvml" or shutil.which("nvidia-smi"):
         why["nvidia"] = None
     else:
         why["nvidia"] = f"{nv.nvml_error or 'NVML unavailable'}; nvidia-smi: not found on PATH"
