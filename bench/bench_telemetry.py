@@ -121,7 +121,7 @@ def main() -> None:
     args = ap.parse_args()
     bench_parse()
     bench_polling(args.window)
-    for hours in (0.25, 1, 10, 72):
+    for hours in (0.05, 0.25, 1, 10, 72):
         bench_store(hours)
 
 

@@ -20,6 +20,10 @@ from zerodeck.core.telemetry.poller import Poller
 from zerodeck.core.telemetry.series import Point, Series
 from zerodeck.core.telemetry.sources import DEFAULT_TIMEOUT, CpuRankSource, Source, make_source
 
+# A stored point covers at least this many polls (max memory, mean of the rest), which keeps even
+# a short run under ~70 KB per card-hour; the live view still sees every poll.
+STORE_POLLS_PER_POINT = 3
+
 _DEVICE_SOURCE = {"npu": "npu-smi", "cuda": "nvidia", "cpu": "cpu"}
 
 
@@ -123,7 +127,7 @@ class RunRecorder:
         key = (source, card)
         series = self.series.get(key)
         if series is None:
-            series = self.series[key] = Series(width=max(self.poller.target, 1e-3))
+            series = self.series[key] = Series(width=max(self.poller.target * STORE_POLLS_PER_POINT, 1e-3))
         series.add(Point(t=round(t, 3), memory_used_mb=used, memory_total_mb=total, util_pct=util,
                          power_w=power, temp_c=temp))
         peak = self.peaks.get(key)
