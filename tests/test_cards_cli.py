@@ -131,3 +131,15 @@ def test_live_view_redraws_in_place_until_ctrl_c(zd_bin: str) -> None:
     os.close(fd)
     assert buf.count(b"\x1b[H\x1b[2J") >= 3 and b"Ctrl-C to quit" in buf and b"host: cpu" in buf
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_doctor_reads_ascend_version_files(tmp_path: Path) -> None:
+    from zerodeck.core.cli.doctor_cmd import ascend_versions
+
+    (tmp_path / "driver").mkdir()
+    (tmp_path / "driver" / "version.info").write_text("Version=25.2.0\nascendhal_version=7.35.23\n")
+    info = tmp_path / "ascend-toolkit" / "latest" / "aarch64-linux" / "ascend_toolkit_install.info"
+    info.parent.mkdir(parents=True)
+    info.write_text("package_name=Ascend-cann-toolkit\nversion=8.1.RC1\n")
+    assert ascend_versions(tmp_path) == {"driver": "25.2.0", "cann": "8.1.RC1"}
+    assert ascend_versions(tmp_path / "absent") == {"driver": None, "cann": None}

@@ -386,6 +386,8 @@ def test_key_value_subcommands() -> None:
     assert (c.npu, c.temp_c, c.power_w) == (1, 46, 93.4)  # the MCU block's 38 °C is not the chip's
     blocks = nps.parse_kv_blocks(read("common_910b1_23.0.rc2.txt"))
     assert blocks[-1] == {"Chip Name": "mcu", "Temperature(C)": "38"}
+    c = nps.kv_card(read("common_310b_mcu_hwdoc.txt"))
+    assert (c.temp_c, c.power_w) == (38, None)  # 36 °C / 13.3 W belong to the MCU block
     assert nps.kv_card(read("temp_910b-a2_25.5.1_fixture.txt")).temp_c == 39
     assert nps.kv_card(read("power_910b-a2_25.5.1_fixture.txt")).power_w == 103.5
     b = nps.kv_card(read("board_910b-a2_25.5.1_fixture.txt"))
