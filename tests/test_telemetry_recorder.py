@@ -114,3 +114,29 @@ def test_series_stays_small_and_keeps_the_spike() -> None:
     assert len(series.points) <= MAX_POINTS
     assert max(p.memory_used_mb for p in series.points) == 51000  # type: ignore[type-var]
     assert series.points[0].util_pct == 50.0 and series.points[0].power_w is None
+
+
+def test_peaks_reach_the_store_while_the_run_goes() -> None:
+    run_id = new_run("npu")
+    now = [0.0]
+    src = ReplaySource("npu-smi", [TABLE])
+    rec = RunRecorder(run_id, "npu", lambda: {1333928}, source=src, clock=lambda: now[0])
+    rec.t0 = now[0]
+
+    def stored() -> dict[str, float | None]:
+        with open_store() as s:
+            return {p.card: p.peak_mb for p in s.exec(select(CardPeak).where(CardPeak.run_id == run_id))}
+
+    for _ in range(30):
+        rec.poller.poll_once()
+        now[0] += 1.0
+    assert stored() == {}  # not yet a minute
+    for _ in range(40):
+        rec.poller.poll_once()
+        now[0] += 1.0
+    assert stored()["2"] == 41052  # a supervisor killed now would still leave the peaks
+    rec.stop(failed=False)
+    after = stored()
+    assert after["2"] == 41052 and len(after) == len(set(after)) == 10  # 8 cards + host + swap, no duplicates
+    with open_store() as s:
+        assert get_run(s, run_id).failure_snapshot == "{}"  # type: ignore[union-attr]

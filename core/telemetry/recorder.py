@@ -9,6 +9,7 @@ as the run's when their PID (or, inside a container, their container PID) belong
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -23,6 +24,7 @@ from zerodeck.core.telemetry.sources import DEFAULT_TIMEOUT, CpuRankSource, Sour
 # A stored point covers at least this many polls (max memory, mean of the rest), which keeps even
 # a short run under ~70 KB per card-hour; the live view still sees every poll.
 STORE_POLLS_PER_POINT = 3
+PEAK_FLUSH_S = 60.0
 
 _DEVICE_SOURCE = {"npu": "npu-smi", "cuda": "nvidia", "cpu": "cpu"}
 
@@ -50,6 +52,7 @@ class RunRecorder:
         self.last_live: Snapshot | None = None  # the newest snapshot while run processes were seen
         self.before_loss: Snapshot | None = None  # the last one before a run process first vanished
         self._live_count = 0
+        self._flushed_at = clock()
         self.seen_pids: set[int] = set()  # every PID the run ever had: attribution outlives the process
         self._latest: Snapshot | None = None
         self._lock = threading.Lock()
@@ -121,6 +124,7 @@ class RunRecorder:
             if count:
                 self.last_live = snap
             self._live_count = count
+        self._checkpoint(snap.t)
 
     def _add(self, source: str, card: str, t: float, used: Any, total: Any, util: Any, power: Any,
              temp: Any) -> None:
@@ -158,13 +162,15 @@ class RunRecorder:
         with open_store(self.store_url) as session:
             update_run(session, self.run_id, **fields)
 
-    def _write_samples(self) -> None:
+    def _write_samples(self, samples: bool = True) -> None:
+        """Replace this run's CardPeak rows (and with `samples`, write the series)."""
+        from sqlmodel import delete
         from zerodeck.store.engine import open_store
         from zerodeck.store.models import CardPeak, TelemetrySample
 
         with self._lock:
             rows: list[Any] = []
-            for (source, card), series in self.series.items():
+            for (source, card), series in self.series.items() if samples else ():
                 rows += [TelemetrySample(run_id=self.run_id, t=p.t, source=source, card=card,
                                          memory_used_mb=p.memory_used_mb, memory_total_mb=p.memory_total_mb,
                                          util_pct=p.util_pct, power_w=p.power_w, temp_c=p.temp_c)
@@ -172,5 +178,15 @@ class RunRecorder:
             for (source, card), peak in self.peaks.items():
                 rows.append(CardPeak(run_id=self.run_id, source=source, card=card, **peak))
         with open_store(self.store_url) as session:
+            session.exec(delete(CardPeak).where(CardPeak.run_id == self.run_id))
             session.add_all(rows)
             session.commit()
+
+    def _checkpoint(self, now: float) -> None:
+        """Peaks reach the store every PEAK_FLUSH_S while the run goes, so a supervisor killed
+        mid-run still leaves them; a failed write is retried at the next checkpoint."""
+        if self._stopped or now - self._flushed_at < PEAK_FLUSH_S:
+            return
+        self._flushed_at = now
+        with contextlib.suppress(Exception):
+            self._write_samples(samples=False)
