@@ -23,6 +23,8 @@ COMMAND_MODULES = [
     "zerodeck.core.cli.recipes_cmd",
     "zerodeck.core.cli.compare_cmd",
     "zerodeck.core.cli.chart_cmd",
+    "zerodeck.core.cli.cards_cmd",
+    "zerodeck.core.cli.doctor_cmd",
 ]
 
 
