@@ -20,6 +20,8 @@ from zerodeck.core.errors import EXIT_FAILED, EXIT_USAGE, ZerodeckError
 # Order is the order shown in --help.
 COMMAND_MODULES = [
     "zerodeck.core.cli.recipes_cmd",
+    "zerodeck.core.cli.plan_cmd",
+    "zerodeck.core.cli.data_cmd",
 ]
 
 
