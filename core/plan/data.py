@@ -37,7 +37,7 @@ _WS = re.compile(r"\s+")
 def recommended_samples(params: int) -> int:
     pts = ANCHORS
     if params <= pts[0][0]:
-        return max(1000, round(pts[0][1] * params / pts[0][0], -2))
+        return int(max(1000, round(pts[0][1] * params / pts[0][0], -2)))
     for (p0, s0), (p1, s1) in zip(pts, pts[1:]):
         if params <= p1:
             return int(round(s0 + (s1 - s0) * (params - p0) / (p1 - p0), -2))
