@@ -192,7 +192,7 @@ def _tokenizer(model_dir: Path | None) -> Any:
     if model_dir is None or not (model_dir / "tokenizer.json").is_file():
         return None
     try:
-        from tokenizers import Tokenizer  # type: ignore[import-not-found]
+        from tokenizers import Tokenizer
 
         return Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     except Exception:
@@ -283,7 +283,6 @@ def recorded_throughput(model_name: str) -> float | None:
         return None
     try:
         import tomllib
-
         from sqlmodel import select
         from zerodeck.store.engine import open_store
         from zerodeck.store.models import RecipeSnapshot, Run

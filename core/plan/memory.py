@@ -36,18 +36,21 @@ Terms (bytes per card; P parameters, T trainable, N data-parallel ranks, t = mic
   recomputed activations and their gradients), not their sum.
 - buffers: ZeRO-1/2 reduce and all-gather buckets (DeepSpeed defaults 5e8 elements each, sized down
   to the trainable count; the reduce bucket double-buffered with overlap_comm: 3 x the bucket. The
-  DeepSpeed config docs' "4.5 x" worst case would not let the ZeRO tutorial's GPT-2 10B fit on 32 GB); ZeRO-3 gathers whole layers (the current one and
-  the prefetched one) and the lm_head at the loss (stage3_prefetch_bucket_size, max_live_parameters);
+  DeepSpeed config docs' "4.5 x" worst case would not let the ZeRO tutorial's GPT-2 10B fit on
+  32 GB); ZeRO-3 gathers whole layers (the current one and the prefetched one) and the lm_head at
+  the loss (stage3_prefetch_bucket_size, stage3_max_live_parameters);
   DDP at ZeRO-0 keeps a flat copy of the gradients in its buckets (torch DDP docs).
 - runtime: what the device uses before the first tensor: an idle Ascend 910B already shows ~3 GB in
-  npu-smi (HCCL and the CANN runtime; corpus npu-smi captures); a CUDA context with cuBLAS and NCCL
-  ~1 GiB as nvidia-smi shows it (PyTorch CUDA semantics notes; FIT 1.0). Zero when a figure is torch's max_memory_reserved.
+  npu-smi (the CANN runtime; a 910B4 with no process shows 2871 MB of HBM in use); a CUDA context
+  ~1 GiB as nvidia-smi shows it (PyTorch CUDA semantics notes; FIT 1.0). Zero when the figure
+  wanted is torch's max_memory_reserved.
 - headroom: the caching allocator keeps freed blocks (PyTorch / torch_npu caching allocator).
   With dynamic padding (LLaMA-Factory's collator pads to the longest in each batch), the
   per-shape logits blocks fragment: reserved memory grows by about one more logits-sized set of
-  blocks (FIT on variable-length runs, ms-swift max_memory_reserved), but this cache is elastic: the allocator frees it and retries
-  before reporting OOM, so it never makes a run fail on its own. A further 10 % of the static terms
-  covers block rounding, small blocks and the launcher's own tensors (FIT).
+  blocks (FIT on variable-length runs, ms-swift max_memory_reserved), but this cache is elastic:
+  the allocator frees it and retries before reporting OOM, so it never makes a run fail on its
+  own. A further 10 % of the static terms covers block rounding, small blocks and the launcher's
+  own tensors (FIT).
 - host RAM per node: offloaded optimizer states (12 bytes per trainable parameter, plus a 4-byte fp32
   gradient copy) and offloaded 16-bit parameters, pinned (DeepSpeed offload docs); one 16-bit model
   copy while checkpoints load (safetensors shards are memory-mapped and shared by the ranks);
@@ -134,8 +137,8 @@ class Breakdown:
 
 def lora_params(arch: ModelArch, rank: int, target: tuple[str, ...] = LORA_MODULES) -> int:
     """Adapter parameters: rank x (in + out) per targeted linear per layer."""
-    h, kv, inter = arch.hidden, arch.kv_heads * arch.head_dim, arch.intermediate
-    shapes = {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
+    h, kv, inter, qd = arch.hidden, arch.kv_heads * arch.head_dim, arch.intermediate, arch.q_dim
+    shapes = {"q_proj": (h, qd), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (qd, h),
               "gate_proj": (h, inter), "up_proj": (h, inter), "down_proj": (inter, h)}
     per_layer = sum(rank * (i + o) for name, (i, o) in shapes.items() if name in target)
     return per_layer * arch.layers
@@ -182,7 +185,6 @@ def estimate(inp: PlanInput) -> Breakdown:
     t_params = trainable_params(inp)
     lora = inp.method == "lora"
     adapters = t_params if lora else 0  # new tensors on top of the base model
-    base_trainable = 0 if lora else t_params
     if lora and inp.train_embeddings:
         # modules_to_save trains copies: the copies are new tensors, the originals stay frozen.
         adapters = t_params

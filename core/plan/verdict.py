@@ -305,8 +305,8 @@ def matrix(*, cards: int = 8, card_gb: float = 64.0, device: str = "npu", method
         arch = lookup(name)
         row: dict[str, Any] = {"model": name, "params_b": round(arch.params_b, 2)}
         for stage in (0, 1, 2, 3):
-            inp = PlanInput(arch=arch, method=method, stage=stage, cards=cards, card_gb=card_gb,  # type: ignore[arg-type]
-                            device=device, seq_len=seq_len, micro_batch=micro_batch)  # type: ignore[arg-type]
+            inp = PlanInput(arch=arch, method=method, stage=stage, cards=cards, card_gb=card_gb,
+                            device=device, seq_len=seq_len, micro_batch=micro_batch)
             validate_input(inp)
             bd = estimate(inp)
             row[f"z{stage}_gib"] = round(bd.total, 1)
