@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from array import array
 from collections.abc import Iterator
@@ -31,7 +30,6 @@ FEW, MANY = 0.5, 3.0  # below half the recommendation: too few; over 3x: the mod
 CHUNK = 1 << 20
 MAX_RECORD = 256 << 20  # one JSON array element larger than this is not a training sample
 MAX_BAD_REPORTED = 20
-_WS = re.compile(r"\s+")
 
 
 def recommended_samples(params: int) -> int:
@@ -233,7 +231,7 @@ def inspect_data(path: str | Path, model: str | None = None) -> DataReport:
             shape, text = _texts(rec)
             shapes.add(shape)
             lengths.append(len(text))
-            norm = _WS.sub(" ", text).strip().lower()
+            norm = " ".join(text.lower().split())  # str.split is ~10x faster than a regex here
             h = int.from_bytes(hashlib.blake2b(norm.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
             if h in seen:
                 dups += 1
