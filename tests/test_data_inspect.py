@@ -128,6 +128,7 @@ def test_cli_bad_line_exit_2_with_counts(cli, tmp_path: Path) -> None:
 @pytest.mark.parametrize("content,needle", [
     ("hello world\n", "not a JSON or JSONL file"),
     ("{not json\n{also not\n", "not JSON"),
+    ('{\n  "data": [1, 2]\n}\n', "one JSON object, not a list of samples"),
 ])
 def test_cli_not_json_exit_2(cli, tmp_path: Path, content: str, needle: str) -> None:
     p = tmp_path / "x.jsonl"

@@ -244,6 +244,8 @@ def inspect_data(path: str | Path, model: str | None = None) -> DataReport:
     seconds = time.perf_counter() - t0
     n = len(lengths)
     if n == 0 and bad:
+        if fmt == "jsonl" and _is_one_object(p):
+            raise BadInput(f"{p}: one JSON object, not a list of samples (expected a JSON array or JSONL)")
         raise BadInput(f"{p}:{bad[0]}: not JSON (no line parsed; not a JSON / JSONL file?)")
     srt = sorted(lengths)
     rep = DataReport(
@@ -268,6 +270,16 @@ def inspect_data(path: str | Path, model: str | None = None) -> DataReport:
         what = "element" if fmt == "json" else "line"
         rep.bad_message = f"{p}: {len(bad)} {what}(s) do not parse as JSON (line {where}); counted the rest"
     return rep
+
+
+def _is_one_object(p: Path) -> bool:
+    """A pretty-printed single object fails line by line; say so instead of listing every line."""
+    if p.stat().st_size > MAX_RECORD:
+        return False
+    try:
+        return isinstance(json.loads(p.read_bytes()), dict)
+    except ValueError:
+        return False
 
 
 def recorded_throughput(model_name: str) -> float | None:
