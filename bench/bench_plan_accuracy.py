@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -170,6 +171,15 @@ def main() -> None:
     print("seed scenarios, 8 x 64 GB 910B, LoRA r8, seq 2048, micro-batch 1:")
     print("\n".join(seeds()))
     print(f"evaluated in {dt * 1000:.1f} ms")
+    from zerodeck.core.plan.verdict import matrix
+
+    t0 = time.perf_counter()
+    matrix()
+    inproc = time.perf_counter() - t0
+    exe = Path(sys.executable).with_name("zerodeck")
+    t0 = time.perf_counter()
+    subprocess.run([str(exe), "plan", "--matrix"], capture_output=True, check=True)
+    print(f"plan --matrix: {inproc * 1000:.1f} ms in process, {time.perf_counter() - t0:.2f} s as a command")
 
 
 if __name__ == "__main__":

@@ -15,8 +15,10 @@ Terms (bytes per card; P parameters, T trainable, N data-parallel ranks, t = mic
 - gradients: one 16-bit gradient per trainable parameter; 1/N from ZeRO-2 (ZeRO paper §5.2).
 - optimizer: mixed precision Adam keeps an fp32 master copy and two fp32 moments, 12 bytes per
   trainable parameter (ZeRO paper §3.1, "K = 12"); 1/N from ZeRO-1; on the host with optimizer
-  offload (ZeRO-Offload, Ren et al. 2021). LoRA adapters are trained in fp32 (PEFT and
-  LLaMA-Factory upcast trainable adapters), so they cost 16 bytes each whatever the stage.
+  offload (ZeRO-Offload, Ren et al. 2021). DeepSpeed's step also upcasts the gradient partition to
+  fp32 (4 bytes per partitioned parameter; at ZeRO-3 one sub_group_size of 1e9 at a time), a
+  step-phase term. LoRA adapters are trained in fp32 (PEFT and LLaMA-Factory upcast trainable
+  adapters), so they cost 16 bytes each whatever the stage.
   "Pure" 16-bit training (HF Trainer without DeepSpeed, weights loaded in bf16) keeps no master
   copy: 2 + 2 + 4 bytes, plus the 2-byte temporary of torch's foreach Adam step (torch.optim.adam
   `_multi_tensor_adam`: `_foreach_sqrt` allocates a full copy).
@@ -75,6 +77,7 @@ STATIC_HEADROOM = 0.10
 RUNTIME_GIB = {"npu": 3.0, "cuda": 1.0, "cpu": 0.0}
 BUCKET_ELEMS = 5e8
 OVERLAP_FACTOR = 3.0
+SUB_GROUP_ELEMS = 1e9
 TIGHT_FRACTION = 0.10
 
 LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -253,6 +256,11 @@ def estimate(inp: PlanInput) -> Breakdown:
     step_temp = 0.0
     if (inp.pure_16bit or inp.precision == "fp32") and not lora:
         step_temp = t_params * b
+    elif not lora and z >= 1 and inp.offload == "none":
+        # DeepSpeed's mixed-precision step upcasts the gradient partition to fp32: the whole
+        # partition at ZeRO-1/2 (stage_1_and_2.py), one sub-group (sub_group_size 1e9) at ZeRO-3.
+        part = t_params / n
+        step_temp = 4 * (min(part, SUB_GROUP_ELEMS) if z == 3 else part)
     runtime = 0.0 if inp.reserved_only else RUNTIME_GIB.get(inp.device, 0.0) * GIB
     static = weights + grads + optim + buffers
     transient = act_term + logit_term
