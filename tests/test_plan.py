@@ -248,3 +248,28 @@ def test_plan_model_dir_without_config(cli, tmp_path: Path) -> None:
     (tmp_path / "empty-model").mkdir()
     code, _, err = cli("plan", "--model", str(tmp_path / "empty-model"))
     assert code == 2 and "no config.json" in err
+
+
+def test_offload_suggestion_states_the_host_ram_it_needs() -> None:
+    p = plan(PlanInput(arch=lookup("Qwen2.5-72B"), method="full", stage=3))
+    assert p.verdict == "oom" and p.suggestion and "offload" in p.suggestion
+    assert "GiB host RAM per node" in p.suggestion
+
+
+def test_bad_recipe_file_is_exit_2_with_its_line(cli, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[model]\nname = "Qwen2.5-7B"\n[zero]\nstage = 4\n')
+    code, _, err = cli("plan", str(bad))
+    assert code == 2 and "bad.toml:5" in err and "Traceback" not in err
+
+
+def test_recipe_with_unknown_model_is_exit_2(cli, tmp_path: Path) -> None:
+    bad = tmp_path / "m.toml"
+    bad.write_text('name = "x"\n[model]\nname = "Qwen2.5-14B-Instruct-AWQ"\n')
+    code, _, err = cli("plan", str(bad))
+    assert code == 2 and "unknown model" in err
+
+
+def test_instruct_and_hub_names_resolve_to_the_same_architecture() -> None:
+    assert lookup("Qwen/Qwen2.5-14B-Instruct") == lookup("Qwen2.5-14B")
+    assert lookup("qwen3-8b-base").params() == lookup("Qwen3-8B").params()

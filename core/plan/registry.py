@@ -99,8 +99,14 @@ class UnknownModel(LookupError):
         super().__init__(f"unknown model {name!r}{hint}")
 
 
+# Instruct and base checkpoints share their architecture (the same config.json shapes).
+_VARIANTS = ("-instruct", "-base", "-chat")
+
+
 def lookup(name: str) -> ModelArch:
     key = name.lower().removeprefix("qwen/")
+    for suffix in _VARIANTS:
+        key = key.removesuffix(suffix)
     if key in _ALIASES:
         return REGISTRY[_ALIASES[key]]
     raise UnknownModel(name)

@@ -245,15 +245,21 @@ def _levers(inp: PlanInput) -> list[tuple[str, PlanInput]]:
     return out
 
 
+def _host_note(inp: PlanInput, changed: PlanInput) -> str:
+    if changed.offload == inp.offload:
+        return ""
+    return f" (needs ~{estimate(changed).host_gib:.0f} GiB host RAM per node)"
+
+
 def suggest(inp: PlanInput, fits: Callable[[PlanInput], bool]) -> str:
     for text, changed in _changes(inp):
         if fits(changed):
-            return text
+            return text + _host_note(inp, changed)
     steps = []
     for text, changed in _levers(inp):
         steps.append(text)
         if fits(changed):
-            return "no single change fits; together: " + ", ".join(steps)
+            return "no single change fits; together: " + ", ".join(steps) + _host_note(inp, changed)
     return f"does not fit on {inp.cards} x {inp.card_gb:g} GB cards even with every change: add cards"
 
 
