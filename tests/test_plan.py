@@ -273,3 +273,23 @@ def test_recipe_with_unknown_model_is_exit_2(cli, tmp_path: Path) -> None:
 def test_instruct_and_hub_names_resolve_to_the_same_architecture() -> None:
     assert lookup("Qwen/Qwen2.5-14B-Instruct") == lookup("Qwen2.5-14B")
     assert lookup("qwen3-8b-base").params() == lookup("Qwen3-8B").params()
+
+
+def test_planner_commands_import_no_torch(tmp_path: Path) -> None:
+    import subprocess
+
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"instruction": "a", "output": "b"}\n')
+    code = (
+        "import sys, contextlib, io\n"
+        "from zerodeck.core.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['plan', 'qwen2.5-14b-lora-z0-s40k', '--json'])\n"
+        "    main(['plan', '--matrix'])\n"
+        f"    main(['data', 'inspect', {str(data)!r}, '--model', 'Qwen2.5-7B'])\n"
+        "bad = [m for m in ('textual', 'torch', 'deepspeed', 'transformers') if m in sys.modules]\n"
+        "sys.stderr.write(repr(bad))\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -29,6 +29,9 @@ MAX_MICRO_BATCH = 4096
 
 @dataclass
 class Plan:
+    """One planned recipe. A launcher records `breakdown.total` (raw, never the calibrated figure)
+    as `Run.predicted_peak_gib`, so calibration always compares measurements with the physics."""
+
     model: str
     method: str
     stage: int
