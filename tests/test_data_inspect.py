@@ -143,3 +143,20 @@ def test_cli_missing_file_and_unknown_model(cli, tmp_path: Path) -> None:
     p = _jsonl(tmp_path / "ok.jsonl", [{"instruction": "a", "output": "b"}])
     code, _, err = cli("data", "inspect", str(p), "--model", "Qwen2.5-7C")
     assert code == 2 and "did you mean" in err
+
+
+def test_json_array_edge_cases(tmp_path: Path) -> None:
+    empty = tmp_path / "e.json"
+    empty.write_text("[ ]\n")
+    assert inspect_data(empty).samples == 0
+    tricky = tmp_path / "t.json"
+    tricky.write_text('[{"instruction": "a ] , [ b", "output": "\\u00e9 \\"q\\""},\n 7,\n "plain text"]')
+    rep = inspect_data(tricky)
+    assert rep.samples == 3 and rep.shape == "mixed" and not rep.bad_lines
+
+
+def test_broken_array_element_reports_its_line(tmp_path: Path) -> None:
+    p = tmp_path / "b.json"
+    p.write_text('[\n{"instruction": "a", "output": "b"},\n{"instruction": oops},\n{"instruction": "c"}\n]\n')
+    rep = inspect_data(p)
+    assert rep.samples == 1 and rep.bad_lines == [3] and rep.bad_message and "line 3" in rep.bad_message

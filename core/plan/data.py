@@ -265,10 +265,12 @@ def inspect_data(path: str | Path, model: str | None = None) -> DataReport:
         rep.samples_per_s = recorded_throughput(arch.name)
         if rep.samples_per_s:
             rep.est_epoch_s = round(n / rep.samples_per_s, 1)
-    if bad:
+    if bad and fmt == "json":
+        rep.bad_message = (f"{p}: the array element at line {bad[0]} does not parse as JSON; counted the "
+                           f"{n} before it (an array cannot be resumed after a broken element)")
+    elif bad:
         where = ", ".join(str(b) for b in bad[:5]) + (" ..." if len(bad) > 5 else "")
-        what = "element" if fmt == "json" else "line"
-        rep.bad_message = f"{p}: {len(bad)} {what}(s) do not parse as JSON (line {where}); counted the rest"
+        rep.bad_message = f"{p}: {len(bad)} line(s) do not parse as JSON (line {where}); counted the rest"
     return rep
 
 
