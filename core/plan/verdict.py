@@ -97,7 +97,11 @@ def resolve_model(name: str | None = None, path: str | None = None) -> ModelArch
     if path or (name and ("/" in name.removeprefix("Qwen/").removeprefix("qwen/") or Path(name).exists())):
         target = Path(path or name or "").expanduser()
         if not target.exists():
-            raise BadInput(f"{target}: no such model directory")
+            if path:
+                raise BadInput(f"{target}: no such model directory")
+            msg = str(UnknownModel(target.name))
+            hint = msg[msg.index(" (did"):] if " (did" in msg else ""
+            raise BadInput(f"{target}: neither a registry model nor a local directory{hint}")
         try:
             return from_config(target)
         except FileNotFoundError:
