@@ -3,8 +3,8 @@
 Training sets are JSON arrays or JSONL files of alpaca (`instruction`/`input`/`output`) or sharegpt
 (`conversations`/`messages`) records, often gigabytes. Both are streamed: JSONL line by line, a
 JSON array element by element through `json.JSONDecoder.raw_decode` over a sliding buffer, so
-memory grows with the sample count (an 8-byte hash and a 4-byte length per sample), never with the
-file size. A line that does not parse is reported by number and the rest are still counted.
+memory grows with the sample count (a set of 64-bit hashes and an array of lengths, ~100 bytes per
+sample), never with the file size. A line that does not parse is reported by number and the rest are still counted.
 
 Recommended sizes follow the seed guidance for LoRA SFT on Qwen models (7B 20k, 14B 40k, 32B 80k,
 72B 150k samples), interpolated linearly in parameter count between those anchors and scaled
