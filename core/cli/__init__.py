@@ -25,6 +25,8 @@ COMMAND_MODULES = [
     "zerodeck.core.cli.chart_cmd",
     "zerodeck.core.cli.cards_cmd",
     "zerodeck.core.cli.doctor_cmd",
+    "zerodeck.core.cli.plan_cmd",
+    "zerodeck.core.cli.data_cmd",
 ]
 
 
