@@ -219,7 +219,7 @@ class MetricsFollower:
                     self._final_value(m.group(1), m.group(2))
                 return []
             self._block = None
-        header = _METRICS_HEADER.search(seg)
+        header = _METRICS_HEADER.search(seg) if "***** " in seg else None
         if header:
             self._block = header.group(1)
             return []
