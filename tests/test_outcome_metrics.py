@@ -188,3 +188,24 @@ def test_garbage_never_raises(lines: list[str]) -> None:
     f.flush()
     json.dumps({k: v for k, v in f.summary().items() if not (isinstance(v, float) and math.isnan(v))})
     parse_metrics(lines)
+
+
+def test_live_throughput_from_tqdm_and_batch_size() -> None:
+    f = MetricsFollower()
+    for line in _lines("run_lf095_cpu_console.log"):
+        f.feed(line)
+        if "{'loss': '6.39'," in line:
+            break
+    live = f.summary()
+    # Total train batch size = 8; the bar before the 8th step's dict says 7.37 it/s... at that moment.
+    assert live["samples_per_s"] is not None and live["samples_per_s"] > 0
+    assert live["train_runtime_s"] is None and live["steps_total"] == 20
+
+
+@settings(max_examples=40, deadline=None)
+@given(cut=st.integers(0, 10**6), junk=st.text(max_size=80), where=st.integers(0, 10**6))
+def test_mutated_real_log_never_raises(cut: int, junk: str, where: int) -> None:
+    text = (LOGS / "run_hf_tf4571_ds0184_zero3_cpu_console.log").read_text(encoding="utf-8")
+    text = text[: cut % (len(text) + 1)]
+    at = where % (len(text) + 1)
+    parse_metrics((text[:at] + junk + text[at:]).splitlines())

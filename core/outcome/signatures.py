@@ -54,6 +54,8 @@ SIGNATURES: tuple[Signature, ...] = (
     # (`exitcode : -9 ... (SIGKILL)`) is parsed separately in classify.py.
     Signature("torchrun_minus9", "host_oom", "host", _p(r"failed \(exitcode: -9\) local_rank: \d+[^\n]*"), code="-9"),
     Signature("kernel_oom_killer", "host_oom", "host", _p(r"Out of memory: Kill(?:ed)? process[^\n]*"), code="-9"),
+    # A shell reporting its child SIGKILLed: `/bin/sh: line 1: 12345 Killed   python train.py`.
+    Signature("shell_killed", "host_oom", "host", _p(r": line \d+: +\d+ Killed\b[^\n]*"), code="-9"),
     Signature("python_memoryerror", "host_oom", "host", _p(r"MemoryError\b[^\n]*"), line_start=True),
     # -- stopped by a signal (SIGTERM / SIGINT / SIGHUP) -----------------------------------------
     Signature("ds_main_sigterm", "signal", None, _p(r"Main process received (SIG[A-Z]+)[^\n]*")),
@@ -106,7 +108,7 @@ LINE_PREFIX_ONLY = re.compile(LINE_PREFIX + r"[ \t]*")
 EXCEPTION_LINE = re.compile(
     r"(?m)^" + LINE_PREFIX.replace(r"(?:\[rank\d+\]: ?)?", r"(?:\[rank(?P<rank>\d+)\]: ?)?")
     + r"(?P<exc>(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception|Failure|Interrupt|Exit))"
-    + r"(?::[ \t]*(?P<msg>[^\n]*))?$"
+    + r"(?::[ \t]*(?P<msg>[^\n]*))?\r?$"
 )
 
 # Exceptions that only report that something below failed: never the root cause if another exists.
@@ -114,7 +116,7 @@ WRAPPER_EXCEPTIONS = ("ChildFailedError", "CalledProcessError", "SignalException
 
 # torchrun's summary box: the Root Cause section names the rank and its exit code.
 ROOT_CAUSE = re.compile(
-    r"Root Cause \(first observed failure\):\n(?:[^\n]*\n){0,3}?[^\n]*rank\s*:\s*(?P<rank>\d+)[^\n]*\n"
+    r"Root Cause \(first observed failure\):\r?\n(?:[^\n]*\n){0,3}?[^\n]*rank\s*:\s*(?P<rank>\d+)[^\n]*\n"
     r"[^\n]*exitcode\s*:\s*(?P<exit>-?\d+)[^\n]*"
 )
 
