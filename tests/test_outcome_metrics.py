@@ -209,3 +209,23 @@ def test_mutated_real_log_never_raises(cut: int, junk: str, where: int) -> None:
     text = text[: cut % (len(text) + 1)]
     at = where % (len(text) + 1)
     parse_metrics((text[:at] + junk + text[at:]).splitlines())
+
+
+def test_trainer_state_json() -> None:
+    from zerodeck.core.outcome import parse_trainer_state_json
+
+    m = parse_trainer_state_json(LOGS / "run_lf095_cpu_trainer_state.json")
+    assert [p["step"] for p in m.points] == list(range(2, 21, 2))
+    assert (m.points[0]["grad_norm"], m.points[0]["loss"]) == (424.86950488168037, 6.411787033081055)
+    assert m.points[-1]["loss"] == 6.353116989135742
+    s = m.summary
+    assert (s["steps_done"], s["steps_total"], s["train_runtime_s"], s["samples_per_s"]) == (20, 20, 3.1513, 50.773)
+    assert s["train_loss"] == 6.38102240562439
+
+
+def test_trainer_state_json_garbage(tmp_path: Path) -> None:
+    from zerodeck.core.outcome import parse_trainer_state_json
+
+    for text in ("", "[1, 2]", '{"log_history": [1, {"loss": "x", "step": null}, {"train_runtime": []}]}'):
+        (tmp_path / "s.json").write_text(text)
+        assert parse_trainer_state_json(tmp_path / "s.json").points == []

@@ -29,9 +29,11 @@ from zerodeck.core.outcome.metrics import (
     parse_metrics,
     parse_results_json,
     parse_trainer_log_jsonl,
+    parse_trainer_state_json,
 )
 
 __all__ = [
     "Diagnosis", "Metrics", "MetricsFollower", "UnreadableLog", "diagnose", "diagnose_file",
     "is_transient_startup_failure", "parse_metrics", "parse_results_json", "parse_trainer_log_jsonl",
+    "parse_trainer_state_json",
 ]

@@ -441,3 +441,32 @@ def parse_results_json(path: str | Path) -> dict[str, Any]:
         "epoch": _num(data.get("epoch")),
         "eval_loss": _num(data.get("eval_loss")),
     }
+
+
+def parse_trainer_state_json(path: str | Path) -> Metrics:
+    """HF `trainer_state.json`: `log_history` as points (it keeps `grad_norm` and the exact step), the
+    final entry and `max_steps` as the summary. Garbage gives an empty Metrics."""
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = {}
+    follower = MetricsFollower()
+    history = data.get("log_history") if isinstance(data, dict) else None
+    if isinstance(data, dict) and _int(data.get("max_steps")):
+        follower._steps_total = _int(data.get("max_steps"))
+    for entry in history if isinstance(history, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        if "train_runtime" in entry:
+            for key, value in entry.items():
+                follower._final_value(key, json.dumps(value))
+            continue
+        if "loss" in entry:
+            follower._merge(_int(entry.get("step")), {
+                "loss": _num(entry.get("loss")), "lr": _num(entry.get("learning_rate")),
+                "epoch": _num(entry.get("epoch")), "grad_norm": _num(entry.get("grad_norm")),
+            })
+    if isinstance(data, dict) and _int(data.get("global_step")):
+        follower._status_step = _int(data.get("global_step"))
+    return follower.metrics()
