@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "zerodeck.core.cli.doctor_cmd",
     "zerodeck.core.cli.plan_cmd",
     "zerodeck.core.cli.data_cmd",
+    "zerodeck.core.cli.diagnose_cmd",
 ]
 
 
