@@ -95,6 +95,9 @@ def to_input(r: dict[str, str]) -> PlanInput:
         # Qwen v1 finetune.py pads every sample to model_max_length; swift and LLaMA-Factory pad per batch.
         fixed_length=source_qwen_readme,
         reserved_only="max_memory_reserved" in notes,
+        # Qwen v1's remote code computes CrossEntropyLoss on the 16-bit logits; only autocast (HF
+        # Trainer without DeepSpeed) would upcast them, and DeepSpeed runs without autocast.
+        loss_fp32=not (r["model"].startswith("Qwen-") and int(r["zero_stage"]) > 0),
     )
 
 

@@ -72,6 +72,7 @@ GIB = 1024**3
 ACT_H, ACT_I, ACT_KV = 12.0, 8.0, 4.0  # bytes per token per layer, times hidden / intermediate / kv dim
 EAGER_SCORE_BYTES = 6.0
 LOGIT_BYTES = 14.0
+LOGIT_BYTES_16 = 8.0  # cross-entropy left in 16 bit: logits, log-softmax, its gradient, the logits' gradient
 DYNAMIC_FRAG = 1.0  # logits-sized blocks the allocator keeps cached when batch lengths vary
 STATIC_HEADROOM = 0.10
 RUNTIME_GIB = {"npu": 3.0, "cuda": 1.0, "cpu": 0.0}
@@ -111,6 +112,7 @@ class PlanInput:
     quant_format: Literal["gptq", "bnb"] = "gptq"  # pre-quantised checkpoint, or bitsandbytes at load
     fixed_length: bool = False  # every batch padded to seq_len (no shape-driven fragmentation)
     reserved_only: bool = False  # the figure wanted is torch's reserved memory (no runtime context)
+    loss_fp32: bool = True  # cross-entropy upcast to fp32 (HF ForCausalLMLoss, or autocast without DeepSpeed)
 
     def with_(self, **changes: object) -> PlanInput:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -232,24 +234,33 @@ def estimate(inp: PlanInput) -> Breakdown:
     tokens = inp.micro_batch * inp.seq_len
     layer_act = tokens * act_bytes_per_token_layer(inp)
     # With bitsandbytes the fp32 embedding output makes the residual stream fp32 (bf16 + fp32 -> fp32).
-    resid_b = 4 if inp.quant_format == "bnb" and inp.quant_bits is not None else b
+    bnb = inp.quant_format == "bnb" and inp.quant_bits is not None
+    resid_b = 4 if bnb else b
     if inp.grad_ckpt:
         stored = a.layers * tokens * a.hidden * resid_b
         working = 2 * layer_act  # one recomputed layer and its gradients
     else:
         stored = a.layers * layer_act
         working = 2 * tokens * a.hidden * b
-    if inp.quant_format == "bnb" and inp.quant_bits is not None:
+    if bnb:
         # bitsandbytes dequantises each layer's weights to 16 bit for its matmuls, forward and
         # backward (MatMul4Bit): one layer's worth is live while that layer runs.
         working += a.layer_params() * 2
-    logits = tokens * a.vocab * LOGIT_BYTES * (2 if inp.precision == "fp32" else 1)
+    if inp.precision == "fp32":
+        logits = tokens * a.vocab * LOGIT_BYTES * 2
+    else:
+        logits = tokens * a.vocab * (LOGIT_BYTES if inp.loss_fp32 else LOGIT_BYTES_16)
+    loss_phase = logits
+    if bnb:
+        # Autocast runs the fp32 lm_head in 16 bit: the cast copy of its weight is saved for the
+        # backward, so it lives through the loss phase (torch autocast; F.linear saves its weight).
+        loss_phase += a.vocab * a.hidden * 2
     # The loss phase and the backward phase do not overlap: the logits are freed before the
     # last layer's backward starts.
-    if logits >= working:
-        act_term, logit_term = stored, logits
+    if loss_phase >= working:
+        act_term, logit_term = stored, loss_phase
     else:
-        act_term, logit_term = stored + working - logits, logits
+        act_term, logit_term = stored + working - loss_phase, loss_phase
 
     # buffers
     layer_w = a.layer_params() * b
@@ -279,7 +290,7 @@ def estimate(inp: PlanInput) -> Breakdown:
     transient = act_term + logit_term
     hard = static * (1 + STATIC_HEADROOM) + max(transient, step_temp) + runtime
     # Variable-length batches leave logits-sized blocks of many sizes in the allocator's cache.
-    frag = 0.0 if inp.fixed_length else DYNAMIC_FRAG * logit_term
+    frag = 0.0 if inp.fixed_length else DYNAMIC_FRAG * logits
     total = hard + frag
     cap = inp.card_gb * GIB
     if hard <= cap:
