@@ -169,7 +169,26 @@ def test_accuracy_against_published_measurements() -> None:
         sys.path.remove(str(ROOT / "bench"))
     res = bench.evaluate()
     assert res["median_abs_pct"] < 10
+    assert res["p90_abs_pct"] < 20
     assert res["agree"] / res["outcomes"] >= 0.9
+
+
+def test_bitsandbytes_base_costs_more_than_gptq_at_the_same_bits() -> None:
+    # PEFT upcasts bnb's non-quantised tensors to fp32 and bnb stores fp32 absmax; GPTQ does neither.
+    base = PlanInput(arch=lookup("Qwen2.5-7B"), stage=0, cards=1, card_gb=80, device="cuda", quant_bits=4)
+    gptq, bnb = estimate(base), estimate(base.with_(quant_format="bnb"))
+    a = base.arch
+    embed = a.vocab * a.hidden * (1 if a.tied_embeddings else 2)
+    assert bnb.weights - gptq.weights > 2 * embed / 2**30  # the fp32 embeddings alone
+    assert bnb.logits - gptq.logits == pytest.approx(a.vocab * a.hidden * 2 / 2**30)  # lm_head cast copy
+    assert bnb.hard > gptq.hard
+
+
+def test_cross_entropy_left_in_16_bit_halves_the_logits_term() -> None:
+    inp = PlanInput(arch=lookup("Qwen2.5-7B"), seq_len=8192, cards=1)
+    full, half = estimate(inp), estimate(inp.with_(loss_fp32=False))
+    assert half.logits < 0.6 * full.logits
+    assert half.hard < full.hard
 
 
 # -- the command line ---------------------------------------------------------------------------

@@ -10,8 +10,16 @@ Terms (bytes per card; P parameters, T trainable, N data-parallel ranks, t = mic
 
 - weights: frozen and trainable parameters in the compute dtype (2 bytes bf16/fp16, 4 fp32), whole
   on every card for ZeRO 0/1/2, 1/N under ZeRO-3, none with parameter offload (ZeRO paper,
-  Rajbhandari et al. 2020, §5; DeepSpeed docs "ZeRO-3 Offload"). Quantised bases (QLoRA) store the
-  linear layers at bits/8 bytes plus group scales (GPTQ/bitsandbytes, group 64-128 -> ~3 %).
+  Rajbhandari et al. 2020, §5; DeepSpeed docs "ZeRO-3 Offload"). Pre-quantised GPTQ bases store
+  the linear layers at bits/8 bytes plus group scales and zeros (group 128 -> ~3 %), the rest in
+  16 bit. bitsandbytes bases (quantised at load, NF4/int8) differ in three ways: one fp32 absmax
+  per 64-weight block (bitsandbytes `quantize_4bit`, 0.5 bit per weight); PEFT's
+  `prepare_model_for_kbit_training` upcasts every non-quantised parameter (embeddings, lm_head,
+  norms) to fp32 for bitsandbytes models but not for GPTQ ones; and `MatMul4Bit` dequantises each
+  layer's weights to 16 bit for its matmuls (one layer's worth live in the backward pass).
+  The fp32 embedding output also makes the residual stream fp32, so checkpointed layer inputs
+  cost 4 bytes, and autocast's 16-bit copy of the fp32 lm_head is saved for its backward, so it
+  lives through the loss phase (torch autocast casts per op; F.linear saves its weight).
 - gradients: one 16-bit gradient per trainable parameter; 1/N from ZeRO-2 (ZeRO paper §5.2).
 - optimizer: mixed precision Adam keeps an fp32 master copy and two fp32 moments, 12 bytes per
   trainable parameter (ZeRO paper §3.1, "K = 12"); 1/N from ZeRO-1; on the host with optimizer
@@ -32,8 +40,14 @@ Terms (bytes per card; P parameters, T trainable, N data-parallel ranks, t = mic
   heads x seq^2 per sequence at 6 bytes (fp32 softmax + its 16-bit cast, HF `eager_attention_forward`);
   sdpa / flash never materialise it (Dao et al. 2022).
 - logits and cross-entropy: t x vocab elements: the 16-bit logits, their fp32 upcast, the saved
-  log-softmax and its gradient, 14 bytes (HF `ForCausalLMLoss` upcasts logits to fp32). For Qwen's
-  152k vocabulary this is 4 GiB at 2048 tokens, more than a 7B's checkpointed activations.
+  log-softmax and its gradient, 14 bytes (HF `ForCausalLMLoss` upcasts logits to fp32; so does
+  autocast, which HF Trainer runs without DeepSpeed). For Qwen's 152k vocabulary this is 4 GiB at
+  2048 tokens, more than a 7B's checkpointed activations. Model code that calls CrossEntropyLoss
+  on the 16-bit logits without an upcast (Qwen v1's remote code) under DeepSpeed, which manages
+  precision itself and runs no autocast (HF Trainer: "deepspeed ... manage their own half
+  precision"), keeps the whole loss in 16 bit: the logits, the log-softmax saved for backward,
+  its gradient and the logits' gradient, 8 bytes. The Qwen README's Q-LoRA series (fp16,
+  DeepSpeed) grows by ~9 bytes per vocab entry and token from 4k to 8k tokens, not 14.
   Peak memory is the larger of the loss phase (logits live) and the backward phase (one layer's
   recomputed activations and their gradients), not their sum.
 - buffers: ZeRO-1/2 reduce and all-gather buckets (DeepSpeed defaults 5e8 elements each, sized down
