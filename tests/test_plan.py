@@ -184,6 +184,20 @@ def test_bitsandbytes_base_costs_more_than_gptq_at_the_same_bits() -> None:
     assert bnb.hard > gptq.hard
 
 
+def test_lazily_created_states_fill_the_allocator_fragments() -> None:
+    # Without DeepSpeed, gradients and Adam moments are created after the first loss phase and
+    # settle into the cached logits blocks; DeepSpeed's partitions exist before and add up.
+    a = lookup("Qwen2.5-1.5B")
+    inp = PlanInput(arch=a, method="full", pure_16bit=True, stage=0, cards=1, card_gb=80,
+                    device="cuda", seq_len=8192, reserved_only=True)
+    full, lora = estimate(inp), estimate(inp.with_(method="lora"))
+    states = full.gradients + full.optimizer
+    assert full.total - lora.total < states * 1.1
+    assert full.hard - lora.hard > states  # the must-fit figure still counts every state
+    fixed = estimate(inp.with_(fixed_length=True))
+    assert full.total >= fixed.total
+
+
 def test_cross_entropy_left_in_16_bit_halves_the_logits_term() -> None:
     inp = PlanInput(arch=lookup("Qwen2.5-7B"), seq_len=8192, cards=1)
     full, half = estimate(inp), estimate(inp.with_(loss_fp32=False))
