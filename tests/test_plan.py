@@ -192,7 +192,7 @@ def test_lazily_created_states_fill_the_allocator_fragments() -> None:
                     device="cuda", seq_len=8192, reserved_only=True)
     full, lora = estimate(inp), estimate(inp.with_(method="lora"))
     states = full.gradients + full.optimizer
-    assert full.total - lora.total < states * 1.1
+    assert full.total - lora.total < 0.5 * states
     assert full.hard - lora.hard > states  # the must-fit figure still counts every state
     fixed = estimate(inp.with_(fixed_length=True))
     assert full.total >= fixed.total
