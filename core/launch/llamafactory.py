@@ -92,11 +92,15 @@ def render(recipe: Recipe, ctx: RenderContext) -> Launch:
     files: dict[str, str] = {}
     args = training_args(recipe, ctx, files)
     files[YAML_NAME] = dump_yaml(args)
+    env = launch_env(recipe, ctx, cli)
+    # Where trainer_log.jsonl lands, for the supervisor's metric points (LLaMA-Factory resolves a
+    # relative output_dir from launch.options against its working directory, the run directory).
+    env.setdefault("ZERODECK_OUTPUT_DIR", str(ctx.run_dir / str(args["output_dir"])))
     return Launch(
         backend=BACKEND,
         # Relative to cwd: LLaMA-Factory re-splits its argv on spaces before handing it to torchrun.
         argv=[str(cli), "train", YAML_NAME],
-        env=launch_env(recipe, ctx, cli),
+        env=env,
         files=files,
         cwd=ctx.run_dir,
         ranks=recipe.hardware.cards,
@@ -170,6 +174,8 @@ def launch_env(recipe: Recipe, ctx: RenderContext, cli: Path) -> dict[str, str]:
         # torchrun is started by name: the CLI's environment must come first.
         "PATH": os.pathsep.join([str(cli.parent), os.environ.get("PATH", os.defpath)]),
     }
+    if "TORCH_EXTENSIONS_DIR" not in os.environ:
+        env["TORCH_EXTENSIONS_DIR"] = str(extensions_dir(cli))
     if hw.device == "cpu":
         env["DS_ACCELERATOR"] = "cpu"
         env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU recipe stays on the CPU even on a GPU host
@@ -210,7 +216,7 @@ def _resolve(path: str, base: Path) -> Path:
 
 def _output_dir(recipe: Recipe, ctx: RenderContext) -> Path:
     out = recipe.launch.output_dir
-    return _resolve(out, ctx.run_dir) if out else ctx.run_dir / "output"
+    return _resolve(out, ctx.recipe_dir) if out else ctx.run_dir / "output"
 
 
 def _data_args(recipe: Recipe, ctx: RenderContext, files: dict[str, str]) -> dict[str, Any]:
@@ -241,13 +247,30 @@ def _default_template(model: ModelSpec) -> str:
     return "qwen" if (model.name or "").lower().removeprefix("qwen/").startswith("qwen") else "default"
 
 
-def _dist_version(site_root: Path, dist: str) -> tuple[int, ...] | None:
-    """The version of `dist` installed in the environment under `site_root`, from its dist-info name."""
-    for info in site_root.glob(f"lib/python3*/site-packages/{dist}-*.dist-info"):
-        m = re.match(rf"{dist}-(\d+)\.(\d+)", info.name)
-        if m:
-            return int(m.group(1)), int(m.group(2))
-    return None
+def extensions_dir(cli: Path) -> Path:
+    """A DeepSpeed JIT-op cache (deepspeed_shm_comm on CPU) per Python/torch/DeepSpeed of the CLI's env.
+
+    The default cache is shared by every environment, and an op built by another DeepSpeed version
+    there breaks this one; the CLI's environment often differs from the one zerodeck runs in.
+    """
+    root = cli.parent.parent
+    py = next((d.name for d in sorted(root.glob("lib/python3*"))), "python")
+    py_tag = py.replace("thon", "").replace(".", "")
+    tag = f"{py_tag}-torch{_dist_text(root, 'torch')}-ds{_dist_text(root, 'deepspeed')}"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "zerodeck" / "torch_extensions" / tag
+
+
+def _dist_text(env_root: Path, dist: str) -> str:
+    """The version of `dist` installed in the environment at `env_root`, from its dist-info name."""
+    for info in sorted(env_root.glob(f"lib/python3*/site-packages/{dist}-*.dist-info")):
+        return info.name[len(dist) + 1 : -len(".dist-info")]
+    return "unknown"
+
+
+def _dist_version(env_root: Path, dist: str) -> tuple[int, ...] | None:
+    m = re.match(r"(\d+)\.(\d+)", _dist_text(env_root, dist))
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def _refuse_known_crash(recipe: Recipe, cli: Path) -> None:
