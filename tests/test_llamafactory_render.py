@@ -9,7 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
-from zerodeck.core.errors import BadInput, OperationFailed
+from zerodeck.core.errors import BadInput
+from zerodeck.core.launch.backends import RenderError
 from zerodeck.core.launch.context import RenderContext
 from zerodeck.core.launch.llamafactory import CLI_ENV, DS_NAME, YAML_NAME, render
 from zerodeck.core.recipe import load_recipe_file
@@ -99,6 +100,21 @@ def test_seed_recipe_zero3_on_npu(tmp_path: Path, fake_cli: Path) -> None:
     assert "CUDA_VISIBLE_DEVICES" not in env and "DS_ACCELERATOR" not in env
     # torchrun is found by name: the CLI's own bin directory must come first.
     assert env["PATH"].split(os.pathsep)[0] == str(fake_cli.parent)
+    # What every backend sets (the tag `stop` finds the ranks by), and where the metrics land.
+    assert env["ZERODECK_RUN_TAG"] == str(ctx.run_dir) and env["ZERODECK_RUN_ID"] == "7"
+    assert env["ZERODECK_OUTPUT_DIR"] == args["output_dir"]
+
+
+def test_op_cache_follows_the_cli_environment(tmp_path: Path, fake_cli: Path, monkeypatch) -> None:
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    site = fake_cli.parent.parent / "lib" / "python3.11" / "site-packages"
+    for dist in ("torch-2.13.0+cpu", "deepspeed-0.18.4"):
+        (site / f"{dist}.dist-info").mkdir(parents=True)
+    env = render(seed_recipe(), ctx_for(tmp_path)).env
+    assert env["TORCH_EXTENSIONS_DIR"] == str(
+        tmp_path / "cache" / "zerodeck" / "torch_extensions" / "py311-torch2.13.0+cpu-ds0.18.4"
+    )
 
 
 def test_zero0_has_no_deepspeed(tmp_path: Path, fake_cli: Path) -> None:
@@ -182,11 +198,11 @@ def test_option_key_cannot_inject_yaml(tmp_path: Path, fake_cli: Path) -> None:
 def test_missing_cli_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(CLI_ENV, raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(OperationFailed) as info:
+    with pytest.raises(RenderError) as info:
         render(seed_recipe(), ctx_for(tmp_path))
     assert "llamafactory-cli not found" in str(info.value) and "\n" not in str(info.value)
     monkeypatch.setenv(CLI_ENV, str(tmp_path / "nope" / "llamafactory-cli"))
-    with pytest.raises(OperationFailed, match=CLI_ENV):
+    with pytest.raises(RenderError, match=CLI_ENV):
         render(seed_recipe(), ctx_for(tmp_path))
 
 
@@ -207,7 +223,7 @@ def test_refuses_transformers_457_lora_deepspeed(tmp_path: Path, fake_cli: Path)
     (site / "torch-2.13.0+cpu.dist-info").mkdir(parents=True)
     bad = site / "transformers-4.57.1.dist-info"
     bad.mkdir()
-    with pytest.raises(OperationFailed, match="zip"):
+    with pytest.raises(RenderError, match="zip"):
         render(seed_recipe(zero={"stage": 3}), ctx_for(tmp_path))
     render(seed_recipe(zero={"stage": 0}), ctx_for(tmp_path))  # no DeepSpeed: fine
     bad.rename(site / "transformers-5.5.4.dist-info")

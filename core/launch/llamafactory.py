@@ -31,10 +31,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from zerodeck.core.errors import BadInput, OperationFailed
+from zerodeck.core.errors import BadInput
+from zerodeck.core.launch.backends import RenderError
 from zerodeck.core.launch.context import Launch, RenderContext
 from zerodeck.core.launch.ds_config import dumps as ds_dumps
 from zerodeck.core.launch.ds_config import render_ds_config
+from zerodeck.core.launch.environment import job_env
 from zerodeck.core.recipe.model import ModelSpec, Recipe
 
 BACKEND = "llamafactory"
@@ -59,10 +61,10 @@ def find_cli(recipe: Recipe) -> Path:
         path = Path(str(explicit)).expanduser()
         if path.is_file() and os.access(path, os.X_OK):
             return path.absolute()
-        raise OperationFailed(f"llamafactory-cli not found: {source} = {explicit} is not an executable file")
+        raise RenderError(f"llamafactory-cli not found: {source} = {explicit} is not an executable file")
     found = shutil.which("llamafactory-cli")
     if not found:
-        raise OperationFailed(
+        raise RenderError(
             f"llamafactory-cli not found on PATH; install LLaMA-Factory or set {CLI_ENV} or launch.options.cli"
         )
     return Path(found).absolute()
@@ -164,18 +166,22 @@ def training_args(recipe: Recipe, ctx: RenderContext, files: dict[str, str]) -> 
 
 
 def launch_env(recipe: Recipe, ctx: RenderContext, cli: Path) -> dict[str, str]:
+    """The run tag, port, device visibility every backend sets, plus LLaMA-Factory's launcher switches."""
     hw = recipe.hardware
-    env = {
-        "FORCE_TORCHRUN": "1",
-        "NNODES": "1",
-        "NPROC_PER_NODE": str(hw.cards),
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(ctx.master_port),
-        # torchrun is started by name: the CLI's environment must come first.
-        "PATH": os.pathsep.join([str(cli.parent), os.environ.get("PATH", os.defpath)]),
-    }
+    env = job_env(recipe, ctx)
+    env.update(
+        {
+            "FORCE_TORCHRUN": "1",
+            "NNODES": "1",
+            "NPROC_PER_NODE": str(hw.cards),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(ctx.master_port),
+            # torchrun is started by name: the CLI's environment must come first.
+            "PATH": os.pathsep.join([str(cli.parent), os.environ.get("PATH", os.defpath)]),
+        }
+    )
     if "TORCH_EXTENSIONS_DIR" not in os.environ:
-        env["TORCH_EXTENSIONS_DIR"] = str(extensions_dir(cli))
+        env["TORCH_EXTENSIONS_DIR"] = str(extensions_dir(cli))  # the CLI's DeepSpeed, not zerodeck's
     if hw.device == "cpu":
         env["DS_ACCELERATOR"] = "cpu"
         env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU recipe stays on the CPU even on a GPU host
@@ -279,7 +285,7 @@ def _refuse_known_crash(recipe: Recipe, cli: Path) -> None:
     env_root = cli.parent.parent
     tf, torch = _dist_version(env_root, "transformers"), _dist_version(env_root, "torch")
     if tf and torch and tf[:2] == (4, 57) and torch >= (2, 10):
-        raise OperationFailed(
+        raise RenderError(
             f"transformers 4.57 with torch {torch[0]}.{torch[1]} in {env_root}: LoRA + DeepSpeed crashes at the "
             "first scheduler step (zip() ValueError); use transformers >= 5 there"
         )
