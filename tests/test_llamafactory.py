@@ -161,3 +161,27 @@ def test_render_then_run_the_argv_trains(lf_venv: Path, recipe_file: Path, tmp_p
     assert len(losses) == 6 and all(math.isfinite(x) and x > 0 for x in losses)
     results = json.loads((output / "train_results.json").read_text())
     assert results["epoch"] == pytest.approx(2.0)
+
+
+def test_zerodeck_run_records_succeeded_with_loss_points(lf_venv: Path, recipe_file: Path, cli, monkeypatch) -> None:
+    """(b) The same recipe through `zerodeck run`: the supervisor runs it and records the outcome."""
+    monkeypatch.setenv(CLI_ENV, str(lf_venv / "bin" / "llamafactory-cli"))
+    # zerodeck's own venv (another torch, another torchrun) first on PATH, as when it is activated.
+    monkeypatch.setenv("PATH", base_env()["PATH"])
+    code, out, err = cli("run", str(recipe_file), "--json")
+    runs = json.loads(out)
+    assert code == 0, (err, runs)
+    assert len(runs) == 1
+    run = runs[0]
+    assert (run["status"], run["outcome"], run["backend"]) == ("finished", "succeeded", "llamafactory")
+    assert run["steps_done"] == 6 and run["final_loss"] is not None and math.isfinite(run["final_loss"])
+
+    from zerodeck.store.engine import open_store
+    from zerodeck.store.queries import metrics
+
+    with open_store() as session:
+        points = [(p.step, p.loss) for p in metrics(session, run["id"]) if p.loss is not None]
+    assert [step for step, _ in points] == [1, 2, 3, 4, 5, 6]
+    assert all(math.isfinite(loss) and loss > 0 for _, loss in points)
+    log = Path(run["log_path"]).read_text(errors="replace")
+    assert "Detected DeepSpeed ZeRO-3" in log and "world size: 2" in log

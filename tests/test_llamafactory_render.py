@@ -228,3 +228,18 @@ def test_refuses_transformers_457_lora_deepspeed(tmp_path: Path, fake_cli: Path)
     render(seed_recipe(zero={"stage": 0}), ctx_for(tmp_path))  # no DeepSpeed: fine
     bad.rename(site / "transformers-5.5.4.dist-info")
     render(seed_recipe(zero={"stage": 3}), ctx_for(tmp_path))
+
+
+def test_zerodeck_run_without_llamafactory_is_recorded_failed(cli, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv(CLI_ENV, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no llamafactory-cli anywhere
+    recipe = tmp_path / "lf.toml"
+    recipe.write_text('name = "lf"\n[model]\nname = "Qwen2.5-0.5B"\n[data]\ndataset = "x"\n'
+                      '[hardware]\ndevice = "cpu"\ncards = 2\n[launch]\nbackend = "llamafactory"\n')
+    code, out, err = cli("run", str(recipe), "--json")
+    assert code == 1
+    assert "llamafactory-cli not found on PATH" in err and "Traceback" not in err
+    code, out, _ = cli("runs", "--json")
+    (run,) = json.loads(out)
+    assert (run["status"], run["outcome"]) == ("finished", "failed")
+    assert "llamafactory-cli not found" in run["reason"]
