@@ -185,3 +185,12 @@ def test_zerodeck_run_records_succeeded_with_loss_points(lf_venv: Path, recipe_f
     assert all(math.isfinite(loss) and loss > 0 for _, loss in points)
     log = Path(run["log_path"]).read_text(errors="replace")
     assert "Detected DeepSpeed ZeRO-3" in log and "world size: 2" in log
+    # The rendered files are recorded with the run, the CLI environment's versions among them.
+    from zerodeck.store.queries import get_run
+
+    with open_store() as session:
+        row = get_run(session, run["id"])
+        assert row is not None
+        rendered = json.loads(row.rendered)
+    assert json.loads(rendered["llamafactory_env.json"])["transformers"] == "5.5.4"
+    assert "ds_config.json" in rendered and "llamafactory.yaml" in rendered

@@ -111,10 +111,14 @@ def test_op_cache_follows_the_cli_environment(tmp_path: Path, fake_cli: Path, mo
     site = fake_cli.parent.parent / "lib" / "python3.11" / "site-packages"
     for dist in ("torch-2.13.0+cpu", "deepspeed-0.18.4"):
         (site / f"{dist}.dist-info").mkdir(parents=True)
-    env = render(seed_recipe(), ctx_for(tmp_path)).env
-    assert env["TORCH_EXTENSIONS_DIR"] == str(
+    launch = render(seed_recipe(), ctx_for(tmp_path))
+    assert launch.env["TORCH_EXTENSIONS_DIR"] == str(
         tmp_path / "cache" / "zerodeck" / "torch_extensions" / "py311-torch2.13.0+cpu-ds0.18.4"
     )
+    # The run records the CLI environment's versions, not zerodeck's.
+    versions = json.loads(launch.files["llamafactory_env.json"])
+    assert versions["cli"] == str(fake_cli)
+    assert (versions["torch"], versions["deepspeed"], versions["transformers"]) == ("2.13.0+cpu", "0.18.4", None)
 
 
 def test_zero0_has_no_deepspeed(tmp_path: Path, fake_cli: Path) -> None:

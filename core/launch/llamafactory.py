@@ -44,6 +44,9 @@ CLI_ENV = "ZERODECK_LLAMAFACTORY_CLI"
 YAML_NAME = "llamafactory.yaml"
 DS_NAME = "ds_config.json"
 DATASET_INFO_NAME = "dataset_info.json"
+# The versions in the CLI's environment: zerodeck's own record of versions describes zerodeck's venv.
+ENV_NAME = "llamafactory_env.json"
+ENV_PACKAGES = ("llamafactory", "transformers", "torch", "torch_npu", "deepspeed", "accelerate", "peft", "trl")
 # The dataset name zerodeck registers when a recipe gives a data file instead of a dataset name.
 DATASET_NAME = "zerodeck_data"
 
@@ -94,6 +97,7 @@ def render(recipe: Recipe, ctx: RenderContext) -> Launch:
     files: dict[str, str] = {}
     args = training_args(recipe, ctx, files)
     files[YAML_NAME] = dump_yaml(args)
+    files[ENV_NAME] = json.dumps(cli_environment(cli), indent=2) + "\n"
     env = launch_env(recipe, ctx, cli)
     # Where trainer_log.jsonl lands, for the supervisor's metric points (LLaMA-Factory resolves a
     # relative output_dir from launch.options against its working directory, the run directory).
@@ -272,6 +276,16 @@ def _dist_text(env_root: Path, dist: str) -> str:
     for info in sorted(env_root.glob(f"lib/python3*/site-packages/{dist}-*.dist-info")):
         return info.name[len(dist) + 1 : -len(".dist-info")]
     return "unknown"
+
+
+def cli_environment(cli: Path) -> dict[str, str | None]:
+    """The CLI's path and the versions of the packages a LLaMA-Factory run depends on, where readable."""
+    root = cli.parent.parent
+    out: dict[str, str | None] = {"cli": str(cli)}
+    for dist in ENV_PACKAGES:
+        text = _dist_text(root, dist)
+        out[dist] = None if text == "unknown" else text
+    return out
 
 
 def _dist_version(env_root: Path, dist: str) -> tuple[int, ...] | None:
