@@ -194,3 +194,21 @@ def test_versions_come_from_metadata_without_importing_torch() -> None:
     v, torch_loaded, ds_loaded = json.loads(out)
     assert v["torch"] and v["deepspeed"] and v["python"]
     assert not torch_loaded and not ds_loaded
+
+
+def test_cli_supervisor_and_renderers_never_import_torch() -> None:
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "import zerodeck.core.launch.supervisor, zerodeck.core.launch.api, zerodeck.core.launch.queue\n"
+        "import zerodeck.core.launch.reconcile, zerodeck.core.launch.builtin_render\n"
+        "import zerodeck.core.launch.script_backends, zerodeck.core.launch.ds_validate\n"
+        "from zerodeck.core.cli import main\n"
+        "main(['runs', '--json']); main(['queue', '--json'])\n"
+        "bad = [m for m in ('torch', 'deepspeed', 'transformers', 'textual') if m in sys.modules]\n"
+        "sys.stderr.write(repr(bad))\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

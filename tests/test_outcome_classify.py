@@ -211,3 +211,31 @@ def test_truncated_and_mutated_real_logs_never_raise(cut: int, junk: bytes) -> N
     text = (LOGS / "run_torch213_torchrun_childfailed_sigkill.log").read_text()
     mutated = text[: cut % (len(text) + 1)] + junk.decode("utf-8", errors="replace")
     diagnose(mutated, exit_code=1)
+
+
+def test_crlf_logs_classify_the_same() -> None:
+    for path, exit_code, expected in CASES:
+        d = diagnose(path.read_text(encoding="utf-8").replace("\n", "\r\n"), exit_code=exit_code)
+        assert (d.outcome, d.device, d.code, d.rank) == expected, path.name
+
+
+def test_long_log_reads_head_and_tail(tmp_path: Path) -> None:
+    from zerodeck.core.outcome import classify
+
+    launcher = (LOGS / "run_ds0198_launcher_rank_sigkill_rc_minus9.log").read_text()
+    head, tail = launcher.split("rank 0 allocating...\n")
+    filler = "{'loss': 1.0, 'epoch': 0.5}\n" * (classify.TAIL_CHARS // 20)
+    # An error in the middle of a long run that went on afterwards is not its ending.
+    text = head + "RuntimeError: NCCL error in the middle\n" + filler + tail
+    assert len(text) > classify.HEAD_CHARS + classify.TAIL_CHARS
+    big = tmp_path / "big.log"
+    big.write_text(text)
+    for d in (diagnose(text, exit_code=247), diagnose_file(big, exit_code=247)):
+        # dist_world_size=1 is in the head, the -9 in the tail: rank 0, host OOM.
+        assert (d.outcome, d.device, d.code, d.rank) == ("oom", "host", "-9", 0)
+    assert len(classify.read_log(big)) < classify.HEAD_CHARS + classify.TAIL_CHARS + 10
+
+
+def test_shell_reported_kill() -> None:
+    d = diagnose("step 10\n/bin/sh: line 1: 48213 Killed                  python train.py\n", exit_code=137)
+    assert (d.outcome, d.device, d.code) == ("oom", "host", "-9")

@@ -188,3 +188,44 @@ def test_garbage_never_raises(lines: list[str]) -> None:
     f.flush()
     json.dumps({k: v for k, v in f.summary().items() if not (isinstance(v, float) and math.isnan(v))})
     parse_metrics(lines)
+
+
+def test_live_throughput_from_tqdm_and_batch_size() -> None:
+    f = MetricsFollower()
+    for line in _lines("run_lf095_cpu_console.log"):
+        f.feed(line)
+        if "{'loss': '6.39'," in line:
+            break
+    live = f.summary()
+    # Total train batch size = 8; the bar before the 8th step's dict says 7.37 it/s... at that moment.
+    assert live["samples_per_s"] is not None and live["samples_per_s"] > 0
+    assert live["train_runtime_s"] is None and live["steps_total"] == 20
+
+
+@settings(max_examples=40, deadline=None)
+@given(cut=st.integers(0, 10**6), junk=st.text(max_size=80), where=st.integers(0, 10**6))
+def test_mutated_real_log_never_raises(cut: int, junk: str, where: int) -> None:
+    text = (LOGS / "run_hf_tf4571_ds0184_zero3_cpu_console.log").read_text(encoding="utf-8")
+    text = text[: cut % (len(text) + 1)]
+    at = where % (len(text) + 1)
+    parse_metrics((text[:at] + junk + text[at:]).splitlines())
+
+
+def test_trainer_state_json() -> None:
+    from zerodeck.core.outcome import parse_trainer_state_json
+
+    m = parse_trainer_state_json(LOGS / "run_lf095_cpu_trainer_state.json")
+    assert [p["step"] for p in m.points] == list(range(2, 21, 2))
+    assert (m.points[0]["grad_norm"], m.points[0]["loss"]) == (424.86950488168037, 6.411787033081055)
+    assert m.points[-1]["loss"] == 6.353116989135742
+    s = m.summary
+    assert (s["steps_done"], s["steps_total"], s["train_runtime_s"], s["samples_per_s"]) == (20, 20, 3.1513, 50.773)
+    assert s["train_loss"] == 6.38102240562439
+
+
+def test_trainer_state_json_garbage(tmp_path: Path) -> None:
+    from zerodeck.core.outcome import parse_trainer_state_json
+
+    for text in ("", "[1, 2]", '{"log_history": [1, {"loss": "x", "step": null}, {"train_runtime": []}]}'):
+        (tmp_path / "s.json").write_text(text)
+        assert parse_trainer_state_json(tmp_path / "s.json").points == []

@@ -36,6 +36,7 @@ SPEC_FILE = "launch.json"
 GRACE_S = 8.0  # between SIGTERM and SIGKILL on stop
 POLL_S = 0.5
 STORE_POLL_S = 1.0
+PIDS_TTL_S = 5.0
 
 
 class Supervisor:
@@ -54,6 +55,8 @@ class Supervisor:
         self.log_offset = 0
         self.pgid: int | None = None
         self.points = 0
+        self._pids: set[int] = set()
+        self._pids_at = -1e9
 
     # -- store helpers ------------------------------------------------------------------------------
     def _run(self) -> Any:
@@ -167,15 +170,22 @@ class Supervisor:
         return recorder
 
     def _job_pids(self) -> set[int]:
+        """The job's process tree, for telemetry. Walking /proc costs milliseconds, so the tree is
+        re-read every few seconds (ranks start once; they do not come and go)."""
         import psutil
 
         if not self.pgid:
             return set()
+        now = time.monotonic()
+        if now - self._pids_at < PIDS_TTL_S:
+            return set(self._pids)
         try:
             root = psutil.Process(self.pgid)
-            return {root.pid} | {c.pid for c in root.children(recursive=True)}
+            self._pids = {root.pid} | {c.pid for c in root.children(recursive=True)}
         except psutil.Error:
-            return set()
+            self._pids = set()
+        self._pids_at = now
+        return set(self._pids)
 
     def _watch(self, proc: subprocess.Popen[bytes], recorder: Any) -> bool:
         last_store = 0.0
@@ -255,7 +265,11 @@ class Supervisor:
                     "step_time_s", "train_runtime_s"):
             if summary.get(key) is not None:
                 fields[key] = summary[key]
-        fields["summary"] = summary
+        try:
+            recorded = json.loads(self._run().summary or "{}")
+        except ValueError:
+            recorded = {}
+        fields["summary"] = {**recorded, **summary}  # keeps the host facts recorded at launch
         self.update(**fields)
         why = f" ({verdict.reason})" if verdict.reason else ""
         self._note(f"run {self.run_id} finished: {verdict.outcome}{why}")
@@ -271,7 +285,8 @@ class Supervisor:
         while procs.tagged_pids(self.tag):
             self._follow()
             if self.stop_wanted():
-                procs.terminate_run(self.tag, self.pgid, GRACE_S)
+                live = procs.tagged_pids(self.tag)
+                procs.terminate_run(self.tag, self.pgid if self.pgid in live else None, GRACE_S)
                 killed = True
                 break
             time.sleep(STORE_POLL_S)
