@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlmodel import Session, col, select
-from zerodeck.store.models import MetricPoint, QueueItem, RecipeSnapshot, Run, utcnow
+from zerodeck.store.models import CardPeak, MetricPoint, QueueItem, RecipeSnapshot, Run, utcnow
 
 
 def save_snapshot(session: Session, *, hash: str, name: str, toml: str, source_path: str | None) -> RecipeSnapshot:
@@ -138,3 +138,8 @@ def upsert_metrics(session: Session, run_id: int, points: Sequence[dict[str, Any
                     setattr(existing, k, v)
             session.add(existing)
     session.commit()
+
+
+def card_peaks(session: Session, run_id: int) -> list[CardPeak]:
+    q = select(CardPeak).where(CardPeak.run_id == run_id).order_by(col(CardPeak.source), col(CardPeak.card))
+    return list(session.exec(q))

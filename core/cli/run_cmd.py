@@ -185,7 +185,7 @@ def run_detail(run_id: int) -> dict[str, Any]:
     import json
 
     from zerodeck.store.engine import open_store
-    from zerodeck.store.queries import get_run, metrics
+    from zerodeck.store.queries import card_peaks, get_run, metrics
 
     with open_store() as session:
         run = get_run(session, run_id)
@@ -197,6 +197,7 @@ def run_detail(run_id: int) -> dict[str, Any]:
             with contextlib.suppress(ValueError):
                 data[key] = json.loads(data[key]) if isinstance(data[key], str) else data[key]
         data["metrics"] = [p.model_dump(exclude={"id", "run_id"}) for p in metrics(session, run_id)]
+        data["card_peaks"] = [p.model_dump(exclude={"id", "run_id"}) for p in card_peaks(session, run_id)]
     return data
 
 
@@ -208,10 +209,14 @@ def cmd_show(args: argparse.Namespace) -> int:
         return EXIT_OK
     keys = ["id", "name", "status", "outcome", "reason", "exit_code", "attempts", "backend", "device", "cards",
             "master_port", "steps_done", "steps_total", "final_loss", "samples_per_s", "tokens_per_s",
-            "train_runtime_s", "measured_peak_gib", "created_at", "started_at", "ended_at", "host",
+            "train_runtime_s", "predicted_peak_gib", "measured_peak_gib", "created_at", "started_at", "ended_at", "host",
             "log_path", "recipe_path"]
     emit({k: data.get(k) for k in keys}, as_json=False)
-    print(f"{'argv'.ljust(17)}  {' '.join(data.get('argv') or [])}")
+    print(f"{'argv'.ljust(18)}  {' '.join(data.get('argv') or [])}")
+    for peak in data["card_peaks"]:
+        total = f" of {peak['total_mb']:.0f}" if peak.get("total_mb") else ""
+        base = f" (baseline {peak['baseline_mb']:.0f})" if peak.get("baseline_mb") is not None else ""
+        print(f"{('peak ' + peak['card']).ljust(18)}  {peak['peak_mb'] or 0:.0f} MB{total}{base} [{peak['source']}]")
     return EXIT_OK
 
 

@@ -163,9 +163,17 @@ def build_row(rec: dict[str, Any], axes: dict[str, Any]) -> dict[str, Any]:
         from zerodeck.core.compare.fields import SUMMARY_PREFIX
 
         for key, value in summary.items():
+            if key in row or key in _PROGRESS_KEYS:
+                continue
             if isinstance(value, str | int | float) and not isinstance(value, bool):
                 row[f"{SUMMARY_PREFIX}{key}"] = value
     return row
+
+
+# Run.summary also carries the live-progress figures the supervisor mirrors into Run columns;
+# repeating them as summary.* columns would only widen every report.
+_PROGRESS_KEYS = frozenset({"steps_total", "tokens_per_s", "train_runtime_s", "eta_s", "percent",
+                            "last_loss", "cwd"})
 
 
 def rows_from_records(records: list[dict[str, Any]], snapshots: dict[str, str]) -> list[dict[str, Any]]:

@@ -89,9 +89,21 @@ def create_run(session: Any, recipe: Recipe, path: Path | None) -> int:
     run = add_run(session, Run(name=recipe.name, recipe_hash=digest, recipe_path=str(path) if path else None,
                                tags=json.dumps(recipe.tags), backend=recipe.launch.backend,
                                device=recipe.hardware.device, cards=recipe.hardware.cards,
-                               card_gb=recipe.hardware.card_gb))
+                               card_gb=recipe.hardware.card_gb,
+                               predicted_peak_gib=predicted_peak_gib(recipe)))
     assert run.id is not None
     return run.id
+
+
+def predicted_peak_gib(recipe: Recipe) -> float | None:
+    """The planner's raw per-card peak, kept with the run so calibration compares like with like."""
+    from zerodeck.core.errors import ZerodeckError
+    from zerodeck.core.plan.verdict import plan_recipe
+
+    try:
+        return round(plan_recipe(recipe, calibrate=False).breakdown.total, 3)
+    except (ZerodeckError, LookupError, OSError, ValueError):
+        return None
 
 
 def start_run(recipe: Recipe, path: Path | None, detach: bool = True, *, session: Any = None) -> int:
