@@ -209,7 +209,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         return EXIT_OK
     keys = ["id", "name", "status", "outcome", "reason", "exit_code", "attempts", "backend", "device", "cards",
             "master_port", "steps_done", "steps_total", "final_loss", "samples_per_s", "tokens_per_s",
-            "train_runtime_s", "predicted_peak_gib", "measured_peak_gib", "created_at", "started_at", "ended_at", "host",
+            "train_runtime_s", "predicted_peak_gib", "measured_peak_gib", "created_at", "started_at", "ended_at",
+            "host",
             "log_path", "recipe_path"]
     emit({k: data.get(k) for k in keys}, as_json=False)
     print(f"{'argv'.ljust(18)}  {' '.join(data.get('argv') or [])}")
