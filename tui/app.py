@@ -1,0 +1,203 @@
+"""The Textual app: `make_app()` builds it for the CLI, the tests and the benchmark alike.
+
+Everything that can block runs in a worker thread: one poller per telemetry source (never
+overlapping itself), one watcher for the store's active runs and the followed run's log, and
+short one-off workers for catalog, plans and run history. Quitting only closes the UI: runs belong
+to their supervisors and keep going.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.worker import get_current_worker
+from zerodeck.tui.messages import FrameReady, ProgressReady, RunsChanged
+from zerodeck.tui.services import LogFollower, Services, utcnow
+from zerodeck.tui.telemetry import History, Source, default_source
+from zerodeck.tui.view import Frame, Progress, RunRow
+
+LOG_KEEP = 500
+
+
+def _catalog() -> Screen[None]:
+    from zerodeck.tui.screens.catalog import CatalogScreen
+
+    return CatalogScreen()
+
+
+def _live() -> Screen[None]:
+    from zerodeck.tui.screens.live import LiveScreen
+
+    return LiveScreen()
+
+
+def _runs() -> Screen[None]:
+    from zerodeck.tui.screens.runs import RunsScreen
+
+    return RunsScreen()
+
+
+def _compare() -> Screen[None]:
+    from zerodeck.tui.screens.compare import CompareScreen
+
+    return CompareScreen()
+
+
+class ZerodeckApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "zerodeck"
+    ENABLE_COMMAND_PALETTE = False
+    MODES = {"catalog": _catalog, "live": _live, "runs": _runs, "compare": _compare}
+    BINDINGS = [
+        Binding("1", "switch_mode('catalog')", "Catalog", show=False),
+        Binding("2", "switch_mode('live')", "Live", show=False),
+        Binding("3", "switch_mode('runs')", "Runs", show=False),
+        Binding("4", "switch_mode('compare')", "Compare", show=False),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, services: Services, source: Source, poll_interval: float = 1.0,
+                 watch_interval: float = 1.0) -> None:
+        super().__init__()
+        self.services = services
+        self.source = source
+        self.poll_interval = poll_interval
+        self.watch_interval = watch_interval
+        self.animation_level = "none"  # slow SSH links: no animations
+        self.history = History()
+        self.latest_frame: Frame | None = None
+        self.frames = 0
+        self._frame_pending = False
+        self.active_runs: list[RunRow] = []
+        self.progress: Progress | None = None
+        self.log_lines: deque[str] = deque(maxlen=LOG_KEEP)
+        self.followed_run: int | None = None
+        self.compare_ids: list[int] = []
+        self._stop = threading.Event()
+        self._follow_changed = threading.Event()
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        return self.services.clock
+
+    def on_mount(self) -> None:
+        self.switch_mode("catalog")
+        self.poll_telemetry()
+        self.watch_runs()
+
+    def on_unmount(self) -> None:
+        self._stop.set()
+
+    async def action_quit(self) -> None:
+        self._stop.set()
+        self.exit(0)
+
+    # -- telemetry --------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="telemetry", exit_on_error=False)
+    def poll_telemetry(self) -> None:
+        worker = get_current_worker()
+        while not worker.is_cancelled and not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                frame = self.source()
+            except Exception as exc:  # a source failure is shown, never raised into the UI
+                frame = Frame(source="?", error=f"{type(exc).__name__}: {exc}")
+            self.latest_frame = frame
+            if not self._frame_pending:
+                self._frame_pending = True
+                self.post_message(FrameReady())
+            self._stop.wait(max(0.05, self.poll_interval - (time.monotonic() - started)))
+
+    def on_frame_ready(self, _msg: FrameReady) -> None:
+        self._frame_pending = False
+        frame = self.latest_frame
+        if frame is None:
+            return
+        self.frames += 1
+        self.history.add(frame)
+        screen = self.screen
+        if hasattr(screen, "show_frame"):
+            screen.show_frame(frame)
+
+    # -- runs -------------------------------------------------------------------------------
+    def follow(self, run_id: int | None) -> None:
+        self.followed_run = run_id
+        self._follow_changed.set()
+
+    @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
+    def watch_runs(self) -> None:
+        worker = get_current_worker()
+        follower: LogFollower | None = None
+        following: int | None = None
+        last_active: list[RunRow] | None = None
+        last_progress: Progress | None = None
+        while not worker.is_cancelled and not self._stop.is_set():
+            try:
+                active = self.services.active_runs()
+            except Exception:
+                active = []
+            if active != last_active:
+                last_active = active
+                self.post_message(RunsChanged(active))
+            if self.followed_run is None and active:
+                self.followed_run = active[0].id  # re-attach to a run already going
+            run_id = self.followed_run
+            reset = run_id != following
+            if reset:
+                following = run_id
+                follower = None
+            progress = None
+            lines: list[str] = []
+            if run_id is not None:
+                try:
+                    progress = self.services.progress(run_id)
+                    if follower is None:
+                        follower = LogFollower(progress.run.log_path)
+                    elif follower.path != progress.run.log_path:
+                        follower = LogFollower(progress.run.log_path)
+                        reset = True
+                    lines = follower.poll()
+                except Exception:
+                    progress = None
+            if reset or lines or progress != last_progress:
+                last_progress = progress
+                self.post_message(ProgressReady(progress, lines, reset))
+            self._follow_changed.wait(self.watch_interval)
+            self._follow_changed.clear()
+
+    def on_runs_changed(self, msg: RunsChanged) -> None:
+        self.active_runs = msg.active
+        if hasattr(self.screen, "show_active"):
+            self.screen.show_active(msg.active)
+
+    def on_progress_ready(self, msg: ProgressReady) -> None:
+        self.progress = msg.progress
+        if msg.reset_log:
+            self.log_lines.clear()
+        self.log_lines.extend(msg.log_lines)
+        if hasattr(self.screen, "show_progress"):
+            self.screen.show_progress(msg.progress, msg.log_lines, msg.reset_log)
+
+
+def make_app(store_url: str | None = None, source: Source | None = None,
+             clock: Callable[[], datetime] | None = None, catalog_dirs: list[Path] | None = None,
+             poll_interval: float = 1.0, watch_interval: float = 1.0) -> ZerodeckApp:
+    """The app, with its store, telemetry source and clock injected (the tests pass their own)."""
+    services = Services(store_url=store_url, catalog_dirs=catalog_dirs, clock=clock or utcnow)
+    return ZerodeckApp(services, source or default_source(), poll_interval=poll_interval,
+                       watch_interval=watch_interval)
+
+
+def run() -> int:
+    app = make_app()
+    result = app.run()
+    return int(result or 0)

@@ -1,0 +1,114 @@
+"""Telemetry for the live screen: the source the app is given, the frames it yields, and history.
+
+A source is any callable returning a `Frame`. The app polls it from one worker thread that never
+overlaps itself (`npu-smi` can take seconds) and hands the event loop only the newest frame: a slow
+terminal never works through a backlog of stale snapshots. The adapters here translate the core
+telemetry snapshots (zerodeck.core.telemetry) into frames; they do no parsing of their own.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from zerodeck.tui.view import CardView, Frame, HostView
+
+Source = Callable[[], Frame]
+HISTORY = 300  # samples kept per card: five minutes at 1 Hz
+
+
+def _get(obj: Any, *names: str) -> Any:
+    for name in names:
+        value = obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def frame_from_snapshot(snap: Any, source: str | None = None) -> Frame:
+    """A frame from a core telemetry snapshot (or its `zerodeck cards --json` dict).
+
+    Field names follow the `cards` contract (design.md §3): NPU cards show HBM, GPUs their
+    framebuffer (`hbm_*` too), CPU ranks their resident memory (`memory_*`).
+    """
+    cards_in = _get(snap, "cards") or []
+    procs = _get(snap, "processes") or []
+    pids: dict[str, list[int]] = {}
+    for p in procs:
+        key = _card_key(_get(p, "npu"), _get(p, "chip"), cards_in)
+        pid = _get(p, "pid")
+        if pid is not None:
+            pids.setdefault(key, []).append(int(pid))
+    views = []
+    for c in cards_in:
+        key = _get(c, "key") or _card_key(_get(c, "npu"), _get(c, "chip"), cards_in)
+        hbm_total = _get(c, "hbm_total_mb")
+        if hbm_total:
+            used, total = _get(c, "hbm_used_mb"), hbm_total
+        else:
+            used, total = _get(c, "memory_used_mb"), _get(c, "memory_total_mb")
+        views.append(CardView(
+            key=str(key), name=str(_get(c, "name") or ""), health=_get(c, "health"), used_mb=used,
+            total_mb=total, util_pct=_get(c, "aicore_pct", "util_pct"), temp_c=_get(c, "temp_c"),
+            power_w=_get(c, "power_w"), pids=tuple(pids.get(str(key), ()) or tuple(_get(c, "pids") or ()))))
+    host = _get(snap, "host")
+    host_view = None
+    if host is not None:
+        host_view = HostView(used_mb=_get(host, "used_mb", "memory_used_mb"),
+                             total_mb=_get(host, "total_mb", "memory_total_mb"), cpu_pct=_get(host, "cpu_pct"))
+    return Frame(source=str(source or _get(snap, "source") or "?"), cards=tuple(views), host=host_view)
+
+
+def _card_key(npu: Any, chip: Any, cards: list[Any]) -> str:
+    """`N` for one chip per NPU, `N.C` where an NPU has several dies (A3: 16 dies on 8 NPUs)."""
+    multi = len({_get(c, "npu") for c in cards}) < len(cards)
+    if npu is None:
+        return "?"
+    return f"{npu}.{chip or 0}" if multi else str(npu)
+
+
+def host_only_source() -> Frame:
+    """The fallback when this build has no telemetry sources: the host's memory only."""
+    import psutil
+
+    vm = psutil.virtual_memory()
+    return Frame(source="host", host=HostView(used_mb=(vm.total - vm.available) / 2**20, total_mb=vm.total / 2**20))
+
+
+def default_source() -> Source:
+    """The best source this machine has, chosen the way `zerodeck cards` chooses."""
+    try:
+        from zerodeck.core import telemetry  # type: ignore[attr-defined]
+
+        pick = telemetry.default_source
+    except (ImportError, AttributeError):
+        return host_only_source
+    src = pick()
+
+    def read() -> Frame:
+        return frame_from_snapshot(src.read(), getattr(src, "name", None))
+
+    return read
+
+
+class History:
+    """The last few minutes of memory use per card, for sparklines; bounded, so memory stays flat."""
+
+    def __init__(self, size: int = HISTORY) -> None:
+        self.size = size
+        self.cards: dict[str, deque[float]] = {}
+        self.host: deque[float] = deque(maxlen=size)
+
+    def add(self, frame: Frame) -> None:
+        seen = set()
+        for c in frame.cards:
+            seen.add(c.key)
+            d = self.cards.get(c.key)
+            if d is None:
+                d = self.cards[c.key] = deque(maxlen=self.size)
+            d.append(c.used_frac if c.used_frac is not None else 0.0)
+        for key in [k for k in self.cards if k not in seen]:
+            del self.cards[key]  # a card that went away (another source) keeps no history
+        if frame.host is not None and frame.host.used_mb is not None and frame.host.total_mb:
+            self.host.append(frame.host.used_mb / frame.host.total_mb)
