@@ -16,14 +16,11 @@ from typing import Any
 from sqlalchemy import Engine, event, inspect, text
 from sqlmodel import Session, SQLModel, create_engine
 from zerodeck.store import models
+from zerodeck.store.errors import StoreError
 from zerodeck.store.location import data_home
 from zerodeck.store.migrations import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 15_000
-
-
-class StoreError(Exception):
-    """The database cannot be used as it is (newer schema, unreadable file)."""
 
 
 def database_url() -> str:

@@ -36,34 +36,22 @@ def test_zerodeck_db_url_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert other.is_file() and not _db(zd_home).exists()
 
 
+def _set_stored_version(home: Path, version: int) -> None:
+    reset_engines()
+    con = sqlite3.connect(_db(home))
+    con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+    con.commit()
+    con.close()
+
+
 def test_newer_schema_is_refused_untouched(zd_home: Path) -> None:
     with open_store() as s:
         _add_run(s)
-    reset_engines()
-    con = sqlite3.connect(_db(zd_home))
-    con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-    con.commit()
-    con.close()
+    _set_stored_version(zd_home, 99)
     before = _db(zd_home).read_bytes()
     with pytest.raises(StoreError, match="newer"):
         get_engine()
     assert _db(zd_home).read_bytes() == before
-
-
-def test_newer_schema_message_from_cli(cli, zd_home: Path) -> None:
-    with open_store() as s:
-        _add_run(s)
-    reset_engines()
-    con = sqlite3.connect(_db(zd_home))
-    con.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
-    con.commit()
-    con.close()
-    from zerodeck.core.cli import main
-
-    with pytest.raises(StoreError):
-        get_engine()
-    reset_engines()
-    del main
 
 
 def test_migration_from_older_version_keeps_rows(zd_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

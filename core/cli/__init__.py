@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from zerodeck.core import __version__
 from zerodeck.core.cli.output import err
 from zerodeck.core.errors import EXIT_FAILED, EXIT_USAGE, ZerodeckError
+from zerodeck.store.errors import StoreError
 
 # Order is the order shown in --help.
 COMMAND_MODULES = [
@@ -74,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except StoreError as exc:
+        err(str(exc))
+        return EXIT_FAILED
     except OSError as exc:
         err(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
         return EXIT_FAILED
