@@ -21,6 +21,8 @@ from zerodeck.store.errors import StoreError
 # Order is the order shown in --help.
 COMMAND_MODULES = [
     "zerodeck.core.cli.recipes_cmd",
+    "zerodeck.core.cli.plan_cmd",
+    "zerodeck.core.cli.data_cmd",
 ]
 
 

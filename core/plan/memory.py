@@ -1,0 +1,274 @@
+"""Per-card peak memory of a fine-tuning run, term by term, before anything is launched.
+
+Why a model and not a rule of thumb: "14B x 2 bytes" misses the optimizer under each ZeRO stage, the
+logits of a 152k vocabulary (which dominate at long sequences), the runtime the device already
+uses and the allocator's caching. Every term below is physics with its source; the few fitted
+constants (marked FIT) were fitted once against the published measurements in
+`tests/fixtures/memory/measured-dev.csv` (see `bench/bench_plan_accuracy.py`), never per row.
+
+Terms (bytes per card; P parameters, T trainable, N data-parallel ranks, t = micro_batch x seq_len):
+
+- weights: frozen and trainable parameters in the compute dtype (2 bytes bf16/fp16, 4 fp32), whole
+  on every card for ZeRO 0/1/2, 1/N under ZeRO-3, none with parameter offload (ZeRO paper,
+  Rajbhandari et al. 2020, §5; DeepSpeed docs "ZeRO-3 Offload"). Quantised bases (QLoRA) store the
+  linear layers at bits/8 bytes plus group scales (GPTQ/bitsandbytes, group 64-128 -> ~3 %).
+- gradients: one 16-bit gradient per trainable parameter; 1/N from ZeRO-2 (ZeRO paper §5.2).
+- optimizer: mixed precision Adam keeps an fp32 master copy and two fp32 moments, 12 bytes per
+  trainable parameter (ZeRO paper §3.1, "K = 12"); 1/N from ZeRO-1; on the host with optimizer
+  offload (ZeRO-Offload, Ren et al. 2021). LoRA adapters are trained in fp32 (PEFT and
+  LLaMA-Factory upcast trainable adapters), so they cost 16 bytes each whatever the stage.
+  "Pure" 16-bit training (HF Trainer without DeepSpeed, weights loaded in bf16) keeps no master
+  copy: 2 + 2 + 4 bytes, plus the 2-byte temporary of torch's foreach Adam step (torch.optim.adam
+  `_multi_tensor_adam`: `_foreach_sqrt` allocates a full copy).
+- LoRA trainable count: rank x (in + out) for every targeted linear (Hu et al. 2021; PEFT).
+- activations: with gradient checkpointing (HF per-decoder-layer checkpointing) each layer keeps
+  its input, t x h x 2 bytes, and the backward pass recomputes one layer at a time; without it
+  each layer keeps everything its backward needs. Per token and layer, FIT from the flash/eager
+  and checkpointing ablations: ~12 h + 8 I + 4 kv_dim bytes (the norms' fp32 upcast, q/k/v and
+  RoPE copies, the SwiGLU's four I-wide tensors; Korthikanti et al. 2022 §4 derive the same
+  shape, 34 h for a GPT block). Eager attention also stores the softmax of the scores,
+  heads x seq^2 per sequence at 6 bytes (fp32 softmax + its 16-bit cast, HF `eager_attention_forward`);
+  sdpa / flash never materialise it (Dao et al. 2022).
+- logits and cross-entropy: t x vocab elements: the 16-bit logits, their fp32 upcast, the saved
+  log-softmax and its gradient, 14 bytes (HF `ForCausalLMLoss` upcasts logits to fp32). For Qwen's
+  152k vocabulary this is 4 GiB at 2048 tokens, more than a 7B's checkpointed activations.
+  Peak memory is the larger of the loss phase (logits live) and the backward phase (one layer's
+  recomputed activations and their gradients), not their sum.
+- buffers: ZeRO-1/2 reduce and all-gather buckets (DeepSpeed defaults 5e8 elements, sized down to
+  the trainable count; double with overlap_comm); ZeRO-3 gathers whole layers (the current one and
+  the prefetched one) and the lm_head at the loss (stage3_prefetch_bucket_size, max_live_parameters);
+  DDP at ZeRO-0 keeps a flat copy of the gradients in its buckets (torch DDP docs).
+- runtime: what the device uses before the first tensor: an idle Ascend 910B already shows ~3 GB in
+  npu-smi (HCCL and the CANN runtime; corpus npu-smi captures); a CUDA context with cuBLAS and NCCL
+  ~0.5-1 GiB (PyTorch CUDA semantics notes). Zero when a figure is torch's max_memory_reserved.
+- headroom: the caching allocator keeps freed blocks (PyTorch / torch_npu caching allocator).
+  With dynamic padding (LLaMA-Factory's collator pads to the longest in each batch), the
+  per-shape logits and activation blocks fragment: reserved memory grows up to ~2x the transient
+  terms (FIT on variable-length runs), but this cache is elastic: the allocator frees it and retries
+  before reporting OOM, so it never makes a run fail on its own. A further 5 % of the static terms
+  covers rounding and small blocks (FIT).
+- host RAM per node: offloaded optimizer states (12 bytes per trainable parameter, plus a 4-byte fp32
+  gradient copy) and offloaded 16-bit parameters, pinned (DeepSpeed offload docs); one 16-bit model
+  copy while checkpoints load (safetensors shards are memory-mapped and shared by the ranks);
+  ~2 GiB per rank process (python, torch, the device runtime).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Literal
+
+from zerodeck.core.plan.registry import ModelArch
+
+GIB = 1024**3
+
+# FIT constants (see module docstring and bench/bench_plan_accuracy.py).
+ACT_H, ACT_I, ACT_KV = 12.0, 8.0, 4.0  # bytes per token per layer, times hidden / intermediate / kv dim
+EAGER_SCORE_BYTES = 6.0
+LOGIT_BYTES = 14.0
+DYNAMIC_FRAG = 1.0  # extra fraction of transient memory kept by the allocator with variable lengths
+STATIC_HEADROOM = 0.05
+RUNTIME_GIB = {"npu": 3.0, "cuda": 0.8, "cpu": 0.0}
+BUCKET_ELEMS = 5e8
+TIGHT_FRACTION = 0.10
+
+LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class PlanInput:
+    """Everything the memory model reads; `zerodeck.core.plan.verdict.input_from_recipe` builds it."""
+
+    arch: ModelArch
+    method: Literal["lora", "full", "freeze"] = "lora"
+    lora_rank: int = 8
+    lora_target: tuple[str, ...] = LORA_MODULES
+    freeze_layers: int = 2
+    stage: int = 0
+    offload: Literal["none", "optimizer", "all"] = "none"
+    cards: int = 8
+    card_gb: float = 64.0
+    device: Literal["npu", "cuda", "cpu"] = "npu"
+    micro_batch: int = 1
+    seq_len: int = 2048
+    grad_ckpt: bool = True
+    attn: Literal["sdpa", "flash", "eager"] = "sdpa"
+    precision: Literal["bf16", "fp16", "fp32"] = "bf16"
+    # Settings the recipe format does not carry; defaults are what LLaMA-Factory + DeepSpeed do.
+    pure_16bit: bool = False  # no fp32 master weights (HF Trainer without DeepSpeed, bf16 weights)
+    train_embeddings: bool = False  # LoRA with embed_tokens and lm_head trainable (modules_to_save)
+    quant_bits: int | None = None  # QLoRA base weights
+    fixed_length: bool = False  # every batch padded to seq_len (no shape-driven fragmentation)
+    reserved_only: bool = False  # the figure wanted is torch's reserved memory (no runtime context)
+
+    def with_(self, **changes: object) -> PlanInput:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass
+class Breakdown:
+    """Per-card GiB by term; `total` includes the elastic allocator cache, `hard` does not."""
+
+    weights: float
+    gradients: float
+    optimizer: float
+    activations: float
+    logits: float
+    buffers: float
+    runtime: float
+    headroom: float
+    total: float
+    hard: float
+    host_gib: float
+    trainable_params: int
+    total_params: int
+
+    def as_dict(self) -> dict[str, float]:
+        keys = ("weights", "gradients", "optimizer", "activations", "logits", "buffers", "runtime",
+                "headroom", "total")
+        d = asdict(self)
+        return {k: round(float(d[k]), 2) for k in keys}
+
+
+def lora_params(arch: ModelArch, rank: int, target: tuple[str, ...] = LORA_MODULES) -> int:
+    """Adapter parameters: rank x (in + out) per targeted linear per layer."""
+    h, kv, inter = arch.hidden, arch.kv_heads * arch.head_dim, arch.intermediate
+    shapes = {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
+              "gate_proj": (h, inter), "up_proj": (h, inter), "down_proj": (inter, h)}
+    per_layer = sum(rank * (i + o) for name, (i, o) in shapes.items() if name in target)
+    return per_layer * arch.layers
+
+
+def trainable_params(inp: PlanInput) -> int:
+    a = inp.arch
+    if inp.method == "full":
+        return a.params()
+    if inp.method == "freeze":
+        # LLaMA-Factory's freeze tuning trains the last N decoder layers.
+        return min(inp.freeze_layers, a.layers) * a.layer_params()
+    extra = 0
+    if inp.train_embeddings:
+        extra = a.vocab * a.hidden * (1 if a.tied_embeddings else 2)
+    return lora_params(a, inp.lora_rank, inp.lora_target) + extra
+
+
+def _weight_bytes(inp: PlanInput) -> float:
+    """Bytes of the base model as stored on a card before any sharding."""
+    a = inp.arch
+    b = 4 if inp.precision == "fp32" else 2
+    if inp.quant_bits is None:
+        return a.params() * b
+    embed = a.vocab * a.hidden * (1 if a.tied_embeddings else 2)
+    linear = a.params() - embed
+    return embed * 2 + linear * (inp.quant_bits / 8) * 1.03
+
+
+def act_bytes_per_token_layer(inp: PlanInput) -> float:
+    a = inp.arch
+    per = ACT_H * a.hidden + ACT_I * a.intermediate + ACT_KV * a.kv_heads * a.head_dim
+    if inp.attn == "eager":
+        per += EAGER_SCORE_BYTES * a.heads * inp.seq_len
+    return per * (2 if inp.precision == "fp32" else 1)
+
+
+def estimate(inp: PlanInput) -> Breakdown:
+    a = inp.arch
+    n = max(1, inp.cards)
+    z = inp.stage
+    b = 4 if inp.precision == "fp32" else 2
+    total_p = a.params()
+    t_params = trainable_params(inp)
+    lora = inp.method == "lora"
+    adapters = t_params if lora else 0  # new tensors on top of the base model
+    base_trainable = 0 if lora else t_params
+    if lora and inp.train_embeddings:
+        # modules_to_save trains copies: the copies are new tensors, the originals stay frozen.
+        adapters = t_params
+
+    # weights
+    base = _weight_bytes(inp)
+    if lora:
+        w_train_b, g_b, opt_b = 4.0, 4.0, 8.0  # fp32 adapters: weight, grad, two moments
+    elif inp.pure_16bit or inp.precision == "fp32":
+        w_train_b, g_b, opt_b = 0.0, float(b), 2.0 * b + b  # moments in param dtype + foreach temp
+    else:
+        w_train_b, g_b, opt_b = 0.0, float(b), 12.0  # fp32 master + m + v
+    weights = base + adapters * w_train_b
+    if inp.pure_16bit and lora:
+        # Adapters trained in 16 bit too (e.g. modules_to_save copies in a pure-bf16 model).
+        weights = base + adapters * b
+        g_b, opt_b = float(b), 2.0 * b + b
+    if z == 3:
+        weights /= n
+    if inp.offload == "all":
+        weights = 0.0
+
+    grads = t_params * g_b
+    if z >= 2:
+        grads /= n
+    optim = t_params * opt_b
+    if z >= 1:
+        optim /= n
+    if inp.offload in ("optimizer", "all"):
+        optim = 0.0
+
+    # activations and logits
+    tokens = inp.micro_batch * inp.seq_len
+    layer_act = tokens * act_bytes_per_token_layer(inp)
+    if inp.grad_ckpt:
+        stored = a.layers * tokens * a.hidden * b
+        working = 2 * layer_act  # one recomputed layer and its gradients
+    else:
+        stored = a.layers * layer_act
+        working = 2 * tokens * a.hidden * b
+    logits = tokens * a.vocab * LOGIT_BYTES * (2 if inp.precision == "fp32" else 1)
+    # The loss phase and the backward phase do not overlap: the logits are freed before the
+    # last layer's backward starts.
+    if logits >= working:
+        act_term, logit_term = stored, logits
+    else:
+        act_term, logit_term = stored + working - logits, logits
+
+    # buffers
+    layer_w = a.layer_params() * b
+    if z == 3:
+        lm_head = a.vocab * a.hidden * b
+        buffers = max(2 * layer_w, lm_head + layer_w) + 2 * a.hidden**2 * 4
+    elif z in (1, 2):
+        bucket = min(BUCKET_ELEMS, t_params)
+        buffers = bucket * b * 2 + bucket * b  # reduce (double-buffered) + all-gather
+    else:
+        buffers = t_params * g_b if n > 1 else 0.0  # DDP's bucket copy of the gradients
+    if inp.offload != "none":
+        # Offload moves fp32 gradients through pinned staging buffers on the device.
+        buffers += min(BUCKET_ELEMS, t_params) * 4
+
+    runtime = 0.0 if inp.reserved_only else RUNTIME_GIB.get(inp.device, 0.0) * GIB
+    static = weights + grads + optim + buffers
+    transient = act_term + logit_term
+    hard = static + transient + runtime + STATIC_HEADROOM * static
+    frag = 0.0 if inp.fixed_length else DYNAMIC_FRAG * transient
+    total = hard + frag
+    cap = inp.card_gb * GIB
+    if hard <= cap:
+        total = min(total, cap)  # the allocator gives its cache back before it fails
+    headroom = total - (static + transient + runtime)
+
+    host = _host_bytes(inp, t_params, total_p)
+    return Breakdown(
+        weights=weights / GIB, gradients=grads / GIB, optimizer=optim / GIB,
+        activations=act_term / GIB, logits=logit_term / GIB, buffers=buffers / GIB,
+        runtime=runtime / GIB, headroom=headroom / GIB, total=total / GIB, hard=hard / GIB,
+        host_gib=host / GIB, trainable_params=t_params, total_params=total_p,
+    )
+
+
+def _host_bytes(inp: PlanInput, t_params: int, total_p: int) -> float:
+    """Host RAM per node: the loading copy, each rank's process, offloaded states (8 ranks a node)."""
+    ranks = min(inp.cards, 8)
+    host = total_p * 2.0 + ranks * 2.0 * GIB  # one 16-bit copy while loading; python+torch+runtime per rank
+    if inp.offload in ("optimizer", "all"):
+        host += t_params * (12 + 4) * ranks / max(1, inp.cards)
+    if inp.offload == "all":
+        host += total_p * 2.0 * ranks / max(1, inp.cards)
+    return host

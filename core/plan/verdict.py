@@ -1,0 +1,315 @@
+"""From a recipe to a Plan: the per-card prediction, a fits / tight / oom verdict, and advice.
+
+This is the planner's public face for the CLI, the TUI and the launcher: `plan_recipe(recipe)` and
+`plan(input)` return a plain `Plan`. For a recipe that does not fit it names the cheapest change
+that does; for one that fits, the largest micro-batch that still fits. Cost order of changes
+(cheapest first): sdpa instead of eager attention (free), ZeRO-1/2 (same step time, sharded
+optimizer and gradients), gradient checkpointing (~30 % more compute), ZeRO-3 (an all-gather per
+layer), a smaller micro-batch (same global batch through gradient accumulation, lower throughput),
+optimizer offload, parameter offload (host bandwidth bound), and last a shorter sequence, which
+changes what the model learns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zerodeck.core.errors import BadInput
+from zerodeck.core.plan import memory
+from zerodeck.core.plan.memory import LORA_MODULES, Breakdown, PlanInput, estimate
+from zerodeck.core.plan.registry import REGISTRY, ModelArch, UnknownModel, from_config, lookup
+
+VERDICTS = ("fits", "tight", "oom")
+MATRIX_MODELS = [n for n in REGISTRY if n != "zerodeck-tiny"]
+MAX_MICRO_BATCH = 4096
+
+
+@dataclass
+class Plan:
+    model: str
+    method: str
+    stage: int
+    offload: str
+    cards: int
+    card_gb: float
+    device: str
+    micro_batch: int
+    seq_len: int
+    breakdown: Breakdown
+    capacity_gib: float
+    verdict: str
+    raw_verdict: str
+    host_gib: float
+    suggestion: str | None = None
+    max_micro_batch: int | None = None
+    calibrated_total_gib: float | None = None
+    calibration_factor: float | None = None
+    calibration_runs: int = 0
+    data_advice: str | None = None
+    recipe: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_gib(self) -> float:
+        return self.breakdown.total
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `zerodeck plan --json` contract (design.md §3), plus detail keys."""
+        return {
+            "recipe": self.recipe,
+            "model": self.model,
+            "method": self.method,
+            "zero_stage": self.stage,
+            "offload": self.offload,
+            "cards": self.cards,
+            "device": self.device,
+            "micro_batch": self.micro_batch,
+            "seq_len": self.seq_len,
+            "per_card_gib": self.breakdown.as_dict(),
+            "capacity_gib": round(self.capacity_gib, 2),
+            "verdict": self.verdict,
+            "raw_verdict": self.raw_verdict,
+            "host_gib": round(self.host_gib, 1),
+            "must_fit_gib": round(self.breakdown.hard, 2),
+            "calibrated_total_gib": _r(self.calibrated_total_gib),
+            "calibration_factor": _r(self.calibration_factor, 3),
+            "calibration_runs": self.calibration_runs,
+            "trainable_params": self.breakdown.trainable_params,
+            "total_params": self.breakdown.total_params,
+            "suggestion": self.suggestion,
+            "max_micro_batch": self.max_micro_batch,
+            "data_advice": self.data_advice,
+        }
+
+
+def _r(v: float | None, nd: int = 2) -> float | None:
+    return None if v is None else round(v, nd)
+
+
+def resolve_model(name: str | None = None, path: str | None = None) -> ModelArch:
+    """A registry name, or a local directory / config.json path; BadInput when neither works."""
+    if path or (name and ("/" in name.removeprefix("Qwen/").removeprefix("qwen/") or Path(name).exists())):
+        target = Path(path or name or "").expanduser()
+        if not target.exists():
+            raise BadInput(f"{target}: no such model directory")
+        try:
+            return from_config(target)
+        except FileNotFoundError:
+            raise BadInput(f"{target}: no config.json in this model directory") from None
+        except (KeyError, ValueError, TypeError) as exc:
+            raise BadInput(f"{target}/config.json: cannot read the architecture ({exc})") from None
+    try:
+        return lookup(name or "")
+    except UnknownModel as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _target(target: str | list[str]) -> tuple[str, ...]:
+    if isinstance(target, str):
+        if target == "all":
+            return LORA_MODULES
+        target = [t.strip() for t in target.split(",")]
+    return tuple(t for t in target if t in LORA_MODULES) or LORA_MODULES
+
+
+def input_from_recipe(recipe: Any) -> PlanInput:
+    arch = resolve_model(recipe.model.name, recipe.model.path)
+    t = recipe.train
+    return PlanInput(
+        arch=arch, method=recipe.method.kind, lora_rank=recipe.method.rank,
+        lora_target=_target(recipe.method.target), freeze_layers=recipe.method.freeze_trainable_layers,
+        stage=recipe.zero.stage, offload=recipe.zero.offload, cards=recipe.hardware.cards,
+        card_gb=recipe.hardware.card_gb, device=recipe.hardware.device, micro_batch=t.micro_batch,
+        seq_len=t.seq_len, grad_ckpt=t.grad_ckpt, attn=t.attn, precision=t.precision,
+    )
+
+
+def validate_input(inp: PlanInput) -> None:
+    checks = [("cards", inp.cards), ("micro-batch", inp.micro_batch), ("seq-len", inp.seq_len),
+              ("lora-rank", inp.lora_rank)]
+    for name, value in checks:
+        if value <= 0:
+            raise BadInput(f"--{name}: must be a positive number, got {value}")
+    if not inp.card_gb > 0:
+        raise BadInput(f"--card-gb: must be a positive number, got {inp.card_gb}")
+    if inp.stage not in (0, 1, 2, 3):
+        raise BadInput(f"--stage: ZeRO stage must be 0, 1, 2 or 3, got {inp.stage}")
+    if inp.offload == "all" and inp.stage != 3:
+        raise BadInput("--offload all (parameters too) needs --stage 3")
+    if inp.offload == "optimizer" and inp.stage == 0:
+        raise BadInput("--offload optimizer needs --stage 1, 2 or 3")
+
+
+def verdict_of(gib: float, capacity: float) -> str:
+    if gib > capacity:
+        return "oom"
+    if gib > capacity * (1 - memory.TIGHT_FRACTION):
+        return "tight"
+    return "fits"
+
+
+def plan(inp: PlanInput, *, calibration: dict[str, Any] | None = None, advise: bool = True,
+         recipe_name: str | None = None) -> Plan:
+    validate_input(inp)
+    bd = estimate(inp)
+    cap = inp.card_gb
+    raw = verdict_of(bd.hard, cap)
+    p = Plan(model=inp.arch.name, method=inp.method, stage=inp.stage, offload=inp.offload,
+             cards=inp.cards, card_gb=inp.card_gb, device=inp.device, micro_batch=inp.micro_batch,
+             seq_len=inp.seq_len, breakdown=bd, capacity_gib=cap, verdict=raw, raw_verdict=raw,
+             host_gib=bd.host_gib, recipe=recipe_name)
+    factor = None
+    if calibration:
+        factor = calibration.get("factor")
+        p.calibration_runs = int(calibration.get("runs", 0))
+    if factor:
+        p.calibration_factor = factor
+        p.calibrated_total_gib = bd.total * factor
+        p.verdict = verdict_of(bd.hard * factor, cap)
+    if advise:
+        fits = _fits_fn(factor)
+        if p.verdict == "oom":
+            p.suggestion = suggest(inp, fits)
+        else:
+            p.max_micro_batch = max_micro_batch(inp, fits)
+    return p
+
+
+def _fits_fn(factor: float | None) -> Callable[[PlanInput], bool]:
+    def fits(inp: PlanInput) -> bool:
+        return verdict_of(estimate(inp).hard * (factor or 1.0), inp.card_gb) != "oom"
+
+    return fits
+
+
+def _changes(inp: PlanInput) -> list[tuple[str, PlanInput]]:
+    """Single changes in cost order, each as (what to tell the user, the changed input)."""
+    out: list[tuple[str, PlanInput]] = []
+    if inp.attn == "eager":
+        out.append(("use sdpa attention instead of eager", inp.with_(attn="sdpa")))
+    for stage in (1, 2):
+        if inp.stage < stage:
+            out.append((f"use ZeRO-{stage}", inp.with_(stage=stage)))
+    if not inp.grad_ckpt:
+        out.append(("turn on gradient checkpointing", inp.with_(grad_ckpt=True)))
+    if inp.stage < 3:
+        off = inp.offload if inp.offload != "all" else "none"
+        out.append(("use ZeRO-3", inp.with_(stage=3, offload=off)))
+    mb = inp.micro_batch // 2
+    while mb >= 1:
+        out.append((f"lower micro_batch to {mb} (raise grad_accum to keep the global batch)",
+                    inp.with_(micro_batch=mb)))
+        mb //= 2
+    if inp.offload == "none":
+        out.append(("offload the optimizer to the host (ZeRO-" + str(max(inp.stage, 2)) + ", offload = \"optimizer\")",
+                    inp.with_(stage=max(inp.stage, 2), offload="optimizer")))
+    if inp.offload != "all":
+        out.append(("use ZeRO-3 with parameter and optimizer offload (offload = \"all\")",
+                    inp.with_(stage=3, offload="all")))
+    s = inp.seq_len // 2
+    while s >= 256:
+        out.append((f"shorten seq_len to {s}", inp.with_(seq_len=s)))
+        s //= 2
+    return out
+
+
+def _levers(inp: PlanInput) -> list[tuple[str, PlanInput]]:
+    """The same changes applied one on top of the other, in cost order."""
+    cur, out = inp, []
+    if cur.attn == "eager":
+        cur = cur.with_(attn="sdpa")
+        out.append(("use sdpa attention", cur))
+    if not cur.grad_ckpt:
+        cur = cur.with_(grad_ckpt=True)
+        out.append(("turn on gradient checkpointing", cur))
+    if cur.stage < 3:
+        cur = cur.with_(stage=3, offload=cur.offload if cur.offload != "all" else "none")
+        out.append(("use ZeRO-3", cur))
+    if cur.micro_batch > 1:
+        cur = cur.with_(micro_batch=1)
+        out.append(("micro_batch 1", cur))
+    if cur.offload == "none":
+        cur = cur.with_(offload="optimizer")
+        out.append(("offload the optimizer", cur))
+    if cur.offload != "all":
+        cur = cur.with_(offload="all")
+        out.append(("offload parameters too", cur))
+    s = cur.seq_len // 2
+    while s >= 256:
+        cur = cur.with_(seq_len=s)
+        out.append((f"seq_len {s}", cur))
+        s //= 2
+    return out
+
+
+def suggest(inp: PlanInput, fits: Callable[[PlanInput], bool]) -> str:
+    for text, changed in _changes(inp):
+        if fits(changed):
+            return text
+    steps = []
+    for text, changed in _levers(inp):
+        steps.append(text)
+        if fits(changed):
+            return "no single change fits; together: " + ", ".join(steps)
+    return f"does not fit on {inp.cards} x {inp.card_gb:g} GB cards even with every change: add cards"
+
+
+def max_micro_batch(inp: PlanInput, fits: Callable[[PlanInput], bool]) -> int | None:
+    def ok(b: int) -> bool:
+        return fits(inp.with_(micro_batch=b)) and verdict_of(estimate(inp.with_(micro_batch=b)).hard,
+                                                             inp.card_gb) == "fits"
+
+    if not ok(1):
+        return None
+    lo, hi = 1, 2
+    while hi <= MAX_MICRO_BATCH and ok(hi):
+        lo, hi = hi, hi * 2
+    if hi > MAX_MICRO_BATCH:
+        return lo
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo
+
+
+def recommended_samples_note(arch: ModelArch, samples: int | None) -> str | None:
+    if not samples:
+        return None
+    from zerodeck.core.plan.data import data_verdict, recommended_samples
+
+    rec = recommended_samples(arch.params())
+    return f"{samples} samples, {rec} recommended: {data_verdict(samples, rec)}"
+
+
+def plan_recipe(recipe: Any, *, calibrate: bool = True) -> Plan:
+    """The Plan for one (non-grid) Recipe, calibrated from this machine's runs when there are any."""
+    inp = input_from_recipe(recipe)
+    calib = None
+    if calibrate:
+        from zerodeck.core.plan.calibration import calibration_for
+
+        calib = calibration_for(inp.device, recipe.launch.backend)
+    p = plan(inp, calibration=calib, recipe_name=recipe.name)
+    p.data_advice = recommended_samples_note(inp.arch, recipe.data.samples)
+    return p
+
+
+def matrix(*, cards: int = 8, card_gb: float = 64.0, device: str = "npu", method: str = "lora",
+           seq_len: int = 2048, micro_batch: int = 1, models: list[str] | None = None) -> list[dict[str, Any]]:
+    """Models x ZeRO stages: per-card GiB and verdict of each cell."""
+    rows = []
+    for name in models or MATRIX_MODELS:
+        arch = lookup(name)
+        row: dict[str, Any] = {"model": name, "params_b": round(arch.params_b, 2)}
+        for stage in (0, 1, 2, 3):
+            inp = PlanInput(arch=arch, method=method, stage=stage, cards=cards, card_gb=card_gb,  # type: ignore[arg-type]
+                            device=device, seq_len=seq_len, micro_batch=micro_batch)  # type: ignore[arg-type]
+            validate_input(inp)
+            bd = estimate(inp)
+            row[f"z{stage}_gib"] = round(bd.total, 1)
+            row[f"z{stage}"] = verdict_of(bd.hard, card_gb)
+        rows.append(row)
+    return rows
