@@ -23,6 +23,8 @@ COMMAND_MODULES = [
     "zerodeck.core.cli.recipes_cmd",
     "zerodeck.core.cli.plan_cmd",
     "zerodeck.core.cli.data_cmd",
+    "zerodeck.core.cli.cards_cmd",
+    "zerodeck.core.cli.doctor_cmd",
 ]
 
 

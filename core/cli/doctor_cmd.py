@@ -1,0 +1,124 @@
+"""`zerodeck doctor`: what this machine has for training and telemetry, without importing torch.
+
+Versions come from package metadata and driver files, so the check is fast and cannot itself be
+broken by a bad torch / torch_npu install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from zerodeck.core.cli.output import emit
+from zerodeck.core.errors import EXIT_OK
+
+PACKAGES = ("torch", "torch_npu", "deepspeed", "transformers", "llamafactory", "nvidia-ml-py", "psutil")
+ASCEND = Path("/usr/local/Ascend")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("doctor", help="what this machine has: telemetry sources, drivers, versions, free memory")
+    p.add_argument("--json", action="store_true", help="machine output on stdout")
+    p.set_defaults(handler=cmd_doctor)
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _read_key(path: Path, keys: tuple[str, ...]) -> str | None:
+    try:
+        for line in path.read_text(errors="replace").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() in keys:
+                return value.strip() or None
+    except OSError:
+        return None
+    return None
+
+
+def ascend_versions(root: Path = ASCEND) -> dict[str, str | None]:
+    """Driver and CANN versions from the files the installers leave."""
+    driver = _read_key(root / "driver" / "version.info", ("Version", "version"))
+    cann = None
+    for info in sorted(root.glob("ascend-toolkit/latest/*/ascend_toolkit_install.info")) + sorted(
+            root.glob("cann*/*/ascend_toolkit_install.info")):
+        cann = _read_key(info, ("version", "Version"))
+        if cann:
+            break
+    return {"driver": driver, "cann": cann}
+
+
+def collect() -> dict[str, Any]:
+    from zerodeck.core.telemetry.sources import availability, make_source
+
+    why = availability()
+    report: dict[str, Any] = {"host": platform.node(), "python": platform.python_version(),
+                              "sources": {name: ("available" if reason is None else reason)
+                                          for name, reason in why.items()},
+                              "packages": package_versions(), "ascend": ascend_versions()}
+    cards: list[dict[str, Any]] = []
+    holders: list[dict[str, Any]] = []
+    for name in ("npu-smi", "nvidia"):
+        if why.get(name) is not None:
+            continue
+        snap = make_source(name).read()
+        if name == "npu-smi" and snap.versions:
+            report["ascend"]["npu-smi"] = snap.versions.get("npu-smi")
+            report["ascend"]["driver"] = report["ascend"]["driver"] or snap.versions.get("driver")
+        if snap.error:
+            report["sources"][name] = snap.error
+            continue
+        for c in snap.cards:
+            used, total = c.device_used_mb, c.device_total_mb
+            cards.append({"source": name, "card": c.key, "logical_id": c.logical_id, "name": c.name,
+                          "health": c.health, "used_mb": used, "total_mb": total,
+                          "free_mb": total - used if used is not None and total is not None else None})
+        holders += [_holder(name, p) for p in snap.processes]
+    report["cards"] = cards
+    report["processes_holding_cards"] = holders
+    return report
+
+
+def _holder(source: str, proc: Any) -> dict[str, Any]:
+    """A process on a card; `stale` when its PID is gone from this machine's view (a leftover that
+    still holds device memory, or a process of another container)."""
+    import psutil
+
+    alive = proc.pid is not None and psutil.pid_exists(proc.pid)
+    return {"source": source, "npu": proc.npu, "chip": proc.chip, "pid": proc.pid, "name": proc.name,
+            "memory_mb": proc.memory_mb, "stale": not alive}
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    report = collect()
+    if args.json:
+        emit(report, as_json=True)
+        return EXIT_OK
+    print(f"host {report['host']}  python {report['python']}")
+    print("\ntelemetry sources:")
+    for name, state in report["sources"].items():
+        print(f"  {name:8} {state}")
+    print("\npackages:")
+    for name, version in report["packages"].items():
+        print(f"  {name:13} {version or 'not installed'}")
+    asc = report["ascend"]
+    print(f"\nascend: npu-smi {asc.get('npu-smi') or '-'}  driver {asc['driver'] or '-'}  CANN {asc['cann'] or '-'}")
+    if report["cards"]:
+        print()
+        emit(report["cards"], as_json=False, columns=["source", "card", "logical_id", "name", "health",
+                                                      "used_mb", "total_mb", "free_mb"])
+    stale = [h for h in report["processes_holding_cards"] if h["stale"]]
+    if report["processes_holding_cards"]:
+        print(f"\nprocesses holding cards: {len(report['processes_holding_cards'])} ({len(stale)} not visible here)")
+        emit(report["processes_holding_cards"], as_json=False)
+    return EXIT_OK

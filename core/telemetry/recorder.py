@@ -1,0 +1,161 @@
+"""What a run leaves behind about its cards: samples from before the job starts until after it
+exits, per-card peaks, the device baseline and the snapshot at the moment of failure.
+
+The supervisor owns one RunRecorder per run. The baseline is read synchronously in `start()` and
+written at once, so even a job that dies while loading the model leaves a trace; samples are kept
+downsampled in memory (series.py) and written with the peaks in `stop()`. Processes on a card count
+as the run's when their PID (or, inside a container, their container PID) belongs to the run.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from zerodeck.core.telemetry.model import Card, Snapshot
+from zerodeck.core.telemetry.poller import Poller
+from zerodeck.core.telemetry.series import Point, Series
+from zerodeck.core.telemetry.sources import DEFAULT_TIMEOUT, CpuRankSource, Source, make_source
+
+_DEVICE_SOURCE = {"npu": "npu-smi", "cuda": "nvidia", "cpu": "cpu"}
+
+
+class RunRecorder:
+    def __init__(self, run_id: int, device: str, pids: Callable[[], set[int]],
+                 visible_devices: list[int] | None = None, interval: float = 1.0,
+                 source: Source | None = None, store_url: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, clock: Callable[[], float] = time.monotonic) -> None:
+        self.run_id = run_id
+        self.device = device
+        self.pids = pids
+        self.visible = set(visible_devices) if visible_devices is not None else None
+        self.store_url = store_url
+        self.clock = clock
+        if source is None:
+            name = _DEVICE_SOURCE.get(device, "cpu")
+            source = CpuRankSource(pids) if name == "cpu" else make_source(name)
+        self.source = source
+        self.poller = Poller(source, self._on_snapshot, interval=interval, timeout=timeout, clock=clock)
+        self.t0: float | None = None
+        self.series: dict[tuple[str, str], Series] = {}
+        self.peaks: dict[tuple[str, str], dict[str, Any]] = {}
+        self.baseline: Snapshot | None = None
+        self.last_live: Snapshot | None = None  # the newest snapshot while run processes were seen
+        self._latest: Snapshot | None = None
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    # -- the interface the supervisor calls --------------------------------------------------------
+    def start(self) -> None:
+        self.t0 = self.clock()
+        snap = self.poller.poll_once()
+        self.baseline = snap
+        self._write_run(baseline=json.dumps(self._annotate(snap), default=str))
+        self.poller.start()
+
+    def stop(self, failed: bool) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self.poller.stop()
+        final = self.poller.poll_once()
+        fields: dict[str, Any] = {}
+        if failed:
+            moment = self.last_live or final
+            data = self._annotate(moment)
+            data["after_exit"] = self._annotate(final)
+            fields["failure_snapshot"] = json.dumps(data, default=str)
+        device_peaks = [p["peak_mb"] for (src, _), p in self.peaks.items()
+                        if src not in ("host", "swap") and p["peak_mb"] is not None]
+        if device_peaks:
+            fields["measured_peak_gib"] = round(max(device_peaks) / 1024, 3)
+        self._write_samples()
+        self._write_run(**fields)
+
+    def latest(self) -> Snapshot | None:
+        return self._latest
+
+    # -- sampling ---------------------------------------------------------------------------------
+    def _cards(self, snap: Snapshot) -> list[Card]:
+        if self.visible is None or snap.source == "cpu":
+            return snap.cards
+        return [c for c in snap.cards if c.logical_id in self.visible]
+
+    def _run_pids(self) -> set[int]:
+        try:
+            return set(self.pids())
+        except Exception:
+            return set()
+
+    def _on_snapshot(self, snap: Snapshot) -> None:
+        self._latest = snap
+        if snap.stale or snap.error:
+            return  # old numbers are not new samples
+        t = snap.t - (self.t0 if self.t0 is not None else snap.t)
+        run_pids = self._run_pids()
+        with self._lock:
+            for card in self._cards(snap):
+                self._add(snap.source, card.key, t, card.device_used_mb, card.device_total_mb,
+                          card.aicore_pct, card.power_w, card.temp_c)
+            if snap.host is not None:
+                h = snap.host
+                self._add("host", "host", t, h.ram_used_mb, h.ram_total_mb, h.cpu_pct, None, None)
+                self._add("swap", "swap", t, h.swap_used_mb, h.swap_total_mb, None, None, None)
+            if run_pids and (any(p.pid in run_pids or p.container_pid in run_pids for p in snap.processes)
+                             or snap.source == "cpu" and snap.cards):
+                self.last_live = snap
+
+    def _add(self, source: str, card: str, t: float, used: Any, total: Any, util: Any, power: Any,
+             temp: Any) -> None:
+        key = (source, card)
+        series = self.series.get(key)
+        if series is None:
+            series = self.series[key] = Series(width=max(self.poller.target, 1e-3))
+        series.add(Point(t=round(t, 3), memory_used_mb=used, memory_total_mb=total, util_pct=util,
+                         power_w=power, temp_c=temp))
+        peak = self.peaks.get(key)
+        if peak is None:
+            peak = self.peaks[key] = {"peak_mb": None, "baseline_mb": used, "total_mb": total}
+        if used is not None and (peak["peak_mb"] is None or used > peak["peak_mb"]):
+            peak["peak_mb"] = used
+        if total is not None:
+            peak["total_mb"] = total
+
+    def _annotate(self, snap: Snapshot) -> dict[str, Any]:
+        data = snap.to_json()
+        run_pids = self._run_pids()
+        for proc in data["processes"]:
+            proc["in_run"] = proc["pid"] in run_pids or proc.get("container_pid") in run_pids
+        if self.visible is not None:
+            data["visible_devices"] = sorted(self.visible)
+        return data
+
+    # -- the store --------------------------------------------------------------------------------
+    def _write_run(self, **fields: Any) -> None:
+        if not fields:
+            return
+        from zerodeck.store.engine import open_store
+        from zerodeck.store.queries import update_run
+
+        with open_store(self.store_url) as session:
+            update_run(session, self.run_id, **fields)
+
+    def _write_samples(self) -> None:
+        from zerodeck.store.engine import open_store
+        from zerodeck.store.models import CardPeak, TelemetrySample
+
+        with self._lock:
+            rows: list[Any] = []
+            for (source, card), series in self.series.items():
+                rows += [TelemetrySample(run_id=self.run_id, t=p.t, source=source, card=card,
+                                         memory_used_mb=p.memory_used_mb, memory_total_mb=p.memory_total_mb,
+                                         util_pct=p.util_pct, power_w=p.power_w, temp_c=p.temp_c)
+                         for p in series.points]
+            for (source, card), peak in self.peaks.items():
+                rows.append(CardPeak(run_id=self.run_id, source=source, card=card, **peak))
+        with open_store(self.store_url) as session:
+            session.add_all(rows)
+            session.commit()

@@ -1,0 +1,345 @@
+"""Telemetry sources behind one small interface: `read(timeout) -> Snapshot`, never raising.
+
+npu-smi is run as a subprocess with a hard timeout (it can take seconds, or hang when the driver is
+wedged); NVIDIA is read through NVML when `nvidia-ml-py` loads (0.04 ms a query on an H200) and
+through `nvidia-smi --query-gpu` otherwise (31 ms); on the CPU each rank process of a run is a card.
+The command runner is injected so tests replay real captured output without the hardware.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from zerodeck.core.telemetry import npusmi_parse, nvidia_parse
+from zerodeck.core.telemetry.model import Card, HostStats, Process, Snapshot
+
+DEFAULT_TIMEOUT = 10.0
+SOURCE_NAMES = ("npu-smi", "nvidia", "cpu")
+
+# (argv, timeout) -> (returncode, stdout, stderr); raises FileNotFoundError / TimeoutError.
+Runner = Callable[[list[str], float], tuple[int, str, str]]
+
+
+class Source(Protocol):
+    name: str
+
+    def read(self, timeout: float = DEFAULT_TIMEOUT) -> Snapshot: ...
+
+
+def run_command(argv: list[str], timeout: float) -> tuple[int, str, str]:
+    """Run a probe with a hard timeout; on timeout the child is killed and never waited on forever
+    (a process stuck in the driver may not die at once)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        out, errb = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        try:
+            proc.communicate(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pass
+        raise TimeoutError(timeout) from None
+    return proc.returncode, out.decode("utf-8", "replace"), errb.decode("utf-8", "replace")
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} s"
+
+
+def _probe(tool: str, runner: Runner, argv: list[str], timeout: float) -> tuple[str | None, str | None]:
+    """(stdout, None) or (None, one-line error)."""
+    try:
+        code, out, errtext = runner(argv, timeout)
+    except FileNotFoundError:
+        return None, f"{tool}: not found on PATH"
+    except PermissionError:
+        return None, f"{tool}: not executable (permission denied)"
+    except TimeoutError:
+        return None, f"{tool}: timed out after {_seconds(timeout)}"
+    except OSError as exc:
+        return None, f"{tool}: {exc.strerror or exc}"
+    if code != 0:
+        text = (out or "") + "\n" + (errtext or "")
+        detail = npusmi_parse.dcmi_error(text) if tool == "npu-smi" else None
+        first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+        return None, detail or f"{tool}: exited {code}" + (f": {first[:100]}" if first else "")
+    return out, None
+
+
+def read_host() -> HostStats:
+    """CPU, RAM and swap of this machine: ZeRO offload lives in host RAM."""
+    try:
+        import psutil
+
+        vm, sw = psutil.virtual_memory(), psutil.swap_memory()
+        mb = 1024 * 1024
+        return HostStats(cpu_pct=psutil.cpu_percent(None), cpu_count=psutil.cpu_count(),
+                         ram_used_mb=round((vm.total - vm.available) / mb, 1), ram_total_mb=round(vm.total / mb, 1),
+                         swap_used_mb=round(sw.used / mb, 1), swap_total_mb=round(sw.total / mb, 1))
+    except Exception:  # psutil missing or /proc unreadable: NA, never an error
+        return HostStats()
+
+
+class NpuSmiSource:
+    """`npu-smi info`, with `npu-smi info -m` read once for the logical-id mapping."""
+
+    name = "npu-smi"
+
+    def __init__(self, runner: Runner = run_command, binary: str = "npu-smi") -> None:
+        self.runner = runner
+        self.binary = binary
+        self._mapping: dict[tuple[int, int], int] | None = None
+
+    def read(self, timeout: float = DEFAULT_TIMEOUT) -> Snapshot:
+        start = time.monotonic()
+        snap = Snapshot(source=self.name, t=start, wall=time.time())
+        out, error = _probe("npu-smi", self.runner, [self.binary, "info"], timeout)
+        if out is not None:
+            table = npusmi_parse.parse_info(out)
+            snap.cards, snap.processes, snap.versions, error = (table.cards, table.processes,
+                                                                table.versions, table.error)
+            if self._mapping is None and not error:
+                left = max(0.5, timeout - (time.monotonic() - start))
+                mapped, _ = _probe("npu-smi", self.runner, [self.binary, "info", "-m"], left)
+                self._mapping = npusmi_parse.parse_map(mapped or "")
+            if self._mapping:
+                npusmi_parse.assign_logical_ids(snap.cards, self._mapping)
+        snap.error = error
+        snap.duration_s = time.monotonic() - start
+        return snap
+
+
+class NvidiaSource:
+    """NVML when the library loads, else `nvidia-smi --query-gpu` as CSV."""
+
+    name = "nvidia"
+
+    def __init__(self, runner: Runner = run_command, use_nvml: bool = True) -> None:
+        self.runner = runner
+        self._nvml: Any = None
+        self.backend = "nvidia-smi"
+        self.nvml_error: str | None = None
+        if use_nvml:
+            try:
+                import pynvml
+
+                pynvml.nvmlInit()
+                self._nvml = pynvml
+                self.backend = "nvml"
+            except Exception as exc:  # no library, no driver, no GPU
+                self.nvml_error = f"NVML: {type(exc).__name__}: {exc}"
+
+    def read(self, timeout: float = DEFAULT_TIMEOUT) -> Snapshot:
+        start = time.monotonic()
+        snap = Snapshot(source=self.name, t=start, wall=time.time())
+        try:
+            if self._nvml is not None:
+                snap.cards, snap.processes = _nvml_read(self._nvml)
+            else:
+                self._smi_read(snap, timeout)
+        except Exception as exc:
+            snap.error = f"nvidia: {type(exc).__name__}: {exc}"
+        snap.duration_s = time.monotonic() - start
+        return snap
+
+    def _smi_read(self, snap: Snapshot, timeout: float) -> None:
+        argv = ["nvidia-smi", f"--query-gpu={','.join(nvidia_parse.QUERY_FIELDS)}", "--format=csv,nounits"]
+        out, error = _probe("nvidia-smi", self.runner, argv, timeout)
+        if out is None:
+            snap.error = error
+            return
+        snap.cards, snap.error = nvidia_parse.parse_csv(out)
+        argv = ["nvidia-smi", f"--query-compute-apps={','.join(nvidia_parse.APPS_FIELDS)}", "--format=csv,nounits"]
+        apps, _ = _probe("nvidia-smi", self.runner, argv, timeout)
+        buses = {(c.bus_id or "").upper(): c.npu for c in snap.cards if c.npu is not None}
+        snap.processes = nvidia_parse.parse_apps_csv(apps or "", buses)
+
+
+def _nvml_read(nv: Any) -> tuple[list[Card], list[Process]]:
+    def safe(fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except Exception:  # NVML_ERROR_NOT_SUPPORTED and friends: NA
+            return None
+
+    cards: list[Card] = []
+    procs: list[Process] = []
+    mb = 1024 * 1024
+    for index in range(nv.nvmlDeviceGetCount()):
+        h = nv.nvmlDeviceGetHandleByIndex(index)
+        card = Card(npu=index, chip=0, logical_id=index)
+        name = safe(lambda: nv.nvmlDeviceGetName(h))  # noqa: B023
+        card.name = name.decode() if isinstance(name, bytes) else name
+        mem = safe(lambda: nv.nvmlDeviceGetMemoryInfo(h))  # noqa: B023
+        if mem is not None:
+            card.hbm_used_mb, card.hbm_total_mb = mem.used // mb, mem.total // mb
+        util = safe(lambda: nv.nvmlDeviceGetUtilizationRates(h))  # noqa: B023
+        card.aicore_pct = util.gpu if util is not None else None
+        card.temp_c = safe(lambda: nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU))  # noqa: B023
+        power = safe(lambda: nv.nvmlDeviceGetPowerUsage(h))  # noqa: B023
+        card.power_w = round(power / 1000, 1) if power is not None else None
+        pci = safe(lambda: nv.nvmlDeviceGetPciInfo(h))  # noqa: B023
+        if pci is not None:
+            bus = pci.busId
+            card.bus_id = bus.decode() if isinstance(bus, bytes) else bus
+        cards.append(card)
+        for info in safe(lambda: nv.nvmlDeviceGetComputeRunningProcesses(h)) or []:  # noqa: B023
+            used = getattr(info, "usedGpuMemory", None)
+            procs.append(Process(npu=index, chip=0, pid=info.pid,
+                                 memory_mb=used // mb if isinstance(used, int) else None))
+    return cards, procs
+
+
+class CpuRankSource:
+    """Each rank process of a CPU run is a card: RSS as its memory, CPU % as its utilisation.
+
+    Ranks are the processes of the run's tree that carry a RANK / LOCAL_RANK environment variable
+    (what torchrun and the deepspeed launcher set); when none does, every process of the tree is
+    one. With no `pids`, every rank process of this user on the machine is shown.
+    """
+
+    name = "cpu"
+
+    def __init__(self, pids: Callable[[], Iterable[int]] | None = None) -> None:
+        self.pids = pids
+        self._procs: dict[int, Any] = {}
+
+    def _candidates(self) -> list[Any]:
+        import psutil
+
+        if self.pids is not None:
+            out = []
+            for pid in sorted(set(self.pids())):
+                try:
+                    out.append(self._procs.get(pid) or psutil.Process(pid))
+                except psutil.Error:
+                    continue
+            return out
+        me = os.getuid() if hasattr(os, "getuid") else None
+        found = []
+        for proc in psutil.process_iter(["uids"]):
+            uids = proc.info.get("uids")
+            if me is not None and uids is not None and uids.real != me:
+                continue
+            found.append(self._procs.get(proc.pid) or proc)
+        return found
+
+    def read(self, timeout: float = DEFAULT_TIMEOUT) -> Snapshot:
+        start = time.monotonic()
+        snap = Snapshot(source=self.name, t=start, wall=time.time())
+        try:
+            import psutil
+        except ImportError:
+            snap.error = "cpu: psutil is not installed"
+            return snap
+        total_mb = round(psutil.virtual_memory().total / 2**20)
+        ranked: list[tuple[int, Any]] = []
+        plain: list[Any] = []
+        for proc in self._candidates():
+            rank = _rank_of(proc)
+            if rank is not None:
+                ranked.append((rank, proc))
+            elif self.pids is not None:
+                plain.append(proc)
+        chosen = sorted(ranked, key=lambda rp: (rp[0], rp[1].pid)) if ranked else list(enumerate(plain))
+        alive: dict[int, Any] = {}
+        for rank, proc in chosen:
+            try:
+                with proc.oneshot():
+                    rss = proc.memory_info().rss
+                    first = proc.pid not in self._procs
+                    cpu = proc.cpu_percent(None)
+                    name = proc.name()
+            except psutil.Error:
+                continue
+            alive[proc.pid] = proc
+            # psutil's first cpu_percent call has no interval to measure: NA, not 0.
+            card = Card(npu=rank, chip=0, name=name, health="running", pid=proc.pid, logical_id=rank,
+                        aicore_pct=None if first else round(cpu, 1), memory_used_mb=round(rss / 2**20, 1),
+                        memory_total_mb=total_mb)
+            snap.cards.append(card)
+            snap.processes.append(Process(npu=rank, chip=0, pid=proc.pid, name=name,
+                                          memory_mb=card.memory_used_mb))
+        self._procs = alive
+        snap.duration_s = time.monotonic() - start
+        return snap
+
+
+def _rank_of(proc: Any) -> int | None:
+    try:
+        env = proc.environ()
+    except Exception:  # another user's process, or gone
+        return None
+    for key in ("RANK", "LOCAL_RANK"):
+        value = env.get(key)
+        if value is not None and value.strip().isdigit():
+            return int(value)
+    return None
+
+
+class ReplaySource:
+    """Replays captured outputs (one per read, the last repeated) through a real parser; for tests,
+    `--from-*` files and benchmarks. Each item is text, or an exception the runner raises."""
+
+    def __init__(self, name: str, outputs: list[Any], clock: Callable[[], float] = time.monotonic) -> None:
+        self.name = name
+        self._outputs = list(outputs)
+        self._i = 0
+        self.clock = clock
+        self.calls = 0
+
+    def runner(self, argv: list[str], timeout: float) -> tuple[int, str, str]:
+        if argv[-1] == "-m":
+            return 0, "", ""
+        self.calls += 1
+        item = self._outputs[min(self._i, len(self._outputs) - 1)]
+        self._i += 1
+        if isinstance(item, BaseException):
+            raise item
+        if isinstance(item, tuple):
+            return item
+        return 0, item, ""
+
+    def read(self, timeout: float = DEFAULT_TIMEOUT) -> Snapshot:
+        inner: Source = (NpuSmiSource(runner=self.runner) if self.name == "npu-smi"
+                         else NvidiaSource(runner=self.runner, use_nvml=False))
+        snap = inner.read(timeout)
+        snap.t = self.clock()
+        return snap
+
+
+def availability() -> dict[str, str | None]:
+    """Each source name -> None when usable here, else one line saying why not."""
+    why: dict[str, str | None] = {}
+    why["npu-smi"] = None if shutil.which("npu-smi") else "npu-smi: not found on PATH"
+    nv = NvidiaSource(use_nvml=True)
+    if nv.backend == "nvml":
+        why["nvidia"] = None
+    elif shutil.which("nvidia-smi"):
+        why["nvidia"] = None
+    else:
+        why["nvidia"] = f"{nv.nvml_error or 'NVML unavailable'}; nvidia-smi: not found on PATH"
+    try:
+        import psutil  # noqa: F401
+
+        why["cpu"] = None
+    except ImportError:
+        why["cpu"] = "cpu: psutil is not installed"
+    return why
+
+
+def make_source(name: str | None = None, *, pids: Callable[[], Iterable[int]] | None = None) -> Source:
+    """The named source, or the first usable of npu-smi, nvidia, cpu."""
+    if name is None:
+        why = availability()
+        name = next((n for n in SOURCE_NAMES if why.get(n) is None), "cpu")
+    if name == "npu-smi":
+        return NpuSmiSource()
+    if name in ("nvidia", "cuda"):
+        return NvidiaSource()
+    return CpuRankSource(pids)
