@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "zerodeck.core.cli.data_cmd",
     "zerodeck.core.cli.cards_cmd",
     "zerodeck.core.cli.doctor_cmd",
+    "zerodeck.core.cli.diagnose_cmd",
 ]
 
 
