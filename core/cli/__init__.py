@@ -26,6 +26,8 @@ COMMAND_MODULES = [
     "zerodeck.core.cli.cards_cmd",
     "zerodeck.core.cli.doctor_cmd",
     "zerodeck.core.cli.diagnose_cmd",
+    "zerodeck.core.cli.compare_cmd",
+    "zerodeck.core.cli.chart_cmd",
 ]
 
 

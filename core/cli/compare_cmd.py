@@ -1,0 +1,124 @@
+"""`zerodeck compare` and `zerodeck chart`: the write-up of a round of experiments, from the command line.
+
+Thin wrappers over `zerodeck.core.compare` (rows, tables, pivots) and `zerodeck.core.export`
+(formats, SVG charts), the same functions the TUI's Compare screen calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from zerodeck.core.cli.output import err
+from zerodeck.core.errors import EXIT_FAILED, EXIT_OK, BadInput
+
+FORMAT_CHOICES = ("table", "md", "csv", "json", "html", "latex")
+
+
+def _selection_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="*", metavar="RUN",
+                   help="run ids, or recipe names (their latest run); none: the latest run of each recipe")
+    p.add_argument("--all", action="store_true", help="every recorded run")
+    p.add_argument("--tag", metavar="T", help="runs carrying this tag")
+    p.add_argument("--grid", metavar="G", help="runs expanded from this grid")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("compare", help="compare runs side by side; export as table, md, csv, json, html, latex",
+                       description="Compare recorded runs: recipe axes, outcome, per-card peak memory against "
+                       "capacity, throughput, loss, and the command to reproduce. --diff-only keeps the columns "
+                       "that differ; --pivot ROW,COL --value FIELD builds a matrix such as model x ZeRO stage.")
+    _selection_args(p)
+    p.add_argument("--diff-only", action="store_true", help="keep only the columns whose values differ")
+    p.add_argument("--pivot", metavar="ROW,COL", help="matrix view, e.g. model,zero_stage")
+    p.add_argument("--value", metavar="FIELD", help="the pivot's cell field (default peak_max_gib), e.g. outcome")
+    p.add_argument("--columns", metavar="A,B,...", help="only these columns, in this order")
+    p.add_argument("--format", choices=FORMAT_CHOICES, help="output format (default: table, or from -o's suffix)")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("--chart", type=Path, metavar="FILE.svg",
+                   help="also write the peak-per-card vs capacity bar chart of these runs")
+    p.add_argument("--json", action="store_true", help="same as --format json")
+    p.set_defaults(handler=cmd_compare)
+
+
+def selection_from(args: argparse.Namespace) -> Any:
+    from zerodeck.core.compare import Selection
+
+    return Selection(refs=tuple(args.runs), all=args.all, tag=args.tag, grid=args.grid)
+
+
+def load_selected(args: argparse.Namespace) -> list[dict[str, Any]] | None:
+    """The rows, or None after saying on stderr why there are none."""
+    from zerodeck.core.compare import load_rows
+    from zerodeck.store.engine import open_store
+
+    sel = selection_from(args)
+    with open_store() as session:
+        rows = load_rows(session, sel)
+    if not rows:
+        what = []
+        if sel.tag is not None:
+            what.append(f"tag {sel.tag!r}")
+        if sel.grid is not None:
+            what.append(f"grid {sel.grid!r}")
+        err(f"no runs with {' and '.join(what)}" if what else "no runs recorded yet (start one with `zerodeck run`)")
+        return None
+    return rows
+
+
+def _format(args: argparse.Namespace) -> str:
+    from zerodeck.core.export import format_for_path
+
+    if args.json and args.format not in (None, "json"):
+        raise BadInput(f"--json and --format {args.format} disagree; give one")
+    if args.json:
+        return "json"
+    if args.format:
+        return str(args.format)
+    return format_for_path(args.output) if args.output else "table"
+
+
+def write_text(path: Path, text: str, fmt: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Excel reads a CSV as UTF-8 only with the byte-order mark; Chinese model names need it.
+        path.write_text(text, encoding="utf-8-sig" if fmt == "csv" else "utf-8", newline="")
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from zerodeck.core.compare import comparison_table, pivot_table
+    from zerodeck.core.export import render
+
+    fmt = _format(args)
+    if args.value and not args.pivot:
+        raise BadInput("--value needs --pivot ROW,COL")
+    pivot = None
+    if args.pivot:
+        parts = [p.strip() for p in args.pivot.split(",")]
+        if len(parts) != 2 or not all(parts):
+            raise BadInput(f"--pivot: expected ROW,COL such as model,zero_stage (got {args.pivot!r})")
+        pivot = parts
+    rows = load_selected(args)
+    if rows is None:
+        return EXIT_FAILED
+    if pivot:
+        table = pivot_table(rows, pivot[0], pivot[1], args.value or "peak_max_gib")
+    else:
+        cols = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+        table = comparison_table(rows, diff_only=args.diff_only, columns=cols)
+    text = render(table, fmt)
+    if args.output:
+        write_text(args.output, text, fmt)
+        err(f"wrote {args.output} ({fmt}, {len(table.rows)} row{'s' if len(table.rows) != 1 else ''})")
+    else:
+        sys.stdout.write(text)
+    if args.chart:
+        from zerodeck.core.export.svg import peaks_chart
+
+        write_text(args.chart, peaks_chart(rows), "svg")
+        err(f"wrote {args.chart} (peak per card vs capacity, {len(rows)} runs)")
+    return EXIT_OK

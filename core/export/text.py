@@ -1,0 +1,156 @@
+"""Plain-text exports: the terminal table, Markdown (GitHub, CSDN), CSV (RFC 4180, Excel) and JSON.
+
+People's formats (terminal, Markdown) round numbers for reading; CSV and JSON keep the stored
+values so a spreadsheet or a script computes with the real numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+from zerodeck.core.compare.fields import REPRODUCE, Column
+from zerodeck.core.compare.table import Table
+
+JSON_SCHEMA_VERSION = 1
+MISSING = "-"
+
+
+def human(value: Any) -> str:
+    """A value as people read it in a report: no float noise, no exponent for ordinary sizes."""
+    if value is None:
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        a = abs(value)
+        if a == 0:
+            return "0"
+        if a >= 1000:
+            return f"{value:.0f}"
+        if a >= 1:
+            return f"{value:.2f}"
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _cells(table: Table, cols: list[Column], fmt: Callable[[Any], str] = human) -> list[list[str]]:
+    keys = [c.key for c in cols]
+    return [[fmt(r.get(k)) for k in keys] for r in table.rows]
+
+
+def to_text(table: Table) -> str:
+    """An aligned table for the terminal; the long reproduce columns are left to the other formats."""
+    cols = [c for c in table.dropping_empty().columns if c.key not in REPRODUCE]
+    cells = _cells(table, cols)
+    heads = [c.header for c in cols]
+    widths = [len(h) for h in heads]
+    for row in cells:
+        for i, v in enumerate(row):
+            if len(v) > widths[i]:
+                widths[i] = len(v)
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if c.numeric else v.ljust(w) for v, w, c in zip(values, widths, cols)).rstrip()
+
+    return "\n".join([line(heads), *(line(r) for r in cells)]) + "\n"
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|<>#])")
+
+
+def md_escape(text: str) -> str:
+    """Literal text inside a Markdown table cell: no emphasis, links, HTML or column breaks."""
+    return _MD_SPECIAL.sub(r"\\\1", text.replace("\r", " ").replace("\n", " "))
+
+
+def _md_cell(value: Any) -> str:
+    return md_escape(human(value))
+
+
+def _fence(text: str) -> str:
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def to_markdown(table: Table) -> str:
+    cols = [c for c in table.dropping_empty().columns if c.key not in REPRODUCE]
+    out = [f"### {md_escape(table.title)}", ""]
+    out.append("| " + " | ".join(md_escape(c.header) for c in cols) + " |")
+    out.append("|" + "|".join("---:" if c.numeric else "---" for c in cols) + "|")
+    for row in _cells(table, cols, _md_cell):
+        out.append("| " + " | ".join(row) + " |")
+    for note in table.notes:
+        out += ["", f"*{md_escape(note)}*"]
+    repro = [r for r in table.rows if r.get("command") or r.get("env")]
+    if repro and table.kind == "compare":
+        out += ["", "#### Reproduce"]
+        for r in repro:
+            text = " ".join(x for x in (r.get("env"), r.get("command")) if x)
+            fence = _fence(text)
+            out += ["", f"Run {r.get('id')} ({md_escape(str(r.get('name')))}):", "", f"{fence}sh", text, fence]
+    return "\n".join(out) + "\n"
+
+
+_FORMULA_START = ("=", "+", "@", "\t", "\r")
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value) if isinstance(value, float) else str(value)
+    text = str(value)
+    # A cell starting like a formula would run in Excel; the quote makes it literal text there.
+    if text.startswith(_FORMULA_START) or (text.startswith("-") and not _is_number_text(text)):
+        return "'" + text
+    return text
+
+
+def _is_number_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def to_csv(table: Table) -> str:
+    """RFC 4180: CRLF line ends, quotes only where needed, so numbers stay numbers in Excel."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    w.writerow([c.header for c in table.columns])
+    keys = [c.key for c in table.columns]
+    w.writerows([_csv_value(r.get(k)) for k in keys] for r in table.rows)
+    return buf.getvalue()
+
+
+def _json_value(value: Any) -> Any:
+    # A diverged run logs a NaN loss; JSON has no NaN, so it becomes null.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def to_json(table: Table) -> str:
+    keys = [c.key for c in table.columns]
+    doc = {
+        "schema_version": JSON_SCHEMA_VERSION,
+        "kind": table.kind,
+        "title": table.title,
+        "columns": [{"key": c.key, "label": c.label, "unit": c.unit, "kind": c.kind} for c in table.columns],
+        "rows": [{k: _json_value(r.get(k)) for k in keys} for r in table.rows],
+        "notes": table.notes,
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"

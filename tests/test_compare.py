@@ -1,0 +1,313 @@
+"""compare/export: rows from runs stored through the real store, every format against a golden file.
+
+Regenerate the goldens after an intended change with ZERODECK_UPDATE_GOLDEN=1 and review the diff.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from zerodeck.core.compare import Selection, comparison_table, load_rows, pivot_table
+from zerodeck.core.export import FORMATS, render
+from zerodeck.core.export.svg import memory_chart, memory_series, peaks_chart
+from zerodeck.store import queries
+from zerodeck.store.compare_queries import memory_series as load_samples
+from zerodeck.store.engine import open_store
+from zerodeck.store.models import Run
+
+from .compare_seed import seed
+from .conftest import FIXTURES
+
+GOLDEN = FIXTURES / "compare" / "golden"
+SUFFIX = {"table": "txt", "md": "md", "csv": "csv", "json": "json", "html": "html", "latex": "tex"}
+
+
+def _read(path: Path, encoding: str = "utf-8") -> str:
+    with open(path, encoding=encoding, newline="") as f:
+        return f.read()
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("ZERODECK_UPDATE_GOLDEN"):
+        path.write_text(text, encoding="utf-8", newline="")
+    assert path.is_file(), f"{path} missing: run with ZERODECK_UPDATE_GOLDEN=1"
+    assert text == _read(path), f"{name} differs from its golden file"
+
+
+@pytest.fixture
+def seeded() -> dict[str, int]:
+    with open_store() as s:
+        return seed(s)
+
+
+def _rows(**sel: Any) -> list[dict[str, Any]]:
+    with open_store() as s:
+        return load_rows(s, Selection(**sel))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_comparison_matches_golden(seeded: dict[str, int], fmt: str) -> None:
+    table = comparison_table(_rows(all=True))
+    check_golden(f"compare.{SUFFIX[fmt]}", render(table, fmt))
+
+
+@pytest.mark.parametrize("fmt", ["table", "md", "latex"])
+def test_pivot_model_by_stage_matches_golden(seeded: dict[str, int], fmt: str) -> None:
+    table = pivot_table(_rows(all=True), "model", "zero_stage", "peak_max_gib")
+    check_golden(f"pivot_peak.{SUFFIX[fmt]}", render(table, fmt))
+
+
+def test_diff_only_matches_golden(seeded: dict[str, int]) -> None:
+    rows = _rows(refs=(str(seeded["z0"]), str(seeded["z3"])))
+    check_golden("diff_only.md", render(comparison_table(rows, diff_only=True), "md"))
+
+
+def test_charts_match_golden_and_are_well_formed_svg(seeded: dict[str, int]) -> None:
+    with open_store() as s:
+        samples = load_samples(s, seeded["z0"])
+    series, cap = memory_series(samples)
+    assert set(series) == {"npu-smi 0", "npu-smi 1"}  # host memory left out beside card samples
+    assert cap == 64.0
+    mem = memory_chart(series, title="Run 1: memory per card", capacity_gib=cap)
+    peaks = peaks_chart(_rows(all=True))
+    for name, svg in (("memory.svg", mem), ("peaks.svg", peaks)):
+        root = ET.fromstring(svg)
+        assert root.tag == "{http://www.w3.org/2000/svg}svg"
+        check_golden(name, svg)
+    assert "capacity 64 GiB" in mem
+    assert peaks.count('stroke="#c00" stroke-width="2"/>') == 4 + 1  # a capacity line per run, plus the legend
+
+
+def test_rows_carry_measured_numbers(seeded: dict[str, int]) -> None:
+    rows = {r["id"]: r for r in _rows(all=True)}
+    z0, oom, demo = rows[seeded["z0"]], rows[seeded["oom"]], rows[seeded["demo"]]
+    assert z0["peak_max_gib"] == round(31948.8 / 1024, 3)  # the card source, not the host's 180 GB
+    assert z0["capacity_gib"] == 64.0 and z0["cards"] == 8 and z0["lora_rank"] == 8
+    assert z0["tokens_per_s_card"] == round(22755.3 / 8, 2)
+    assert z0["wall_time_s"] == 5400.5
+    assert z0["command"] == "llamafactory-cli train /runs/1/train.yaml"
+    assert z0["env"].startswith("ASCEND_RT_VISIBLE_DEVICES=0,1,2,3,4,5,6,7 ")
+    assert oom["failure"] == "oom: npu EL0004 rank 3" and oom["peak_pct"] == 100.0
+    assert demo["command"] == "python -m zerodeck.core.train '--x=a b'"
+
+
+def test_runs_of_different_recipes_whose_fields_differ_in_presence(seeded: dict[str, int]) -> None:
+    rows = _rows(refs=(str(seeded["z0"]), str(seeded["demo"])))
+    z0, demo = rows
+    assert demo["lora_rank"] is None and demo["data_samples"] is None  # full fine-tuning; no count given
+    assert demo["micro_batch"] == 4 and demo["offload"] == "none"  # a default the file left out
+    assert z0["summary.note"] == "warm cache" and "summary.note" not in demo
+    table = comparison_table(rows, diff_only=True)
+    keys = [c.key for c in table.columns]
+    assert keys[:2] == ["id", "name"]
+    assert {"model", "method", "lora_rank", "zero_stage", "device", "summary.note", "summary.eval_loss"} <= set(keys)
+    assert "offload" not in keys and "status" not in keys and "outcome" not in keys
+    for fmt in FORMATS:
+        text = render(table, fmt)
+        assert "warm cache" in text, fmt
+    data = json.loads(render(table, "json"))
+    assert data["rows"][1]["summary.note"] is None and data["rows"][1]["lora_rank"] is None
+
+
+def test_csv_round_trip_keeps_numbers_and_text(seeded: dict[str, int]) -> None:
+    rows = _rows(all=True)
+    table = comparison_table(rows)
+    text = render(table, "csv")
+    assert "\r\n" in text
+    reader = list(csv.reader(io.StringIO(text, newline="")))
+    assert reader[0] == [c.header for c in table.columns]
+    assert "peak max/card (GiB)" in reader[0]
+    assert len(reader) == len(rows) + 1
+    for row, cells in zip(rows, reader[1:]):
+        for col, cell in zip(table.columns, cells):
+            value = row.get(col.key)
+            if value is None:
+                assert cell == ""
+            elif col.numeric or isinstance(value, float | int):
+                assert float(cell) == value, (col.key, cell)
+            else:
+                assert cell == value, (col.key, cell)
+    # numbers are never quoted, so a spreadsheet reads them as numbers
+    assert ",31.2," in text and ',"31.2",' not in text
+
+
+def _hostile(session: Any) -> int:
+    name = "<script>alert(1)</script> & 50%_a\\b"
+    toml = ('name = "x"\n[model]\nname = "M_&%<b>\\\\x"\n[method]\nkind = "full"\n'
+            "[hardware]\ndevice = \"cpu\"\ncards = 1\n")
+    queries.save_snapshot(session, hash="hostile", name=name, toml=toml, source_path=None)
+    run = queries.add_run(session, Run(name=name, recipe_hash="hostile", status="finished", outcome="failed",
+                                       reason="bad $x & {y} ~ ^ # <i>", argv='["sh", "-c", "echo <b>&amp;"]'))
+    assert run.id is not None
+    return run.id
+
+
+def test_html_escapes_hostile_recipe_names() -> None:
+    with open_store() as s:
+        _hostile(s)
+    html = render(comparison_table(_rows(all=True)), "html")
+    assert "<script>" not in html and "<b>" not in html and "<i>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; 50%_a\\b" in html
+    assert "M_&amp;%&lt;b&gt;\\x" in html
+    assert "echo &lt;b&gt;&amp;amp;" in html
+    assert "<link" not in html and "src=" not in html  # one self-contained file
+    from html.parser import HTMLParser
+
+    class Tags(HTMLParser):
+        seen: set[str] = set()
+
+        def handle_starttag(self, tag: str, attrs: Any) -> None:
+            self.seen.add(tag)
+
+    parser = Tags()
+    parser.feed(html)
+    assert parser.seen == {"html", "head", "meta", "title", "style", "body", "h1", "table", "thead", "tr", "th",
+                           "tbody", "td"}
+
+
+def test_latex_escapes_hostile_recipe_names() -> None:
+    with open_store() as s:
+        _hostile(s)
+    tex = render(comparison_table(_rows(all=True)), "latex")
+    assert r"\textless{}script\textgreater{}alert(1)\textless{}/script\textgreater{} \& 50\%\_a\textbackslash{}b" in tex
+    assert r"M\_\&\%\textless{}b\textgreater{}\textbackslash{}x" in tex
+    assert r"bad \$x \& \{y\} \textasciitilde{} \textasciicircum{} \# \textless{}i\textgreater{}" in tex
+    body = [line for line in tex.splitlines() if not line.startswith("%")]
+    for line in body:
+        for i, ch in enumerate(line):
+            if ch in "%&_#$" and (i == 0 or line[i - 1] != "\\"):
+                assert ch == "&" and line[i - 1:i + 2] == " & ", f"unescaped {ch!r} in {line!r}"
+    assert "\\toprule" in tex and "\\bottomrule" in tex
+
+
+def test_markdown_escapes_cells() -> None:
+    with open_store() as s:
+        _hostile(s)
+    md = render(comparison_table(_rows(all=True)), "md")
+    assert "\\<script\\>" in md and "<script>" not in md
+    assert "50%\\_a\\\\b" in md
+
+
+def test_pivot_with_missing_cells(seeded: dict[str, int]) -> None:
+    table = pivot_table(_rows(all=True), "model", "zero_stage", "outcome")
+    assert [c.key for c in table.columns] == ["model", "zero_stage=0", "zero_stage=2", "zero_stage=3"]
+    by_model = {r["model"]: r for r in table.rows}
+    assert by_model["Qwen2.5-7B"] == {"model": "Qwen2.5-7B", "zero_stage=0": "succeeded", "zero_stage=2": None,
+                                      "zero_stage=3": "succeeded"}
+    assert by_model["Qwen2.5-14B"]["zero_stage=0"] == "oom" and by_model["Qwen2.5-14B"]["zero_stage=3"] is None
+    data = json.loads(render(table, "json"))
+    assert data["kind"] == "pivot" and data["rows"][0]["zero_stage=2"] is None
+    reader = list(csv.reader(io.StringIO(render(table, "csv"), newline="")))
+    assert reader[0] == ["model", "ZeRO stage 0", "ZeRO stage 2", "ZeRO stage 3"]
+    assert ["Qwen2.5-14B", "oom", "", ""] in reader
+
+
+def test_pivot_cell_with_several_runs_shows_the_latest(seeded: dict[str, int]) -> None:
+    rows = _rows(all=True)
+    later = dict(rows[0], id=99, peak_max_gib=40.0)
+    table = pivot_table([*rows, later], "model", "zero_stage", "peak_max_gib")
+    assert {r["model"]: r for r in table.rows}["Qwen2.5-7B"]["zero_stage=0"] == 40.0
+    with pytest.raises(Exception, match="unknown field 'nope'"):
+        pivot_table(rows, "model", "nope", "outcome")
+
+
+def test_json_export_has_schema_version_and_units(seeded: dict[str, int]) -> None:
+    data = json.loads(render(comparison_table(_rows(all=True)), "json"))
+    assert data["schema_version"] == 1 and data["kind"] == "compare"
+    cols = {c["key"]: c for c in data["columns"]}
+    assert cols["peak_max_gib"]["unit"] == "GiB" and cols["tokens_per_s_card"]["unit"] == "tokens/s"
+    assert len(data["rows"]) == 4 and data["rows"][0]["final_loss"] == 1.2345
+
+
+def test_nan_loss_becomes_null_in_json(seeded: dict[str, int]) -> None:
+    with open_store() as s:
+        queries.update_run(s, seeded["demo"], final_loss=float("nan"))
+    data = json.loads(render(comparison_table(_rows(all=True)), "json"))
+    assert data["rows"][-1]["final_loss"] is None
+
+
+def test_selection_latest_per_recipe_tag_grid(seeded: dict[str, int]) -> None:
+    with open_store() as s:
+        snap = "hdemo"
+        again = queries.add_run(s, Run(name="demo-cpu-zero2", recipe_hash=snap, status="finished",
+                                       outcome="killed", tags='["demo"]'))
+    latest = _rows()
+    assert [r["id"] for r in latest] == [seeded["z0"], seeded["z3"], seeded["oom"], again.id]
+    assert [r["id"] for r in _rows(tag="910b")] == [seeded["z0"], seeded["z3"]]
+    assert [r["id"] for r in _rows(tag="9_0b")] == []  # LIKE wildcards in a tag are literal
+    assert [r["id"] for r in _rows(grid="qwen2.5-14b-lora")] == [seeded["oom"]]
+    assert [r["id"] for r in _rows(refs=("demo-cpu-zero2", str(seeded["z0"])))] == [again.id, seeded["z0"]]
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def test_cli_compare_writes_file_with_format_from_suffix(cli, seeded: dict[str, int], tmp_path: Path) -> None:
+    for suffix, fmt in (("md", "md"), ("csv", "csv"), ("json", "json"), ("html", "html"), ("tex", "latex")):
+        target = tmp_path / f"report.{suffix}"
+        code, out, err = cli("compare", "--all", "-o", str(target))
+        assert code == 0 and out == "" and f"wrote {target}" in err
+        enc = "utf-8-sig" if fmt == "csv" else "utf-8"
+        assert _read(target, enc) == _read(GOLDEN / f"compare.{SUFFIX[fmt]}")
+    assert (tmp_path / "report.csv").read_bytes().startswith(b"\xef\xbb\xbf")  # Excel reads it as UTF-8
+    code, _, err = cli("compare", "--all", "-o", str(tmp_path / "report.xyz"))
+    assert code == 2 and "--format" in err
+
+
+def test_cli_compare_json_and_pivot(cli, seeded: dict[str, int]) -> None:
+    code, out, _ = cli("compare", "--tag", "910b", "--json")
+    assert code == 0 and [r["id"] for r in json.loads(out)["rows"]] == [seeded["z0"], seeded["z3"]]
+    code, out, _ = cli("compare", "--all", "--pivot", "model,zero_stage", "--value", "outcome")
+    assert code == 0 and out.splitlines()[0].split() == ["model", "ZeRO", "stage", "0", "ZeRO", "stage", "2",
+                                                          "ZeRO", "stage", "3"]
+    code, out, _ = cli("compare", str(seeded["z0"]), str(seeded["z3"]), "--diff-only", "--format", "csv")
+    assert code == 0 and out.splitlines()[0] == "run,recipe,ZeRO stage,predicted peak/card (GiB),peak max/card (GiB)," \
+        "peak mean/card (GiB),peak/capacity (%),throughput (samples/s),throughput/card (tokens/s),step time (s)," \
+        "wall time (s),final loss,started (UTC),summary.eval_loss,summary.note"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("compare", "12345"), "unknown run: 12345"),
+    (("compare", "1", "777", "nosuch"), "unknown runs: 777, nosuch"),
+    (("compare", "--all", "--value", "outcome"), "--value needs --pivot"),
+    (("compare", "--all", "--pivot", "model"), "--pivot: expected ROW,COL"),
+    (("compare", "--all", "--pivot", "model,stage"), "unknown field 'stage'"),
+    (("compare", "--all", "--columns", "id,bogus"), "unknown column: bogus"),
+    (("compare", "--all", "--json", "--format", "csv"), "disagree"),
+    (("chart", "peaks", "--all", "-o", "x.png"), "SVG"),
+])
+def test_cli_bad_input_is_one_line_exit_2(cli, seeded: dict[str, int], argv: tuple[str, ...], message: str) -> None:
+    code, out, err = cli(*argv)
+    assert code == 2 and out == ""
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_cli_no_runs_says_so(cli) -> None:
+    code, out, err = cli("compare")
+    assert code == 1 and out == "" and "no runs recorded yet" in err
+    with open_store() as s:
+        seed(s)
+    code, out, err = cli("compare", "--tag", "nope")
+    assert code == 1 and "no runs with tag 'nope'" in err
+
+
+def test_cli_charts(cli, seeded: dict[str, int], tmp_path: Path) -> None:
+    target = tmp_path / "mem.svg"
+    code, _, err = cli("chart", "memory", str(seeded["z0"]), "-o", str(target))
+    assert code == 0 and "2 series" in err
+    ET.fromstring(target.read_text(encoding="utf-8"))
+    code, out, _ = cli("chart", "peaks", "--tag", "seed")
+    assert code == 0 and out.startswith("<svg") and out.count("<rect x=") >= 3
+    code, _, err = cli("chart", "memory", str(seeded["z3"]))
+    assert code == 1 and "no telemetry samples" in err
+    chart = tmp_path / "peaks.svg"
+    code, out, _ = cli("compare", "--all", "--chart", str(chart), "--format", "md")
+    assert code == 0 and out.startswith("### Comparison of 4 runs") and chart.read_text().startswith("<svg")
