@@ -8,10 +8,12 @@ to their supervisors and keep going.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -82,6 +84,7 @@ class ZerodeckApp(App[int]):
         self.log_lines: deque[str] = deque(maxlen=LOG_KEEP)
         self.followed_run: int | None = None
         self.compare_ids: list[int] = []
+        self.run_pgid: int | None = None
         self._stop = threading.Event()
         self._follow_changed = threading.Event()
 
@@ -111,6 +114,9 @@ class ZerodeckApp(App[int]):
                 frame = self.source()
             except Exception as exc:  # a source failure is shown, never raised into the UI
                 frame = Frame(source="?", error=f"{type(exc).__name__}: {exc}")
+            pgid = self.run_pgid
+            if pgid is not None and frame.cards:
+                frame = replace(frame, mine=frozenset(c.key for c in frame.cards if _in_group(c.pids, pgid)))
             self.latest_frame = frame
             if not self._frame_pending:
                 self._frame_pending = True
@@ -181,11 +187,23 @@ class ZerodeckApp(App[int]):
 
     def on_progress_ready(self, msg: ProgressReady) -> None:
         self.progress = msg.progress
+        run = msg.progress.run if msg.progress is not None else None
+        self.run_pgid = run.pgid if run is not None and run.active else None
         if msg.reset_log:
             self.log_lines.clear()
         self.log_lines.extend(msg.log_lines)
         if hasattr(self.screen, "show_progress"):
             self.screen.show_progress(msg.progress, msg.log_lines, msg.reset_log)
+
+
+def _in_group(pids: tuple[int, ...], pgid: int) -> bool:
+    for pid in pids:
+        try:
+            if os.getpgid(pid) == pgid:
+                return True
+        except OSError:  # gone, or in another container's pid namespace
+            continue
+    return False
 
 
 def make_app(store_url: str | None = None, source: Source | None = None,

@@ -61,8 +61,7 @@ class Services:
             if plan is not None:
                 try:
                     p = plan(recipe)
-                    extra = {"per_card_gib": _get(p, "total"), "capacity_gib": _get(p, "capacity_gib"),
-                             "verdict": _get(p, "verdict")}
+                    extra = {"per_card_gib": p.total_gib, "capacity_gib": p.capacity_gib, "verdict": p.verdict}
                 except Exception as exc:  # one bad plan never hides the catalog
                     extra = {"plan_error": f"{type(exc).__name__}: {exc}"}
             rows.append(CatalogRow(
@@ -97,18 +96,17 @@ class Services:
         recipe, _ = self.recipe(name)
         return plan(recipe)
 
-    def data_advice(self, name: str) -> Any:
-        try:
-            from zerodeck.core.plan.data import inspect_data  # type: ignore[import-not-found]
-        except ImportError:
-            return None
+    def data_advice(self, name: str) -> dict[str, Any] | None:
+        """`zerodeck data inspect` of the recipe's local data file, as its JSON dict."""
+        from zerodeck.core.plan.data import inspect_data
+
         recipe, path = self.recipe(name)
         if not recipe.data.path:
             return None
         data = Path(recipe.data.path)
         if not data.is_absolute():
             data = path.parent / data
-        return inspect_data(data, recipe.model.label)
+        return inspect_data(data, recipe.model.label).to_dict()
 
     # -- runs --------------------------------------------------------------------------------
     def runs(self, limit: int = 1000) -> tuple[list[RunRow], int]:
@@ -190,19 +188,47 @@ class Services:
         launcher = _launcher()
         launcher.stop_run(run_id)
 
-    # -- compare -----------------------------------------------------------------------------
+    # -- compare ---------------------------------------------------------------------------
+    def compare_table(self, run_ids: list[int], diff_only: bool = False,
+                      pivot: tuple[str, str, str] | None = None) -> Any:
+        """The core compare Table of these runs, as `zerodeck compare` builds it."""
+        from zerodeck.core.compare import Selection, comparison_table, load_rows, pivot_table
+
+        with self.session() as s:
+            rows = load_rows(s, Selection(refs=tuple(str(i) for i in run_ids)))
+        if pivot:
+            return pivot_table(rows, *pivot)
+        return comparison_table(rows, diff_only=diff_only)
+
     def compare(self, run_ids: list[int], diff_only: bool = False,
                 pivot: tuple[str, str, str] | None = None) -> tuple[list[str], list[list[str]]]:
-        comp = _compare()
-        if comp is None:
-            raise Unavailable("compare (zerodeck.core.compare) is not in this build")
-        return comp.table(run_ids, diff_only=diff_only, pivot=pivot, store_url=self.store_url)
+        """Headers and cells for the screen: the terminal format's columns and number formatting."""
+        from zerodeck.core.compare.fields import REPRODUCE
+        from zerodeck.core.export.text import human
 
-    def export(self, run_ids: list[int], fmt: str, out: Path, diff_only: bool = False) -> Path:
-        comp = _compare()
-        if comp is None:
-            raise Unavailable("export (zerodeck.core.export) is not in this build")
-        return comp.export(run_ids, fmt, out, diff_only=diff_only, store_url=self.store_url)
+        table = self.compare_table(run_ids, diff_only, pivot)
+        cols = [c for c in table.dropping_empty().columns if c.key not in REPRODUCE]
+        return [c.header for c in cols], [[human(r.get(c.key)) for c in cols] for r in table.rows]
+
+    def export(self, run_ids: list[int], fmt: str, out: Path, diff_only: bool = False,
+               pivot: tuple[str, str, str] | None = None) -> Path:
+        from zerodeck.core.cli.compare_cmd import write_text
+        from zerodeck.core.export import render
+
+        table = self.compare_table(run_ids, diff_only, pivot)
+        write_text(out, render(table, fmt), fmt)
+        return out
+
+    def grid_runs(self, run_id: int) -> list[int]:
+        """Every run of the grid the given run was expanded from."""
+        from sqlmodel import col, select
+        from zerodeck.store.models import Run
+
+        with self.session() as s:
+            run = s.get(Run, run_id)
+            if run is None or run.grid is None:
+                return []
+            return [int(i) for i in s.exec(select(Run.id).where(Run.grid == run.grid).order_by(col(Run.id)))]
 
 
 def run_row(r: Any) -> RunRow:
@@ -211,7 +237,7 @@ def run_row(r: Any) -> RunRow:
         device=r.device, cards=r.cards, created_at=r.created_at, started_at=r.started_at, ended_at=r.ended_at,
         predicted_peak_gib=r.predicted_peak_gib, measured_peak_gib=r.measured_peak_gib,
         steps_done=r.steps_done, steps_total=r.steps_total, final_loss=r.final_loss,
-        samples_per_s=r.samples_per_s, tokens_per_s=r.tokens_per_s, log_path=r.log_path)
+        samples_per_s=r.samples_per_s, tokens_per_s=r.tokens_per_s, log_path=r.log_path, pgid=r.pgid)
 
 
 def tail(path: str | None, lines: int) -> list[str]:
@@ -287,10 +313,10 @@ def _show(value: Any) -> str:
 
 def _planner() -> Callable[[Any], Any] | None:
     try:
-        from zerodeck.core.plan import plan_recipe  # type: ignore[attr-defined]
+        from zerodeck.core.plan.verdict import plan_recipe
     except ImportError:
         return None
-    return plan_recipe  # type: ignore[no-any-return]
+    return plan_recipe
 
 
 def _launcher() -> Any:
@@ -302,10 +328,3 @@ def _launcher() -> Any:
         raise Unavailable("launching (zerodeck.core.launch.start_run) is not in this build") from None
     return launch
 
-
-def _compare() -> Any:
-    try:
-        import zerodeck.tui.compare_adapter as comp  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    return comp

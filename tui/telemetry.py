@@ -34,62 +34,71 @@ def frame_from_snapshot(snap: Any, source: str | None = None) -> Frame:
     """
     cards_in = _get(snap, "cards") or []
     procs = _get(snap, "processes") or []
+    multi = len({_get(c, "npu") for c in cards_in}) < len(cards_in)
+    keys = {(_get(c, "npu"), _get(c, "chip") or 0): _card_key(c, multi) for c in cards_in}
     pids: dict[str, list[int]] = {}
     for p in procs:
-        key = _card_key(_get(p, "npu"), _get(p, "chip"), cards_in)
+        key = keys.get((_get(p, "npu"), _get(p, "chip") or 0))
         pid = _get(p, "pid")
-        if pid is not None:
+        if key is not None and pid is not None:
             pids.setdefault(key, []).append(int(pid))
     views = []
     for c in cards_in:
-        key = _get(c, "key") or _card_key(_get(c, "npu"), _get(c, "chip"), cards_in)
+        key = _card_key(c, multi)
         hbm_total = _get(c, "hbm_total_mb")
         if hbm_total:
             used, total = _get(c, "hbm_used_mb"), hbm_total
         else:
             used, total = _get(c, "memory_used_mb"), _get(c, "memory_total_mb")
         views.append(CardView(
-            key=str(key), name=str(_get(c, "name") or ""), health=_get(c, "health"), used_mb=used,
+            key=key, name=str(_get(c, "name") or ""), health=_get(c, "health"), used_mb=used,
             total_mb=total, util_pct=_get(c, "aicore_pct", "util_pct"), temp_c=_get(c, "temp_c"),
-            power_w=_get(c, "power_w"), pids=tuple(pids.get(str(key), ()) or tuple(_get(c, "pids") or ()))))
+            power_w=_get(c, "power_w"), pids=tuple(pids.get(key, ()))))
     host = _get(snap, "host")
     host_view = None
     if host is not None:
-        host_view = HostView(used_mb=_get(host, "used_mb", "memory_used_mb"),
-                             total_mb=_get(host, "total_mb", "memory_total_mb"), cpu_pct=_get(host, "cpu_pct"))
-    return Frame(source=str(source or _get(snap, "source") or "?"), cards=tuple(views), host=host_view)
+        host_view = HostView(used_mb=_get(host, "ram_used_mb", "used_mb"),
+                             total_mb=_get(host, "ram_total_mb", "total_mb"), cpu_pct=_get(host, "cpu_pct"))
+    return Frame(source=str(source or _get(snap, "source") or "?"), cards=tuple(views), host=host_view,
+                 error=_get(snap, "error"))
 
 
-def _card_key(npu: Any, chip: Any, cards: list[Any]) -> str:
-    """`N` for one chip per NPU, `N.C` where an NPU has several dies (A3: 16 dies on 8 NPUs)."""
-    multi = len({_get(c, "npu") for c in cards}) < len(cards)
+def _card_key(card: Any, multi: bool) -> str:
+    """`N` for one chip per NPU, `N.C` where NPUs have several dies (A3: 16 dies on 8 NPUs),
+    `rankN` for the CPU ranks of a run."""
+    npu, chip = _get(card, "npu"), _get(card, "chip") or 0
+    if _get(card, "pid") is not None:
+        return f"rank{npu}"
     if npu is None:
         return "?"
-    return f"{npu}.{chip or 0}" if multi else str(npu)
+    return f"{npu}.{chip}" if multi else str(npu)
 
 
-def host_only_source() -> Frame:
-    """The fallback when this build has no telemetry sources: the host's memory only."""
-    import psutil
+def from_core(src: Any, with_host: bool = True) -> Source:
+    """A frame source over a core telemetry Source (npu-smi, NVIDIA, CPU ranks, or a replay)."""
+    from zerodeck.core.telemetry.sources import read_host
 
-    vm = psutil.virtual_memory()
-    return Frame(source="host", host=HostView(used_mb=(vm.total - vm.available) / 2**20, total_mb=vm.total / 2**20))
+    def read() -> Frame:
+        snap = src.read()
+        if with_host and getattr(snap, "host", None) is None:
+            snap.host = read_host()
+        return frame_from_snapshot(snap, getattr(src, "name", None))
+
+    return read
+
+
+def replay_source(name: str, outputs: list[str], with_host: bool = False) -> Source:
+    """Captured `npu-smi info` / `nvidia-smi` outputs replayed through the real parsers."""
+    from zerodeck.core.telemetry.sources import ReplaySource
+
+    return from_core(ReplaySource(name, outputs), with_host=with_host)
 
 
 def default_source() -> Source:
-    """The best source this machine has, chosen the way `zerodeck cards` chooses."""
-    try:
-        from zerodeck.core import telemetry  # type: ignore[attr-defined]
+    """The best source this machine has, chosen the way `zerodeck cards` chooses (CPU ranks last)."""
+    from zerodeck.core.telemetry.sources import make_source
 
-        pick = telemetry.default_source
-    except (ImportError, AttributeError):
-        return host_only_source
-    src = pick()
-
-    def read() -> Frame:
-        return frame_from_snapshot(src.read(), getattr(src, "name", None))
-
-    return read
+    return from_core(make_source())
 
 
 class History:

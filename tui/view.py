@@ -57,6 +57,7 @@ class RunRow:
     samples_per_s: float | None = None
     tokens_per_s: float | None = None
     log_path: str | None = None
+    pgid: int | None = None  # the job's process group: which card processes are this run's
 
     @property
     def active(self) -> bool:
@@ -139,6 +140,7 @@ class Frame:
     cards: tuple[CardView, ...] = ()
     host: HostView | None = None
     error: str | None = None
+    mine: frozenset[str] = frozenset()  # keys of the cards running the followed run's processes
 
 
 def _aware(dt: datetime) -> datetime:

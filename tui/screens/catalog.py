@@ -21,7 +21,8 @@ from zerodeck.tui.view import BadFile, CatalogRow
 from zerodeck.tui.widgets.modebar import ModeBar
 from zerodeck.tui.widgets.text import verdict_text
 
-COLUMNS = ("recipe", "model", "method", "ZeRO", "cards", "data", "GiB/card", "verdict")
+# The verdict sits next to the name so it survives a narrow terminal; the data size goes last.
+COLUMNS = ("recipe", "plan", "GiB/card", "model", "method", "ZeRO", "cards", "data")
 
 
 def zero_label(row: CatalogRow) -> str:
@@ -30,7 +31,7 @@ def zero_label(row: CatalogRow) -> str:
 
 class CatalogScreen(Screen[None]):
     BINDINGS = [
-        Binding("enter,p", "plan", "Plan"),
+        Binding("p", "plan", "Plan"),
         Binding("l", "launch", "Launch"),
         Binding("a", "queue", "Queue"),
         Binding("e", "edit", "Edit"),
@@ -102,10 +103,9 @@ class CatalogScreen(Screen[None]):
                 continue
             open_ = grid in self.expanded or bool(needle)
             mark = "▾" if open_ else "▸"
-            worst = _worst([r.verdict for r in hits])
-            out.append((f"g:{grid}", (Text(f"{mark} {grid} ({len(hits)})", style="bold"), hits[0].model,
-                                      hits[0].method, "grid", str(hits[0].cards), _data(hits[0]), "",
-                                      verdict_text(worst))))
+            out.append((f"g:{grid}", (Text(f"{mark} {grid} ({len(hits)})", style="bold"), _grid_verdict(hits), "",
+                                      hits[0].model, hits[0].method, "grid", f"{hits[0].cards} {hits[0].device}",
+                                      _data(hits[0]))))
             if open_:
                 out += [(f"r:{r.name}", _cells(r, indent=True)) for r in hits]
         return out
@@ -157,6 +157,10 @@ class CatalogScreen(Screen[None]):
     @on(Input.Submitted, "#filter")
     def _filter_done(self) -> None:
         self.query_one("#catalog", DataTable).focus()
+
+    @on(DataTable.RowSelected, "#catalog")
+    def _row_selected(self) -> None:
+        self.action_plan()
 
     def on_key(self, event: events.Key) -> None:
         table = self.query_one("#catalog", DataTable)
@@ -259,16 +263,25 @@ def _data(r: CatalogRow) -> str:
 
 
 def _cells(r: CatalogRow, indent: bool = False) -> tuple[object, ...]:
-    gib = "-" if r.per_card_gib is None else f"{r.per_card_gib:.1f}"
+    gib = "-" if r.per_card_gib is None else _gib(r.per_card_gib)
     if r.capacity_gib and r.per_card_gib is not None:
-        gib = f"{r.per_card_gib:.1f}/{r.capacity_gib:.0f}"
+        gib = f"{_gib(r.per_card_gib)}/{r.capacity_gib:.0f}"
     verdict = verdict_text(r.verdict) if r.plan_error is None else Text("error", style="red")
-    return ((" " + r.name) if indent else r.name, r.model, r.method, zero_label(r),
-            f"{r.cards} {r.device}", _data(r), gib, verdict)
+    return (("  " + r.name) if indent else r.name, verdict, gib, r.model, r.method, zero_label(r),
+            f"{r.cards} {r.device}", _data(r))
 
 
-def _worst(verdicts: list[str | None]) -> str | None:
-    for v in ("oom", "tight", "fits"):
-        if v in verdicts:
-            return v
-    return None
+def _gib(v: float) -> str:
+    return f"{v:.2f}" if v < 1 else f"{v:.1f}"
+
+
+def _grid_verdict(rows: list[CatalogRow]) -> Text:
+    """How many members fit, coloured by the best of them (a grid is there to find one that fits)."""
+    verdicts = [r.verdict for r in rows]
+    if all(v is None for v in verdicts):
+        return Text("-", style="dim")
+    fit = sum(v in ("fits", "tight") for v in verdicts)
+    best = next((v for v in ("fits", "tight", "oom") if v in verdicts), None)
+    t = verdict_text(best)
+    t.plain = f"{fit}/{len(rows)} fit"
+    return t

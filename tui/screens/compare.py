@@ -6,8 +6,6 @@ GiB), `g` widens the selection to the grid of the first run, `e` exports in the 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -21,7 +19,7 @@ from zerodeck.tui.widgets.modebar import ModeBar
 FORMATS = ("md", "csv", "json", "html", "latex")
 PIVOTS: tuple[tuple[str, str, str] | None, ...] = (
     None,
-    ("model", "zero_stage", "measured_peak_gib"),
+    ("model", "zero_stage", "peak_max_gib"),
     ("model", "zero_stage", "samples_per_s"),
 )
 
@@ -108,12 +106,10 @@ class CompareScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="compare")
     def _grid(self, ids: list[int]) -> None:
         services = self.app.services  # type: ignore[attr-defined]
-        runs, _ = services.runs(limit=100000)
-        first = next((r for r in runs if r.id in ids), None)
-        if first is None or first.grid is None:
+        grid_ids = services.grid_runs(ids[0]) if ids else []
+        if not grid_ids:
             self.post_message(Loaded("export", error="the first run belongs to no grid"))
             return
-        grid_ids = sorted(r.id for r in runs if r.grid == first.grid)
         self.app.compare_ids = grid_ids  # type: ignore[attr-defined]
         try:
             headers, rows = services.compare(grid_ids, diff_only=self.diff_only, pivot=PIVOTS[self.pivot_i])
@@ -134,7 +130,8 @@ class CompareScreen(Screen[None]):
 
         out = paths.home() / "exports" / f"compare-{'-'.join(map(str, ids[:8]))}.{_ext(fmt)}"
         try:
-            path = self.app.services.export(ids, fmt, out, diff_only=self.diff_only)  # type: ignore[attr-defined]
+            path = self.app.services.export(ids, fmt, out, diff_only=self.diff_only,  # type: ignore[attr-defined]
+                                            pivot=PIVOTS[self.pivot_i])
             self.post_message(Loaded("export", str(path)))
         except Exception as exc:
             self.post_message(Loaded("export", error=f"export {fmt}: {exc}"))
@@ -159,5 +156,3 @@ class ExportDialog(ModalScreen[str | None]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
-
-__all__ = ["CompareScreen", "ExportDialog", "FORMATS", "Path"]

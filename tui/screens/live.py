@@ -64,22 +64,17 @@ class LiveScreen(Screen[None]):
             container.remove_children()
             self.rows = {c.key: CardRow(c) for c in frame.cards}
             container.mount_all(self.rows.values())
-        mine_pids = self._run_pids()
         for c in frame.cards:
-            self.rows[c.key].show(c, history.cards.get(c.key, ()), bool(mine_pids & set(c.pids)))
+            self.rows[c.key].show(c, history.cards.get(c.key, ()), c.key in frame.mine)
         self.query_one("#host", HostRow).show(frame.host, history.host)
         status = Text(f" {frame.source}: {len(frame.cards)} card(s)", style="bold")
+        if frame.mine:
+            status.append(f"  * = this run's processes ({len(frame.mine)})", style="dim")
         if frame.error:
             status.append(f"  {frame.error}", style="red")
         elif not frame.cards:
             status.append("  no cards visible (no npu-smi, no GPU, no run)", style="dim")
         self._set(self.query_one("#live-status", Static), status)
-
-    def _run_pids(self) -> set[int]:
-        p = self.progress
-        if p is None or not p.run.active:
-            return set()
-        return set(getattr(p.run, "pids", ()) or ())
 
     # -- the followed run ---------------------------------------------------------------------
     def show_progress(self, progress: Progress | None, lines: list[str], reset: bool) -> None:

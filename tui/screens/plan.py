@@ -83,7 +83,7 @@ def advice_text(plan: Any, numbers: dict[str, Any]) -> Text:
     t = Text()
     host = numbers.get("host_gib")
     if host is not None:
-        t.append(f"host RAM needed: {host:.1f} GiB (offload)\n")
+        t.append(f"host RAM: {host:.1f} GiB\n")
     mb = _attr(plan, "max_micro_batch") or _attr(raw, "max_micro_batch")
     if mb is not None:
         t.append(f"largest micro-batch that fits: {mb}\n")
@@ -91,6 +91,9 @@ def advice_text(plan: Any, numbers: dict[str, Any]) -> Text:
     if sug:
         t.append("cheapest change that fits: ", style="bold")
         t.append(str(_attr(sug, "text", "description", "summary") or sug) + "\n")
+    note = _attr(plan, "data_advice")
+    if note:
+        t.append(f"data size: {note}\n")
     return t
 
 

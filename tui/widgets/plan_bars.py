@@ -70,7 +70,12 @@ class PlanBars(Widget):
             line.append(ch, style=style if i < filled else "dim")
         line.append(f" {total:7.2f} GiB\n")
         t.append_text(line)
-        t.append("capacity".ljust(12) + " " * max(0, cap_at - 1) + "▲" + f" {cap:.1f} GiB per card\n", style="dim")
+        label = f" capacity {cap:.1f} GiB"
+        pad = max(0, cap_at - 1)
+        if 12 + pad + 1 + len(label) > (self.size.width or 80):
+            t.append(" " * 12 + " " * max(0, pad - len(label) + 1) + label.strip() + " ▲\n", style="dim")
+        else:
+            t.append(" " * 12 + " " * pad + "▲" + label + "\n", style="dim")
         t.append("verdict     ")
         t.append_text(verdict_text(verdict))
         return t
