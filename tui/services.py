@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -115,9 +116,22 @@ class Services:
         from zerodeck.store.models import Run
         from zerodeck.store.queries import list_runs
 
+        from sqlmodel import col
+        from zerodeck.store.models import CardPeak
+
         with self.session() as s:
             total = int(s.exec(select(func.count()).select_from(Run)).one())
-            return [run_row(r) for r in list_runs(s, limit=limit)], total
+            rows = [run_row(r) for r in list_runs(s, limit=limit)]
+            # Runs whose summary has no measured peak yet: the largest card peak recorded (host RAM excluded).
+            missing = [r.id for r in rows if r.measured_peak_gib is None]
+            peaks: dict[int, float] = {}
+            if missing:
+                q = (select(CardPeak.run_id, func.max(CardPeak.peak_mb))
+                     .where(col(CardPeak.run_id).in_(missing), CardPeak.source != "host")
+                     .group_by(CardPeak.run_id))
+                peaks = {int(rid): float(mb) / 1024 for rid, mb in s.exec(q) if mb is not None}
+        rows = [replace(r, measured_peak_gib=peaks[r.id]) if r.id in peaks else r for r in rows]
+        return rows, total
 
     def active_runs(self) -> list[RunRow]:
         from sqlmodel import col, select

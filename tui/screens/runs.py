@@ -5,7 +5,7 @@ space marks runs for Compare."""
 from __future__ import annotations
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -95,6 +95,10 @@ class RunsScreen(Screen[None]):
         if not self.runs or table.cursor_row >= len(self.runs):
             return None
         return self.runs[table.cursor_row]
+
+    @on(DataTable.RowSelected, "#runs")
+    def _row_selected(self) -> None:
+        self.action_open()
 
     def action_open(self) -> None:
         r = self.current()

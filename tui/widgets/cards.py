@@ -40,7 +40,7 @@ class CardRow(Widget):
         t.append(f"{v.key:>5} ", style="bold" if self.mine else "")
         t.append(f"{health:<7} ", style="" if health == "OK" else "yellow")
         head_len = 5 + 1 + 8
-        mem = f" {gib(v.used_mb):>5}/{gib(v.total_mb):<5}G"
+        mem = " " + f"{gib(v.used_mb)}/{gib(v.total_mb)}G".rjust(12)
         tail = (f" {fmt_num(v.util_pct, '{:.0f}%'):>4} {fmt_num(v.temp_c, '{:.0f}C'):>4}"
                 f" {fmt_num(v.power_w, '{:.0f}W'):>5}")
         mine = " *" if self.mine else "  "
