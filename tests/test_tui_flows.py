@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from textual.widgets import DataTable, Input, Log, Static
-
 from zerodeck.core import paths
 
 from .tui_support import A3_16, NPU8, app, catalog_loaded, drive, seeded, text_of, until

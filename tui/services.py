@@ -112,12 +112,9 @@ class Services:
     # -- runs --------------------------------------------------------------------------------
     def runs(self, limit: int = 1000) -> tuple[list[RunRow], int]:
         from sqlalchemy import func
-        from sqlmodel import select
-        from zerodeck.store.models import Run
+        from sqlmodel import col, select
+        from zerodeck.store.models import CardPeak, Run
         from zerodeck.store.queries import list_runs
-
-        from sqlmodel import col
-        from zerodeck.store.models import CardPeak
 
         with self.session() as s:
             total = int(s.exec(select(func.count()).select_from(Run)).one())
