@@ -69,6 +69,7 @@ class Run(SQLModel, table=True):
     log_path: str | None = None
     supervisor_pid: int | None = None
     pgid: int | None = None
+    master_port: int | None = None  # the MASTER_PORT chosen for this run
     stop_requested: bool = False
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None

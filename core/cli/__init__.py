@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "zerodeck.core.cli.diagnose_cmd",
     "zerodeck.core.cli.compare_cmd",
     "zerodeck.core.cli.chart_cmd",
+    "zerodeck.core.cli.run_cmd",
 ]
 
 

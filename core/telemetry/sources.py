@@ -318,9 +318,7 @@ def availability() -> dict[str, str | None]:
     why: dict[str, str | None] = {}
     why["npu-smi"] = None if shutil.which("npu-smi") else "npu-smi: not found on PATH"
     nv = NvidiaSource(use_nvml=True)
-    if nv.backend == "nvml":
-        why["nvidia"] = None
-    elif shutil.which("nvidia-smi"):
+    if nv.backend == "nvml" or shutil.which("nvidia-smi"):
         why["nvidia"] = None
     else:
         why["nvidia"] = f"{nv.nvml_error or 'NVML unavailable'}; nvidia-smi: not found on PATH"

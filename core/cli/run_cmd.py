@@ -1,0 +1,248 @@
+"""`zerodeck run`, `runs`, `show`, `logs`, `stop`: thin wrappers over core/launch/api.py.
+
+`run` in the foreground only watches: the run belongs to its detached supervisor, so Ctrl+C, a
+closed terminal or a lost SSH session leaves it training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from zerodeck.core.cli.output import emit, err
+from zerodeck.core.errors import EXIT_FAILED, EXIT_OK, BadInput, OperationFailed
+
+RUN_COLUMNS = ["id", "name", "status", "outcome", "backend", "device", "cards", "steps", "final_loss",
+               "tokens_per_s", "started_at", "reason"]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("run", help="launch recipes headless (the run survives the terminal)")
+    p.add_argument("recipes", nargs="+", metavar="RECIPE", help="recipe file or catalog name")
+    p.add_argument("--detach", action="store_true", help="return at once, printing the run id(s)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("runs", help="list runs")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_runs)
+
+    p = sub.add_parser("show", help="one run: outcome, argv, environment, versions, metrics summary")
+    p.add_argument("run", type=int, metavar="RUN")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_show)
+
+    p = sub.add_parser("logs", help="print a run's log")
+    p.add_argument("run", type=int, metavar="RUN")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
+    p.set_defaults(handler=cmd_logs)
+
+    p = sub.add_parser("stop", help="stop a run: SIGTERM, a grace period, then SIGKILL to every process")
+    p.add_argument("run", type=int, metavar="RUN")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_stop)
+
+
+def resolve_recipe(ref: str) -> tuple[Any, Path]:
+    """A recipe file (a grid allowed: every member runs) or a catalog name."""
+    from zerodeck.core.recipe import load_recipe_file
+    from zerodeck.core.recipe.catalog import find_recipe
+
+    p = Path(ref).expanduser()
+    if p.suffix == ".toml" or p.exists():
+        if not p.is_file():
+            raise BadInput(f"{ref}: no such recipe file")
+        return load_recipe_file(p), p.resolve()
+    recipe, path = find_recipe(ref)
+    return recipe, Path(path).resolve()
+
+
+def expand_refs(refs: list[str]) -> list[tuple[Any, Path]]:
+    from zerodeck.core.recipe.grid import expand
+
+    out = []
+    for ref in refs:
+        recipe, path = resolve_recipe(ref)
+        for one in expand(recipe) if recipe.is_grid else [recipe]:
+            out.append((one, path))
+    return out
+
+
+def reconciled() -> None:
+    from zerodeck.core.launch.reconcile import reconcile
+    from zerodeck.store.engine import open_store
+
+    with open_store() as session:
+        for run_id, what in reconcile(session):
+            err(f"run {run_id}: supervisor was gone; {'re-adopted' if what == 'adopted' else 'marked lost'}")
+
+
+def _row(r: Any) -> dict[str, Any]:
+    d = r.as_dict()
+    d["steps"] = f"{r.steps_done or 0}/{r.steps_total}" if r.steps_total else r.steps_done
+    return d
+
+
+class Progress:
+    """One status line per run: step/total, loss and an ETA from the step rate seen so far."""
+
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+        self.first: tuple[float, int] | None = None
+        self.last_key: tuple[Any, ...] = ()
+
+    def line(self, r: Any) -> str:
+        if r.status != "running" or not r.steps_done:
+            return f"run {r.id} {r.name}: {r.status}"
+        now = time.monotonic()
+        if self.first is None:
+            self.first = (now, r.steps_done)
+        total = r.steps_total or 0
+        eta = ""
+        t0, s0 = self.first
+        if total and r.steps_done > s0:
+            rate = (r.steps_done - s0) / (now - t0)
+            eta = f" ETA {max(0.0, (total - r.steps_done) / rate):.0f}s"
+        loss = f" loss {r.final_loss:.4f}" if r.final_loss is not None else ""
+        return f"run {r.id} {r.name}: step {r.steps_done}/{total or '?'}{loss}{eta}"
+
+    def __call__(self, r: Any) -> None:
+        key = (r.status, r.steps_done)
+        if key == self.last_key:
+            return
+        self.last_key = key
+        sys.stderr.write(("\r\033[K" if self.tty else "") + self.line(r) + ("" if self.tty else "\n"))
+        sys.stderr.flush()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from zerodeck.core.launch import api
+
+    todo = expand_refs(args.recipes)
+    reconciled()
+    ids: list[int] = []
+    failures = 0
+    if args.detach:
+        for recipe, path in todo:
+            try:
+                ids.append(api.start_run(recipe, path, detach=True))
+            except OperationFailed as exc:
+                err(str(exc))
+                failures += 1
+        if args.json:
+            emit([api.get_run(i).as_dict() for i in ids], as_json=True)
+        else:
+            for i in ids:
+                print(i)
+        return EXIT_FAILED if failures else EXIT_OK
+    results = []
+    tty = sys.stderr.isatty()
+    for recipe, path in todo:
+        try:
+            run_id = api.start_run(recipe, path, detach=True)
+        except OperationFailed as exc:
+            err(str(exc))
+            failures += 1
+            continue
+        ids.append(run_id)
+        if not args.json:
+            print(run_id, flush=True)
+        try:
+            final = api.wait_run(run_id, poll=0.5, on_progress=Progress(tty))
+        except KeyboardInterrupt:
+            err(f"run {run_id} keeps running in the background; `zerodeck stop {run_id}` ends it")
+            return 130
+        if tty:
+            sys.stderr.write("\n")
+        results.append(final)
+        note = f": {final.reason}" if final.reason and final.outcome != "succeeded" else ""
+        err(f"run {run_id} {final.name}: {final.outcome}{note}")
+        if final.outcome != "succeeded":
+            failures += 1
+    if args.json:
+        emit([r.as_dict() for r in results], as_json=True)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from zerodeck.core.launch import api
+
+    reconciled()
+    runs = api.list_runs(limit=args.limit)
+    if args.json:
+        emit([r.as_dict() for r in runs], as_json=True)
+    else:
+        emit([_row(r) for r in runs], as_json=False, columns=RUN_COLUMNS)
+    return EXIT_OK
+
+
+def run_detail(run_id: int) -> dict[str, Any]:
+    import json
+
+    from zerodeck.store.engine import open_store
+    from zerodeck.store.queries import get_run, metrics
+
+    with open_store() as session:
+        run = get_run(session, run_id)
+        if run is None:
+            raise BadInput(f"no run {run_id}")
+        data = run.model_dump()
+        for key in ("argv", "env", "rendered", "versions", "summary", "baseline", "failure_snapshot", "tags",
+                    "attempts_log"):
+            with contextlib.suppress(ValueError):
+                data[key] = json.loads(data[key]) if isinstance(data[key], str) else data[key]
+        data["metrics"] = [p.model_dump(exclude={"id", "run_id"}) for p in metrics(session, run_id)]
+    return data
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    reconciled()
+    data = run_detail(args.run)
+    if args.json:
+        emit(data, as_json=True)
+        return EXIT_OK
+    keys = ["id", "name", "status", "outcome", "reason", "exit_code", "attempts", "backend", "device", "cards",
+            "master_port", "steps_done", "steps_total", "final_loss", "samples_per_s", "tokens_per_s",
+            "train_runtime_s", "measured_peak_gib", "created_at", "started_at", "ended_at", "host",
+            "log_path", "recipe_path"]
+    emit({k: data.get(k) for k in keys}, as_json=False)
+    print(f"{'argv'.ljust(17)}  {' '.join(data.get('argv') or [])}")
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from zerodeck.core.launch import api
+
+    run = api.get_run(args.run)
+    if not run.log_path or not Path(run.log_path).exists():
+        raise OperationFailed(f"run {args.run} has no log file")
+    with open(run.log_path, "rb") as fh:
+        while True:
+            chunk = fh.read(65536)
+            if chunk:
+                sys.stdout.write(chunk.decode("utf-8", errors="replace"))
+                sys.stdout.flush()
+                continue
+            if not args.follow or api.get_run(args.run).status == "finished":
+                rest = fh.read()
+                if rest:
+                    sys.stdout.write(rest.decode("utf-8", errors="replace"))
+                break
+            time.sleep(0.5)
+    return EXIT_OK
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from zerodeck.core.launch import api
+
+    run = api.stop_run(args.run)
+    if args.json:
+        emit(run.as_dict(), as_json=True)
+    else:
+        err(f"run {run.id} {run.name}: {run.outcome}")
+    return EXIT_OK

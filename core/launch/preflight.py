@@ -1,0 +1,37 @@
+"""Checks made before a job starts, so a missing launcher, script or port becomes one clear line.
+
+Each returns the reason as text (None when fine); the caller records the run as `failed` with it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from zerodeck.core.launch.context import Launch
+from zerodeck.core.launch.ports import port_is_free
+from zerodeck.core.recipe.model import Recipe
+
+LAUNCHERS = {"deepspeed", "torchrun", "llamafactory-cli"}
+
+
+def check(recipe: Recipe, launch: Launch, port: int, env_path: str | None) -> str | None:
+    path = env_path if env_path is not None else os.environ.get("PATH", "")
+    exe = launch.argv[0] if launch.argv else ""
+    if not exe:
+        return "launch.argv: empty command"
+    if os.sep not in exe and shutil.which(exe, path=path) is None:
+        hint = " (activate the environment that has it, or set launch.env.PATH)" if exe in LAUNCHERS else ""
+        return f"{exe}: not found on PATH{hint}"
+    if os.sep in exe and not os.access(exe, os.X_OK):
+        return f"{exe}: not an executable file"
+    if recipe.launch.backend in ("deepspeed", "torchrun"):
+        script = launch.argv[launch.argv.index("--master_port") + 2]
+        if not Path(script).is_file():
+            return f"launch.script: {script}: no such file"
+    if launch.cwd is not None and not Path(launch.cwd).is_dir():
+        return f"launch.workdir: {launch.cwd}: no such directory"
+    if not port_is_free(port):
+        return f"master port {port} is already in use"
+    return None

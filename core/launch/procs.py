@@ -1,0 +1,87 @@
+"""Finding and ending every process of a run, wherever its launcher put it.
+
+torchrun starts each rank with `start_new_session=True`, and llamafactory-cli's torchrun does the
+same, so killing the launcher's process group can leave ranks holding card memory (see the signal
+matrix in the test fixtures). Every job process inherits `ZERODECK_RUN_ID`; the sweep reads
+/proc/<pid>/environ through psutil and finds them all, in any session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+
+import psutil
+from zerodeck.core.launch.environment import RUN_TAG
+
+SUPERVISOR_MODULE = "zerodeck.core.launch.supervisor"
+
+
+def tagged_pids(run_id: int) -> set[int]:
+    """PIDs of live processes whose environment carries this run's tag (zombies excluded)."""
+    want = str(run_id)
+    me = os.getpid()
+    out: set[int] = set()
+    for proc in psutil.process_iter(["pid", "status"]):
+        pid = proc.info["pid"]
+        if pid == me or proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            if proc.environ().get(RUN_TAG) == want:
+                out.add(pid)
+        except (psutil.Error, OSError):
+            continue
+    return out
+
+
+def supervisor_alive(pid: int | None, run_id: int) -> bool:
+    """True when `pid` is still this run's supervisor (not a recycled PID)."""
+    if not pid:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        cmd = proc.cmdline()
+    except (psutil.Error, OSError):
+        return False
+    return SUPERVISOR_MODULE in cmd and str(run_id) in cmd
+
+
+def signal_group(pgid: int | None, sig: int) -> None:
+    if not pgid:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def kill_pids(pids: set[int], sig: int = signal.SIGKILL) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def wait_gone(run_id: int, timeout: float, poll: float = 0.2) -> set[int]:
+    """Wait until no tagged process remains; return the ones still there after `timeout`."""
+    deadline = time.monotonic() + timeout
+    left = tagged_pids(run_id)
+    while left and time.monotonic() < deadline:
+        time.sleep(poll)
+        left = tagged_pids(run_id)
+    return left
+
+
+def terminate_run(run_id: int, pgid: int | None, grace: float) -> set[int]:
+    """SIGTERM the launcher's group and every tagged process, wait `grace`, then SIGKILL the rest.
+
+    Returns what still lives afterwards (empty on success).
+    """
+    signal_group(pgid, signal.SIGTERM)
+    kill_pids(tagged_pids(run_id), signal.SIGTERM)
+    left = wait_gone(run_id, grace)
+    if left or pgid:
+        signal_group(pgid, signal.SIGKILL)
+        kill_pids(left | tagged_pids(run_id), signal.SIGKILL)
+    return wait_gone(run_id, 5.0)

@@ -1,0 +1,208 @@
+"""zerodeck's own small trainer: one rank of a tiny causal LM trained with DeepSpeed.
+
+This is the only module allowed to import torch and deepspeed; it runs inside the rank processes
+that torchrun starts, never in the CLI, the TUI or the supervisor. It reads the job file that
+`builtin_render` wrote, trains with the recipe's ZeRO stage on CPU (gloo), CUDA or NPU, and prints
+one JSON line per step from rank 0 (the metrics parser reads exactly these keys):
+
+    {"zerodeck": "step", "step": 3, "total_steps": 20, "loss": 5.91, "lr": 0.001, ...}
+    {"zerodeck": "done", "steps": 20, "train_runtime": 7.1, "train_loss": 4.2, ...}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+# Byte-level tokens 0..255, then the specials; the rest of the 512-entry vocabulary is unused.
+BOS, EOS = 256, 257
+
+
+def _texts(path: Path, fmt: str) -> list[str]:
+    out: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if fmt == "text":
+            out.append(str(row.get("text", "")))
+        elif fmt == "sharegpt":
+            out.append("\n".join(str(m.get("value", m.get("content", ""))) for m in row.get("conversations", [])))
+        else:
+            prompt = "\n".join(str(row.get(k) or "") for k in ("instruction", "input") if row.get(k))
+            out.append(f"{prompt}\n{row.get('output', '')}")
+    return out
+
+
+def _token_stream(texts: list[str]) -> list[int]:
+    ids: list[int] = []
+    for t in texts:
+        ids.append(BOS)
+        ids.extend(t.encode("utf-8"))
+        ids.append(EOS)
+    return ids
+
+
+def _peak_mem_mb(torch: Any, device: str) -> float:
+    if device == "cuda":
+        return float(torch.cuda.max_memory_allocated()) / 2**20
+    if device == "npu":
+        return float(torch.npu.max_memory_allocated()) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _limit_address_space(extra_mb: int) -> None:
+    """Cap this rank's address space `extra_mb` above what it maps now (simulates an OOM)."""
+    with open("/proc/self/status") as fh:
+        vm_kb = next(int(ln.split()[1]) for ln in fh if ln.startswith("VmSize:"))
+    limit = (vm_kb * 1024) + extra_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _build_model(torch: Any, cfg: dict[str, Any]) -> Any:
+    nn = torch.nn
+    f = torch.nn.functional
+    hidden, heads, inter, vocab = cfg["hidden"], cfg["heads"], cfg["intermediate"], cfg["vocab"]
+
+    class Block(nn.Module):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm1 = nn.LayerNorm(hidden)
+            self.qkv = nn.Linear(hidden, 3 * hidden, bias=False)
+            self.proj = nn.Linear(hidden, hidden, bias=False)
+            self.norm2 = nn.LayerNorm(hidden)
+            self.up = nn.Linear(hidden, inter, bias=False)
+            self.down = nn.Linear(inter, hidden, bias=False)
+
+        def forward(self, x: Any) -> Any:
+            b, s, h = x.shape
+            q, k, v = self.qkv(self.norm1(x)).split(h, dim=-1)
+            q, k, v = (t.view(b, s, heads, h // heads).transpose(1, 2) for t in (q, k, v))
+            a = f.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + self.proj(a.transpose(1, 2).reshape(b, s, h))
+            return x + self.down(f.gelu(self.up(self.norm2(x))))
+
+    class TinyLM(nn.Module):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(vocab, hidden)
+            self.pos = nn.Embedding(cfg["seq_len"], hidden)
+            self.blocks = nn.ModuleList(Block() for _ in range(cfg["layers"]))
+            self.norm = nn.LayerNorm(hidden)
+            # Untied head: under ZeRO-3 a weight shared across modules is fetched only by its owner.
+            self.head = nn.Linear(hidden, vocab, bias=False)
+
+        def forward(self, ids: Any) -> Any:
+            pos = torch.arange(ids.shape[1], device=ids.device)
+            x = self.embed(ids) + self.pos(pos)
+            for blk in self.blocks:
+                x = blk(x)
+            logits = self.head(self.norm(x))
+            return f.cross_entropy(logits[:, :-1].reshape(-1, vocab).float(), ids[:, 1:].reshape(-1))
+
+    return TinyLM()
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def train(cfg: dict[str, Any]) -> None:
+    device = cfg["device"]
+    if device == "cpu":
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import torch
+
+    if device == "npu":
+        import torch_npu  # noqa: F401  (registers the npu device)
+    import deepspeed
+
+    deepspeed.init_distributed(dist_backend=cfg.get("dist_backend"))
+    rank = torch.distributed.get_rank()
+    world = torch.distributed.get_world_size()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = torch.device("cpu")
+    if device == "cuda":
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    elif device == "npu":
+        torch.npu.set_device(local_rank)
+        dev = torch.device("npu", local_rank)
+
+    torch.manual_seed(cfg["seed"])
+    ds_cfg = json.loads(Path(cfg["ds_config"]).read_text())
+    model = _build_model(torch, cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"])
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_cfg)
+
+    seq, micro, accum = cfg["seq_len"], cfg["micro_batch"], cfg["grad_accum"]
+    stream = _token_stream(_texts(Path(cfg["data_path"]), cfg["data_format"]))
+    n_seqs = max(1, len(stream) // seq)
+    steps_per_epoch = max(1, n_seqs // (micro * accum * world))
+    total = cfg["max_steps"] or max(1, math.ceil(cfg["epochs"] * steps_per_epoch))
+    dtype_ids = torch.long
+    if cfg.get("rlimit_as_extra_mb") is not None and rank in cfg.get("rlimit_ranks", [rank]):
+        _limit_address_space(int(cfg["rlimit_as_extra_mb"]))
+
+    def batch(index: int) -> Any:
+        # Packed byte stream, cycled: every sample is exactly seq_len tokens, each rank its own slice.
+        start = ((index * world + rank) * micro * seq) % max(1, len(stream) - seq)
+        rows = []
+        for i in range(micro):
+            off = (start + i * seq) % max(1, len(stream) - seq)
+            rows.append(stream[off : off + seq])
+        return torch.tensor(rows, dtype=dtype_ids, device=dev)
+
+    t0 = time.perf_counter()
+    losses: list[float] = []
+    samples_per_step = micro * accum * world
+    last = t0
+    for step in range(1, total + 1):
+        step_loss = 0.0
+        for micro_i in range(accum):
+            loss = engine(batch((step - 1) * accum + micro_i))
+            engine.backward(loss)
+            engine.step()
+            step_loss += float(loss.detach()) / accum
+        mean = torch.tensor([step_loss], dtype=torch.float32, device=dev)
+        torch.distributed.all_reduce(mean)
+        loss_v = float(mean.item()) / world
+        losses.append(loss_v)
+        now = time.perf_counter()
+        dt = max(now - last, 1e-9)
+        last = now
+        if rank == 0:
+            lr = engine.get_lr()[0] if engine.get_lr() else cfg["lr"]
+            _emit({"zerodeck": "step", "step": step, "total_steps": total, "loss": round(loss_v, 4),
+                   "lr": lr, "samples_per_s": round(samples_per_step / dt, 2),
+                   "tokens_per_s": round(samples_per_step * seq / dt, 1),
+                   "peak_mem_mb": round(_peak_mem_mb(torch, device), 1), "rank": 0,
+                   "t": round(now - t0, 3)})
+    runtime = time.perf_counter() - t0
+    if rank == 0:
+        _emit({"zerodeck": "done", "steps": total, "train_runtime": round(runtime, 3),
+               "train_loss": round(sum(losses) / len(losses), 4),
+               "samples_per_s": round(samples_per_step * total / runtime, 2),
+               "tokens_per_s": round(samples_per_step * total * seq / runtime, 1)})
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        sys.stderr.write("usage: python -m zerodeck.core.launch.trainer JOB.json\n")
+        return 2
+    train(json.loads(Path(args[0]).read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
