@@ -33,6 +33,7 @@ def app(source: Path | None = NPU8, *, bad: bool = False, **kw: Any) -> Zerodeck
     dirs = [paths.shipped_recipes_dir()] + ([BAD_RECIPES] if bad else [])
     kw.setdefault("poll_interval", 3600.0)  # one poll: snapshots must not move under the camera
     kw.setdefault("watch_interval", 0.05)
+    kw.setdefault("reconcile", False)  # the runs written here have no supervisor to find
     return make_app(source=replay(source) if source else _no_cards, clock=lambda: NOW, catalog_dirs=dirs, **kw)
 
 

@@ -8,7 +8,6 @@ to their supervisors and keep going.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
@@ -22,12 +21,13 @@ from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import get_current_worker
-from zerodeck.tui.messages import FrameReady, ProgressReady, RunsChanged
+from zerodeck.tui.messages import FrameReady, Notice, ProgressReady, RunsChanged
 from zerodeck.tui.services import LogFollower, Services, utcnow
-from zerodeck.tui.telemetry import History, Source, default_source
+from zerodeck.tui.telemetry import History, RunScope, Source, default_source
 from zerodeck.tui.view import Frame, Progress, RunRow
 
 LOG_KEEP = 500
+SCOPE_EVERY_S = 5.0  # how often the followed run's process list is re-read
 
 
 def _catalog() -> Screen[None]:
@@ -68,8 +68,9 @@ class ZerodeckApp(App[int]):
     ]
 
     def __init__(self, services: Services, source: Source, poll_interval: float = 1.0,
-                 watch_interval: float = 1.0) -> None:
+                 watch_interval: float = 1.0, reconcile: bool = True, scope: RunScope | None = None) -> None:
         super().__init__()
+        self.reconcile_on_start = reconcile
         self.services = services
         self.source = source
         self.poll_interval = poll_interval
@@ -84,7 +85,10 @@ class ZerodeckApp(App[int]):
         self.log_lines: deque[str] = deque(maxlen=LOG_KEEP)
         self.followed_run: int | None = None
         self.compare_ids: list[int] = []
-        self.run_pgid: int | None = None
+        self.scope = scope or RunScope()
+        self.run_scope_id: int | None = None
+        self._scope_for: int | None = None
+        self._scope_at = 0.0
         self._stop = threading.Event()
         self._follow_changed = threading.Event()
 
@@ -110,18 +114,35 @@ class ZerodeckApp(App[int]):
         worker = get_current_worker()
         while not worker.is_cancelled and not self._stop.is_set():
             started = time.monotonic()
+            self._refresh_scope(started)
             try:
                 frame = self.source()
             except Exception as exc:  # a source failure is shown, never raised into the UI
                 frame = Frame(source="?", error=f"{type(exc).__name__}: {exc}")
-            pgid = self.run_pgid
-            if pgid is not None and frame.cards:
-                frame = replace(frame, mine=frozenset(c.key for c in frame.cards if _in_group(c.pids, pgid)))
+            pids = self.scope.pids
+            if pids and frame.cards:
+                frame = replace(frame, mine=frozenset(c.key for c in frame.cards if pids & set(c.pids)))
             self.latest_frame = frame
             if not self._frame_pending:
                 self._frame_pending = True
                 self.post_message(FrameReady())
             self._stop.wait(max(0.05, self.poll_interval - (time.monotonic() - started)))
+
+    def _refresh_scope(self, now: float) -> None:
+        """The followed run's processes, by the launcher's tag; a scan of /proc, so every few polls."""
+        run_id = self.run_scope_id
+        if run_id is None:
+            self.scope.pids = None
+            return
+        if run_id == self._scope_for and now - self._scope_at < SCOPE_EVERY_S:
+            return
+        try:
+            from zerodeck.core.launch.procs import tagged_pids
+
+            self.scope.pids = tagged_pids(run_id)
+        except Exception:
+            self.scope.pids = None
+        self._scope_for, self._scope_at = run_id, now
 
     def on_frame_ready(self, _msg: FrameReady) -> None:
         self._frame_pending = False
@@ -146,6 +167,13 @@ class ZerodeckApp(App[int]):
         following: int | None = None
         last_active: list[RunRow] | None = None
         last_progress: Progress | None = None
+        if self.reconcile_on_start:
+            try:
+                for run_id, what in self.services.reconcile():
+                    self.post_message(Notice(f"run {run_id}: supervisor was gone; "
+                                             f"{'re-adopted' if what == 'adopted' else 'marked lost'}"))
+            except Exception as exc:
+                self.post_message(Notice(f"reconcile: {exc}"))
         while not worker.is_cancelled and not self._stop.is_set():
             try:
                 active = self.services.active_runs()
@@ -180,6 +208,9 @@ class ZerodeckApp(App[int]):
             self._follow_changed.wait(self.watch_interval)
             self._follow_changed.clear()
 
+    def on_notice(self, msg: Notice) -> None:
+        self.notify(msg.text, timeout=8)
+
     def on_runs_changed(self, msg: RunsChanged) -> None:
         self.active_runs = msg.active
         if hasattr(self.screen, "show_active"):
@@ -188,7 +219,7 @@ class ZerodeckApp(App[int]):
     def on_progress_ready(self, msg: ProgressReady) -> None:
         self.progress = msg.progress
         run = msg.progress.run if msg.progress is not None else None
-        self.run_pgid = run.pgid if run is not None and run.active else None
+        self.run_scope_id = run.id if run is not None and run.active else None
         if msg.reset_log:
             self.log_lines.clear()
         self.log_lines.extend(msg.log_lines)
@@ -196,23 +227,14 @@ class ZerodeckApp(App[int]):
             self.screen.show_progress(msg.progress, msg.log_lines, msg.reset_log)
 
 
-def _in_group(pids: tuple[int, ...], pgid: int) -> bool:
-    for pid in pids:
-        try:
-            if os.getpgid(pid) == pgid:
-                return True
-        except OSError:  # gone, or in another container's pid namespace
-            continue
-    return False
-
-
 def make_app(store_url: str | None = None, source: Source | None = None,
              clock: Callable[[], datetime] | None = None, catalog_dirs: list[Path] | None = None,
-             poll_interval: float = 1.0, watch_interval: float = 1.0) -> ZerodeckApp:
+             poll_interval: float = 1.0, watch_interval: float = 1.0, reconcile: bool = True) -> ZerodeckApp:
     """The app, with its store, telemetry source and clock injected (the tests pass their own)."""
     services = Services(store_url=store_url, catalog_dirs=catalog_dirs, clock=clock or utcnow)
-    return ZerodeckApp(services, source or default_source(), poll_interval=poll_interval,
-                       watch_interval=watch_interval)
+    scope = RunScope()
+    return ZerodeckApp(services, source or default_source(scope), poll_interval=poll_interval,
+                       watch_interval=watch_interval, reconcile=reconcile, scope=scope)
 
 
 def run() -> int:

@@ -33,3 +33,11 @@ class Loaded(Message):
         self.what = what
         self.data = data
         self.error = error
+
+
+class Notice(Message):
+    """One line for the user from a worker (e.g. a run re-adopted at start-up)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text

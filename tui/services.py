@@ -179,25 +179,34 @@ class Services:
 
     # -- launch / queue / stop ---------------------------------------------------------------
     def launch(self, name: str) -> int:
-        launcher = _launcher()
+        """`zerodeck run NAME --detach`: record the run and hand it to its own supervisor."""
+        from zerodeck.core.launch.api import start_run
+
         recipe, path = self.recipe(name)
-        return int(launcher.start_run(recipe, path, detach=True))
+        with self.session() as s:
+            return int(start_run(recipe, path, detach=True, session=s))
 
     def enqueue(self, name: str) -> int:
-        from zerodeck.core.recipe.load import content_hash  # type: ignore[attr-defined]
+        """`zerodeck queue add NAME`: the queue row the runner picks up."""
+        from zerodeck.core.recipe.load import content_hash
         from zerodeck.store.queries import enqueue
 
         recipe, _ = self.recipe(name)
         with self.session() as s:
-            try:
-                h = content_hash(recipe)
-            except Exception:
-                h = None
-            return int(enqueue(s, name, h).id or 0)
+            return int(enqueue(s, name, content_hash(recipe)).id or 0)
 
     def stop(self, run_id: int) -> None:
-        launcher = _launcher()
-        launcher.stop_run(run_id)
+        """`zerodeck stop RUN`: ask the supervisor; returns once the run's processes are gone."""
+        from zerodeck.core.launch.api import stop_run
+
+        stop_run(run_id)
+
+    def reconcile(self) -> list[tuple[int, str]]:
+        """Runs whose supervisor vanished are re-adopted or marked lost, as every CLI command does."""
+        from zerodeck.core.launch.reconcile import reconcile
+
+        with self.session() as s:
+            return list(reconcile(s))
 
     # -- compare ---------------------------------------------------------------------------
     def compare_table(self, run_ids: list[int], diff_only: bool = False,
@@ -248,7 +257,7 @@ def run_row(r: Any) -> RunRow:
         device=r.device, cards=r.cards, created_at=r.created_at, started_at=r.started_at, ended_at=r.ended_at,
         predicted_peak_gib=r.predicted_peak_gib, measured_peak_gib=r.measured_peak_gib,
         steps_done=r.steps_done, steps_total=r.steps_total, final_loss=r.final_loss,
-        samples_per_s=r.samples_per_s, tokens_per_s=r.tokens_per_s, log_path=r.log_path, pgid=r.pgid)
+        samples_per_s=r.samples_per_s, tokens_per_s=r.tokens_per_s, log_path=r.log_path)
 
 
 def tail(path: str | None, lines: int) -> list[str]:
@@ -329,13 +338,4 @@ def _planner() -> Callable[[Any], Any] | None:
         return None
     return plan_recipe
 
-
-def _launcher() -> Any:
-    try:
-        import zerodeck.core.launch as launch
-
-        launch.start_run  # type: ignore[attr-defined]  # noqa: B018
-    except (ImportError, AttributeError):
-        raise Unavailable("launching (zerodeck.core.launch.start_run) is not in this build") from None
-    return launch
 

@@ -94,11 +94,31 @@ def replay_source(name: str, outputs: list[str], with_host: bool = False) -> Sou
     return from_core(ReplaySource(name, outputs), with_host=with_host)
 
 
-def default_source() -> Source:
-    """The best source this machine has, chosen the way `zerodeck cards` chooses (CPU ranks last)."""
-    from zerodeck.core.telemetry.sources import make_source
+class RunScope:
+    """The processes of the run the live screen follows (None: no run followed).
 
-    return from_core(make_source())
+    The app refreshes it from the launcher's process tags; the CPU source then shows that run's
+    ranks instead of every rank process of this user, and panels mark the run's processes.
+    """
+
+    def __init__(self) -> None:
+        self.pids: set[int] | None = None
+
+
+def default_source(scope: RunScope | None = None) -> Source:
+    """The best source this machine has, chosen the way `zerodeck cards` chooses (CPU ranks last)."""
+    from zerodeck.core.telemetry.sources import CpuRankSource, make_source
+
+    src = make_source()
+    if not isinstance(src, CpuRankSource) or scope is None:
+        return from_core(src)
+    everyone = from_core(src)
+    scoped = from_core(CpuRankSource(pids=lambda: scope.pids or set()))
+
+    def read() -> Frame:
+        return scoped() if scope.pids else everyone()
+
+    return read
 
 
 class History:

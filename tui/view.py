@@ -57,7 +57,6 @@ class RunRow:
     samples_per_s: float | None = None
     tokens_per_s: float | None = None
     log_path: str | None = None
-    pgid: int | None = None  # the job's process group: which card processes are this run's
 
     @property
     def active(self) -> bool:
