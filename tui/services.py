@@ -21,6 +21,12 @@ from typing import Any
 from zerodeck.tui.view import BadFile, CardPeakView, CatalogRow, Progress, RunDetail, RunRow
 
 LOG_TAIL_LINES = 200
+# A run's record reads top-down: what happened, then where and how, then the paths.
+FIELD_ORDER = ("id", "name", "status", "outcome", "reason", "outcome_code", "outcome_device", "outcome_rank",
+               "exit_code", "created_at", "started_at", "ended_at", "steps_done", "steps_total", "final_loss",
+               "samples_per_s", "tokens_per_s", "step_time_s", "predicted_peak_gib", "measured_peak_gib",
+               "grid", "tags", "backend", "device", "cards", "card_gb", "attempts", "host", "log_path",
+               "workdir", "recipe_path", "recipe_hash")
 
 
 class Unavailable(Exception):
@@ -153,7 +159,8 @@ class Services:
                           for p in s.exec(select(CardPeak).where(CardPeak.run_id == run_id)))
             losses = tuple(m.loss for m in metrics(s, run_id) if m.loss is not None)
         snapshot = _json(record.get("failure_snapshot"))
-        fields = tuple((k, _show(v)) for k, v in record.items() if k not in ("failure_snapshot",))
+        order = [k for k in FIELD_ORDER if k in record] + [k for k in record if k not in FIELD_ORDER]
+        fields = tuple((k, _show(record[k])) for k in order if k != "failure_snapshot")
         return RunDetail(row=row, fields=fields, peaks=peaks, losses=losses, failure_snapshot=snapshot,
                          log_tail=tuple(tail(row.log_path, LOG_TAIL_LINES)))
 

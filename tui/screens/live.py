@@ -79,6 +79,8 @@ class LiveScreen(Screen[None]):
     # -- the followed run ---------------------------------------------------------------------
     def show_progress(self, progress: Progress | None, lines: list[str], reset: bool) -> None:
         self.progress = progress
+        # With no run, the run panel shrinks to one line so sixteen dies fit on 24 rows.
+        self.query_one("#run-panel").set_class(progress is None, "-idle")
         log = self.query_one("#log", Log)
         if reset:
             log.clear()
