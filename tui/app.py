@@ -68,8 +68,10 @@ class ZerodeckApp(App[int]):
     ]
 
     def __init__(self, services: Services, source: Source, poll_interval: float = 1.0,
-                 watch_interval: float = 1.0, reconcile: bool = True, scope: RunScope | None = None) -> None:
+                 watch_interval: float = 1.0, reconcile: bool = True, scope: RunScope | None = None,
+                 mode: str = "catalog") -> None:
         super().__init__()
+        self.start_mode = mode
         self.reconcile_on_start = reconcile
         self.services = services
         self.source = source
@@ -97,7 +99,7 @@ class ZerodeckApp(App[int]):
         return self.services.clock
 
     def on_mount(self) -> None:
-        self.switch_mode("catalog")
+        self.switch_mode(self.start_mode)
         self.poll_telemetry()
         self.watch_runs()
 
@@ -229,12 +231,13 @@ class ZerodeckApp(App[int]):
 
 def make_app(store_url: str | None = None, source: Source | None = None,
              clock: Callable[[], datetime] | None = None, catalog_dirs: list[Path] | None = None,
-             poll_interval: float = 1.0, watch_interval: float = 1.0, reconcile: bool = True) -> ZerodeckApp:
+             poll_interval: float = 1.0, watch_interval: float = 1.0, reconcile: bool = True,
+             mode: str = "catalog") -> ZerodeckApp:
     """The app, with its store, telemetry source and clock injected (the tests pass their own)."""
     services = Services(store_url=store_url, catalog_dirs=catalog_dirs, clock=clock or utcnow)
     scope = RunScope()
     return ZerodeckApp(services, source or default_source(scope), poll_interval=poll_interval,
-                       watch_interval=watch_interval, reconcile=reconcile, scope=scope)
+                       watch_interval=watch_interval, reconcile=reconcile, scope=scope, mode=mode)
 
 
 def run() -> int:

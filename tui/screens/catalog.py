@@ -64,16 +64,19 @@ class CatalogScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="catalog")
     def load(self) -> None:
+        # Two passes: the files first (milliseconds), then the planner's columns (it reads the store
+        # for its calibration, which takes a while on a long history).
         try:
-            rows, bad = self.app.services.catalog()  # type: ignore[attr-defined]
-            self.post_message(Loaded("catalog", (rows, bad)))
+            services = self.app.services  # type: ignore[attr-defined]
+            self.post_message(Loaded("catalog", services.catalog(with_plan=False)))
+            self.post_message(Loaded("catalog-planned", services.catalog()))
         except Exception as exc:
             self.post_message(Loaded("catalog", ([], []), error=f"{type(exc).__name__}: {exc}"))
 
     def on_loaded(self, msg: Loaded) -> None:
-        if msg.what == "catalog":
+        if msg.what in ("catalog", "catalog-planned"):
             self.rows, self.bad = msg.data  # type: ignore[misc]
-            self.loaded = True
+            self.loaded = msg.what == "catalog-planned" or msg.error is not None
             self.render_table()
             if msg.error:
                 self.notify(msg.error, severity="error")
@@ -113,7 +116,10 @@ class CatalogScreen(Screen[None]):
     def render_table(self) -> None:
         table = self.query_one("#catalog", DataTable)
         keep = self.current_key()
-        table.clear()
+        # Columns too: their widths then fit what is shown now (a grid opened has longer names).
+        table.clear(columns=True)
+        for col in COLUMNS:
+            table.add_column(col, key=col)
         for key, cells in self.visible():
             table.add_row(*cells, key=key)
         if keep is not None:
@@ -151,7 +157,7 @@ class CatalogScreen(Screen[None]):
     # -- filter -------------------------------------------------------------------------------
     @on(Input.Changed, "#filter")
     def _filter_changed(self) -> None:
-        if self.loaded:
+        if self.rows:
             self.render_table()
 
     @on(Input.Submitted, "#filter")
