@@ -3,28 +3,19 @@ finish and appear in Runs. A real DeepSpeed run on CPU ranks, so `slow`."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
 from textual.widgets import DataTable
 from zerodeck.core import paths
-from zerodeck.store import queries
-from zerodeck.store.engine import open_store
-from zerodeck.store.models import Run
 from zerodeck.tui.app import make_app
 
-from .tui_support import drive, until
+from .tui_support import drive, far_run_ids, until
 
 
 @pytest.mark.slow
 def test_cpu_demo_from_catalog_to_runs() -> None:
-    # Some history first, so the demo's run id is far from 1: processes are tagged by run id alone,
-    # and other stores' tests on this machine stop "run 1".
-    with open_store() as s:
-        queries.save_snapshot(s, hash="old", name="old", toml='name = "old"\n', source_path=None)
-        queries.add_run(s, Run(id=7000 + os.getpid() % 1000, name="old", recipe_hash="old", status="finished",
-                               outcome="succeeded"))
+    far_run_ids()
     a = make_app(catalog_dirs=[paths.shipped_recipes_dir()], poll_interval=0.5, watch_interval=0.5)
     seen_ranks: set[str] = set()
 

@@ -211,3 +211,78 @@ def test_no_color_is_respected(monkeypatch: pytest.MonkeyPatch) -> None:
     assert app(None).no_color
     monkeypatch.delenv("NO_COLOR")
     assert not app(None).no_color
+
+
+def test_launch_from_catalog_watch_and_stop() -> None:
+    from .tui_support import TUI_RECIPES, far_run_ids
+
+    far_run_ids()
+    a = app(None, extra=[TUI_RECIPES], watch_interval=0.2)
+
+    async def body(pilot: Any) -> None:
+        await until(pilot, lambda: catalog_loaded(a))
+        table = a.screen.query_one("#catalog", DataTable)
+        table.move_cursor(row=_rows(table).index("r:sleeper"))
+        await pilot.press("l")
+        await until(pilot, lambda: a.current_mode == "live" and a.progress is not None, timeout=30)
+        await until(pilot, lambda: a.progress.run.status == "running", timeout=30)
+        run_id = a.progress.run.id
+        logw = a.screen.query_one("#log", Log)
+        await until(pilot, lambda: any("sleeping" in ln for ln in logw.lines), timeout=30)
+        await pilot.press("s")
+        await until(pilot, lambda: a.progress.run.status == "finished", timeout=60)
+        assert a.progress.run.outcome == "killed"
+        await pilot.press("3")
+        runs = a.screen.query_one("#runs", DataTable)
+        await until(pilot, lambda: str(run_id) in _rows(runs))
+        assert "killed" in [str(c) for c in runs.get_row(str(run_id))]
+
+    drive(a, body)
+
+
+def test_edit_opens_the_editor_then_revalidates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    user = tmp_path / "mine"
+    user.mkdir()
+    shutil.copy(paths.shipped_recipes_dir() / "demo-cpu-zero3.toml", user / "mine.toml")
+    text = (user / "mine.toml").read_text(encoding="utf-8").replace('"demo-cpu-zero3"', '"mine"')
+    (user / "mine.toml").write_text(text, encoding="utf-8")
+    # The "editor" breaks the recipe the way a typo would.
+    monkeypatch.setenv("EDITOR", f"{sys.executable} -c \"import sys,pathlib; p=pathlib.Path(sys.argv[1]); "
+                       f"p.write_text(p.read_text().replace('stage = 3', 'stage = 4'))\"")
+    a = app(None, extra=[user])
+
+    async def body(pilot: Any) -> None:
+        await until(pilot, lambda: catalog_loaded(a))
+        table = a.screen.query_one("#catalog", DataTable)
+        table.move_cursor(row=_rows(table).index("r:mine"))
+        await pilot.press("e")
+        await until(pilot, lambda: "r:mine" not in _rows(table) and a.screen.bad)
+        problems = text_of(a.screen.query_one("#problems", Static))
+        assert "mine.toml" in problems and "zero.stage" in problems
+
+    drive(a, body)
+
+
+def test_queue_adds_the_recipe_for_the_runner() -> None:
+    from zerodeck.store.engine import open_store
+    from zerodeck.store.queries import queue_items
+
+    a = app(None)
+
+    async def body(pilot: Any) -> None:
+        await until(pilot, lambda: catalog_loaded(a))
+        table = a.screen.query_one("#catalog", DataTable)
+        table.move_cursor(row=_rows(table).index("r:demo-cpu-zero2"))
+        await pilot.press("a")
+
+        def queued() -> list[Any]:
+            with open_store() as s:
+                return queue_items(s, states=["pending"])
+
+        await until(pilot, queued)
+        item = queued()[0]
+        assert item.recipe_ref == "demo-cpu-zero2" and item.recipe_hash
+
+    drive(a, body)

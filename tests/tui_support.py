@@ -22,6 +22,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 NPU8 = FIXTURES / "npu-smi" / "info_910b3_25.2.0_procs_noname.txt"
 A3_16 = FIXTURES / "npu-smi" / "info_a3_16die_synth.txt"
 BAD_RECIPES = FIXTURES / "recipes" / "bad"
+TUI_RECIPES = FIXTURES / "tui"
 NOW = T0 + timedelta(hours=6)
 
 
@@ -29,8 +30,9 @@ def replay(path: Path) -> Callable[[], Any]:
     return replay_source("npu-smi", [path.read_text(encoding="utf-8")])
 
 
-def app(source: Path | None = NPU8, *, bad: bool = False, **kw: Any) -> ZerodeckApp:
-    dirs = [paths.shipped_recipes_dir()] + ([BAD_RECIPES] if bad else [])
+def app(source: Path | None = NPU8, *, bad: bool = False, extra: list[Path] | None = None,
+        **kw: Any) -> ZerodeckApp:
+    dirs = [paths.shipped_recipes_dir()] + ([BAD_RECIPES] if bad else []) + (extra or [])
     kw.setdefault("poll_interval", 3600.0)  # one poll: snapshots must not move under the camera
     kw.setdefault("watch_interval", 0.05)
     kw.setdefault("reconcile", False)  # the runs written here have no supervisor to find
@@ -94,3 +96,14 @@ def text_of(widget: Any) -> str:
     """What a widget shows, as plain text."""
     rendered = widget.render()
     return getattr(rendered, "plain", str(rendered))
+
+
+def far_run_ids() -> None:
+    """Start this store's run ids far from 1. Launched processes are tagged with the run id alone,
+    so another store's `stop 1` on the same machine would otherwise reach this test's run."""
+    import os
+
+    with open_store() as s:
+        queries.save_snapshot(s, hash="old", name="old", toml='name = "old"\n', source_path=None)
+        queries.add_run(s, Run(id=7000 + os.getpid() % 1000, name="old", recipe_hash="old", status="finished",
+                               outcome="succeeded", created_at=T0))

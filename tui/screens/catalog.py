@@ -11,7 +11,7 @@ import subprocess
 
 from rich.text import Text
 from textual import events, on, work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
@@ -75,7 +75,7 @@ class CatalogScreen(Screen[None]):
 
     def on_loaded(self, msg: Loaded) -> None:
         if msg.what in ("catalog", "catalog-planned"):
-            self.rows, self.bad = msg.data  # type: ignore[misc]
+            self.rows, self.bad = msg.data
             self.loaded = msg.what == "catalog-planned" or msg.error is not None
             self.render_table()
             if msg.error:
@@ -83,7 +83,7 @@ class CatalogScreen(Screen[None]):
         elif msg.error:
             self.notify(msg.error, severity="error", timeout=8)
         elif msg.what == "launch":
-            run_id, name = msg.data  # type: ignore[misc]
+            run_id, name = msg.data
             self.notify(f"run {run_id} started: {name}", timeout=6)
             self.app.follow(run_id)  # type: ignore[attr-defined]
             self.app.switch_mode("live")
@@ -91,7 +91,7 @@ class CatalogScreen(Screen[None]):
             self.notify(str(msg.data), timeout=6)
 
     # -- table --------------------------------------------------------------------------------
-    def visible(self) -> list[tuple[str, tuple[object, ...]]]:
+    def shown_rows(self) -> list[tuple[str, tuple[object, ...]]]:
         needle = self.query_one("#filter", Input).value.strip().lower()
         out: list[tuple[str, tuple[object, ...]]] = []
         groups: dict[str | None, list[CatalogRow]] = {}
@@ -120,7 +120,7 @@ class CatalogScreen(Screen[None]):
         table.clear(columns=True)
         for col in COLUMNS:
             table.add_column(col, key=col)
-        for key, cells in self.visible():
+        for key, cells in self.shown_rows():
             table.add_row(*cells, key=key)
         if keep is not None:
             with contextlib.suppress(Exception):
@@ -246,8 +246,12 @@ class CatalogScreen(Screen[None]):
         if path is None:
             return
         services = self.app.services  # type: ignore[attr-defined]
-        with self.app.suspend():
-            subprocess.run(services.edit_command(path), check=False)
+        try:
+            with self.app.suspend():
+                subprocess.run(services.edit_command(path), check=False)
+        except SuspendNotSupported:  # no terminal to hand over (headless): the editor needs none
+            subprocess.run(services.edit_command(path), check=False, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         problems = services.validate(path)
         if problems:
             self.notify("\n".join(problems[:5]), title="recipe has problems", severity="error", timeout=10)

@@ -74,7 +74,7 @@ class CompareScreen(Screen[None]):
             else:
                 self.notify(f"exported to {msg.data}", timeout=8)
             return
-        ids, headers, rows = msg.data  # type: ignore[misc]
+        ids, headers, rows = msg.data
         self.ids = ids
         table = self.query_one("#compare", DataTable)
         table.clear(columns=True)

@@ -142,7 +142,7 @@ def progress_text(p: Progress | None, now: object) -> Text:
     if p.total and p.step is not None:
         t.append(f" ({100 * p.step / p.total:.0f}%)")
     t.append(f"  {fmt_num(p.samples_per_s, '{:.1f}')} samples/s")
-    dur = r.duration_s(now)  # type: ignore[arg-type]
+    dur = r.duration_s(now)
     t.append(f"  {fmt_duration(dur)}")
     if p.eta_s is not None:
         t.append(f"  ETA {fmt_duration(p.eta_s)}")

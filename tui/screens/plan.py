@@ -57,7 +57,7 @@ class PlanScreen(Screen[None]):
             self.query_one("#plan-bars", PlanBars).display = False
             self.query_one("#plan-advice", Static).update(Text(msg.error, style="red"))
             return
-        plan, advice = msg.data  # type: ignore[misc]
+        plan, advice = msg.data
         numbers = plan_numbers(plan)
         self.query_one("#plan-bars", PlanBars).show(numbers)
         self.query_one("#plan-advice", Static).update(advice_text(plan, numbers))

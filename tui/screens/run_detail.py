@@ -60,7 +60,7 @@ class RunDetailScreen(Screen[None]):
             self.notify(f"asked run {msg.data} to stop")
             self.load()
             return
-        d: RunDetail = msg.data  # type: ignore[assignment]
+        d: RunDetail = msg.data
         self.detail = d
         r = d.row
         head = Text(f"run {r.id} · {r.name} · ", style="bold")

@@ -69,7 +69,7 @@ class RunsScreen(Screen[None]):
             self.notify(msg.error, severity="error", timeout=8)
             return
         if msg.what == "runs":
-            runs, total = msg.data  # type: ignore[misc]
+            runs, total = msg.data
             if (runs, total) != (self.runs, self.total):
                 self.runs, self.total = runs, total
                 self.render_table()
@@ -149,4 +149,4 @@ def run_cells(r: RunRow, now: object, marked: bool = False) -> tuple[object, ...
     sps = "-" if r.samples_per_s is None else f"{r.samples_per_s:.2f}"
     loss = "-" if r.final_loss is None else f"{r.final_loss:.4f}"
     return ("●" if marked else "", str(r.id), r.name, outcome_text(r.label),
-            fmt_duration(r.duration_s(now)), f"{peak}/{pred}", sps, loss)  # type: ignore[arg-type]
+            fmt_duration(r.duration_s(now)), f"{peak}/{pred}", sps, loss)
