@@ -21,7 +21,7 @@ SHOWN = 1000  # the newest runs listed; the title says how many the store holds
 
 class RunsScreen(Screen[None]):
     BINDINGS = [
-        Binding("enter", "open", "Open"),
+        Binding("o", "open", "Open"),  # Enter opens too (the table selects the row)
         Binding("s", "stop", "Stop"),
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare marked"),
