@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import String, func, select, type_coerce
 from sqlmodel import Session, col
 from zerodeck.store.models import CardPeak, RecipeSnapshot, Run, TelemetrySample
 
@@ -24,10 +24,13 @@ RUN_FIELDS = (
     "steps_total", "final_loss", "samples_per_s", "tokens_per_s", "step_time_s", "train_runtime_s", "summary",
 )
 _TIME_FIELDS = ("created_at", "started_at", "ended_at")
+_JSON_FIELDS = ("tags", "argv", "env", "summary")
 _CHUNK = 900  # stay far below SQLite's bound-parameter limit
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def _utc(value: datetime | str | None) -> datetime | None:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     # SQLite keeps no zone; everything zerodeck writes is UTC.
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
@@ -38,7 +41,7 @@ def existing_run_ids(session: Session, ids: Sequence[int]) -> set[int]:
     found: set[int] = set()
     for i in range(0, len(ids), _CHUNK):
         part = list(ids[i:i + _CHUNK])
-        found.update(session.execute(select(Run.id).where(col(Run.id).in_(part))).scalars())  # type: ignore[arg-type]
+        found.update(session.execute(select(Run.id).where(col(Run.id).in_(part))).scalars())
     return found
 
 
@@ -74,7 +77,8 @@ def run_records(session: Session, *, ids: Sequence[int] | None = None, tag: str 
         .group_by(CardPeak.run_id, CardPeak.source)
         .subquery()
     )
-    cols = [getattr(Run, f) for f in RUN_FIELDS]
+    # Datetimes come back as stored text and are parsed by fromisoformat (C), not per-value type hooks.
+    cols = [type_coerce(getattr(Run, f), String) if f in _TIME_FIELDS else getattr(Run, f) for f in RUN_FIELDS]
     base = (
         select(*cols, peaks.c.source, peaks.c.n, peaks.c.pmax, peaks.c.pmean, peaks.c.tmax)
         .outerjoin(peaks, peaks.c.run_id == Run.id)
@@ -93,13 +97,12 @@ def run_records(session: Session, *, ids: Sequence[int] | None = None, tag: str 
     out: dict[int, dict[str, Any]] = {}
     nf = len(RUN_FIELDS)
     for q in batches:
-        for row in session.execute(q):
+        # Core execution: plain tuples without the ORM's per-row loading machinery.
+        for row in session.connection().execute(q):
             rid = row[0]
             rec = out.get(rid)
             if rec is None:
                 rec = dict(zip(RUN_FIELDS, row[:nf]))
-                for key in ("tags", "argv", "env", "summary"):
-                    rec[key] = _loads(rec[key])
                 for key in _TIME_FIELDS:
                     rec[key] = _utc(rec[key])
                 rec["card_peaks"] = []
@@ -110,9 +113,25 @@ def run_records(session: Session, *, ids: Sequence[int] | None = None, tag: str 
                     {"source": source, "cards": n, "peak_max_mb": pmax, "peak_mean_mb": pmean, "total_mb": tmax}
                 )
     records = [out[k] for k in sorted(out)]
+    for key in _JSON_FIELDS:
+        for rec, value in zip(records, _loads_many([r[key] for r in records])):
+            rec[key] = value
     if tag is not None:  # LIKE found candidates; the JSON list decides
         records = [r for r in records if isinstance(r["tags"], list) and tag in r["tags"]]
     return records
+
+
+def _loads_many(texts: list[str | None]) -> list[Any]:
+    """Decode a column of JSON texts in one parser call (tens of thousands of calls cost a second)."""
+    if all(texts):
+        try:
+            values = json.loads("[" + ",".join(texts) + "]")  # type: ignore[arg-type]
+        except ValueError:
+            pass
+        else:
+            if len(values) == len(texts):
+                return list(values)
+    return [_loads(t) for t in texts]
 
 
 def _loads(text: str | None) -> Any:
@@ -142,4 +161,4 @@ def memory_series(session: Session, run_id: int) -> list[tuple[float, str, str, 
         .where(TelemetrySample.run_id == run_id)
         .order_by(col(TelemetrySample.t), col(TelemetrySample.id))
     )
-    return [tuple(r) for r in session.execute(q)]  # type: ignore[misc]
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in session.execute(q)]

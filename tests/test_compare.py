@@ -311,3 +311,33 @@ def test_cli_charts(cli, seeded: dict[str, int], tmp_path: Path) -> None:
     chart = tmp_path / "peaks.svg"
     code, out, _ = cli("compare", "--all", "--chart", str(chart), "--format", "md")
     assert code == 0 and out.startswith("### Comparison of 4 runs") and chart.read_text().startswith("<svg")
+
+
+def test_svg_charts_escape_hostile_names() -> None:
+    with open_store() as s:
+        rid = _hostile(s)
+    svg = peaks_chart(_rows(all=True), title="<b>&</b>")
+    assert "<script>" not in svg and "&lt;script&gt;" in svg and "&lt;b&gt;&amp;&lt;/b&gt;" in svg
+    ET.fromstring(svg)
+    mem = memory_chart({"npu <0>": [(0.0, 1.0), (1.0, 2.0)]}, title=f"Run {rid} <script>", capacity_gib=None)
+    assert "npu &lt;0&gt;" in mem
+    ET.fromstring(mem)
+
+
+def test_csv_cells_that_look_like_formulas_stay_text() -> None:
+    with open_store() as s:
+        queries.save_snapshot(s, hash="f", name="f", toml="", source_path=None)
+        queries.add_run(s, Run(name="=HYPERLINK(\"http://x\")", recipe_hash="f", reason="+1 then -rm",
+                               outcome_code="-9", outcome="killed"))
+    reader = list(csv.DictReader(io.StringIO(render(comparison_table(_rows(all=True)), "csv"), newline="")))
+    assert reader[0]["recipe"] == "'=HYPERLINK(\"http://x\")"
+    assert reader[0]["reason"] == "'+1 then -rm"
+    assert reader[0]["failure class"] == "killed: -9"
+
+
+def test_long_memory_series_is_thinned_but_keeps_its_peak() -> None:
+    samples = [(float(t), "npu-smi", "0", 1000.0 + (30000.0 if t == 4321 else 0.0), 65536.0) for t in range(20000)]
+    series, cap = memory_series(samples)
+    line = series["npu-smi 0"]
+    assert len(line) <= 2000 and cap == 64.0
+    assert max(g for _, g in line) == (1000.0 + 30000.0) / 1024

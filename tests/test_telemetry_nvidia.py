@@ -71,3 +71,42 @@ def test_nvidia_smi_missing_is_a_state() -> None:
 
     snap = NvidiaSource(runner=runner, use_nvml=False).read()
     assert snap.error == "nvidia-smi: not found on PATH" and snap.cards == []
+
+
+def test_nvml_path_with_the_h200_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The NVML code path, with a stand-in module that answers what the captured H200 showed
+    (143771 MiB total, 0 used, 0 %, 35 C, 112.69 W); fan/power unsupported calls become None."""
+    import sys
+    import types
+
+    mib = 1024 * 1024
+    fake = types.ModuleType("pynvml")
+
+    class NotSupported(Exception):
+        pass
+
+    def unsupported(*a: object) -> None:
+        raise NotSupported("Not Supported")
+
+    fake.NVML_TEMPERATURE_GPU = 0  # type: ignore[attr-defined]
+    fake.nvmlInit = lambda: None  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetCount = lambda: 1  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetHandleByIndex = lambda i: ("h", i)  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetName = lambda h: "NVIDIA H200"  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(  # type: ignore[attr-defined]
+        used=0, total=143771 * mib, free=143156 * mib)
+    fake.nvmlDeviceGetUtilizationRates = lambda h: types.SimpleNamespace(gpu=0, memory=0)  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetTemperature = lambda h, kind: 35  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetPowerUsage = unsupported  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetPciInfo = lambda h: types.SimpleNamespace(busId=b"00000000:00:06.0")  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetComputeRunningProcesses = lambda h: [  # type: ignore[attr-defined]
+        types.SimpleNamespace(pid=4242, usedGpuMemory=30720 * mib), types.SimpleNamespace(pid=4243, usedGpuMemory=None)]
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    source = NvidiaSource()
+    assert source.backend == "nvml"
+    snap = source.read()
+    card = snap.cards[0]
+    assert snap.error is None
+    assert (card.name, card.hbm_used_mb, card.hbm_total_mb, card.aicore_pct, card.temp_c, card.power_w, card.bus_id) \
+        == ("NVIDIA H200", 0, 143771, 0, 35, None, "00000000:00:06.0")
+    assert [(p.pid, p.memory_mb) for p in snap.processes] == [(4242, 30720), (4243, None)]

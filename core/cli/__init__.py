@@ -21,13 +21,13 @@ from zerodeck.store.errors import StoreError
 # Order is the order shown in --help.
 COMMAND_MODULES = [
     "zerodeck.core.cli.recipes_cmd",
-    "zerodeck.core.cli.plan_cmd",
-    "zerodeck.core.cli.data_cmd",
-    "zerodeck.core.cli.cards_cmd",
-    "zerodeck.core.cli.doctor_cmd",
-    "zerodeck.core.cli.diagnose_cmd",
     "zerodeck.core.cli.compare_cmd",
     "zerodeck.core.cli.chart_cmd",
+    "zerodeck.core.cli.cards_cmd",
+    "zerodeck.core.cli.doctor_cmd",
+    "zerodeck.core.cli.plan_cmd",
+    "zerodeck.core.cli.data_cmd",
+    "zerodeck.core.cli.diagnose_cmd",
     "zerodeck.core.cli.run_cmd",
 ]
 

@@ -18,7 +18,7 @@ COLUMNS = ["outcome", "device", "code", "rank", "reason"]
 
 def register(sub: Any) -> None:
     p = sub.add_parser("diagnose", help="classify how a run ended from its log file (oom, comm_error, ...)")
-    p.add_argument("logfile", type=Path, metavar="LOGFILE")
+    p.add_argument("logfile", type=Path, metavar="LOGFILE", help="a run's console log (any launcher)")
     p.add_argument("--exit-code", type=int, default=None, metavar="N",
                    help="the job's exit status, when known (torchrun exits 1 whatever the cause)")
     p.add_argument("--json", action="store_true", help="machine output on stdout")

@@ -9,12 +9,12 @@ whatever axes it holds, because a past run must stay comparable.
 from __future__ import annotations
 
 import shlex
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import tomllib
 from zerodeck.core.errors import BadInput
 
 MB_PER_GIB = 1024.0
@@ -53,10 +53,10 @@ def recipe_axes(toml_text: str | None) -> dict[str, Any]:
         f = spec.model_fields.get(key)
         return None if f is None else f.default
 
-    model = data.get("model") if isinstance(data.get("model"), dict) else {}
+    model: dict[str, Any] = data["model"] if isinstance(data.get("model"), dict) else {}
     label = model.get("name") or (str(model.get("path") or "").rstrip("/").rsplit("/", 1)[-1] or None)
     method = get("method", "kind", MethodSpec)
-    data_sec = data.get("data") if isinstance(data.get("data"), dict) else {}
+    data_sec: dict[str, Any] = data["data"] if isinstance(data.get("data"), dict) else {}
     return {
         "model": label,
         "method": method,

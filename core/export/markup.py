@@ -7,11 +7,10 @@ show literally in the report and never become markup.
 from __future__ import annotations
 
 import html
-from typing import Any
 
 from zerodeck.core.compare.fields import REPRODUCE
 from zerodeck.core.compare.table import Table
-from zerodeck.core.export.text import human
+from zerodeck.core.export.text import text_cells
 
 _CSS = """body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;font-size:13px}
@@ -23,15 +22,14 @@ tr:nth-child(even) td{background:#fafafa}
 p.note{color:#666;font-style:italic}"""
 
 
-def _h(value: Any) -> str:
-    return html.escape(human(value), quote=True)
+def _html_escape(text: str) -> str:
+    return html.escape(text, quote=True)
 
 
 def to_html(table: Table) -> str:
     """One self-contained page (inline style, no scripts, no external files)."""
     cols = table.dropping_empty().columns
     classes = [' class="num"' if c.numeric else (' class="code"' if c.key in REPRODUCE else "") for c in cols]
-    keys = [c.key for c in cols]
     title = html.escape(table.title, quote=True)
     out = [
         "<!DOCTYPE html>",
@@ -47,8 +45,9 @@ def to_html(table: Table) -> str:
         "<thead><tr>" + "".join(f"<th>{html.escape(c.header, quote=True)}</th>" for c in cols) + "</tr></thead>",
         "<tbody>",
     ]
-    for r in table.rows:
-        out.append("<tr>" + "".join(f"<td{cl}>{_h(r.get(k))}</td>" for k, cl in zip(keys, classes)) + "</tr>")
+    opens = [f"<td{cl}>" for cl in classes]
+    for cells in text_cells(table, cols, _html_escape):
+        out.append("<tr>" + "".join(o + v + "</td>" for o, v in zip(opens, cells)) + "</tr>")
     out += ["</tbody>", "</table>"]
     out += [f'<p class="note">{html.escape(n, quote=True)}</p>' for n in table.notes]
     out += ["</body>", "</html>"]
@@ -82,7 +81,6 @@ def tex_escape(text: str) -> str:
 def to_latex(table: Table) -> str:
     """A booktabs table (needs `\\usepackage{booktabs}`); the long reproduce columns are left out."""
     cols = [c for c in table.dropping_empty().columns if c.key not in REPRODUCE]
-    keys = [c.key for c in cols]
     spec = "".join("r" if c.numeric else "l" for c in cols)
     out = [
         "% zerodeck export; needs \\usepackage{booktabs}",
@@ -94,8 +92,8 @@ def to_latex(table: Table) -> str:
         " & ".join(tex_escape(c.header) for c in cols) + " \\\\",
         "\\midrule",
     ]
-    for r in table.rows:
-        out.append(" & ".join(tex_escape(human(r.get(k))) for k in keys) + " \\\\")
+    for cells in text_cells(table, cols, tex_escape):
+        out.append(" & ".join(cells) + " \\\\")
     out += ["\\bottomrule", "\\end{tabular}"]
     out += [f"\\par\\smallskip{{\\footnotesize {tex_escape(n)}}}" for n in table.notes]
     out += ["\\end{table}"]

@@ -17,6 +17,7 @@ PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b
            "#9c755f", "#bab0ac")
 W, H = 820, 420
 ML, MR, MT, MB = 64, 150, 40, 60  # margins: room for axis labels and the legend on the right
+MAX_POINTS = 2000  # per line: a 10-hour run sampled every second would otherwise be a 36,000-point path
 PEAK_LABELS = 80  # extra height under the bar chart for slanted run labels
 HOST_SOURCES = ("host",)
 
@@ -79,7 +80,15 @@ def memory_series(samples: Sequence[tuple[float, str, str, float | None, float |
         series.setdefault(label, []).append((float(t), used / 1024.0))
         if total is not None:
             cap = max(cap or 0.0, total / 1024.0)
-    return series, cap
+    return {k: downsample(v) for k, v in series.items()}, cap
+
+
+def downsample(points: list[tuple[float, float]], limit: int = MAX_POINTS) -> list[tuple[float, float]]:
+    """At most `limit` points per line, keeping each bucket's highest sample: a peak must stay visible."""
+    if len(points) <= limit:
+        return points
+    size = math.ceil(len(points) / limit)
+    return [max(points[i:i + size], key=lambda p: p[1]) for i in range(0, len(points), size)]
 
 
 def memory_chart(series: dict[str, list[tuple[float, float]]], *, title: str,

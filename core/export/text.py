@@ -43,15 +43,35 @@ def human(value: Any) -> str:
     return str(value)
 
 
-def _cells(table: Table, cols: list[Column], fmt: Callable[[Any], str] = human) -> list[list[str]]:
-    keys = [c.key for c in cols]
-    return [[fmt(r.get(k)) for k in keys] for r in table.rows]
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else human(value)
+
+
+def _escaped(escape: Callable[[str], str]) -> Callable[[Any], str]:
+    def fmt(value: Any) -> str:
+        return escape(value if isinstance(value, str) else human(value))
+
+    return fmt
+
+
+def text_cells(table: Table, cols: list[Column], escape: Callable[[str], str] | None = None) -> list[list[str]]:
+    """Every cell as people read it; text cells through `escape`, numbers need none."""
+    fmts: list[Callable[[Any], str]] = []
+    for c in cols:
+        if c.numeric:
+            fmts.append(human)
+        elif escape is None:
+            fmts.append(_text)
+        else:
+            fmts.append(_escaped(escape))
+    pairs = list(zip([c.key for c in cols], fmts))
+    return [[f(r.get(k)) for k, f in pairs] for r in table.rows]
 
 
 def to_text(table: Table) -> str:
     """An aligned table for the terminal; the long reproduce columns are left to the other formats."""
     cols = [c for c in table.dropping_empty().columns if c.key not in REPRODUCE]
-    cells = _cells(table, cols)
+    cells = text_cells(table, cols)
     heads = [c.header for c in cols]
     widths = [len(h) for h in heads]
     for row in cells:
@@ -65,16 +85,12 @@ def to_text(table: Table) -> str:
     return "\n".join([line(heads), *(line(r) for r in cells)]) + "\n"
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|<>#])")
+_MD_TABLE = str.maketrans({**{ch: "\\" + ch for ch in "\\`*_[]|<>#"}, "\r": " ", "\n": " "})
 
 
 def md_escape(text: str) -> str:
     """Literal text inside a Markdown table cell: no emphasis, links, HTML or column breaks."""
-    return _MD_SPECIAL.sub(r"\\\1", text.replace("\r", " ").replace("\n", " "))
-
-
-def _md_cell(value: Any) -> str:
-    return md_escape(human(value))
+    return text.translate(_MD_TABLE)
 
 
 def _fence(text: str) -> str:
@@ -87,7 +103,7 @@ def to_markdown(table: Table) -> str:
     out = [f"### {md_escape(table.title)}", ""]
     out.append("| " + " | ".join(md_escape(c.header) for c in cols) + " |")
     out.append("|" + "|".join("---:" if c.numeric else "---" for c in cols) + "|")
-    for row in _cells(table, cols, _md_cell):
+    for row in text_cells(table, cols, md_escape):
         out.append("| " + " | ".join(row) + " |")
     for note in table.notes:
         out += ["", f"*{md_escape(note)}*"]
@@ -153,4 +169,7 @@ def to_json(table: Table) -> str:
         "rows": [{k: _json_value(r.get(k)) for k in keys} for r in table.rows],
         "notes": table.notes,
     }
-    return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    # One row per line: readable and diffable, and the C encoder (indent= falls back to Python's).
+    head = json.dumps({k: v for k, v in doc.items() if k != "rows"}, indent=2, ensure_ascii=False)
+    rows = ",\n".join("    " + json.dumps(r, ensure_ascii=False, allow_nan=False) for r in doc["rows"])
+    return head[:-2] + ',\n  "rows": [\n' + rows + ("\n" if rows else "") + "  ]\n}\n"

@@ -33,6 +33,10 @@ With no exit status (a log read on its own), a completion marker (`exits success
 last failure signature means succeeded; no marker and no signature means failed, "no completion
 marker" (the log was cut short or the run is still going).
 
+A long log is read as its first 64 KiB and its last 8 MiB (`HEAD_CHARS`, `TAIL_CHARS`): the evidence
+of a crash is at the end (ranks blocked on a dead peer print nothing more) and this keeps a 50 MB
+log well under a second; `diagnose_file` reads only those parts from disk.
+
 The failing rank comes from torchrun's Root Cause block when there is one, else from the evidence
 line itself (`[rankN]:`, `[Rank N]`, `Rank[N]`, `RankID:N`), else from the nearest `[rankN]:` prefix
 just above it. The DeepSpeed launcher's `--local_rank=N` is ignored (it is the last rank reaped),
@@ -53,6 +57,10 @@ OUTCOMES = ("succeeded", "oom", "comm_error", "failed", "killed")
 HOST_OOM_EXIT = {-9, 137, 247}  # SIGKILL as seen raw, through a shell (128+9), through deepspeed (256-9)
 # SIGTERM / SIGINT / SIGHUP: raw, through a shell (128+n), through deepspeed (256-n).
 SIGNAL_EXIT = {-15: 15, -2: 2, -1: 1, 143: 15, 130: 2, 129: 1, 241: 15, 254: 2}
+# A long log is read as its first HEAD_CHARS and last TAIL_CHARS: a crash's evidence sits at the end
+# (ranks blocked on a dead peer print nothing more), and scanning 50 MB in full would take seconds.
+HEAD_CHARS = 64 * 1024
+TAIL_CHARS = 8 * 1024 * 1024
 EXCERPT_BEFORE = 2
 EXCERPT_AFTER = 4
 MAX_LINE = 300
@@ -129,11 +137,18 @@ def _clip(line: str) -> str:
     return line if len(line) <= MAX_LINE else line[: MAX_LINE - 1] + "…"
 
 
-def scan(text: str) -> list[Hit]:
-    """Every signature hit in the log, in log order."""
-    hits = [Hit(s, m.start(), m.end(), m) for s in sig.SIGNATURES for m in s.pattern.finditer(text)]
+def scan(text: str, kinds: tuple[str, ...] | None = None) -> list[Hit]:
+    """Every signature hit in the log (of the given kinds), in log order."""
+    wanted = [s for s in sig.SIGNATURES if kinds is None or s.kind in kinds]
+    hits = [Hit(s, m.start(), m.end(), m) for s in wanted for m in s.pattern.finditer(text)
+            if not s.line_start or _only_prefix_before(text, m.start())]
     hits.sort(key=lambda h: h.start)
     return hits
+
+
+def _only_prefix_before(text: str, pos: int) -> bool:
+    start = text.rfind("\n", 0, pos) + 1
+    return sig.LINE_PREFIX_ONLY.fullmatch(text, start, pos) is not None
 
 
 @dataclass(frozen=True)
@@ -217,7 +232,21 @@ def _last_failure_pos(hits: list[Hit], root: _RootCause | None, exc_pos: int | N
 
 
 def _exceptions(text: str) -> list[re.Match[str]]:
-    return list(sig.EXCEPTION_LINE.finditer(text))
+    """Exception lines, looked for only below a `Traceback` header (and in the last 64 KiB, for
+    excerpts that start mid-traceback): a line-anchored regex over the whole log is the slow part."""
+    regions: list[tuple[int, int]] = [(max(0, len(text) - 65536), len(text))]
+    pos = text.rfind("Traceback (most recent call last)")
+    while pos >= 0 and len(regions) <= 200:
+        regions.append((pos, min(len(text), pos + 512 * 1024)))
+        pos = text.rfind("Traceback (most recent call last)", 0, pos)
+    merged: list[list[int]] = []
+    for start, end in sorted(regions):
+        start = text.rfind("\n", 0, start) + 1
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [m for start, end in merged for m in sig.EXCEPTION_LINE.finditer(text, start, end)]
 
 
 def _pick_exception(excs: list[re.Match[str]], rank: int | None) -> re.Match[str] | None:
@@ -245,9 +274,24 @@ def _ds_single_rank(text: str) -> bool:
     return m is not None and m.group(1) == "1"
 
 
+def _window(text: str) -> str:
+    """The part of a long log that is read: its head (launcher set-up) and its tail (the ending)."""
+    if len(text) <= HEAD_CHARS + TAIL_CHARS + 4096:
+        return text
+    tail_start = text.find("\n", len(text) - TAIL_CHARS) + 1
+    head_end = text.rfind("\n", 0, HEAD_CHARS) + 1
+    skipped = tail_start - head_end
+    return text[:head_end] + f"[... {skipped} characters not scanned ...]\n" + text[tail_start:]
+
+
 def diagnose(text: str, exit_code: int | None = None, stopped_by_user: bool = False) -> Diagnosis:
     """Classify one run's ending; see the module docstring for the order of the rules."""
+    text = _window(text)
     log = _Log(text)
+    if exit_code == 0 and not stopped_by_user:
+        # Rule 2 needs no scan beyond finding the completion marker for the excerpt.
+        tail_at = max(0, len(text) - 65536)
+        return _success(_Log(text[tail_at:]), scan(text[tail_at:], kinds=("success",)), "exit status 0")
     hits = scan(text)
     root = _root_cause(text)
     signal_hits = [h for h in hits if h.kind == "signal"]
@@ -261,10 +305,6 @@ def diagnose(text: str, exit_code: int | None = None, stopped_by_user: bool = Fa
             code = str(exit_code)
         excerpt = log.excerpt(signal_hits[0].start) if signal_hits else _tail(text)
         return Diagnosis("killed", None, code, None, excerpt, "stopped by the user")
-
-    # 2. A clean exit is a success whatever the log says.
-    if exit_code == 0:
-        return _success(log, hits, "exit status 0")
 
     excs = _exceptions(text)
     root_rank = root.rank if root is not None and root.exit != 0 else None
@@ -396,6 +436,7 @@ def _tail(text: str, lines: int = 6) -> str:
 def is_transient_startup_failure(text: str) -> bool:
     """A start-up flake worth one automatic retry: the gloo mesh refused (seen ~1 run in 10 on CPU)
     or the rendezvous port taken. Never when the log shows an OOM, a SIGKILL or training progress."""
+    text = _window(text)
     hits = scan(text)
     if not any(h.signature.transient for h in hits):
         return False
@@ -411,9 +452,19 @@ class UnreadableLog(ValueError):
 
 
 def read_log(path: str | Path) -> str:
+    """The log's text; of a long log only the head and tail that `diagnose` reads (no 50 MB in memory)."""
     p = Path(path)
     try:
-        data = p.read_bytes()
+        with p.open("rb") as fh:
+            size = fh.seek(0, 2)
+            fh.seek(0)
+            limit = HEAD_CHARS + TAIL_CHARS  # bytes >= characters, so this always covers the window
+            if size <= limit + 4096:
+                data = fh.read()
+            else:
+                head = fh.read(HEAD_CHARS)
+                fh.seek(size - TAIL_CHARS)
+                data = head + b"\n" + fh.read()
     except OSError as exc:
         raise UnreadableLog(f"{p}: cannot read: {exc.strerror or exc}") from exc
     if b"\x00" in data[:65536]:

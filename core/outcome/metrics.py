@@ -38,6 +38,7 @@ _TQDM = re.compile(
 _BAR_PREFIX_OK = re.compile(r"^\s*(?:\[\d+\]\s*)?(?:\[rank\d+\]:\s*)?$")
 _TOTAL_STEPS = re.compile(r"Total optimization steps = ([\d,]+)")
 _NUM_EPOCHS = re.compile(r"Num Epochs = ([\d,]+)")
+_TRAIN_BATCH = re.compile(r"Total train batch size \(w\. parallel, distributed & accumulation\) = ([\d,]+)")
 _DS_STEP = re.compile(r"\bstep=(\d+), skipped=(\d+), lr=\[([^\],]+)")
 _DS_TIMER = re.compile(
     r"global_step=(\d+), RunningAvgSamplesPerSec=([\d.eE+-]+), CurrSamplesPerSec=([\d.eE+-]+)"
@@ -109,6 +110,8 @@ class MetricsFollower:
         self._eta: float | None = None
         self._final: dict[str, float | None] = {}
         self._block: str | None = None  # inside `***** train metrics *****`
+        self._resolutions: dict[str, float] = {}
+        self._batch: int | None = None  # samples per optimizer step (HF "Total train batch size")
         self._clock_day: str | None = None
         self._clock_start: float | None = None
         self._clock_now: float | None = None
@@ -162,6 +165,9 @@ class MetricsFollower:
         final_loss = last_loss if last_loss is not None else self._final.get("train_loss")
         runtime = self._final.get("train_runtime")
         samples = self._final.get("samples_per_s") or _last(points, "samples_per_s")
+        if samples is None and self._batch and self._bar and self._bar[4]:
+            # Live HF/LLaMA-Factory runs: tqdm's smoothed step rate times the samples per step.
+            samples = self._batch / self._bar[4]
         tokens = self._final.get("tokens_per_s") or _last(points, "tokens_per_s")
         step_time = self._step_time(points, steps_done, runtime)
         eta = self._eta
@@ -215,11 +221,10 @@ class MetricsFollower:
             m = _METRICS_ITEM.match(seg)
             if m:
                 if self._block == "train":
-                    # The block rounds (`0:00:03.15`); the final dict before it has the exact figure.
-                    self._final_value(m.group(1), m.group(2), overwrite=False)
+                    self._final_value(m.group(1), m.group(2))
                 return []
             self._block = None
-        header = _METRICS_HEADER.search(seg)
+        header = _METRICS_HEADER.search(seg) if "***** " in seg else None
         if header:
             self._block = header.group(1)
             return []
@@ -238,6 +243,10 @@ class MetricsFollower:
             m = _TOTAL_STEPS.search(seg)
             if m:
                 self._steps_total = int(m.group(1).replace(",", ""))
+        if "Total train batch size" in seg:
+            m = _TRAIN_BATCH.search(seg)
+            if m:
+                self._batch = int(m.group(1).replace(",", ""))
         if "Num Epochs" in seg:
             m = _NUM_EPOCHS.search(seg)
             if m:
@@ -320,14 +329,22 @@ class MetricsFollower:
             return round(epoch / self._epochs_total * self._steps_total)
         return max(self._points, default=0) + 1
 
-    def _final_value(self, key: str, value: str, overwrite: bool = True) -> None:
+    def _final_value(self, key: str, value: str) -> None:
+        """The final dict and the `train metrics` block round differently (`'3.151'` vs `0:00:03.15`,
+        `'50.77'` vs `50.773`): keep whichever figure is finer."""
         names = {"train_runtime": "train_runtime", "train_samples_per_second": "samples_per_s",
                  "train_steps_per_second": "steps_per_s", "train_loss": "train_loss", "epoch": "epoch",
                  "train_tokens_per_second": "tokens_per_s"}
-        if key in names:
-            number = _num(value)
-            if number is not None and (overwrite or self._final.get(names[key]) is None):
-                self._final[names[key]] = number
+        if key not in names:
+            return
+        number = _num(value)
+        if number is None:
+            return
+        name = names[key]
+        resolution = _resolution(value)
+        if name not in self._final or resolution <= self._resolutions.get(name, math.inf):
+            self._final[name] = number
+            self._resolutions[name] = resolution
 
     def _tqdm(self, seg: str) -> None:
         m = _TQDM.search(seg)
@@ -372,6 +389,18 @@ class MetricsFollower:
         return touched
 
 
+def _resolution(value: str) -> float:
+    """How finely a printed number was rounded: `3.151` -> 0.001, `0:00:03.15` -> 0.01, `6.7e-05` -> 1e-06."""
+    text = value.strip().strip("'\"").lower().split(":")[-1]
+    mantissa, _, exponent = text.partition("e")
+    decimals = len(mantissa.split(".", 1)[1]) if "." in mantissa else 0
+    try:
+        shift = int(exponent) if exponent else 0
+    except ValueError:
+        shift = 0
+    return 10.0 ** (shift - decimals)
+
+
 def _last(points: list[dict[str, Any]], key: str) -> Any:
     for point in reversed(points):
         if point.get(key) is not None:
@@ -412,3 +441,32 @@ def parse_results_json(path: str | Path) -> dict[str, Any]:
         "epoch": _num(data.get("epoch")),
         "eval_loss": _num(data.get("eval_loss")),
     }
+
+
+def parse_trainer_state_json(path: str | Path) -> Metrics:
+    """HF `trainer_state.json`: `log_history` as points (it keeps `grad_norm` and the exact step), the
+    final entry and `max_steps` as the summary. Garbage gives an empty Metrics."""
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = {}
+    follower = MetricsFollower()
+    history = data.get("log_history") if isinstance(data, dict) else None
+    if isinstance(data, dict) and _int(data.get("max_steps")):
+        follower._steps_total = _int(data.get("max_steps"))
+    for entry in history if isinstance(history, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        if "train_runtime" in entry:
+            for key, value in entry.items():
+                follower._final_value(key, json.dumps(value))
+            continue
+        if "loss" in entry:
+            follower._merge(_int(entry.get("step")), {
+                "loss": _num(entry.get("loss")), "lr": _num(entry.get("learning_rate")),
+                "epoch": _num(entry.get("epoch")), "grad_norm": _num(entry.get("grad_norm")),
+            })
+    if isinstance(data, dict) and _int(data.get("global_step")):
+        follower._status_step = _int(data.get("global_step"))
+    return follower.metrics()

@@ -26,6 +26,7 @@ class Signature:
     pattern: re.Pattern[str]
     code: str | None = None
     transient: bool = False
+    line_start: bool = False  # only when nothing but a LINE_PREFIX precedes it on its line
 
 
 def _p(regex: str, flags: int = 0) -> re.Pattern[str]:
@@ -41,7 +42,7 @@ SIGNATURES: tuple[Signature, ...] = (
     # torch_npu caching allocator: `RuntimeError: NPU out of memory. Tried to allocate ...`.
     Signature("npu_oom", "device_oom", "npu", _p(r"NPU out of memory[^\n]*")),
     # CANN operator-level: `EL0004: [PID: n] <ts> Failed to allocate memory.`
-    Signature("npu_el0004", "device_oom", "npu", _p(r"\bEL0004\b[^\n]*"), code="EL0004"),
+    Signature("npu_el0004", "device_oom", "npu", _p(r"EL0004[^\n]*"), code="EL0004"),
     Signature("npu_alloc", "device_oom", "npu",
               _p(r"Failed to (?:allocate memory|apply for memory|allocate resource\[DeviceMemory\])[^\n]*")),
     # A CPU tensor allocation failing (the CPU is the compute device there).
@@ -53,25 +54,28 @@ SIGNATURES: tuple[Signature, ...] = (
     # (`exitcode : -9 ... (SIGKILL)`) is parsed separately in classify.py.
     Signature("torchrun_minus9", "host_oom", "host", _p(r"failed \(exitcode: -9\) local_rank: \d+[^\n]*"), code="-9"),
     Signature("kernel_oom_killer", "host_oom", "host", _p(r"Out of memory: Kill(?:ed)? process[^\n]*"), code="-9"),
-    Signature("python_memoryerror", "host_oom", "host", _p(r"(?m)^" + LINE_PREFIX + r"MemoryError\b[^\n]*")),
+    # A shell reporting its child SIGKILLed: `/bin/sh: line 1: 12345 Killed   python train.py`.
+    Signature("shell_killed", "host_oom", "host", _p(r": line \d+: +\d+ Killed\b[^\n]*"), code="-9"),
+    Signature("python_memoryerror", "host_oom", "host", _p(r"MemoryError\b[^\n]*"), line_start=True),
     # -- stopped by a signal (SIGTERM / SIGINT / SIGHUP) -----------------------------------------
     Signature("ds_main_sigterm", "signal", None, _p(r"Main process received (SIG[A-Z]+)[^\n]*")),
     Signature("torchrun_death_signal", "signal", None, _p(r"Received (\d+) death signal[^\n]*")),
     Signature("signal_exception", "signal", None, _p(r"SignalException: Process \d+ got signal: (\d+)[^\n]*")),
-    Signature("keyboard_interrupt", "signal", None,
-              _p(r"(?m)^" + LINE_PREFIX + r"(?:KeyboardInterrupt)+\s*$")),
+    Signature("keyboard_interrupt", "signal", None, _p(r"(?m)KeyboardInterrupt(?:KeyboardInterrupt)*[ \t\r]*$"),
+              line_start=True),
     # -- collective communication -----------------------------------------------------------------
     # HCCL (Ascend): EI00xx / EI9999 codes, plog `[ERROR] HCCL(...)` lines, error-code returns.
-    Signature("hccl_code", "comm", "npu", _p(r"\b(EI\d{4})(?=[:\[( ])[^\n]*")),
+    Signature("hccl_code", "comm", "npu", _p(r"(EI\d{4})(?=[:\[( ])[^\n]*")),
     Signature("hccl_plog", "comm", "npu", _p(r"\[ERROR\] HCCL\([^\n]*")),
     Signature("hccl_call", "comm", "npu", _p(r"Hccl[A-Za-z]+(?:, error code is| failed)[^\n]*")),
-    Signature("hccl_fftsplus", "comm", "npu", _p(r"hccl fftsplus task timeout[^\n]*", re.IGNORECASE)),
+    Signature("hccl_fftsplus", "comm", "npu", _p(r"fftsplus task timeout[^\n]*")),
     Signature("hccl_notify", "comm", "npu", _p(r"Notify register has not received the Notify record[^\n]*")),
     # NCCL (CUDA): watchdog timeouts, aborted communicators, DistBackendError, nccl* error codes.
     Signature("nccl_watchdog", "comm", "cuda", _p(r"Watchdog caught collective[^\n]*")),
     Signature("nccl_aborted", "comm", "cuda", _p(r"NCCL communicator was aborted[^\n]*")),
-    Signature("nccl_error", "comm", "cuda",
-              _p(r"(?:DistBackendError|NCCL error|nccl(?:Internal|System|Invalid|Remote)Error)[^\n]*")),
+    Signature("nccl_backend", "comm", "cuda", _p(r"DistBackendError[^\n]*")),
+    Signature("nccl_error", "comm", "cuda", _p(r"NCCL error[^\n]*")),
+    Signature("nccl_code", "comm", "cuda", _p(r"nccl(?:Internal|System|Invalid|Remote)Error[^\n]*")),
     Signature("nccl_timeout", "comm", "cuda", _p(r"Some NCCL operations have failed or timed out[^\n]*")),
     # gloo (CPU): the start-up mesh flake, a peer going away, collective timeouts.
     Signature("gloo_connect_mesh", "comm", "cpu", _p(r"Gloo connectFullMesh failed[^\n]*"), transient=True),
@@ -80,11 +84,12 @@ SIGNATURES: tuple[Signature, ...] = (
     Signature("gloo_timeout", "comm", "cpu", _p(r"Timed out waiting \d+ms for (?:send|recv) operation[^\n]*")),
     # torch.distributed rendezvous / store: the master port taken is a start-up flake too.
     Signature("dist_port_in_use", "comm", None,
-              _p(r"DistNetworkError: [^\n]*(?:EADDRINUSE|address already in use)[^\n]*", re.IGNORECASE),
-              transient=True),
-    Signature("dist_store", "comm", None, _p(r"(?:DistStoreError|RendezvousTimeoutError|DistNetworkError)[^\n]*")),
+              _p(r"DistNetworkError: [^\n]*(?:EADDRINUSE|[Aa]ddress already in use)[^\n]*"), transient=True),
+    Signature("dist_network", "comm", None, _p(r"DistNetworkError[^\n]*")),
+    Signature("dist_store", "comm", None, _p(r"DistStoreError[^\n]*")),
+    Signature("rendezvous_timeout", "comm", None, _p(r"RendezvousTimeoutError[^\n]*")),
     # -- other Ascend runtime errors (not memory, not HCCL): failed on the NPU with the code --------
-    Signature("ascend_code", "npu_error", "npu", _p(r"\b(E[A-HJ-Z]\d{4})(?=[:\[(])[^\n]*")),
+    Signature("ascend_code", "npu_error", "npu", _p(r"(E[A-HJ-Z]\d{4})(?=[:\[(])[^\n]*")),
     Signature("dcmi", "npu_error", "npu", _p(r"dcmi mod(?:ule|el) initiali[sz]ed? failed[^\n]*?ret is (-?\d+)[^\n]*")),
     # -- the launcher tore the job down (cause must come from elsewhere) ---------------------------
     Signature("ds_rc_nonzero", "launcher_kill", None, _p(r"exits with return code = (-?\d+)[^\n]*")),
@@ -97,11 +102,13 @@ SIGNATURES: tuple[Signature, ...] = (
     Signature("zerodeck_done", "success", None, _p(r"\{\"zerodeck\": ?\"done\"[^\n]*")),
 )
 
+LINE_PREFIX_ONLY = re.compile(LINE_PREFIX + r"[ \t]*")
+
 # A Python exception line: `ValueError: ...`, `torch.distributed...ChildFailedError: `, maybe prefixed.
 EXCEPTION_LINE = re.compile(
     r"(?m)^" + LINE_PREFIX.replace(r"(?:\[rank\d+\]: ?)?", r"(?:\[rank(?P<rank>\d+)\]: ?)?")
     + r"(?P<exc>(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception|Failure|Interrupt|Exit))"
-    + r"(?::[ \t]*(?P<msg>[^\n]*))?$"
+    + r"(?::[ \t]*(?P<msg>[^\n]*))?\r?$"
 )
 
 # Exceptions that only report that something below failed: never the root cause if another exists.
@@ -109,7 +116,7 @@ WRAPPER_EXCEPTIONS = ("ChildFailedError", "CalledProcessError", "SignalException
 
 # torchrun's summary box: the Root Cause section names the rank and its exit code.
 ROOT_CAUSE = re.compile(
-    r"Root Cause \(first observed failure\):\n(?:[^\n]*\n){0,3}?[^\n]*rank\s*:\s*(?P<rank>\d+)[^\n]*\n"
+    r"Root Cause \(first observed failure\):\r?\n(?:[^\n]*\n){0,3}?[^\n]*rank\s*:\s*(?P<rank>\d+)[^\n]*\n"
     r"[^\n]*exitcode\s*:\s*(?P<exit>-?\d+)[^\n]*"
 )
 

@@ -44,12 +44,12 @@ def calibration_table() -> dict[tuple[str, str], dict[str, Any]]:
         from zerodeck.store.models import Run
 
         with open_store() as session:
-            rows = session.exec(select(Run.device, Run.backend, Run.predicted_peak_gib,
-                                       Run.measured_peak_gib, Run.outcome)).all()
+            runs = session.exec(select(Run).where(Run.measured_peak_gib != None)).all()  # noqa: E711
+            rows = [(r.device, r.backend, r.predicted_peak_gib, r.measured_peak_gib, r.outcome) for r in runs]
     except Exception:  # no store yet, or an unreadable one: plan without calibration
         return {}
     table = {}
-    for key, rs in ratios([tuple(r) for r in rows]).items():  # type: ignore[misc]
+    for key, rs in ratios(rows).items():
         if len(rs) >= MIN_RUNS:
             table[key] = {"factor": statistics.median(rs), "runs": len(rs)}
     return table

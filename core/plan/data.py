@@ -3,8 +3,8 @@
 Training sets are JSON arrays or JSONL files of alpaca (`instruction`/`input`/`output`) or sharegpt
 (`conversations`/`messages`) records, often gigabytes. Both are streamed: JSONL line by line, a
 JSON array element by element through `json.JSONDecoder.raw_decode` over a sliding buffer, so
-memory grows with the sample count (an 8-byte hash and a 4-byte length per sample), never with the
-file size. A line that does not parse is reported by number and the rest are still counted.
+memory grows with the sample count (a set of 64-bit hashes and an array of lengths, ~100 bytes per
+sample), never with the file size. A line that does not parse is reported by number and the rest are still counted.
 
 Recommended sizes follow the seed guidance for LoRA SFT on Qwen models (7B 20k, 14B 40k, 32B 80k,
 72B 150k samples), interpolated linearly in parameter count between those anchors and scaled
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from array import array
 from collections.abc import Iterator
@@ -31,13 +30,12 @@ FEW, MANY = 0.5, 3.0  # below half the recommendation: too few; over 3x: the mod
 CHUNK = 1 << 20
 MAX_RECORD = 256 << 20  # one JSON array element larger than this is not a training sample
 MAX_BAD_REPORTED = 20
-_WS = re.compile(r"\s+")
 
 
 def recommended_samples(params: int) -> int:
     pts = ANCHORS
     if params <= pts[0][0]:
-        return max(1000, round(pts[0][1] * params / pts[0][0], -2))
+        return int(max(1000, round(pts[0][1] * params / pts[0][0], -2)))
     for (p0, s0), (p1, s1) in zip(pts, pts[1:]):
         if params <= p1:
             return int(round(s0 + (s1 - s0) * (params - p0) / (p1 - p0), -2))
@@ -192,7 +190,7 @@ def _tokenizer(model_dir: Path | None) -> Any:
     if model_dir is None or not (model_dir / "tokenizer.json").is_file():
         return None
     try:
-        from tokenizers import Tokenizer  # type: ignore[import-not-found]
+        from tokenizers import Tokenizer
 
         return Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     except Exception:
@@ -233,7 +231,7 @@ def inspect_data(path: str | Path, model: str | None = None) -> DataReport:
             shape, text = _texts(rec)
             shapes.add(shape)
             lengths.append(len(text))
-            norm = _WS.sub(" ", text).strip().lower()
+            norm = " ".join(text.lower().split())  # str.split is ~10x faster than a regex here
             h = int.from_bytes(hashlib.blake2b(norm.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
             if h in seen:
                 dups += 1
@@ -246,6 +244,8 @@ def inspect_data(path: str | Path, model: str | None = None) -> DataReport:
     seconds = time.perf_counter() - t0
     n = len(lengths)
     if n == 0 and bad:
+        if fmt == "jsonl" and _is_one_object(p):
+            raise BadInput(f"{p}: one JSON object, not a list of samples (expected a JSON array or JSONL)")
         raise BadInput(f"{p}:{bad[0]}: not JSON (no line parsed; not a JSON / JSONL file?)")
     srt = sorted(lengths)
     rep = DataReport(
@@ -265,11 +265,23 @@ def inspect_data(path: str | Path, model: str | None = None) -> DataReport:
         rep.samples_per_s = recorded_throughput(arch.name)
         if rep.samples_per_s:
             rep.est_epoch_s = round(n / rep.samples_per_s, 1)
-    if bad:
+    if bad and fmt == "json":
+        rep.bad_message = (f"{p}: the array element at line {bad[0]} does not parse as JSON; counted the "
+                           f"{n} before it (an array cannot be resumed after a broken element)")
+    elif bad:
         where = ", ".join(str(b) for b in bad[:5]) + (" ..." if len(bad) > 5 else "")
-        what = "element" if fmt == "json" else "line"
-        rep.bad_message = f"{p}: {len(bad)} {what}(s) do not parse as JSON (line {where}); counted the rest"
+        rep.bad_message = f"{p}: {len(bad)} line(s) do not parse as JSON (line {where}); counted the rest"
     return rep
+
+
+def _is_one_object(p: Path) -> bool:
+    """A pretty-printed single object fails line by line; say so instead of listing every line."""
+    if p.stat().st_size > MAX_RECORD:
+        return False
+    try:
+        return isinstance(json.loads(p.read_bytes()), dict)
+    except ValueError:
+        return False
 
 
 def recorded_throughput(model_name: str) -> float | None:
@@ -283,7 +295,6 @@ def recorded_throughput(model_name: str) -> float | None:
         return None
     try:
         import tomllib
-
         from sqlmodel import select
         from zerodeck.store.engine import open_store
         from zerodeck.store.models import RecipeSnapshot, Run

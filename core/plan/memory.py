@@ -15,8 +15,10 @@ Terms (bytes per card; P parameters, T trainable, N data-parallel ranks, t = mic
 - gradients: one 16-bit gradient per trainable parameter; 1/N from ZeRO-2 (ZeRO paper §5.2).
 - optimizer: mixed precision Adam keeps an fp32 master copy and two fp32 moments, 12 bytes per
   trainable parameter (ZeRO paper §3.1, "K = 12"); 1/N from ZeRO-1; on the host with optimizer
-  offload (ZeRO-Offload, Ren et al. 2021). LoRA adapters are trained in fp32 (PEFT and
-  LLaMA-Factory upcast trainable adapters), so they cost 16 bytes each whatever the stage.
+  offload (ZeRO-Offload, Ren et al. 2021). DeepSpeed's step also upcasts the gradient partition to
+  fp32 (4 bytes per partitioned parameter; at ZeRO-3 one sub_group_size of 1e9 at a time), a
+  step-phase term. LoRA adapters are trained in fp32 (PEFT and LLaMA-Factory upcast trainable
+  adapters), so they cost 16 bytes each whatever the stage.
   "Pure" 16-bit training (HF Trainer without DeepSpeed, weights loaded in bf16) keeps no master
   copy: 2 + 2 + 4 bytes, plus the 2-byte temporary of torch's foreach Adam step (torch.optim.adam
   `_multi_tensor_adam`: `_foreach_sqrt` allocates a full copy).
@@ -34,19 +36,23 @@ Terms (bytes per card; P parameters, T trainable, N data-parallel ranks, t = mic
   152k vocabulary this is 4 GiB at 2048 tokens, more than a 7B's checkpointed activations.
   Peak memory is the larger of the loss phase (logits live) and the backward phase (one layer's
   recomputed activations and their gradients), not their sum.
-- buffers: ZeRO-1/2 reduce and all-gather buckets (DeepSpeed defaults 5e8 elements, sized down to
-  the trainable count; double with overlap_comm); ZeRO-3 gathers whole layers (the current one and
-  the prefetched one) and the lm_head at the loss (stage3_prefetch_bucket_size, max_live_parameters);
+- buffers: ZeRO-1/2 reduce and all-gather buckets (DeepSpeed defaults 5e8 elements each, sized down
+  to the trainable count; the reduce bucket double-buffered with overlap_comm: 3 x the bucket. The
+  DeepSpeed config docs' "4.5 x" worst case would not let the ZeRO tutorial's GPT-2 10B fit on
+  32 GB); ZeRO-3 gathers whole layers (the current one and the prefetched one) and the lm_head at
+  the loss (stage3_prefetch_bucket_size, stage3_max_live_parameters);
   DDP at ZeRO-0 keeps a flat copy of the gradients in its buckets (torch DDP docs).
 - runtime: what the device uses before the first tensor: an idle Ascend 910B already shows ~3 GB in
-  npu-smi (HCCL and the CANN runtime; corpus npu-smi captures); a CUDA context with cuBLAS and NCCL
-  ~0.5-1 GiB (PyTorch CUDA semantics notes). Zero when a figure is torch's max_memory_reserved.
+  npu-smi (the CANN runtime; a 910B4 with no process shows 2871 MB of HBM in use); a CUDA context
+  ~1 GiB as nvidia-smi shows it (PyTorch CUDA semantics notes; FIT 1.0). Zero when the figure
+  wanted is torch's max_memory_reserved.
 - headroom: the caching allocator keeps freed blocks (PyTorch / torch_npu caching allocator).
   With dynamic padding (LLaMA-Factory's collator pads to the longest in each batch), the
-  per-shape logits and activation blocks fragment: reserved memory grows up to ~2x the transient
-  terms (FIT on variable-length runs), but this cache is elastic: the allocator frees it and retries
-  before reporting OOM, so it never makes a run fail on its own. A further 5 % of the static terms
-  covers rounding and small blocks (FIT).
+  per-shape logits blocks fragment: reserved memory grows by about one more logits-sized set of
+  blocks (FIT on variable-length runs, ms-swift max_memory_reserved), but this cache is elastic:
+  the allocator frees it and retries before reporting OOM, so it never makes a run fail on its
+  own. A further 10 % of the static terms covers block rounding, small blocks and the launcher's
+  own tensors (FIT).
 - host RAM per node: offloaded optimizer states (12 bytes per trainable parameter, plus a 4-byte fp32
   gradient copy) and offloaded 16-bit parameters, pinned (DeepSpeed offload docs); one 16-bit model
   copy while checkpoints load (safetensors shards are memory-mapped and shared by the ranks);
@@ -66,10 +72,12 @@ GIB = 1024**3
 ACT_H, ACT_I, ACT_KV = 12.0, 8.0, 4.0  # bytes per token per layer, times hidden / intermediate / kv dim
 EAGER_SCORE_BYTES = 6.0
 LOGIT_BYTES = 14.0
-DYNAMIC_FRAG = 1.0  # extra fraction of transient memory kept by the allocator with variable lengths
-STATIC_HEADROOM = 0.05
-RUNTIME_GIB = {"npu": 3.0, "cuda": 0.8, "cpu": 0.0}
+DYNAMIC_FRAG = 1.0  # logits-sized blocks the allocator keeps cached when batch lengths vary
+STATIC_HEADROOM = 0.10
+RUNTIME_GIB = {"npu": 3.0, "cuda": 1.0, "cpu": 0.0}
 BUCKET_ELEMS = 5e8
+OVERLAP_FACTOR = 3.0
+SUB_GROUP_ELEMS = 1e9
 TIGHT_FRACTION = 0.10
 
 LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -132,8 +140,8 @@ class Breakdown:
 
 def lora_params(arch: ModelArch, rank: int, target: tuple[str, ...] = LORA_MODULES) -> int:
     """Adapter parameters: rank x (in + out) per targeted linear per layer."""
-    h, kv, inter = arch.hidden, arch.kv_heads * arch.head_dim, arch.intermediate
-    shapes = {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
+    h, kv, inter, qd = arch.hidden, arch.kv_heads * arch.head_dim, arch.intermediate, arch.q_dim
+    shapes = {"q_proj": (h, qd), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (qd, h),
               "gate_proj": (h, inter), "up_proj": (h, inter), "down_proj": (inter, h)}
     per_layer = sum(rank * (i + o) for name, (i, o) in shapes.items() if name in target)
     return per_layer * arch.layers
@@ -180,7 +188,6 @@ def estimate(inp: PlanInput) -> Breakdown:
     t_params = trainable_params(inp)
     lora = inp.method == "lora"
     adapters = t_params if lora else 0  # new tensors on top of the base model
-    base_trainable = 0 if lora else t_params
     if lora and inp.train_embeddings:
         # modules_to_save trains copies: the copies are new tensors, the originals stay frozen.
         adapters = t_params
@@ -190,14 +197,14 @@ def estimate(inp: PlanInput) -> Breakdown:
     if lora:
         w_train_b, g_b, opt_b = 4.0, 4.0, 8.0  # fp32 adapters: weight, grad, two moments
     elif inp.pure_16bit or inp.precision == "fp32":
-        w_train_b, g_b, opt_b = 0.0, float(b), 2.0 * b + b  # moments in param dtype + foreach temp
+        w_train_b, g_b, opt_b = 0.0, float(b), 2.0 * b  # moments in the parameters' dtype
     else:
         w_train_b, g_b, opt_b = 0.0, float(b), 12.0  # fp32 master + m + v
     weights = base + adapters * w_train_b
     if inp.pure_16bit and lora:
         # Adapters trained in 16 bit too (e.g. modules_to_save copies in a pure-bf16 model).
         weights = base + adapters * b
-        g_b, opt_b = float(b), 2.0 * b + b
+        g_b, opt_b = float(b), 2.0 * b
     if z == 3:
         weights /= n
     if inp.offload == "all":
@@ -206,6 +213,8 @@ def estimate(inp: PlanInput) -> Breakdown:
     grads = t_params * g_b
     if z >= 2:
         grads /= n
+    if inp.offload != "none":
+        grads = 0.0  # ZeRO-Offload reduces gradients straight into host buffers (Ren et al. 2021 §4)
     optim = t_params * opt_b
     if z >= 1:
         optim /= n
@@ -235,19 +244,29 @@ def estimate(inp: PlanInput) -> Breakdown:
         lm_head = a.vocab * a.hidden * b
         buffers = max(2 * layer_w, lm_head + layer_w) + 2 * a.hidden**2 * 4
     elif z in (1, 2):
+        # Reduce bucket, double-buffered with overlap_comm, and the all-gather bucket.
         bucket = min(BUCKET_ELEMS, t_params)
-        buffers = bucket * b * 2 + bucket * b  # reduce (double-buffered) + all-gather
+        buffers = OVERLAP_FACTOR * bucket * b
     else:
         buffers = t_params * g_b if n > 1 else 0.0  # DDP's bucket copy of the gradients
-    if inp.offload != "none":
-        # Offload moves fp32 gradients through pinned staging buffers on the device.
-        buffers += min(BUCKET_ELEMS, t_params) * 4
 
+    # The optimizer step runs after the backward pass has freed activations and logits, so its
+    # temporaries (torch's foreach Adam: one copy of the trainable parameters) only compete with
+    # the static terms.
+    step_temp = 0.0
+    if (inp.pure_16bit or inp.precision == "fp32") and not lora:
+        step_temp = t_params * b
+    elif not lora and z >= 1 and inp.offload == "none":
+        # DeepSpeed's mixed-precision step upcasts the gradient partition to fp32: the whole
+        # partition at ZeRO-1/2 (stage_1_and_2.py), one sub-group (sub_group_size 1e9) at ZeRO-3.
+        part = t_params / n
+        step_temp = 4 * (min(part, SUB_GROUP_ELEMS) if z == 3 else part)
     runtime = 0.0 if inp.reserved_only else RUNTIME_GIB.get(inp.device, 0.0) * GIB
     static = weights + grads + optim + buffers
     transient = act_term + logit_term
-    hard = static + transient + runtime + STATIC_HEADROOM * static
-    frag = 0.0 if inp.fixed_length else DYNAMIC_FRAG * transient
+    hard = static * (1 + STATIC_HEADROOM) + max(transient, step_temp) + runtime
+    # Variable-length batches leave logits-sized blocks of many sizes in the allocator's cache.
+    frag = 0.0 if inp.fixed_length else DYNAMIC_FRAG * logit_term
     total = hard + frag
     cap = inp.card_gb * GIB
     if hard <= cap:

@@ -29,6 +29,9 @@ MAX_MICRO_BATCH = 4096
 
 @dataclass
 class Plan:
+    """One planned recipe. A launcher records `breakdown.total` (raw, never the calibrated figure)
+    as `Run.predicted_peak_gib`, so calibration always compares measurements with the physics."""
+
     model: str
     method: str
     stage: int
@@ -94,7 +97,11 @@ def resolve_model(name: str | None = None, path: str | None = None) -> ModelArch
     if path or (name and ("/" in name.removeprefix("Qwen/").removeprefix("qwen/") or Path(name).exists())):
         target = Path(path or name or "").expanduser()
         if not target.exists():
-            raise BadInput(f"{target}: no such model directory")
+            if path:
+                raise BadInput(f"{target}: no such model directory")
+            msg = str(UnknownModel(target.name))
+            hint = msg[msg.index(" (did"):] if " (did" in msg else ""
+            raise BadInput(f"{target}: neither a registry model nor a local directory{hint}")
         try:
             return from_config(target)
         except FileNotFoundError:
@@ -245,15 +252,21 @@ def _levers(inp: PlanInput) -> list[tuple[str, PlanInput]]:
     return out
 
 
+def _host_note(inp: PlanInput, changed: PlanInput) -> str:
+    if changed.offload == inp.offload:
+        return ""
+    return f" (needs ~{estimate(changed).host_gib:.0f} GiB host RAM per node)"
+
+
 def suggest(inp: PlanInput, fits: Callable[[PlanInput], bool]) -> str:
     for text, changed in _changes(inp):
         if fits(changed):
-            return text
+            return text + _host_note(inp, changed)
     steps = []
     for text, changed in _levers(inp):
         steps.append(text)
         if fits(changed):
-            return "no single change fits; together: " + ", ".join(steps)
+            return "no single change fits; together: " + ", ".join(steps) + _host_note(inp, changed)
     return f"does not fit on {inp.cards} x {inp.card_gb:g} GB cards even with every change: add cards"
 
 
@@ -305,8 +318,8 @@ def matrix(*, cards: int = 8, card_gb: float = 64.0, device: str = "npu", method
         arch = lookup(name)
         row: dict[str, Any] = {"model": name, "params_b": round(arch.params_b, 2)}
         for stage in (0, 1, 2, 3):
-            inp = PlanInput(arch=arch, method=method, stage=stage, cards=cards, card_gb=card_gb,  # type: ignore[arg-type]
-                            device=device, seq_len=seq_len, micro_batch=micro_batch)  # type: ignore[arg-type]
+            inp = PlanInput(arch=arch, method=method, stage=stage, cards=cards, card_gb=card_gb,
+                            device=device, seq_len=seq_len, micro_batch=micro_batch)
             validate_input(inp)
             bd = estimate(inp)
             row[f"z{stage}_gib"] = round(bd.total, 1)

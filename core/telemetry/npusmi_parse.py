@@ -30,17 +30,19 @@ def num(token: str | None) -> Number | None:
     if token is None:
         return None
     tok = token.strip()
+    if tok.isascii() and tok.isdigit():  # the common case, fast
+        return int(tok)
     if tok.lower() in _NA:
         return None
-    try:
-        return int(tok)
-    except ValueError:
-        pass
     try:
         value = float(tok)
     except ValueError:
         return None
-    return value if value == value and abs(value) != float("inf") else None
+    if value != value or abs(value) == float("inf"):
+        return None
+    if value.is_integer() and tok.lstrip("+-").isdigit():
+        return int(value)  # "-5" stays an int, as "5" does
+    return value
 
 
 def _int(token: str | None) -> int | None:
@@ -57,13 +59,7 @@ def _text(token: str | None) -> str | None:
 
 def _tokens(cell: str) -> list[tuple[str, str | None]]:
     """`12.8  73  0 / 970` -> [("12.8", None), ("73", None), ("0", "970")]."""
-    out: list[tuple[str, str | None]] = []
-    for m in _PAIR_OR_TOKEN.finditer(cell):
-        if m.group(3) is not None:
-            out.append((m.group(3), None))
-        else:
-            out.append((m.group(1), m.group(2)))
-    return out
+    return [(c, None) if c else (a, b) for a, b, c in _PAIR_OR_TOKEN.findall(cell)]
 
 
 def _scalar(toks: list[tuple[str, str | None]], i: int) -> str | None:
@@ -228,7 +224,7 @@ def assign_logical_ids(cards: list[Card], mapping: dict[tuple[int, int], int] | 
     for index, card in enumerate(cards):
         key = (card.npu, card.chip)
         if mapping and None not in key and key in mapping:
-            card.logical_id = mapping[key]  # type: ignore[index]
+            card.logical_id = mapping[key]
         elif card.device_id is not None:
             card.logical_id = card.device_id
         else:

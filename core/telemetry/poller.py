@@ -10,6 +10,7 @@ wait are injectable so tests replay a scripted history without sleeping.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -64,10 +65,8 @@ class Poller:
             self.read_time_s += took
             self.interval = min(MAX_INTERVAL, max(self.target, took * SLOW_FACTOR))
             self.latest = snap
-        try:
+        with contextlib.suppress(Exception):  # a consumer bug must not end the polling either
             self.callback(snap)
-        except Exception:  # a consumer bug must not end the polling either
-            pass
         return snap
 
     def next_wait(self, started: float) -> float:

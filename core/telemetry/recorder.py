@@ -9,6 +9,7 @@ as the run's when their PID (or, inside a container, their container PID) belong
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -19,6 +20,11 @@ from zerodeck.core.telemetry.model import Card, Snapshot
 from zerodeck.core.telemetry.poller import Poller
 from zerodeck.core.telemetry.series import Point, Series
 from zerodeck.core.telemetry.sources import DEFAULT_TIMEOUT, CpuRankSource, Source, make_source
+
+# A stored point covers at least this many polls (max memory, mean of the rest), which keeps even
+# a short run under ~70 KB per card-hour; the live view still sees every poll.
+STORE_POLLS_PER_POINT = 3
+PEAK_FLUSH_S = 60.0
 
 _DEVICE_SOURCE = {"npu": "npu-smi", "cuda": "nvidia", "cpu": "cpu"}
 
@@ -44,6 +50,10 @@ class RunRecorder:
         self.peaks: dict[tuple[str, str], dict[str, Any]] = {}
         self.baseline: Snapshot | None = None
         self.last_live: Snapshot | None = None  # the newest snapshot while run processes were seen
+        self.before_loss: Snapshot | None = None  # the last one before a run process first vanished
+        self._live_count = 0
+        self._flushed_at = clock()
+        self.seen_pids: set[int] = set()  # every PID the run ever had: attribution outlives the process
         self._latest: Snapshot | None = None
         self._lock = threading.Lock()
         self._stopped = False
@@ -64,7 +74,7 @@ class RunRecorder:
         final = self.poller.poll_once()
         fields: dict[str, Any] = {}
         if failed:
-            moment = self.last_live or final
+            moment = self.before_loss or self.last_live or final
             data = self._annotate(moment)
             data["after_exit"] = self._annotate(final)
             fields["failure_snapshot"] = json.dumps(data, default=str)
@@ -86,9 +96,11 @@ class RunRecorder:
 
     def _run_pids(self) -> set[int]:
         try:
-            return set(self.pids())
+            now = set(self.pids())
         except Exception:
-            return set()
+            now = set()
+        self.seen_pids |= now
+        return now
 
     def _on_snapshot(self, snap: Snapshot) -> None:
         self._latest = snap
@@ -104,16 +116,22 @@ class RunRecorder:
                 h = snap.host
                 self._add("host", "host", t, h.ram_used_mb, h.ram_total_mb, h.cpu_pct, None, None)
                 self._add("swap", "swap", t, h.swap_used_mb, h.swap_total_mb, None, None, None)
-            if run_pids and (any(p.pid in run_pids or p.container_pid in run_pids for p in snap.processes)
-                             or snap.source == "cpu" and snap.cards):
+            count = len(snap.cards) if snap.source == "cpu" else sum(
+                1 for p in snap.processes if p.pid in run_pids or p.container_pid in run_pids)
+            if count < self._live_count and self.before_loss is None:
+                # The first rank to go is usually the one that failed: keep the view just before.
+                self.before_loss = self.last_live
+            if count:
                 self.last_live = snap
+            self._live_count = count
+        self._checkpoint(snap.t)
 
     def _add(self, source: str, card: str, t: float, used: Any, total: Any, util: Any, power: Any,
              temp: Any) -> None:
         key = (source, card)
         series = self.series.get(key)
         if series is None:
-            series = self.series[key] = Series(width=max(self.poller.target, 1e-3))
+            series = self.series[key] = Series(width=max(self.poller.target * STORE_POLLS_PER_POINT, 1e-3))
         series.add(Point(t=round(t, 3), memory_used_mb=used, memory_total_mb=total, util_pct=util,
                          power_w=power, temp_c=temp))
         peak = self.peaks.get(key)
@@ -126,7 +144,8 @@ class RunRecorder:
 
     def _annotate(self, snap: Snapshot) -> dict[str, Any]:
         data = snap.to_json()
-        run_pids = self._run_pids()
+        self._run_pids()
+        run_pids = self.seen_pids
         for proc in data["processes"]:
             proc["in_run"] = proc["pid"] in run_pids or proc.get("container_pid") in run_pids
         if self.visible is not None:
@@ -143,13 +162,15 @@ class RunRecorder:
         with open_store(self.store_url) as session:
             update_run(session, self.run_id, **fields)
 
-    def _write_samples(self) -> None:
+    def _write_samples(self, samples: bool = True) -> None:
+        """Replace this run's CardPeak rows (and with `samples`, write the series)."""
+        from sqlmodel import delete
         from zerodeck.store.engine import open_store
         from zerodeck.store.models import CardPeak, TelemetrySample
 
         with self._lock:
             rows: list[Any] = []
-            for (source, card), series in self.series.items():
+            for (source, card), series in self.series.items() if samples else ():
                 rows += [TelemetrySample(run_id=self.run_id, t=p.t, source=source, card=card,
                                          memory_used_mb=p.memory_used_mb, memory_total_mb=p.memory_total_mb,
                                          util_pct=p.util_pct, power_w=p.power_w, temp_c=p.temp_c)
@@ -157,5 +178,15 @@ class RunRecorder:
             for (source, card), peak in self.peaks.items():
                 rows.append(CardPeak(run_id=self.run_id, source=source, card=card, **peak))
         with open_store(self.store_url) as session:
+            session.exec(delete(CardPeak).where(CardPeak.run_id == self.run_id))
             session.add_all(rows)
             session.commit()
+
+    def _checkpoint(self, now: float) -> None:
+        """Peaks reach the store every PEAK_FLUSH_S while the run goes, so a supervisor killed
+        mid-run still leaves them; a failed write is retried at the next checkpoint."""
+        if self._stopped or now - self._flushed_at < PEAK_FLUSH_S:
+            return
+        self._flushed_at = now
+        with contextlib.suppress(Exception):
+            self._write_samples(samples=False)

@@ -8,6 +8,7 @@ The command runner is injected so tests replay real captured output without the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -39,10 +40,8 @@ def run_command(argv: list[str], timeout: float) -> tuple[int, str, str]:
         out, errb = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.communicate(timeout=1.0)
-        except subprocess.TimeoutExpired:
-            pass
         raise TimeoutError(timeout) from None
     return proc.returncode, out.decode("utf-8", "replace"), errb.decode("utf-8", "replace")
 

@@ -1,0 +1,129 @@
+"""Telemetry figures: parse time of an 8-card and a 16-die `npu-smi info` table, the CPU cost of
+polling 8 cards at 1 Hz (npu-smi's own run time excluded: the table is replayed in-process), and
+how many bytes the store grows per card-hour of recorded samples.
+
+Run: .venv/bin/python bench/bench_telemetry.py [--window SECONDS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NPU = ROOT / "tests" / "fixtures" / "npu-smi"
+
+
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def bench_parse() -> None:
+    from zerodeck.core.telemetry.npusmi_parse import parse_info
+
+    for label, name in (("8-card 910B3", "info_910b3_25.2.0_procs_noname.txt"),
+                        ("16-die A3 (synthesised)", "info_a3_16die_synth.txt")):
+        text = (NPU / name).read_text()
+        cards = len(parse_info(text).cards)
+        n = 2000
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                parse_info(text)
+            best = min(best, (time.perf_counter() - t0) / n)
+        print(f"parse {label:24} {cards:2d} cards  {best * 1e6:7.1f} us per table (best of 5 x {n})")
+
+
+def bench_polling(window: float) -> None:
+    from zerodeck.core.telemetry.poller import Poller
+    from zerodeck.core.telemetry.sources import NpuSmiSource
+
+    table = (NPU / "info_910b3_25.2.0_procs_noname.txt").read_text()
+    source = NpuSmiSource(runner=lambda argv, timeout: (0, table, ""))
+    # 1. per-poll cost (parse + host stats + snapshot), many polls back to back
+    poller = Poller(source, lambda s: None, interval=1.0)
+    n = 500
+    c0 = cpu_s()
+    for _ in range(n):
+        poller.poll_once()
+    per_poll = (cpu_s() - c0) / n
+    print(f"poll once (8 cards + host)     {per_poll * 1e3:7.3f} ms CPU  -> {per_poll * 100:.3f} % of a core at 1 Hz")
+    # 2. the real thread at 1 Hz for a window, feeding a recorder's series; CPU of the whole process
+    from zerodeck.core.telemetry.recorder import RunRecorder
+
+    rec = RunRecorder(1, "npu", lambda: set(), source=source, interval=1.0)
+    rec.t0 = time.monotonic()
+    rec.poller.start()
+    c0, w0 = cpu_s(), time.monotonic()
+    time.sleep(window)
+    used, wall = cpu_s() - c0, time.monotonic() - w0
+    rec.poller.stop()
+    share = used / wall * 100
+    print(f"poll 8 cards at 1 Hz, {wall:.0f} s   {used * 1e3:7.1f} ms CPU  -> {share:.3f} % of a core; "
+          f"10 min extrapolated: {used / wall * 600:.2f} s CPU")
+
+
+def bench_store(hours: float, cards: int = 8) -> float:
+    from zerodeck.core.telemetry.model import Card, HostStats, Snapshot
+    from zerodeck.core.telemetry.recorder import RunRecorder
+    from zerodeck.core.telemetry.sources import ReplaySource
+    from zerodeck.store.engine import get_engine, open_store, reset_engines
+    from zerodeck.store.models import Run
+    from zerodeck.store.queries import add_run, save_snapshot
+
+    with tempfile.TemporaryDirectory() as home:
+        os.environ["ZERODECK_HOME"] = home
+        os.environ.pop("ZERODECK_DB", None)
+        reset_engines()
+        with open_store() as s:
+            save_snapshot(s, hash="b" * 16, name="bench", toml="", source_path=None)
+            run_id = add_run(s, Run(name="bench", recipe_hash="b" * 16)).id
+        assert run_id is not None
+        db = Path(home) / "zerodeck.db"
+
+        def size() -> int:
+            with get_engine().connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            return db.stat().st_size + (db.with_name(db.name + "-wal").stat().st_size
+                                        if db.with_name(db.name + "-wal").exists() else 0)
+
+        before = size()
+        rec = RunRecorder(run_id, "npu", lambda: set(), source=ReplaySource("npu-smi", [""]), interval=1.0)
+        rec.t0 = 0.0
+        for t in range(int(hours * 3600)):
+            snap = Snapshot(source="npu-smi", t=float(t), host=HostStats(cpu_pct=50.0, ram_used_mb=1e5 + t % 97,
+                                                                         ram_total_mb=2e6, swap_used_mb=0,
+                                                                         swap_total_mb=0))
+            snap.cards = [Card(npu=i, chip=0, power_w=90.0 + t % 7, temp_c=40 + t % 3, aicore_pct=float(t % 100),
+                               hbm_used_mb=30000 + (t * 37 + i) % 5000, hbm_total_mb=65536, memory_used_mb=0,
+                               memory_total_mb=0) for i in range(cards)]
+            rec._on_snapshot(snap)
+        rec._write_samples()
+        grown = size() - before
+        rows = sum(len(s.points) for s in rec.series.values())
+        reset_engines()
+    series = cards + 2  # + host + swap
+    per_card_hour = grown / (series * hours)
+    print(f"store, {hours:g} h x {cards} cards at 1 Hz: {rows} rows, {grown / 1024:.0f} KiB "
+          f"-> {per_card_hour / 1024:.1f} KiB per card-hour (host and swap counted as cards)")
+    return per_card_hour
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--window", type=float, default=60.0, help="seconds of real 1 Hz polling to measure")
+    args = ap.parse_args()
+    bench_parse()
+    bench_polling(args.window)
+    for hours in (0.05, 0.25, 1, 10, 72):
+        bench_store(hours)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,295 @@
+"""The planner: parameter counts, the seed verdicts, the shape of the memory model, advice, calibration."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from zerodeck.core.plan.memory import PlanInput, estimate, lora_params
+from zerodeck.core.plan.registry import lookup
+from zerodeck.core.plan.verdict import matrix, plan, plan_recipe, verdict_of
+from zerodeck.core.recipe.catalog import find_recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("name,count", [
+    ("Qwen2.5-7B", 7_615_616_512),
+    ("Qwen2.5-14B", 14_770_033_664),
+    ("Qwen2.5-32B", 32_763_876_352),
+])
+def test_parameter_counts_match_the_published_models(name: str, count: int) -> None:
+    assert lookup(name).params() == count
+
+
+def test_qwen3_sizes_match_their_published_non_embedding_counts() -> None:
+    # Model cards: 8B -> 6.95B non-embedding, 14B -> 13.2B, 32B -> 31.2B.
+    for name, non_embed in [("Qwen3-8B", 6.95e9), ("Qwen3-14B", 13.2e9), ("Qwen3-32B", 31.2e9)]:
+        a = lookup(name)
+        got = a.layers * a.layer_params()
+        assert abs(got - non_embed) / non_embed < 0.01, (name, got)
+
+
+def test_lora_count_for_all_linear_targets() -> None:
+    # ms-swift reports 17.89M trainable for Qwen-7B LoRA r8 on all linears; the Qwen2.5-7B
+    # shape (GQA) gives rank x (9h + 2kv + 3I) per layer.
+    a = lookup("Qwen2.5-7B")
+    kv = a.kv_heads * a.head_dim
+    assert lora_params(a, 8) == 8 * (9 * a.hidden + 2 * kv + 3 * a.intermediate) * a.layers
+
+
+def _seed(name: str):
+    recipe, _ = find_recipe(name)
+    return plan_recipe(recipe)
+
+
+def test_seed_scenarios_on_8x64gb_910b() -> None:
+    assert _seed("qwen2.5-14b-lora-z0-s40k").verdict == "fits"
+    assert _seed("qwen2.5-32b-lora-z0-s80k").verdict == "oom"
+    z3 = _seed("qwen2.5-32b-lora-z3-s80k")
+    assert z3.verdict == "fits" and z3.breakdown.total < 0.6 * z3.capacity_gib  # comfortably
+    assert _seed("qwen2.5-72b-lora-z3-s150k").verdict in ("fits", "tight")
+
+
+models = st.sampled_from(["Qwen2.5-0.5B", "Qwen2.5-7B", "Qwen2.5-14B", "Qwen2.5-72B", "Qwen3-8B"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(model=models, method=st.sampled_from(["lora", "full", "freeze"]), cards=st.integers(2, 64),
+       seq=st.sampled_from([256, 2048, 8192]), mb=st.integers(1, 8), ckpt=st.booleans())
+def test_more_sharding_never_costs_more_per_card(model: str, method: str, cards: int, seq: int, mb: int,
+                                                 ckpt: bool) -> None:
+    # On one card ZeRO only adds buckets and gathered copies, so the property starts at two.
+    base = PlanInput(arch=lookup(model), method=method, cards=cards, seq_len=seq, micro_batch=mb,  # type: ignore[arg-type]
+                     grad_ckpt=ckpt)
+    z0, z2, z3 = (estimate(base.with_(stage=s)).hard for s in (0, 2, 3))
+    assert z3 <= z2 <= z0 + 1e-9
+    off = estimate(base.with_(stage=3, offload="all")).hard
+    assert off <= z3
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_checkpointing_lowers_activations(attn: str) -> None:
+    inp = PlanInput(arch=lookup("Qwen2.5-7B"), attn=attn, seq_len=4096)  # type: ignore[arg-type]
+    on, off = estimate(inp.with_(grad_ckpt=True)), estimate(inp.with_(grad_ckpt=False))
+    assert on.activations < off.activations / 5
+
+
+def test_eager_attention_costs_more_than_sdpa_without_checkpointing() -> None:
+    inp = PlanInput(arch=lookup("Qwen2.5-7B"), grad_ckpt=False, seq_len=4096)
+    assert estimate(inp.with_(attn="eager")).activations > 2 * estimate(inp).activations
+
+
+def test_logits_dominate_at_long_sequences_for_qwen_vocab() -> None:
+    bd = estimate(PlanInput(arch=lookup("Qwen2.5-7B"), seq_len=8192))
+    assert bd.logits > bd.activations and bd.logits > 10
+
+
+def test_optimizer_offload_moves_states_to_the_host() -> None:
+    inp = PlanInput(arch=lookup("Qwen2.5-7B"), method="full", stage=2)
+    on_card, offloaded = estimate(inp), estimate(inp.with_(offload="optimizer"))
+    assert offloaded.optimizer == 0 < on_card.optimizer
+    assert offloaded.host_gib > on_card.host_gib + 7.6 * 12 / 1.074 / 8 * 8 * 0.9
+
+
+def test_runtime_baseline_per_device() -> None:
+    a = lookup("Qwen2.5-0.5B")
+    assert estimate(PlanInput(arch=a, device="npu")).runtime == pytest.approx(3.0)
+    assert estimate(PlanInput(arch=a, device="cuda")).runtime < 1.5
+
+
+def test_verdict_thresholds() -> None:
+    assert verdict_of(50, 64) == "fits"
+    assert verdict_of(60, 64) == "tight"
+    assert verdict_of(65, 64) == "oom"
+
+
+def test_oom_plan_suggests_a_change_that_fits() -> None:
+    p = plan(PlanInput(arch=lookup("Qwen2.5-32B"), stage=0))
+    assert p.verdict == "oom" and p.suggestion and "ZeRO-3" in p.suggestion
+    assert p.max_micro_batch is None
+
+
+def test_suggestion_names_micro_batch_or_checkpointing_when_that_is_cheapest() -> None:
+    inp = PlanInput(arch=lookup("Qwen2.5-7B"), stage=3, micro_batch=64, grad_ckpt=False)
+    p = plan(inp)
+    assert p.verdict == "oom"
+    assert p.suggestion is not None and ("checkpointing" in p.suggestion or "micro_batch" in p.suggestion)
+
+
+def test_hopeless_plan_says_add_cards() -> None:
+    p = plan(PlanInput(arch=lookup("Qwen2.5-72B"), method="full", cards=1, card_gb=8))
+    assert p.verdict == "oom" and p.suggestion and "add cards" in p.suggestion
+
+
+def test_fitting_plan_gives_the_largest_micro_batch() -> None:
+    inp = PlanInput(arch=lookup("Qwen2.5-7B"), stage=3)
+    p = plan(inp)
+    assert p.verdict == "fits" and p.max_micro_batch and p.max_micro_batch >= 1
+    at_max = estimate(inp.with_(micro_batch=p.max_micro_batch)).hard
+    above = estimate(inp.with_(micro_batch=p.max_micro_batch + 1)).hard
+    assert verdict_of(at_max, 64) == "fits" and verdict_of(above, 64) != "fits"
+
+
+def test_matrix_covers_models_and_stages() -> None:
+    rows = matrix()
+    assert [r["model"] for r in rows][:2] == ["Qwen2.5-0.5B", "Qwen2.5-1.5B"]
+    by = {r["model"]: r for r in rows}
+    assert by["Qwen2.5-32B"]["z0"] == "oom" and by["Qwen2.5-32B"]["z3"] == "fits"
+    assert by["Qwen2.5-72B"]["z3_gib"] < by["Qwen2.5-72B"]["z0_gib"]
+
+
+def test_calibration_from_recorded_runs(zd_home: Path) -> None:
+    from zerodeck.store.engine import open_store
+    from zerodeck.store.models import RecipeSnapshot, Run
+
+    with open_store() as s:
+        s.add(RecipeSnapshot(hash="h1", name="r", toml=""))
+        for pred, meas in [(40.0, 44.0), (30.0, 33.0), (20.0, 26.0)]:
+            s.add(Run(name="r", recipe_hash="h1", backend="llamafactory", device="npu", status="finished",
+                      outcome="succeeded", predicted_peak_gib=pred, measured_peak_gib=meas))
+        s.add(Run(name="r", recipe_hash="h1", backend="llamafactory", device="npu", status="finished",
+                  outcome="oom", predicted_peak_gib=40.0, measured_peak_gib=64.0))
+        s.commit()
+    p = _seed("qwen2.5-14b-lora-z0-s40k")
+    assert p.calibration_runs == 3 and p.calibration_factor == pytest.approx(1.1)
+    assert p.calibrated_total_gib == pytest.approx(p.breakdown.total * 1.1)
+    assert p.to_dict()["per_card_gib"]["total"] == round(p.breakdown.total, 2)  # raw stays raw
+
+
+def test_accuracy_against_published_measurements() -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import bench_plan_accuracy as bench
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    res = bench.evaluate()
+    assert res["median_abs_pct"] < 10
+    assert res["agree"] / res["outcomes"] >= 0.9
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+CONTRACT_TERMS = {"weights", "gradients", "optimizer", "activations", "logits", "buffers", "runtime", "total"}
+
+
+def test_plan_model_json_contract(cli) -> None:
+    code, out, _ = cli("plan", "--model", "Qwen2.5-14B", "--stage", "0", "--json")
+    assert code == 0
+    d = json.loads(out)
+    assert set(d["per_card_gib"]) >= CONTRACT_TERMS
+    assert d["verdict"] == "fits" and d["capacity_gib"] == 64 and d["host_gib"] > 0
+    parts = sum(v for k, v in d["per_card_gib"].items() if k != "total")
+    assert parts == pytest.approx(d["per_card_gib"]["total"], abs=0.05)
+
+
+def test_plan_flags_reach_the_model(cli) -> None:
+    _, a, _ = cli("plan", "--model", "Qwen2.5-7B", "--method", "full", "--stage", "3", "--cards", "16",
+                  "--card-gb", "80", "--device", "cuda", "--micro-batch", "2", "--seq-len", "4096",
+                  "--no-grad-ckpt", "--attn", "eager", "--precision", "bf16", "--lora-rank", "16", "--json")
+    d = json.loads(a)
+    assert d["capacity_gib"] == 80 and d["cards"] == 16 and d["micro_batch"] == 2 and d["seq_len"] == 4096
+    assert d["per_card_gib"]["runtime"] < 2
+
+
+def test_plan_recipe_file_and_grid(cli) -> None:
+    code, out, _ = cli("plan", str(ROOT / "recipes" / "qwen2.5-32b-lora.toml"), "--json")
+    assert code == 0
+    plans = json.loads(out)
+    assert [p["zero_stage"] for p in plans] == [0, 2, 3]
+    assert [p["verdict"] for p in plans][0] == "oom" and plans[2]["verdict"] == "fits"
+    assert "ZeRO-3" in plans[0]["suggestion"] and plans[2]["max_micro_batch"] >= 1
+    assert "80000 recommended" in plans[0]["data_advice"]
+
+
+def test_plan_catalog_name(cli) -> None:
+    code, out, _ = cli("plan", "demo-cpu-zero2", "--json")
+    assert code == 0 and json.loads(out)["device"] == "cpu"
+
+
+def test_plan_matrix_text_and_json(cli) -> None:
+    code, out, _ = cli("plan", "--matrix")
+    assert code == 0 and "Qwen2.5-72B" in out and "oom" in out
+    code, out, _ = cli("plan", "--matrix", "--cards", "4", "--card-gb", "80", "--device", "cuda", "--json")
+    d = json.loads(out)
+    assert d["cards"] == 4 and len(d["rows"]) >= 7
+
+
+def test_plan_local_model_directory(cli, tmp_path: Path) -> None:
+    cfg = {"hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
+           "intermediate_size": 4864, "vocab_size": 151936, "tie_word_embeddings": True, "model_type": "qwen2"}
+    (tmp_path / "my-model").mkdir()
+    (tmp_path / "my-model" / "config.json").write_text(json.dumps(cfg))
+    code, out, _ = cli("plan", "--model", str(tmp_path / "my-model"), "--json")
+    assert code == 0 and json.loads(out)["total_params"] == 494_032_768
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--model", "Qwen2.5-14b-instruct-typo"], "did you mean"),
+    (["--model", "Qwen2.5-15B"], "unknown model"),
+    (["--model", "Qwen2.5-7B", "--stage", "4"], "ZeRO stage must be 0, 1, 2 or 3"),
+    (["--model", "Qwen2.5-7B", "--cards", "0"], "must be positive"),
+    (["--model", "Qwen2.5-7B", "--card-gb", "-64"], "must be positive"),
+    (["--model", "Qwen2.5-7B", "--seq-len", "-1"], "must be positive"),
+    (["--model", "Qwen2.5-7B", "--offload", "all", "--stage", "2"], "needs --stage 3"),
+    (["no-such-recipe"], "no such recipe"),
+    ([], "give a RECIPE"),
+])
+def test_plan_bad_input_exits_2_with_one_line(cli, argv: list[str], needle: str) -> None:
+    code, out, err = cli("plan", *argv)
+    assert code == 2 and needle in err and "Traceback" not in err
+
+
+def test_plan_model_dir_without_config(cli, tmp_path: Path) -> None:
+    (tmp_path / "empty-model").mkdir()
+    code, _, err = cli("plan", "--model", str(tmp_path / "empty-model"))
+    assert code == 2 and "no config.json" in err
+
+
+def test_offload_suggestion_states_the_host_ram_it_needs() -> None:
+    p = plan(PlanInput(arch=lookup("Qwen2.5-72B"), method="full", stage=3))
+    assert p.verdict == "oom" and p.suggestion and "offload" in p.suggestion
+    assert "GiB host RAM per node" in p.suggestion
+
+
+def test_bad_recipe_file_is_exit_2_with_its_line(cli, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[model]\nname = "Qwen2.5-7B"\n[zero]\nstage = 4\n')
+    code, _, err = cli("plan", str(bad))
+    assert code == 2 and "bad.toml:5" in err and "Traceback" not in err
+
+
+def test_recipe_with_unknown_model_is_exit_2(cli, tmp_path: Path) -> None:
+    bad = tmp_path / "m.toml"
+    bad.write_text('name = "x"\n[model]\nname = "Qwen2.5-14B-Instruct-AWQ"\n')
+    code, _, err = cli("plan", str(bad))
+    assert code == 2 and "unknown model" in err
+
+
+def test_instruct_and_hub_names_resolve_to_the_same_architecture() -> None:
+    assert lookup("Qwen/Qwen2.5-14B-Instruct") == lookup("Qwen2.5-14B")
+    assert lookup("qwen3-8b-base").params() == lookup("Qwen3-8B").params()
+
+
+def test_planner_commands_import_no_torch(tmp_path: Path) -> None:
+    import subprocess
+
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"instruction": "a", "output": "b"}\n')
+    code = (
+        "import sys, contextlib, io\n"
+        "from zerodeck.core.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['plan', 'qwen2.5-14b-lora-z0-s40k', '--json'])\n"
+        "    main(['plan', '--matrix'])\n"
+        f"    main(['data', 'inspect', {str(data)!r}, '--model', 'Qwen2.5-7B'])\n"
+        "bad = [m for m in ('textual', 'torch', 'deepspeed', 'transformers') if m in sys.modules]\n"
+        "sys.stderr.write(repr(bad))\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
