@@ -91,6 +91,7 @@ def to_input(r: dict[str, str]) -> PlanInput:
         pure_16bit=prec.startswith("bf16-pure"),
         train_embeddings="LoRA (emb)" in notes,
         quant_bits=quant,
+        quant_format="bnb" if "bnb" in prec else "gptq",
         # Qwen v1 finetune.py pads every sample to model_max_length; swift and LLaMA-Factory pad per batch.
         fixed_length=source_qwen_readme,
         reserved_only="max_memory_reserved" in notes,

@@ -78,6 +78,8 @@ RUNTIME_GIB = {"npu": 3.0, "cuda": 1.0, "cpu": 0.0}
 BUCKET_ELEMS = 5e8
 OVERLAP_FACTOR = 3.0
 SUB_GROUP_ELEMS = 1e9
+BNB_UNQUANT_BYTES = 4.0  # fp32 after prepare_model_for_kbit_training
+BNB_ABSMAX_BYTES = 4.0 / 64  # one fp32 absmax per 64-weight block
 TIGHT_FRACTION = 0.10
 
 LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -106,6 +108,7 @@ class PlanInput:
     pure_16bit: bool = False  # no fp32 master weights (HF Trainer without DeepSpeed, bf16 weights)
     train_embeddings: bool = False  # LoRA with embed_tokens and lm_head trainable (modules_to_save)
     quant_bits: int | None = None  # QLoRA base weights
+    quant_format: Literal["gptq", "bnb"] = "gptq"  # pre-quantised checkpoint, or bitsandbytes at load
     fixed_length: bool = False  # every batch padded to seq_len (no shape-driven fragmentation)
     reserved_only: bool = False  # the figure wanted is torch's reserved memory (no runtime context)
 
@@ -168,6 +171,10 @@ def _weight_bytes(inp: PlanInput) -> float:
         return a.params() * b
     embed = a.vocab * a.hidden * (1 if a.tied_embeddings else 2)
     linear = a.params() - embed
+    if inp.quant_format == "bnb":
+        # PEFT's prepare_model_for_kbit_training upcasts every non-quantised parameter to fp32;
+        # bitsandbytes keeps one fp32 absmax per 64-weight block.
+        return embed * BNB_UNQUANT_BYTES + linear * (inp.quant_bits / 8 + BNB_ABSMAX_BYTES)
     return embed * 2 + linear * (inp.quant_bits / 8) * 1.03
 
 
@@ -224,12 +231,18 @@ def estimate(inp: PlanInput) -> Breakdown:
     # activations and logits
     tokens = inp.micro_batch * inp.seq_len
     layer_act = tokens * act_bytes_per_token_layer(inp)
+    # With bitsandbytes the fp32 embedding output makes the residual stream fp32 (bf16 + fp32 -> fp32).
+    resid_b = 4 if inp.quant_format == "bnb" and inp.quant_bits is not None else b
     if inp.grad_ckpt:
-        stored = a.layers * tokens * a.hidden * b
+        stored = a.layers * tokens * a.hidden * resid_b
         working = 2 * layer_act  # one recomputed layer and its gradients
     else:
         stored = a.layers * layer_act
         working = 2 * tokens * a.hidden * b
+    if inp.quant_format == "bnb" and inp.quant_bits is not None:
+        # bitsandbytes dequantises each layer's weights to 16 bit for its matmuls, forward and
+        # backward (MatMul4Bit): one layer's worth is live while that layer runs.
+        working += a.layer_params() * 2
     logits = tokens * a.vocab * LOGIT_BYTES * (2 if inp.precision == "fp32" else 1)
     # The loss phase and the backward phase do not overlap: the logits are freed before the
     # last layer's backward starts.
