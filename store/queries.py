@@ -107,3 +107,34 @@ def claim_next(session: Session) -> QueueItem | None:
         if res.rowcount == 1:  # type: ignore[attr-defined]
             session.refresh(item)
             return item
+
+
+def update_queue_item(session: Session, item_id: int, **fields: Any) -> QueueItem:
+    item = session.get(QueueItem, item_id)
+    if item is None:
+        raise KeyError(item_id)
+    for key, value in fields.items():
+        setattr(item, key, value)
+    session.add(item)
+    session.commit()
+    session.refresh(item)
+    return item
+
+
+def upsert_metrics(session: Session, run_id: int, points: Sequence[dict[str, Any]]) -> None:
+    """Insert points, or update the one already stored for the same step (parsers report a step
+    again when a later line adds columns to it)."""
+    columns = set(MetricPoint.model_fields) - {"id", "run_id"}
+    for p in points:
+        values = {k: v for k, v in p.items() if k in columns}
+        existing = session.exec(
+            select(MetricPoint).where(MetricPoint.run_id == run_id, MetricPoint.step == values.get("step"))
+        ).first()
+        if existing is None:
+            session.add(MetricPoint(run_id=run_id, **values))
+        else:
+            for k, v in values.items():
+                if v is not None:
+                    setattr(existing, k, v)
+            session.add(existing)
+    session.commit()

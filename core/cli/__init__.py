@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "zerodeck.core.cli.data_cmd",
     "zerodeck.core.cli.diagnose_cmd",
     "zerodeck.core.cli.run_cmd",
+    "zerodeck.core.cli.queue_cmd",
 ]
 
 

@@ -115,6 +115,11 @@ def start_run(recipe: Recipe, path: Path | None, detach: bool = True, *, session
     return run_id
 
 
+def launch_recorded(session: Any, run_id: int, recipe: Recipe, path: Path | None) -> None:
+    """Start a run already recorded by `create_run` (the queue records first, then launches)."""
+    _launch(session, run_id, recipe, path)
+
+
 def _launch(session: Any, run_id: int, recipe: Recipe, path: Path | None) -> None:
     from zerodeck.core import paths
     from zerodeck.core.launch import preflight
@@ -146,13 +151,18 @@ def _launch(session: Any, run_id: int, recipe: Recipe, path: Path | None) -> Non
     for name, content in launch.files.items():
         (run_dir / name).write_text(content)
     full_env = {**os.environ, **launch.env}
-    output_dir = launch.env.get("ZERODECK_OUTPUT_DIR") or (
-        str(Path(recipe.launch.output_dir) if Path(recipe.launch.output_dir).is_absolute()
-            else recipe_dir / recipe.launch.output_dir) if recipe.launch.output_dir else str(run_dir / "output"))
+    from zerodeck.core.launch.backends import resolve
+
+    # Where the job writes its results (LLaMA-Factory's trainer_log.jsonl, train_results.json).
+    out = recipe.launch.output_dir
+    output_dir = launch.env.get("ZERODECK_OUTPUT_DIR") or str(resolve(out, recipe_dir) if out else run_dir / "output")
     spec = {"argv": launch.argv, "env": launch.env, "cwd": str(launch.cwd) if launch.cwd else None,
             "device": recipe.hardware.device, "visible_devices": devices, "retries": recipe.launch.retries,
             "world_size": launch.ranks, "python": sys.executable, "output_dir": output_dir,
-            "validate_ds_config": "ds_config.json" in launch.files and recipe.launch.backend != "command"}
+            # The builtin trainer hands its config to deepspeed.initialize first thing, which runs the
+            # same DeepSpeedConfig checks; a separate pass would only add seconds to every start.
+            "validate_ds_config": "ds_config.json" in launch.files
+            and recipe.launch.backend not in ("command", "builtin")}
     spec_file = run_dir / SPEC_FILE
     spec_file.write_text(json.dumps(spec, indent=2))
     spec_file.chmod(0o600)  # holds the unmasked environment
@@ -171,10 +181,10 @@ def _fail(session: Any, run_id: int, reason: str) -> None:
 
 
 def spawn_supervisor(run_id: int, run_dir: Path, *, adopt: bool = False) -> int:
-    from zerodeck.core.launch.environment import RUN_TAG
+    from zerodeck.core.launch.environment import RUN_ID_VAR, RUN_TAG
     from zerodeck.core.launch.procs import SUPERVISOR_MODULE
 
-    env = {k: v for k, v in os.environ.items() if k != RUN_TAG}
+    env = {k: v for k, v in os.environ.items() if k not in (RUN_TAG, RUN_ID_VAR)}
     argv = [sys.executable, "-m", SUPERVISOR_MODULE, str(run_id)] + (["--adopt"] if adopt else [])
     with open(run_dir / "supervisor.log", "ab") as errlog:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errlog,
@@ -229,10 +239,11 @@ def stop_run(run_id: int, wait: float = STOP_WAIT_S) -> RunInfo:
         run = q_get(session, run_id)
         if run is None:
             raise BadInput(f"no run {run_id}")
-        if run.status == "finished" and not procs.tagged_pids(run_id):
+        tag = run.workdir
+        if run.status == "finished" and not procs.tagged_pids(tag):
             return info(run)
         update_run(session, run_id, stop_requested=True)
-        sup_alive = procs.supervisor_alive(run.supervisor_pid, run_id)
+        sup_alive = procs.supervisor_alive(run.supervisor_pid, run_id, tag)
         if sup_alive and run.supervisor_pid:
             try:
                 os.kill(run.supervisor_pid, signal.SIGTERM)
@@ -244,9 +255,13 @@ def stop_run(run_id: int, wait: float = STOP_WAIT_S) -> RunInfo:
             run = q_get(session, run_id)
             if run is not None and run.status == "finished":
                 break
-            sup_alive = procs.supervisor_alive(run.supervisor_pid if run else None, run_id)
+            sup_alive = procs.supervisor_alive(run.supervisor_pid if run else None, run_id, tag)
             time.sleep(0.2)
-        left = procs.terminate_run(run_id, run.pgid if run else None, grace=2.0)
+        left = procs.tagged_pids(tag)
+        if left:
+            # Signal the group only while its leader is still ours: a finished run's pgid may be reused.
+            pgid = run.pgid if run is not None and run.pgid in left else None
+            left = procs.terminate_run(tag, pgid, grace=2.0)
         session.expire_all()
         run = q_get(session, run_id)
         assert run is not None

@@ -49,7 +49,7 @@ def _check(path: str, world_size: int) -> None:
         raise SystemExit(f"DeepSpeed rejects zero_optimization.{where}: {first['msg']}") from None
     # Without torch.distributed up, DeepSpeedConfig falls back to world size 1 unless it can ask
     # for a rank; answer as rank 0 so the batch check uses the run's real world size.
-    ds_config_mod.dist.get_rank = lambda *a, **k: 0  # type: ignore[assignment]
+    ds_config_mod.dist.get_rank = lambda *a, **k: 0
 
     class _Mpu:  # DeepSpeedConfig asks an mpu for the world size when torch.distributed is down
         def get_data_parallel_world_size(self) -> int:

@@ -1,7 +1,8 @@
 """The environment a run starts with, and what is recorded so it can be reproduced.
 
-Every job process carries `ZERODECK_RUN_ID`: torchrun and llamafactory-cli start their ranks in
-sessions of their own, so the tag is how `stop` and the reconciler find every process of a run.
+Every job process carries `ZERODECK_RUN_ID` and `ZERODECK_RUN_TAG` (the run directory): torchrun
+and llamafactory-cli start their ranks in sessions of their own, so the tag is how `stop` and the
+reconciler find every process of a run.
 Versions are read with importlib.metadata, which never imports torch into the CLI.
 """
 
@@ -18,7 +19,9 @@ from pathlib import Path
 from zerodeck.core.launch.context import RenderContext
 from zerodeck.core.recipe.model import Recipe
 
-RUN_TAG = "ZERODECK_RUN_ID"
+RUN_ID_VAR = "ZERODECK_RUN_ID"
+# The tag `stop` and the reconciler look for: the run directory, unique across stores (run ids are not).
+RUN_TAG = "ZERODECK_RUN_TAG"
 SECRET_RE = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 MASK = "***"
 PACKAGES = ("torch", "torch_npu", "deepspeed", "transformers", "accelerate", "peft", "llamafactory")
@@ -31,7 +34,8 @@ def visibility_var(device: str) -> str | None:
 def job_env(recipe: Recipe, ctx: RenderContext) -> dict[str, str]:
     """What every backend adds to the inherited environment."""
     env = {
-        RUN_TAG: str(ctx.run_id),
+        RUN_ID_VAR: str(ctx.run_id),
+        RUN_TAG: str(ctx.run_dir),
         "ZERODECK_RUN_DIR": str(ctx.run_dir),
         "MASTER_ADDR": "127.0.0.1",
         "MASTER_PORT": str(ctx.master_port),

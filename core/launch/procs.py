@@ -2,8 +2,9 @@
 
 torchrun starts each rank with `start_new_session=True`, and llamafactory-cli's torchrun does the
 same, so killing the launcher's process group can leave ranks holding card memory (see the signal
-matrix in the test fixtures). Every job process inherits `ZERODECK_RUN_ID`; the sweep reads
-/proc/<pid>/environ through psutil and finds them all, in any session.
+matrix in the test fixtures). Every job process inherits `ZERODECK_RUN_TAG` (its run directory,
+unique across stores, unlike run ids); the sweep reads /proc/<pid>/environ through psutil and
+finds them all, in any session.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from zerodeck.core.launch.environment import RUN_TAG
 SUPERVISOR_MODULE = "zerodeck.core.launch.supervisor"
 
 
-def tagged_pids(run_id: int) -> set[int]:
+def tagged_pids(tag: str | None) -> set[int]:
     """PIDs of live processes whose environment carries this run's tag (zombies excluded)."""
-    want = str(run_id)
+    if not tag:
+        return set()
+    want = str(tag)
     me = os.getpid()
     out: set[int] = set()
     for proc in psutil.process_iter(["pid", "status"]):
@@ -36,8 +39,8 @@ def tagged_pids(run_id: int) -> set[int]:
     return out
 
 
-def supervisor_alive(pid: int | None, run_id: int) -> bool:
-    """True when `pid` is still this run's supervisor (not a recycled PID)."""
+def supervisor_alive(pid: int | None, run_id: int, workdir: str | None) -> bool:
+    """True when `pid` is still this run's supervisor (not a recycled PID, not another store's)."""
     if not pid:
         return False
     try:
@@ -45,9 +48,11 @@ def supervisor_alive(pid: int | None, run_id: int) -> bool:
         if proc.status() == psutil.STATUS_ZOMBIE:
             return False
         cmd = proc.cmdline()
+        cwd = proc.cwd()
     except (psutil.Error, OSError):
         return False
-    return SUPERVISOR_MODULE in cmd and str(run_id) in cmd
+    # The supervisor runs in its run directory, which tells stores (and so equal run ids) apart.
+    return SUPERVISOR_MODULE in cmd and str(run_id) in cmd and (workdir is None or cwd == workdir)
 
 
 def signal_group(pgid: int | None, sig: int) -> None:
@@ -63,25 +68,25 @@ def kill_pids(pids: set[int], sig: int = signal.SIGKILL) -> None:
             os.kill(pid, sig)
 
 
-def wait_gone(run_id: int, timeout: float, poll: float = 0.2) -> set[int]:
+def wait_gone(tag: str | None, timeout: float, poll: float = 0.2) -> set[int]:
     """Wait until no tagged process remains; return the ones still there after `timeout`."""
     deadline = time.monotonic() + timeout
-    left = tagged_pids(run_id)
+    left = tagged_pids(tag)
     while left and time.monotonic() < deadline:
         time.sleep(poll)
-        left = tagged_pids(run_id)
+        left = tagged_pids(tag)
     return left
 
 
-def terminate_run(run_id: int, pgid: int | None, grace: float) -> set[int]:
+def terminate_run(tag: str | None, pgid: int | None, grace: float) -> set[int]:
     """SIGTERM the launcher's group and every tagged process, wait `grace`, then SIGKILL the rest.
 
     Returns what still lives afterwards (empty on success).
     """
     signal_group(pgid, signal.SIGTERM)
-    kill_pids(tagged_pids(run_id), signal.SIGTERM)
-    left = wait_gone(run_id, grace)
+    kill_pids(tagged_pids(tag), signal.SIGTERM)
+    left = wait_gone(tag, grace)
     if left or pgid:
         signal_group(pgid, signal.SIGKILL)
-        kill_pids(left | tagged_pids(run_id), signal.SIGKILL)
-    return wait_gone(run_id, 5.0)
+        kill_pids(left | tagged_pids(tag), signal.SIGKILL)
+    return wait_gone(tag, 5.0)

@@ -28,12 +28,12 @@ def reconcile(session: Any) -> list[tuple[int, str]]:
     now = utcnow()
     for run in list(session.exec(select(Run).where(col(Run.status).in_(ACTIVE)))):
         assert run.id is not None
-        if procs.supervisor_alive(run.supervisor_pid, run.id):
+        if procs.supervisor_alive(run.supervisor_pid, run.id, run.workdir):
             continue
         created = run.created_at if run.created_at.tzinfo else run.created_at.replace(tzinfo=now.tzinfo)
         if run.supervisor_pid is None and now - created < SPAWN_GRACE:
             continue
-        if procs.tagged_pids(run.id) and run.workdir:
+        if run.workdir and procs.tagged_pids(run.workdir):
             pid = spawn_supervisor(run.id, Path(run.workdir), adopt=True)
             update_run(session, run.id, supervisor_pid=pid)
             touched.append((run.id, "adopted"))

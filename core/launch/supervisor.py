@@ -23,20 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from zerodeck.core.launch import procs
-from zerodeck.core.launch.environment import RUN_TAG
+from zerodeck.core.launch.environment import RUN_ID_VAR, RUN_TAG
 from zerodeck.core.launch.outcome_bridge import (
     MetricsReader,
     Verdict,
     diagnose_text,
     is_transient,
     llamafactory_results,
-    trainer_log_points,
 )
 
 SPEC_FILE = "launch.json"
 GRACE_S = 8.0  # between SIGTERM and SIGKILL on stop
 POLL_S = 0.5
 STORE_POLL_S = 1.0
+PIDS_TTL_S = 5.0
 
 
 class Supervisor:
@@ -49,11 +49,14 @@ class Supervisor:
         run = self._run()
         self.run_dir = Path(run.workdir or ".")
         self.log_path = Path(run.log_path or self.run_dir / "run.log")
+        self.tag = str(self.run_dir)  # what every job process carries in ZERODECK_RUN_TAG
         self.spec: dict[str, Any] = {}
         self.reader = MetricsReader()
         self.log_offset = 0
         self.pgid: int | None = None
         self.points = 0
+        self._pids: set[int] = set()
+        self._pids_at = -1e9
 
     # -- store helpers ------------------------------------------------------------------------------
     def _run(self) -> Any:
@@ -93,7 +96,9 @@ class Supervisor:
                 return  # could not start at all; already recorded
             text = self._log_text(start)
             if killed:
-                self.finish(Verdict("killed", "stopped on request"), exit_code=rc, text=text)
+                verdict = diagnose_text(text, rc, stopped_by_user=True)
+                self.finish(Verdict("killed", "stopped on request", verdict.device, verdict.code, verdict.rank,
+                                    verdict.excerpt), exit_code=rc, text=text)
                 return
             verdict = diagnose_text(text, rc)
             if (verdict.outcome != "succeeded" and attempt <= retries and not self.points
@@ -142,9 +147,9 @@ class Supervisor:
             killed = self._watch(proc, recorder)
             rc = proc.wait()
             # A launcher that exits can leave ranks from other sessions behind; none may keep a card.
-            left = procs.tagged_pids(self.run_id)
+            left = procs.tagged_pids(self.tag)
             if left:
-                procs.terminate_run(self.run_id, None, grace=3.0)
+                procs.terminate_run(self.tag, None, grace=3.0)
             if recorder is not None:
                 recorder.stop(failed=killed or rc != 0)
         self._follow()
@@ -165,15 +170,22 @@ class Supervisor:
         return recorder
 
     def _job_pids(self) -> set[int]:
+        """The job's process tree, for telemetry. Walking /proc costs milliseconds, so the tree is
+        re-read every few seconds (ranks start once; they do not come and go)."""
         import psutil
 
         if not self.pgid:
             return set()
+        now = time.monotonic()
+        if now - self._pids_at < PIDS_TTL_S:
+            return set(self._pids)
         try:
             root = psutil.Process(self.pgid)
-            return {root.pid} | {c.pid for c in root.children(recursive=True)}
+            self._pids = {root.pid} | {c.pid for c in root.children(recursive=True)}
         except psutil.Error:
-            return set()
+            self._pids = set()
+        self._pids_at = now
+        return set(self._pids)
 
     def _watch(self, proc: subprocess.Popen[bytes], recorder: Any) -> bool:
         last_store = 0.0
@@ -185,15 +197,13 @@ class Supervisor:
                 self._follow()
                 if self.stop_wanted():
                     self._note("stop requested: SIGTERM to the job, then SIGKILL after the grace period")
-                    procs.terminate_run(self.run_id, self.pgid, GRACE_S)
+                    procs.terminate_run(self.tag, self.pgid, GRACE_S)
                     proc.wait()
                     return True
         return False
 
     def _follow(self) -> None:
         """Read what the log gained since last time, store new metric points and progress."""
-        from zerodeck.store.queries import add_metrics
-
         try:
             with open(self.log_path, "rb") as fh:
                 fh.seek(self.log_offset)
@@ -203,13 +213,18 @@ class Supervisor:
         if not data:
             return
         self.log_offset += len(data)
-        points = self.reader.feed(data.decode("utf-8", errors="replace"))
-        if points:
-            add_metrics(self.session, self.run_id, points)
-            self.points += len(points)
-            summary = self.reader.summary
-            self.update(steps_done=summary.get("steps_done"), steps_total=summary.get("steps_total"),
-                        final_loss=summary.get("final_loss"))
+        self._store_points(self.reader.feed(data.decode("utf-8", errors="replace")))
+
+    def _store_points(self, points: list[dict[str, Any]]) -> None:
+        from zerodeck.store.queries import upsert_metrics
+
+        if not points:
+            return
+        upsert_metrics(self.session, self.run_id, points)
+        self.points += len(points)
+        summary = self.reader.summary
+        self.update(steps_done=summary.get("steps_done"), steps_total=summary.get("steps_total"),
+                    final_loss=summary.get("final_loss"))
 
     def _log_text(self, start: int) -> str:
         try:
@@ -227,7 +242,7 @@ class Supervisor:
             pass
 
     def _wait_port_free(self) -> None:
-        procs.wait_gone(self.run_id, 10.0)
+        procs.wait_gone(self.tag, 10.0)
         time.sleep(1.0)
 
     def finish(self, verdict: Verdict, *, exit_code: int | None, text: str = "") -> None:
@@ -238,20 +253,23 @@ class Supervisor:
             "outcome_device": verdict.device, "outcome_code": verdict.code, "outcome_rank": verdict.rank,
             "outcome_excerpt": verdict.excerpt, "exit_code": exit_code, "ended_at": utcnow(),
         }
-        summary = dict(self.reader.summary)
+        self._store_points(self.reader.flush())
+        summary = {k: v for k, v in self.reader.summary.items() if v is not None}
         out_dir = self.spec.get("output_dir")
         if out_dir and Path(out_dir).is_dir():
-            lf = llamafactory_results(Path(out_dir))
-            if lf and not self.points:
-                from zerodeck.store.queries import add_metrics
-
-                add_metrics(self.session, self.run_id, trainer_log_points(Path(out_dir)))
-            summary = {**lf, **summary}
+            lf_summary, lf_points = llamafactory_results(Path(out_dir))
+            if lf_points and not self.points:
+                self._store_points(lf_points)
+            summary = {**summary, **lf_summary}  # the files are more exact than the console
         for key in ("steps_done", "steps_total", "final_loss", "samples_per_s", "tokens_per_s",
                     "step_time_s", "train_runtime_s"):
             if summary.get(key) is not None:
                 fields[key] = summary[key]
-        fields["summary"] = summary
+        try:
+            recorded = json.loads(self._run().summary or "{}")
+        except ValueError:
+            recorded = {}
+        fields["summary"] = {**recorded, **summary}  # keeps the host facts recorded at launch
         self.update(**fields)
         why = f" ({verdict.reason})" if verdict.reason else ""
         self._note(f"run {self.run_id} finished: {verdict.outcome}{why}")
@@ -264,10 +282,10 @@ class Supervisor:
         self.update(supervisor_pid=os.getpid())
         self._note("supervisor re-adopted the run")
         killed = False
-        while procs.tagged_pids(self.run_id):
+        while procs.tagged_pids(self.tag):
             self._follow()
             if self.stop_wanted():
-                procs.terminate_run(self.run_id, self.pgid, GRACE_S)
+                procs.terminate_run(self.tag, self.pgid, GRACE_S)
                 killed = True
                 break
             time.sleep(STORE_POLL_S)
@@ -293,7 +311,8 @@ def _on_stop(sup: Supervisor) -> Any:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     run_id = int(args[0])
-    os.environ.pop(RUN_TAG, None)  # the supervisor itself is not one of the job's processes
+    for var in (RUN_TAG, RUN_ID_VAR):
+        os.environ.pop(var, None)  # the supervisor itself is not one of the job's processes
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     sup = Supervisor(run_id)
     signal.signal(signal.SIGTERM, _on_stop(sup))

@@ -66,11 +66,11 @@ def _limit_address_space(extra_mb: int) -> None:
 
 
 def _build_model(torch: Any, cfg: dict[str, Any]) -> Any:
-    nn = torch.nn
-    f = torch.nn.functional
+    nn: Any = torch.nn
+    f: Any = torch.nn.functional
     hidden, heads, inter, vocab = cfg["hidden"], cfg["heads"], cfg["intermediate"], cfg["vocab"]
 
-    class Block(nn.Module):  # type: ignore[misc]
+    class Block(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.norm1 = nn.LayerNorm(hidden)
@@ -88,7 +88,7 @@ def _build_model(torch: Any, cfg: dict[str, Any]) -> Any:
             x = x + self.proj(a.transpose(1, 2).reshape(b, s, h))
             return x + self.down(f.gelu(self.up(self.norm2(x))))
 
-    class TinyLM(nn.Module):  # type: ignore[misc]
+    class TinyLM(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.embed = nn.Embedding(vocab, hidden)
@@ -118,8 +118,12 @@ def train(cfg: dict[str, Any]) -> None:
     device = cfg["device"]
     if device == "cpu":
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import warnings
+
     import torch
 
+    # The c10d deprecation notes repeat once per rank per collective and bury the real log.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.distributed")
     if device == "npu":
         import torch_npu  # noqa: F401  (registers the npu device)
     import deepspeed
@@ -133,7 +137,7 @@ def train(cfg: dict[str, Any]) -> None:
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)
     elif device == "npu":
-        torch.npu.set_device(local_rank)
+        torch.npu.set_device(local_rank)  # type: ignore[attr-defined]
         dev = torch.device("npu", local_rank)
 
     torch.manual_seed(cfg["seed"])

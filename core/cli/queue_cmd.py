@@ -1,0 +1,54 @@
+"""`zerodeck queue add`, `zerodeck queue`, `zerodeck runner`: the persistent run queue."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from zerodeck.core.cli.output import emit, err
+from zerodeck.core.errors import EXIT_OK
+
+QUEUE_COLUMNS = ["id", "recipe", "state", "run_id", "added_at", "reason"]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("queue", help="the run queue: list it, or `queue add RECIPE...`")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_list)
+    qs = p.add_subparsers(dest="queue_command", metavar="COMMAND")
+    add = qs.add_parser("add", help="append recipes (files or catalog names) to the queue")
+    add.add_argument("recipes", nargs="+", metavar="RECIPE")
+    add.add_argument("--json", action="store_true")
+    add.set_defaults(handler=cmd_add)
+
+    r = sub.add_parser("runner", help="run queued recipes one after another")
+    r.add_argument("--once", action="store_true", help="run what is queued, then exit")
+    r.set_defaults(handler=cmd_runner)
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from zerodeck.core.cli.run_cmd import expand_refs
+    from zerodeck.core.launch import queue
+
+    ids = queue.add(expand_refs(args.recipes))
+    if args.json:
+        emit(ids, as_json=True)
+    else:
+        for i in ids:
+            print(i)
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from zerodeck.core.launch import queue
+
+    emit(queue.items(), as_json=args.json, columns=QUEUE_COLUMNS)
+    return EXIT_OK
+
+
+def cmd_runner(args: argparse.Namespace) -> int:
+    from zerodeck.core.launch.queue import Runner
+
+    handled = Runner(on_event=err).serve(once=args.once)
+    err(f"runner: {handled} item(s) handled")
+    return EXIT_OK

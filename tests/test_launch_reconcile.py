@@ -1,0 +1,64 @@
+"""Runs whose supervisor vanished: re-adopted while their processes live, else recorded `lost`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.launch_helpers import run_row, wait_for
+
+DONE = json.dumps({"zerodeck": "done", "steps": 3, "train_runtime": 1.0, "train_loss": 4.0,
+                   "samples_per_s": 1.0, "tokens_per_s": 64.0})
+
+
+def _orphan_run(zd_home: Path, log: str) -> int:
+    """A run recorded as running whose supervisor is gone (a dead PID)."""
+    from zerodeck.core.launch.api import create_run
+    from zerodeck.core.recipe import load_recipe_file
+    from zerodeck.store.engine import open_store
+    from zerodeck.store.queries import update_run
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    recipe_path = Path(__file__).resolve().parent.parent / "recipes" / "demo-cpu-zero0.toml"
+    with open_store() as s:
+        run_id = create_run(s, load_recipe_file(recipe_path), recipe_path)
+        run_dir = zd_home / "runs" / str(run_id)
+        run_dir.mkdir(parents=True)
+        (run_dir / "run.log").write_text(log)
+        update_run(s, run_id, status="running", supervisor_pid=dead.pid, workdir=str(run_dir),
+                   log_path=str(run_dir / "run.log"))
+    return run_id
+
+
+def test_run_without_supervisor_or_processes_is_marked_lost(cli, zd_home: Path) -> None:
+    run_id = _orphan_run(zd_home, "step 1\n[rank1]: RuntimeError: DefaultCPUAllocator: can't allocate memory\n")
+    code, out, err = cli("runs", "--json")
+    assert code == 0 and f"run {run_id}: supervisor was gone; marked lost" in err
+    (run,) = json.loads(out)
+    assert run["outcome"] == "lost" and run["status"] == "finished"
+    assert "can't allocate memory" in run["reason"]
+    # A second look changes nothing.
+    code, _, err = cli("runs")
+    assert err == ""
+
+
+def test_run_whose_processes_live_is_readopted_and_finished(cli, zd_home: Path) -> None:
+    run_id = _orphan_run(zd_home, "")
+    row = run_row(run_id)
+    # A rank that outlived its supervisor: tagged, writes the done line to the log, then exits.
+    code = (f"import time; time.sleep(2); open({row.log_path!r}, 'a').write({DONE!r} + '\\n')")
+    env = {**os.environ, "ZERODECK_RUN_TAG": row.workdir}
+    rank = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
+    try:
+        code_, _, err = cli("runs")
+        assert code_ == 0 and f"run {run_id}: supervisor was gone; re-adopted" in err
+        assert run_row(run_id).status == "running"
+        final = wait_for(lambda: (r := run_row(run_id)).status == "finished" and r, 60)
+    finally:
+        rank.wait(30)
+    assert final.outcome == "succeeded" and final.steps_done == 3
+    assert "re-adopted" in Path(row.log_path).read_text()
