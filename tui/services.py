@@ -195,12 +195,9 @@ class Services:
 
     def enqueue(self, name: str) -> int:
         """`zerodeck queue add NAME`: the queue row the runner picks up."""
-        from zerodeck.core.recipe.load import content_hash
-        from zerodeck.store.queries import enqueue
+        from zerodeck.core.launch import queue
 
-        recipe, _ = self.recipe(name)
-        with self.session() as s:
-            return int(enqueue(s, name, content_hash(recipe)).id or 0)
+        return int(queue.add([self.recipe(name)])[0])
 
     def stop(self, run_id: int) -> None:
         """`zerodeck stop RUN`: ask the supervisor; returns once the run's processes are gone."""
