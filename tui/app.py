@@ -22,11 +22,12 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import get_current_worker
 from zerodeck.tui.messages import FrameReady, Notice, ProgressReady, RunsChanged
-from zerodeck.tui.services import LogFollower, Services, utcnow
+from zerodeck.tui.services import LogFollower, Services, progress_of, utcnow
 from zerodeck.tui.telemetry import History, RunScope, Source, default_source
 from zerodeck.tui.view import Frame, Progress, RunRow
 
 LOG_KEEP = 500
+LOSS_KEEP = 600  # loss points kept for the live sparkline
 SCOPE_EVERY_S = 5.0  # how often the followed run's process list is re-read
 
 
@@ -169,6 +170,8 @@ class ZerodeckApp(App[int]):
         following: int | None = None
         last_active: list[RunRow] | None = None
         last_progress: Progress | None = None
+        losses: deque[float] = deque(maxlen=LOSS_KEEP)
+        last_point: tuple[int, float | None, float | None] | None = None
         if self.reconcile_on_start:
             try:
                 for run_id, what in self.services.reconcile():
@@ -191,11 +194,16 @@ class ZerodeckApp(App[int]):
             if reset:
                 following = run_id
                 follower = None
+                losses.clear()
+                last_point = None
             progress = None
             lines: list[str] = []
             if run_id is not None:
                 try:
-                    progress = self.services.progress(run_id)
+                    row, points = self.services.run_and_points(run_id, last_point[0] if last_point else None)
+                    losses.extend(p[1] for p in points if p[1] is not None)
+                    last_point = points[-1] if points else last_point
+                    progress = progress_of(row, tuple(losses), last_point, self.clock())
                     if follower is None:
                         follower = LogFollower(progress.run.log_path)
                     elif follower.path != progress.run.log_path:

@@ -164,25 +164,26 @@ class Services:
         return RunDetail(row=row, fields=fields, peaks=peaks, losses=losses, failure_snapshot=snapshot,
                          log_tail=tuple(tail(row.log_path, LOG_TAIL_LINES)))
 
-    def progress(self, run_id: int) -> Progress:
-        from zerodeck.store.queries import get_run, metrics
+    def run_and_points(self, run_id: int, after_step: int | None = None
+                       ) -> tuple[RunRow, list[tuple[int, float | None, float | None]]]:
+        """A run and its metric points after `after_step` as (step, loss, samples/s): the live view
+        reads only what is new each second, however long the run."""
+        from sqlmodel import col, select
+        from zerodeck.store.models import MetricPoint
+        from zerodeck.store.queries import get_run
 
         with self.session() as s:
             run = get_run(s, run_id)
             if run is None:
                 raise KeyError(run_id)
             row = run_row(run)
-            points = metrics(s, run_id)
-        losses = tuple(m.loss for m in points if m.loss is not None)
-        step = row.steps_done if row.steps_done is not None else (points[-1].step if points else None)
-        sps = row.samples_per_s
-        if sps is None and points and points[-1].samples_per_s is not None:
-            sps = points[-1].samples_per_s
-        eta = None
-        dur = row.duration_s(self.clock())
-        if step and row.steps_total and dur and not row.ended_at:
-            eta = dur / step * max(0, row.steps_total - step)
-        return Progress(run=row, losses=losses, step=step, total=row.steps_total, samples_per_s=sps, eta_s=eta)
+            q = select(MetricPoint.step, MetricPoint.loss, MetricPoint.samples_per_s).where(
+                MetricPoint.run_id == run_id)
+            if after_step is not None:
+                q = q.where(MetricPoint.step > after_step)
+            points = [(int(st), lo, sp) for st, lo, sp in s.exec(q.order_by(col(MetricPoint.step)))]
+        return row, points
+
 
     # -- launch / queue / stop ---------------------------------------------------------------
     def launch(self, name: str) -> int:
@@ -253,6 +254,19 @@ class Services:
             if run is None or run.grid is None:
                 return []
             return [int(i) for i in s.exec(select(Run.id).where(Run.grid == run.grid).order_by(col(Run.id)))]
+
+
+def progress_of(row: RunRow, losses: tuple[float, ...], last: tuple[int, float | None, float | None] | None,
+                now: datetime) -> Progress:
+    """Where the run is: the summary's step when the supervisor wrote one, else the last metric point;
+    the ETA extrapolates the time per step so far."""
+    step = row.steps_done if row.steps_done is not None else (last[0] if last else None)
+    sps = row.samples_per_s if row.samples_per_s is not None else (last[2] if last else None)
+    eta = None
+    dur = row.duration_s(now)
+    if step and row.steps_total and dur and row.ended_at is None:
+        eta = dur / step * max(0, row.steps_total - step)
+    return Progress(run=row, losses=losses, step=step, total=row.steps_total, samples_per_s=sps, eta_s=eta)
 
 
 def run_row(r: Any) -> RunRow:

@@ -106,7 +106,22 @@ class RunScope:
 
 
 def default_source(scope: RunScope | None = None) -> Source:
-    """The best source this machine has, chosen the way `zerodeck cards` chooses (CPU ranks last)."""
+    """The best source this machine has, chosen the way `zerodeck cards` chooses (CPU ranks last).
+
+    The choice probes NVML and PATH, so it happens on the first read, in the polling thread, not
+    before the first screen is painted.
+    """
+    chosen: list[Source] = []
+
+    def read() -> Frame:
+        if not chosen:
+            chosen.append(_choose(scope))
+        return chosen[0]()
+
+    return read
+
+
+def _choose(scope: RunScope | None) -> Source:
     from zerodeck.core.telemetry.sources import CpuRankSource, make_source
 
     src = make_source()
