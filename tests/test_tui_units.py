@@ -93,3 +93,17 @@ def test_poller_never_overlaps_and_delivers_the_newest_frame() -> None:
     assert most[0] == 1
     assert a.frames <= calls[0]
     assert a.latest_frame is not None and a.latest_frame.cards[0].used_mb >= 10
+
+
+def test_make_app_store_url_reaches_the_core(tmp_path: Path, monkeypatch: Any) -> None:
+    from zerodeck.tui.app import make_app
+
+    monkeypatch.setenv("ZERODECK_DB", "sqlite://")  # recorded, so the test's change is undone after it
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    a = make_app(store_url=url, source=lambda: Frame(source="x"))
+    assert a.services.store_url == url
+    import os
+
+    assert os.environ["ZERODECK_DB"] == url
+    assert a.services.runs() == ([], 0)
+    assert (tmp_path / "other.db").exists()

@@ -8,6 +8,7 @@ to their supervisors and keep going.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -242,6 +243,10 @@ def make_app(store_url: str | None = None, source: Source | None = None,
              poll_interval: float = 1.0, watch_interval: float = 1.0, reconcile: bool = True,
              mode: str = "catalog") -> ZerodeckApp:
     """The app, with its store, telemetry source and clock injected (the tests pass their own)."""
+    if store_url:
+        # The supervisors this app launches, and the core calls that open their own session, find
+        # the store through the environment: they must all write where this app reads.
+        os.environ["ZERODECK_DB"] = store_url
     services = Services(store_url=store_url, catalog_dirs=catalog_dirs, clock=clock or utcnow)
     scope = RunScope()
     return ZerodeckApp(services, source or default_source(scope), poll_interval=poll_interval,
