@@ -45,7 +45,30 @@ def arch_for(model: str) -> ModelArch | None:
     return None
 
 
-def excluded(i: int, r: dict[str, str]) -> str | None:
+SAME_SETUP = ("source_url", "model", "method", "lora_rank", "precision", "zero_stage", "offload",
+              "n_devices", "micro_batch", "grad_ckpt", "notes")
+NON_MONOTONE = ("same source and settings report more memory here than at a longer sequence "
+                "(memory cannot fall as sequences grow; the row disagrees with its own neighbours)")
+
+
+def non_monotone(rows: list[dict[str, str]], slack: float = 0.05) -> set[int]:
+    """Rows whose figure exceeds, by more than `slack`, the figure the same source reports for the
+    same setup at a longer sequence: one of the two is a misprint, and the longer-sequence figure is
+    the one that agrees with the rest of the series."""
+    groups: dict[tuple[str, ...], list[tuple[int, float, int]]] = {}
+    for i, r in enumerate(rows):
+        if r["measured_peak_gb_per_device"] and r["seq_len"]:
+            key = tuple(r[k] for k in SAME_SETUP)
+            groups.setdefault(key, []).append((int(r["seq_len"]), float(r["measured_peak_gb_per_device"]), i))
+    bad = set()
+    for series in groups.values():
+        for seq, gib, i in series:
+            if any(s2 > seq and g2 < gib * (1 - slack) for s2, g2, _ in series):
+                bad.add(i)
+    return bad
+
+
+def excluded(i: int, r: dict[str, str], inconsistent: set[int] | frozenset[int] = frozenset()) -> str | None:
     if not r["estimated_or_measured"].startswith("measured"):
         return "published estimate, not a measurement (no batch, length or ZeRO setting)"
     if PIPELINE in r["notes"]:
@@ -55,6 +78,8 @@ def excluded(i: int, r: dict[str, str]) -> str | None:
     if r["method"] == "full" and "launch script for this profile not stated" in r["notes"]:
         return ("launch not stated; 43.5 G flat over 256-2048 tokens is 23.6 bytes/param, more than "
                 "any optimizer layout it could be (pure bf16 8, mixed 16)")
+    if i in inconsistent:
+        return NON_MONOTONE
     if arch_for(r["model"]) is None:
         return "architecture unknown"
     return None
@@ -95,18 +120,22 @@ def to_input(r: dict[str, str]) -> PlanInput:
         # Qwen v1 finetune.py pads every sample to model_max_length; swift and LLaMA-Factory pad per batch.
         fixed_length=source_qwen_readme,
         reserved_only="max_memory_reserved" in notes,
+        # Qwen v1's remote code computes CrossEntropyLoss on the 16-bit logits; only autocast (HF
+        # Trainer without DeepSpeed) would upcast them, and DeepSpeed runs without autocast.
+        loss_fp32=not (r["model"].startswith("Qwen-") and int(r["zero_stage"]) > 0),
     )
 
 
 def evaluate(verbose: bool = False) -> dict[str, Any]:
     rows = list(csv.DictReader(CSV.open(encoding="utf-8")))
+    inconsistent = non_monotone(rows)
     errors: list[tuple[float, int, str, float, float]] = []
     errors16: list[float] = []
     agree = total_outcomes = 0
     wrong: list[str] = []
     excl: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
-        why = excluded(i, r)
+        why = excluded(i, r, inconsistent)
         if why:
             excl.setdefault(why, []).append(i)
             continue

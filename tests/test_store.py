@@ -78,3 +78,15 @@ def test_queue_claim_is_exclusive(zd_home: Path) -> None:
         second = queries.claim_next(s)
         assert (first.id, second.id) == (a.id, b.id)
         assert queries.claim_next(s) is None
+
+
+def test_cli_refuses_newer_database_in_one_line(cli, zd_home: Path) -> None:
+    with open_store() as s:
+        _add_run(s)
+    _set_stored_version(zd_home, 99)
+    before = _db(zd_home).read_bytes()
+    code, out, err = cli("runs", "--json")
+    assert code == 1
+    assert "newer than this zerodeck" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert _db(zd_home).read_bytes() == before

@@ -27,9 +27,9 @@ COMMAND_MODULES = [
     "zerodeck.core.cli.doctor_cmd",
     "zerodeck.core.cli.plan_cmd",
     "zerodeck.core.cli.data_cmd",
-    "zerodeck.core.cli.diagnose_cmd",
     "zerodeck.core.cli.run_cmd",
     "zerodeck.core.cli.queue_cmd",
+    "zerodeck.core.cli.diagnose_cmd",
 ]
 
 

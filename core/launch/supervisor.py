@@ -285,7 +285,8 @@ class Supervisor:
         while procs.tagged_pids(self.tag):
             self._follow()
             if self.stop_wanted():
-                procs.terminate_run(self.tag, self.pgid, GRACE_S)
+                live = procs.tagged_pids(self.tag)
+                procs.terminate_run(self.tag, self.pgid if self.pgid in live else None, GRACE_S)
                 killed = True
                 break
             time.sleep(STORE_POLL_S)

@@ -10,8 +10,16 @@ Terms (bytes per card; P parameters, T trainable, N data-parallel ranks, t = mic
 
 - weights: frozen and trainable parameters in the compute dtype (2 bytes bf16/fp16, 4 fp32), whole
   on every card for ZeRO 0/1/2, 1/N under ZeRO-3, none with parameter offload (ZeRO paper,
-  Rajbhandari et al. 2020, §5; DeepSpeed docs "ZeRO-3 Offload"). Quantised bases (QLoRA) store the
-  linear layers at bits/8 bytes plus group scales (GPTQ/bitsandbytes, group 64-128 -> ~3 %).
+  Rajbhandari et al. 2020, §5; DeepSpeed docs "ZeRO-3 Offload"). Pre-quantised GPTQ bases store
+  the linear layers at bits/8 bytes plus group scales and zeros (group 128 -> ~3 %), the rest in
+  16 bit. bitsandbytes bases (quantised at load, NF4/int8) differ in three ways: one fp32 absmax
+  per 64-weight block (bitsandbytes `quantize_4bit`, 0.5 bit per weight); PEFT's
+  `prepare_model_for_kbit_training` upcasts every non-quantised parameter (embeddings, lm_head,
+  norms) to fp32 for bitsandbytes models but not for GPTQ ones; and `MatMul4Bit` dequantises each
+  layer's weights to 16 bit for its matmuls (one layer's worth live in the backward pass).
+  The fp32 embedding output also makes the residual stream fp32, so checkpointed layer inputs
+  cost 4 bytes, and autocast's 16-bit copy of the fp32 lm_head is saved for its backward, so it
+  lives through the loss phase (torch autocast casts per op; F.linear saves its weight).
 - gradients: one 16-bit gradient per trainable parameter; 1/N from ZeRO-2 (ZeRO paper §5.2).
 - optimizer: mixed precision Adam keeps an fp32 master copy and two fp32 moments, 12 bytes per
   trainable parameter (ZeRO paper §3.1, "K = 12"); 1/N from ZeRO-1; on the host with optimizer
@@ -32,8 +40,14 @@ Terms (bytes per card; P parameters, T trainable, N data-parallel ranks, t = mic
   heads x seq^2 per sequence at 6 bytes (fp32 softmax + its 16-bit cast, HF `eager_attention_forward`);
   sdpa / flash never materialise it (Dao et al. 2022).
 - logits and cross-entropy: t x vocab elements: the 16-bit logits, their fp32 upcast, the saved
-  log-softmax and its gradient, 14 bytes (HF `ForCausalLMLoss` upcasts logits to fp32). For Qwen's
-  152k vocabulary this is 4 GiB at 2048 tokens, more than a 7B's checkpointed activations.
+  log-softmax and its gradient, 14 bytes (HF `ForCausalLMLoss` upcasts logits to fp32; so does
+  autocast, which HF Trainer runs without DeepSpeed). For Qwen's 152k vocabulary this is 4 GiB at
+  2048 tokens, more than a 7B's checkpointed activations. Model code that calls CrossEntropyLoss
+  on the 16-bit logits without an upcast (Qwen v1's remote code) under DeepSpeed, which manages
+  precision itself and runs no autocast (HF Trainer: "deepspeed ... manage their own half
+  precision"), keeps the whole loss in 16 bit: the logits, the log-softmax saved for backward,
+  its gradient and the logits' gradient, 8 bytes. The Qwen README's Q-LoRA series (fp16,
+  DeepSpeed) grows by ~9 bytes per vocab entry and token from 4k to 8k tokens, not 14.
   Peak memory is the larger of the loss phase (logits live) and the backward phase (one layer's
   recomputed activations and their gradients), not their sum.
 - buffers: ZeRO-1/2 reduce and all-gather buckets (DeepSpeed defaults 5e8 elements each, sized down
@@ -48,11 +62,17 @@ Terms (bytes per card; P parameters, T trainable, N data-parallel ranks, t = mic
   wanted is torch's max_memory_reserved.
 - headroom: the caching allocator keeps freed blocks (PyTorch / torch_npu caching allocator).
   With dynamic padding (LLaMA-Factory's collator pads to the longest in each batch), the
-  per-shape logits blocks fragment: reserved memory grows by about one more logits-sized set of
-  blocks (FIT on variable-length runs, ms-swift max_memory_reserved), but this cache is elastic:
-  the allocator frees it and retries before reporting OOM, so it never makes a run fail on its
-  own. A further 10 % of the static terms covers block rounding, small blocks and the launcher's
-  own tensors (FIT).
+  per-shape logits blocks fragment: reserved memory grows by about one and a half more
+  logits-sized sets of blocks (FIT 1.5 on variable-length runs, ms-swift max_memory_reserved),
+  but this cache is elastic: the allocator frees it and retries before reporting OOM, so it never
+  makes a run fail on its own. Long-lived tensors created after the first loss phase are carved
+  out of those cached blocks (the allocator splits large free blocks): without DeepSpeed, torch's
+  Adam creates its moments at the first step() and autograd creates each .grad in the first
+  backward, so at ZeRO-0 the gradients and optimizer states fill the fragments instead of adding
+  to them (ms-swift: full fine-tuning of Qwen-1.8B at 8k tokens reserves 1.9 GiB more than LoRA,
+  not the ~10 GiB its moments and gradients take). DeepSpeed allocates its partitions at
+  initialisation, before any logits exist. A further 10 % of the static terms covers block
+  rounding, small blocks and the launcher's own tensors (FIT).
 - host RAM per node: offloaded optimizer states (12 bytes per trainable parameter, plus a 4-byte fp32
   gradient copy) and offloaded 16-bit parameters, pinned (DeepSpeed offload docs); one 16-bit model
   copy while checkpoints load (safetensors shards are memory-mapped and shared by the ranks);
@@ -72,7 +92,8 @@ GIB = 1024**3
 ACT_H, ACT_I, ACT_KV = 12.0, 8.0, 4.0  # bytes per token per layer, times hidden / intermediate / kv dim
 EAGER_SCORE_BYTES = 6.0
 LOGIT_BYTES = 14.0
-DYNAMIC_FRAG = 1.0  # logits-sized blocks the allocator keeps cached when batch lengths vary
+LOGIT_BYTES_16 = 8.0  # cross-entropy left in 16 bit: logits, log-softmax, its gradient, the logits' gradient
+DYNAMIC_FRAG = 1.5  # logits-sized blocks the allocator keeps cached when batch lengths vary
 STATIC_HEADROOM = 0.10
 RUNTIME_GIB = {"npu": 3.0, "cuda": 1.0, "cpu": 0.0}
 BUCKET_ELEMS = 5e8
@@ -111,6 +132,7 @@ class PlanInput:
     quant_format: Literal["gptq", "bnb"] = "gptq"  # pre-quantised checkpoint, or bitsandbytes at load
     fixed_length: bool = False  # every batch padded to seq_len (no shape-driven fragmentation)
     reserved_only: bool = False  # the figure wanted is torch's reserved memory (no runtime context)
+    loss_fp32: bool = True  # cross-entropy upcast to fp32 (HF ForCausalLMLoss, or autocast without DeepSpeed)
 
     def with_(self, **changes: object) -> PlanInput:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -232,24 +254,33 @@ def estimate(inp: PlanInput) -> Breakdown:
     tokens = inp.micro_batch * inp.seq_len
     layer_act = tokens * act_bytes_per_token_layer(inp)
     # With bitsandbytes the fp32 embedding output makes the residual stream fp32 (bf16 + fp32 -> fp32).
-    resid_b = 4 if inp.quant_format == "bnb" and inp.quant_bits is not None else b
+    bnb = inp.quant_format == "bnb" and inp.quant_bits is not None
+    resid_b = 4 if bnb else b
     if inp.grad_ckpt:
         stored = a.layers * tokens * a.hidden * resid_b
         working = 2 * layer_act  # one recomputed layer and its gradients
     else:
         stored = a.layers * layer_act
         working = 2 * tokens * a.hidden * b
-    if inp.quant_format == "bnb" and inp.quant_bits is not None:
+    if bnb:
         # bitsandbytes dequantises each layer's weights to 16 bit for its matmuls, forward and
         # backward (MatMul4Bit): one layer's worth is live while that layer runs.
         working += a.layer_params() * 2
-    logits = tokens * a.vocab * LOGIT_BYTES * (2 if inp.precision == "fp32" else 1)
+    if inp.precision == "fp32":
+        logits = tokens * a.vocab * LOGIT_BYTES * 2
+    else:
+        logits = tokens * a.vocab * (LOGIT_BYTES if inp.loss_fp32 else LOGIT_BYTES_16)
+    loss_phase = logits
+    if bnb:
+        # Autocast runs the fp32 lm_head in 16 bit: the cast copy of its weight is saved for the
+        # backward, so it lives through the loss phase (torch autocast; F.linear saves its weight).
+        loss_phase += a.vocab * a.hidden * 2
     # The loss phase and the backward phase do not overlap: the logits are freed before the
     # last layer's backward starts.
-    if logits >= working:
-        act_term, logit_term = stored, logits
+    if loss_phase >= working:
+        act_term, logit_term = stored, loss_phase
     else:
-        act_term, logit_term = stored + working - logits, logits
+        act_term, logit_term = stored + working - loss_phase, loss_phase
 
     # buffers
     layer_w = a.layer_params() * b
@@ -278,8 +309,10 @@ def estimate(inp: PlanInput) -> Breakdown:
     static = weights + grads + optim + buffers
     transient = act_term + logit_term
     hard = static * (1 + STATIC_HEADROOM) + max(transient, step_temp) + runtime
-    # Variable-length batches leave logits-sized blocks of many sizes in the allocator's cache.
-    frag = 0.0 if inp.fixed_length else DYNAMIC_FRAG * logit_term
+    # Variable-length batches leave logits-sized blocks of many sizes in the allocator's cache;
+    # states allocated lazily (no DeepSpeed: first backward and first step) settle into them.
+    lazy = grads + optim if z == 0 else 0.0
+    frag = 0.0 if inp.fixed_length else max(0.0, DYNAMIC_FRAG * logits - lazy)
     total = hard + frag
     cap = inp.card_gb * GIB
     if hard <= cap:
