@@ -1,0 +1,232 @@
+"""TUI figures (issue 6): start-up to first paint with 10,000 runs, CPU of the live view of 16 A3
+dies at 1 Hz, and memory over a long live view.
+
+Each figure runs the app as a separate process on a pseudo-terminal, as over SSH, so the bytes the
+app writes to the terminal are counted too.
+Run: .venv/bin/python bench/bench_tui.py [--cpu-seconds 60] [--mem-seconds 120] [--runs 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import pty
+import random
+import re
+import select
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ZD = str(Path(sys.executable).with_name("zerodeck"))
+A3 = ROOT / "tests" / "fixtures" / "npu-smi" / "info_a3_16die_synth.txt"
+
+
+def seed_runs(n: int) -> None:
+    """n finished runs (a few hundred recipes, peaks, losses) written in one transaction."""
+    from zerodeck.store.engine import open_store
+    from zerodeck.store.models import CardPeak, RecipeSnapshot, Run, utcnow
+
+    now = utcnow()
+    rnd = random.Random(6)
+    with open_store() as s:
+        for h in range(200):
+            s.add(RecipeSnapshot(hash=f"h{h}", name=f"recipe-{h}", toml=f'name = "recipe-{h}"\n'))
+        s.commit()
+        runs = []
+        for i in range(n):
+            start = now - timedelta(minutes=10 * (n - i))
+            runs.append(Run(id=i + 1, name=f"recipe-{i % 200}", recipe_hash=f"h{i % 200}", status="finished",
+                            outcome=rnd.choice(["succeeded"] * 6 + ["oom", "failed", "killed"]), device="npu",
+                            cards=8, card_gb=64.0, created_at=start, started_at=start,
+                            ended_at=start + timedelta(seconds=rnd.randint(30, 9000)),
+                            predicted_peak_gib=rnd.uniform(10, 70), final_loss=rnd.uniform(0.5, 2.0),
+                            samples_per_s=rnd.uniform(1, 20), grid=f"grid-{i % 20}"))
+        s.add_all(runs)
+        s.commit()
+        s.add_all(CardPeak(run_id=i + 1, source="npu-smi", card=str(c), peak_mb=rnd.uniform(5e3, 6.5e4),
+                           total_mb=65536.0) for i in range(0, n, 7) for c in range(8))
+        s.commit()
+
+
+def spawn_on_pty(argv: list[str], env: dict[str, str], cols: int, rows: int) -> tuple[subprocess.Popen[bytes], int]:
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env={**env, "TERM": "xterm-256color"},
+                            start_new_session=True, close_fds=True)
+    os.close(slave)
+    return proc, master
+
+
+class Drain(threading.Thread):
+    """Reads the terminal side, like an SSH client would; remembers when a marker first appears."""
+
+    def __init__(self, fd: int, markers: list[bytes]) -> None:
+        super().__init__(daemon=True)
+        self.fd, self.markers = fd, markers
+        self.seen: dict[bytes, float] = {}
+        self.bytes = 0
+        self.tail = b""
+        self.stop = False
+
+    def run(self) -> None:
+        while not self.stop:
+            r, _, _ = select.select([self.fd], [], [], 0.1)
+            if not r:
+                continue
+            try:
+                data = os.read(self.fd, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            self.bytes += len(data)
+            now = time.perf_counter()
+            # Textual writes cell by cell with escapes between; compare on the text alone.
+            self.tail = (self.tail + re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", data))[-4096:]
+            for m in self.markers:
+                if m not in self.seen and m in self.tail:
+                    self.seen[m] = now
+
+
+def quit_app(proc: subprocess.Popen[bytes], master: int) -> None:
+    try:
+        os.write(master, b"q")
+        proc.wait(timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        proc.kill()
+        proc.wait()
+    os.close(master)
+
+
+def startup(n_runs: int, repeat: int) -> None:
+    with tempfile.TemporaryDirectory() as home:
+        os.environ["ZERODECK_HOME"] = home
+        t = time.perf_counter()
+        seed_runs(n_runs)
+        print(f"seeded {n_runs} runs in {time.perf_counter() - t:.1f} s")
+        env = {**os.environ, "ZERODECK_HOME": home}
+        first: list[float] = []
+        data: list[float] = []
+        planned: list[float] = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            proc, master = spawn_on_pty([ZD], env, 120, 40)
+            drain = Drain(master, [b"1 Catalog", b"demo-cpu-zero3", b"3/3 fit"])
+            drain.start()
+            while len(drain.seen) < 3 and time.perf_counter() - t0 < 30:
+                time.sleep(0.01)
+            first.append(drain.seen.get(b"1 Catalog", float("nan")) - t0)
+            data.append(drain.seen.get(b"demo-cpu-zero3", float("nan")) - t0)
+            planned.append(drain.seen.get(b"3/3 fit", float("nan")) - t0)
+            drain.stop = True
+            quit_app(proc, master)
+        print(f"`zerodeck` to first painted screen ({n_runs} runs): median {statistics.median(first):.2f} s "
+              f"(min {min(first):.2f}, max {max(first):.2f}, n={repeat}); goal < 1 s")
+        print(f"`zerodeck` to catalog rows painted:               median {statistics.median(data):.2f} s")
+        print(f"`zerodeck` to the planner's verdicts painted:     median {statistics.median(planned):.2f} s")
+        # The Runs screen on the same store: the newest 1,000 of 10,000 rows.
+        t0 = time.perf_counter()
+        proc, master = spawn_on_pty([ZD], env, 120, 40)
+        drain = Drain(master, [b"3/3 fit", b"Runs: 1000 of"])
+        drain.start()
+        while b"3/3 fit" not in drain.seen and time.perf_counter() - t0 < 30:
+            time.sleep(0.01)
+        t1 = time.perf_counter()
+        os.write(master, b"3")
+        while b"Runs: 1000 of" not in drain.seen and time.perf_counter() - t1 < 30:
+            time.sleep(0.01)
+        runs_s = drain.seen.get(b"Runs: 1000 of", float("nan")) - t1
+        print(f"key `3` to the Runs table painted ({n_runs} runs):  {runs_s:.2f} s")
+        drain.stop = True
+        quit_app(proc, master)
+
+
+def variants(n: int) -> list[str]:
+    """The 16-die capture with its HBM figures moved each second (same widths, so it still parses)."""
+    text = A3.read_text(encoding="utf-8")
+    rnd = random.Random(16)
+    out = []
+    for _ in range(n):
+        out.append(re.sub(r"(\d+)(\s*/ 65536)", lambda m: str(rnd.randint(10 ** (len(m.group(1)) - 1),
+                                                                          10 ** len(m.group(1)) - 1)) + m.group(2),
+                          text))
+    return out
+
+
+def live_child(poll: float, n: int) -> None:
+    """The app on the live screen, fed by the 16-die replay (a real npu-smi would run in a child)."""
+    from zerodeck.tui.app import make_app
+    from zerodeck.tui.telemetry import replay_source
+
+    make_app(source=replay_source("npu-smi", variants(n), with_host=True), poll_interval=poll, mode="live").run()
+
+
+def watch_live(seconds: float, poll: float, label: str, sample_every: float) -> list[tuple[float, float, float]]:
+    import psutil
+
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "ZERODECK_HOME": home}
+        n = int(seconds / poll) + 50
+        proc, master = spawn_on_pty([sys.executable, __file__, "--live-child", str(poll), str(n)], env, 120, 40)
+        drain = Drain(master, [b"16 card(s)"])
+        drain.start()
+        t0 = time.perf_counter()
+        while b"16 card(s)" not in drain.seen and time.perf_counter() - t0 < 60:
+            time.sleep(0.05)
+        time.sleep(3)  # past start-up work
+        ps = psutil.Process(proc.pid)
+        cpu0, bytes0, t0 = sum(ps.cpu_times()[:2]), drain.bytes, time.perf_counter()
+        samples = []
+        while time.perf_counter() - t0 < seconds:
+            time.sleep(sample_every)
+            samples.append((time.perf_counter() - t0, ps.memory_info().rss / 2**20, sum(ps.cpu_times()[:2]) - cpu0))
+        wall = time.perf_counter() - t0
+        cpu = sum(ps.cpu_times()[:2]) - cpu0
+        sent = drain.bytes - bytes0
+        drain.stop = True
+        quit_app(proc, master)
+    print(f"{label}: CPU {100 * cpu / wall:.1f} % of a core over {wall:.0f} s; "
+          f"{sent / wall / 1024:.1f} KiB/s written to the terminal")
+    return samples
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=10_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--cpu-seconds", type=float, default=60)
+    ap.add_argument("--mem-seconds", type=float, default=120)
+    ap.add_argument("--mem-poll", type=float, default=0.1, help="poll interval of the memory run (accelerated)")
+    ap.add_argument("--live-child", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.live_child:
+        live_child(float(args.live_child[0]), int(args.live_child[1]))
+        return
+    startup(args.runs, args.repeat)
+    watch_live(args.cpu_seconds, 1.0, "live view, 16 A3 dies at 1 Hz (120x40)", 5.0)
+    polls = args.mem_seconds / args.mem_poll
+    samples = watch_live(args.mem_seconds, args.mem_poll,
+                         f"memory run, 16 dies at {1 / args.mem_poll:.0f} Hz ({polls:.0f} polls = "
+                         f"{polls / 60:.0f} min at 1 Hz)", args.mem_seconds / 12)
+    print("  polls(1 Hz-min)   RSS MiB")
+    for t, rss, _cpu in samples:
+        print(f"  {t / args.mem_poll / 60:8.1f}        {rss:7.1f}")
+    half = len(samples) // 2
+    if half:
+        a, b = samples[half][1], samples[-1][1]
+        per_hour = (b - a) / ((samples[-1][0] - samples[half][0]) / args.mem_poll / 3600)
+        print(f"  second half trend: {b - a:+.1f} MiB, {per_hour:+.1f} MiB per hour of 1 Hz polls")
+
+
+if __name__ == "__main__":
+    main()

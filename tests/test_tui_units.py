@@ -1,0 +1,109 @@
+"""The TUI's small parts: drawing helpers, the log follower, telemetry history and the poller."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from zerodeck.core.telemetry.model import Card, HostStats, Process, Snapshot
+from zerodeck.tui.services import LogFollower
+from zerodeck.tui.telemetry import History, frame_from_snapshot
+from zerodeck.tui.view import CardView, Frame
+from zerodeck.tui.widgets.text import bar, sparkline
+
+from .tui_support import app, drive, until
+
+
+def test_sparkline_scales_and_keeps_the_newest() -> None:
+    assert sparkline([0.0, 0.5, 1.0], 3, 0.0, 1.0) == "▁▅█"
+    assert sparkline(list(range(100)), 4) == "▁▃▆█"  # the newest four, scaled to their own range
+    assert sparkline([], 5) == "" and sparkline([1.0], 0) == ""
+    assert sparkline([2.0, 2.0], 2) == "▁▁"  # a flat line, not a division by zero
+
+
+def test_bar_lengths_and_missing_value() -> None:
+    assert bar(0.5, 10).plain == "█" * 5 + "░" * 5
+    assert bar(1.7, 4).plain == "████"
+    assert bar(None, 4).plain == "····"
+
+
+def test_log_follower_reads_only_new_complete_lines(tmp_path: Path) -> None:
+    log = tmp_path / "run.log"
+    log.write_text("a\nb\n", encoding="utf-8")
+    f = LogFollower(str(log), start_lines=1)
+    assert f.poll() == ["b"]  # the tail on first read
+    with log.open("a", encoding="utf-8") as out:
+        out.write("c\npartial")
+    assert f.poll() == ["c"]
+    with log.open("a", encoding="utf-8") as out:
+        out.write(" line\n")
+    assert f.poll() == ["partial line"]
+    log.write_text("new\n", encoding="utf-8")  # truncated: start again
+    assert f.poll() == ["new"]
+    assert LogFollower(str(tmp_path / "missing.log")).poll() == []
+
+
+def test_frame_keys_dies_and_marks_processes() -> None:
+    snap = Snapshot(source="npu-smi", cards=[Card(npu=0, chip=0, hbm_used_mb=10, hbm_total_mb=100),
+                                             Card(npu=0, chip=1, hbm_used_mb=50, hbm_total_mb=100)],
+                    processes=[Process(npu=0, chip=1, pid=42)], host=HostStats(ram_used_mb=5, ram_total_mb=10))
+    frame = frame_from_snapshot(snap)
+    assert [c.key for c in frame.cards] == ["0.0", "0.1"]
+    assert frame.cards[1].pids == (42,) and frame.cards[1].used_frac == 0.5
+    assert frame.host is not None and frame.host.total_mb == 10
+    ranks = frame_from_snapshot(Snapshot(source="cpu", cards=[Card(npu=1, chip=0, pid=7, memory_used_mb=3,
+                                                                   memory_total_mb=6)]))
+    assert ranks.cards[0].key == "rank1" and ranks.cards[0].used_frac == 0.5
+
+
+def test_history_is_bounded_and_forgets_vanished_cards() -> None:
+    h = History(size=3)
+    for i in range(10):
+        h.add(Frame(source="x", cards=(CardView(key="0", used_mb=i, total_mb=10),)))
+    assert list(h.cards["0"]) == [0.7, 0.8, 0.9]
+    h.add(Frame(source="x", cards=(CardView(key="1", used_mb=1, total_mb=10),)))
+    assert set(h.cards) == {"1"}
+
+
+def test_poller_never_overlaps_and_delivers_the_newest_frame() -> None:
+    inflight, most, calls = [0], [0], [0]
+    lock = threading.Lock()
+
+    def slow() -> Frame:
+        with lock:
+            inflight[0] += 1
+            most[0] = max(most[0], inflight[0])
+            calls[0] += 1
+            n = calls[0]
+        time.sleep(0.03)
+        with lock:
+            inflight[0] -= 1
+        return Frame(source="slow", cards=(CardView(key="0", used_mb=n, total_mb=1000),))
+
+    a = app(None, poll_interval=0.001)
+    a.source = slow
+
+    async def body(pilot: Any) -> None:
+        await until(pilot, lambda: calls[0] >= 10)
+        await pilot.pause(0.1)
+
+    drive(a, body)
+    assert most[0] == 1
+    assert a.frames <= calls[0]
+    assert a.latest_frame is not None and a.latest_frame.cards[0].used_mb >= 10
+
+
+def test_make_app_store_url_reaches_the_core(tmp_path: Path, monkeypatch: Any) -> None:
+    from zerodeck.tui.app import make_app
+
+    monkeypatch.setenv("ZERODECK_DB", "sqlite://")  # recorded, so the test's change is undone after it
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    a = make_app(store_url=url, source=lambda: Frame(source="x"))
+    assert a.services.store_url == url
+    import os
+
+    assert os.environ["ZERODECK_DB"] == url
+    assert a.services.runs() == ([], 0)
+    assert (tmp_path / "other.db").exists()

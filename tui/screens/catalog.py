@@ -1,0 +1,297 @@
+"""Catalog: every recipe, shipped and the user's, grouped by grid, with the planner's verdict.
+
+Bad recipe files stay visible at the bottom with their `PATH:LINE: field: message` problems.
+Typing a character that is not a key filters the table (so does `/`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+
+from rich.text import Text
+from textual import events, on, work
+from textual.app import ComposeResult, SuspendNotSupported
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+from zerodeck.tui.messages import Loaded
+from zerodeck.tui.view import BadFile, CatalogRow
+from zerodeck.tui.widgets.modebar import ModeBar
+from zerodeck.tui.widgets.text import verdict_text
+
+# The verdict sits next to the name so it survives a narrow terminal; the data size goes last.
+COLUMNS = ("recipe", "plan", "GiB/card", "model", "method", "ZeRO", "cards", "data")
+
+
+def zero_label(row: CatalogRow) -> str:
+    return f"{row.zero_stage}" + ("" if row.offload == "none" else f"+{row.offload[:3]}")
+
+
+class CatalogScreen(Screen[None]):
+    BINDINGS = [
+        Binding("p", "plan", "Plan"),
+        Binding("l", "launch", "Launch"),
+        Binding("a", "queue", "Queue"),
+        Binding("e", "edit", "Edit"),
+        Binding("g,space", "expand", "Grid ±"),
+        Binding("slash", "filter", "Filter", show=False),
+        Binding("escape", "clear_filter", "Clear", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[CatalogRow] = []
+        self.bad: list[BadFile] = []
+        self.expanded: set[str] = set()
+        self.loaded = False
+
+    def compose(self) -> ComposeResult:
+        yield ModeBar()
+        with Vertical(id="catalog-body"):
+            yield Input(placeholder="filter (type to filter, Esc clears)", id="filter")
+            yield DataTable(id="catalog", cursor_type="row", zebra_stripes=False)
+            yield Static("", id="problems")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#catalog", DataTable)
+        for col in COLUMNS:
+            table.add_column(col, key=col)
+        table.focus()
+        self.load()
+
+    @work(thread=True, exclusive=True, group="catalog")
+    def load(self) -> None:
+        # Two passes: the files first (milliseconds), then the planner's columns (it reads the store
+        # for its calibration, which takes a while on a long history).
+        try:
+            services = self.app.services  # type: ignore[attr-defined]
+            self.post_message(Loaded("catalog", services.catalog(with_plan=False)))
+            self.post_message(Loaded("catalog-planned", services.catalog()))
+        except Exception as exc:
+            self.post_message(Loaded("catalog", ([], []), error=f"{type(exc).__name__}: {exc}"))
+
+    def on_loaded(self, msg: Loaded) -> None:
+        if msg.what in ("catalog", "catalog-planned"):
+            self.rows, self.bad = msg.data
+            self.loaded = msg.what == "catalog-planned" or msg.error is not None
+            self.render_table()
+            if msg.error:
+                self.notify(msg.error, severity="error")
+        elif msg.error:
+            self.notify(msg.error, severity="error", timeout=8)
+        elif msg.what == "launch":
+            run_id, name = msg.data
+            self.notify(f"run {run_id} started: {name}", timeout=6)
+            self.app.follow(run_id)  # type: ignore[attr-defined]
+            self.app.switch_mode("live")
+        elif msg.what == "queue":
+            self.notify(str(msg.data), timeout=6)
+
+    # -- table --------------------------------------------------------------------------------
+    def shown_rows(self) -> list[tuple[str, tuple[object, ...]]]:
+        needle = self.query_one("#filter", Input).value.strip().lower()
+        out: list[tuple[str, tuple[object, ...]]] = []
+        groups: dict[str | None, list[CatalogRow]] = {}
+        for r in self.rows:
+            groups.setdefault(r.grid, []).append(r)
+        for grid, members in groups.items():
+            hits = [r for r in members if not needle or needle in _haystack(r)]
+            if not hits:
+                continue
+            if grid is None:
+                out += [(f"r:{r.name}", _cells(r)) for r in hits]
+                continue
+            open_ = grid in self.expanded or bool(needle)
+            mark = "▾" if open_ else "▸"
+            out.append((f"g:{grid}", (Text(f"{mark} {grid} ({len(hits)})", style="bold"), _grid_verdict(hits), "",
+                                      hits[0].model, hits[0].method, "grid", f"{hits[0].cards} {hits[0].device}",
+                                      _data(hits[0]))))
+            if open_:
+                out += [(f"r:{r.name}", _cells(r, indent=True)) for r in hits]
+        return out
+
+    def render_table(self) -> None:
+        table = self.query_one("#catalog", DataTable)
+        keep = self.current_key()
+        # Columns too: their widths then fit what is shown now (a grid opened has longer names).
+        table.clear(columns=True)
+        for col in COLUMNS:
+            table.add_column(col, key=col)
+        for key, cells in self.shown_rows():
+            table.add_row(*cells, key=key)
+        if keep is not None:
+            with contextlib.suppress(Exception):
+                table.move_cursor(row=table.get_row_index(keep))
+        problems = self.query_one("#problems", Static)
+        if self.bad:
+            text = Text(f"{len(self.bad)} bad recipe file(s):\n", style="bold red")
+            for b in self.bad:
+                for p in b.problems:
+                    text.append(f"  {p}\n")
+            problems.update(text)
+            problems.display = True
+        else:
+            problems.display = False
+
+    def current_key(self) -> str | None:
+        table = self.query_one("#catalog", DataTable)
+        if table.row_count == 0:
+            return None
+        try:
+            return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        except Exception:
+            return None
+
+    def current_recipe(self) -> str | None:
+        key = self.current_key()
+        if key is None:
+            return None
+        if key.startswith("r:"):
+            return key[2:]
+        self.notify("a grid: expand it (g) and pick one recipe", severity="warning")
+        return None
+
+    # -- filter -------------------------------------------------------------------------------
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self) -> None:
+        if self.rows:
+            self.render_table()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        self.query_one("#catalog", DataTable).focus()
+
+    @on(DataTable.RowSelected, "#catalog")
+    def _row_selected(self) -> None:
+        self.action_plan()
+
+    def on_key(self, event: events.Key) -> None:
+        table = self.query_one("#catalog", DataTable)
+        if self.focused is not table or not event.is_printable or not event.character:
+            return
+        if event.key in self.active_bindings or event.character in "0123456789":
+            return
+        box = self.query_one("#filter", Input)
+        box.value += event.character
+        box.cursor_position = len(box.value)
+        box.focus()
+        event.stop()
+
+    def action_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def action_clear_filter(self) -> None:
+        self.query_one("#filter", Input).value = ""
+        self.query_one("#catalog", DataTable).focus()
+
+    # -- actions ------------------------------------------------------------------------------
+    def action_expand(self) -> None:
+        key = self.current_key()
+        if key is None:
+            return
+        grid = key[2:] if key.startswith("g:") else next((r.grid for r in self.rows if f"r:{r.name}" == key), None)
+        if grid is None:
+            return
+        self.expanded ^= {grid}
+        self.render_table()
+        table = self.query_one("#catalog", DataTable)
+        table.move_cursor(row=table.get_row_index(f"g:{grid}"))
+
+    def action_plan(self) -> None:
+        key = self.current_key()
+        if key is not None and key.startswith("g:"):
+            self.action_expand()
+            return
+        name = self.current_recipe()
+        if name:
+            from zerodeck.tui.screens.plan import PlanScreen
+
+            self.app.push_screen(PlanScreen(name))
+
+    def action_launch(self) -> None:
+        name = self.current_recipe()
+        if name:
+            self.notify(f"launching {name} …", timeout=3)
+            self._launch(name)
+
+    @work(thread=True, group="launch")
+    def _launch(self, name: str) -> None:
+        try:
+            run_id = self.app.services.launch(name)  # type: ignore[attr-defined]
+            self.post_message(Loaded("launch", (run_id, name)))
+        except Exception as exc:
+            self.post_message(Loaded("launch", error=f"launch {name}: {exc}"))
+
+    def action_queue(self) -> None:
+        name = self.current_recipe()
+        if name:
+            self._queue(name)
+
+    @work(thread=True, group="queue")
+    def _queue(self, name: str) -> None:
+        try:
+            item = self.app.services.enqueue(name)  # type: ignore[attr-defined]
+            self.post_message(Loaded("queue", f"queued {name} (item {item}); `zerodeck runner` runs the queue"))
+        except Exception as exc:
+            self.post_message(Loaded("queue", error=f"queue {name}: {exc}"))
+
+    def action_edit(self) -> None:
+        key = self.current_key()
+        if key is None:
+            return
+        path = next((r.path for r in self.rows if key in (f"r:{r.name}", f"g:{r.grid}")), None)
+        if path is None:
+            return
+        services = self.app.services  # type: ignore[attr-defined]
+        try:
+            with self.app.suspend():
+                subprocess.run(services.edit_command(path), check=False)
+        except SuspendNotSupported:  # no terminal to hand over (headless): the editor needs none
+            subprocess.run(services.edit_command(path), check=False, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        problems = services.validate(path)
+        if problems:
+            self.notify("\n".join(problems[:5]), title="recipe has problems", severity="error", timeout=10)
+        else:
+            self.notify(f"{path}: valid")
+        self.load()
+
+
+def _haystack(r: CatalogRow) -> str:
+    return " ".join(str(x) for x in (r.name, r.model, r.method, f"z{r.zero_stage}", r.offload, r.device,
+                                     r.grid or "", r.verdict or "")).lower()
+
+
+def _data(r: CatalogRow) -> str:
+    n = r.data_samples
+    if n is None:
+        return "-"
+    return f"{n / 1000:.0f}k" if n >= 10_000 else str(n)
+
+
+def _cells(r: CatalogRow, indent: bool = False) -> tuple[object, ...]:
+    gib = "-" if r.per_card_gib is None else _gib(r.per_card_gib)
+    if r.capacity_gib and r.per_card_gib is not None:
+        gib = f"{_gib(r.per_card_gib)}/{r.capacity_gib:.0f}"
+    verdict = verdict_text(r.verdict) if r.plan_error is None else Text("error", style="red")
+    return (("  " + r.name) if indent else r.name, verdict, gib, r.model, r.method, zero_label(r),
+            f"{r.cards} {r.device}", _data(r))
+
+
+def _gib(v: float) -> str:
+    return f"{v:.2f}" if v < 1 else f"{v:.1f}"
+
+
+def _grid_verdict(rows: list[CatalogRow]) -> Text:
+    """How many members fit, coloured by the best of them (a grid is there to find one that fits)."""
+    verdicts = [r.verdict for r in rows]
+    if all(v is None for v in verdicts):
+        return Text("-", style="dim")
+    fit = sum(v in ("fits", "tight") for v in verdicts)
+    best = next((v for v in ("fits", "tight", "oom") if v in verdicts), None)
+    t = verdict_text(best)
+    t.plain = f"{fit}/{len(rows)} fit"
+    return t

@@ -1,0 +1,158 @@
+"""Compare: the marked runs (or a whole grid) side by side, from zerodeck.core.compare.
+
+`d` keeps only the columns that differ, `p` cycles the pivots (e.g. model × ZeRO stage with peak
+GiB), `g` widens the selection to the grid of the first run, `e` exports in the compare formats.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, OptionList, Static
+from zerodeck.tui.messages import Loaded
+from zerodeck.tui.widgets.modebar import ModeBar
+
+FORMATS = ("md", "csv", "json", "html", "latex")
+PIVOTS: tuple[tuple[str, str, str] | None, ...] = (
+    None,
+    ("model", "zero_stage", "peak_max_gib"),
+    ("model", "zero_stage", "samples_per_s"),
+)
+
+
+class CompareScreen(Screen[None]):
+    BINDINGS = [
+        Binding("d", "diff", "Diff only"),
+        Binding("p", "pivot", "Pivot"),
+        Binding("g", "grid", "Whole grid"),
+        Binding("e", "export", "Export"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.diff_only = False
+        self.pivot_i = 0
+        self.ids: list[int] = []
+
+    def compose(self) -> ComposeResult:
+        yield ModeBar()
+        yield Static("", id="compare-title")
+        yield DataTable(id="compare", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#compare", DataTable).focus()
+        self.reload()
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        self.ids = list(self.app.compare_ids)  # type: ignore[attr-defined]
+        self.load(self.ids, self.diff_only, PIVOTS[self.pivot_i])
+
+    @work(thread=True, exclusive=True, group="compare")
+    def load(self, ids: list[int], diff_only: bool, pivot: tuple[str, str, str] | None) -> None:
+        services = self.app.services  # type: ignore[attr-defined]
+        try:
+            if not ids:
+                runs, _ = services.runs(limit=10)
+                ids = sorted(r.id for r in runs)
+            headers, rows = services.compare(ids, diff_only=diff_only, pivot=pivot)
+            self.post_message(Loaded("compare", (ids, headers, rows)))
+        except Exception as exc:
+            self.post_message(Loaded("compare", (ids, [], []), error=str(exc)))
+
+    def on_loaded(self, msg: Loaded) -> None:
+        if msg.what == "export":
+            if msg.error:
+                self.notify(msg.error, severity="error", timeout=8)
+            else:
+                self.notify(f"exported to {msg.data}", timeout=8)
+            return
+        ids, headers, rows = msg.data
+        self.ids = ids
+        table = self.query_one("#compare", DataTable)
+        table.clear(columns=True)
+        for h in headers:
+            table.add_column(str(h))
+        for r in rows:
+            table.add_row(*[str(c) for c in r])
+        title = Text(f" Compare: {len(ids)} run(s)", style="bold")
+        mode = ["diff only" if self.diff_only else "all columns"]
+        pivot = PIVOTS[self.pivot_i]
+        if pivot:
+            mode.append(f"pivot {pivot[0]} × {pivot[1]}: {pivot[2]}")
+        title.append("  " + " · ".join(mode), style="dim")
+        if msg.error:
+            title.append(f"\n {msg.error}", style="red")
+        self.query_one("#compare-title", Static).update(title)
+
+    def action_diff(self) -> None:
+        self.diff_only = not self.diff_only
+        self.load(self.ids, self.diff_only, PIVOTS[self.pivot_i])
+
+    def action_pivot(self) -> None:
+        self.pivot_i = (self.pivot_i + 1) % len(PIVOTS)
+        self.load(self.ids, self.diff_only, PIVOTS[self.pivot_i])
+
+    def action_grid(self) -> None:
+        self._grid(self.ids)
+
+    @work(thread=True, exclusive=True, group="compare")
+    def _grid(self, ids: list[int]) -> None:
+        services = self.app.services  # type: ignore[attr-defined]
+        grid_ids = services.grid_runs(ids[0]) if ids else []
+        if not grid_ids:
+            self.post_message(Loaded("export", error="the first run belongs to no grid"))
+            return
+        self.app.compare_ids = grid_ids  # type: ignore[attr-defined]
+        try:
+            headers, rows = services.compare(grid_ids, diff_only=self.diff_only, pivot=PIVOTS[self.pivot_i])
+            self.post_message(Loaded("compare", (grid_ids, headers, rows)))
+        except Exception as exc:
+            self.post_message(Loaded("compare", (grid_ids, [], []), error=str(exc)))
+
+    def action_export(self) -> None:
+        def chosen(fmt: str | None) -> None:
+            if fmt:
+                self._export(list(self.ids), fmt)
+
+        self.app.push_screen(ExportDialog(), chosen)
+
+    @work(thread=True, group="export")
+    def _export(self, ids: list[int], fmt: str) -> None:
+        from zerodeck.core import paths
+
+        out = paths.home() / "exports" / f"compare-{'-'.join(map(str, ids[:8]))}.{_ext(fmt)}"
+        try:
+            path = self.app.services.export(ids, fmt, out, diff_only=self.diff_only,  # type: ignore[attr-defined]
+                                            pivot=PIVOTS[self.pivot_i])
+            self.post_message(Loaded("export", str(path)))
+        except Exception as exc:
+            self.post_message(Loaded("export", error=f"export {fmt}: {exc}"))
+
+
+def _ext(fmt: str) -> str:
+    return {"latex": "tex"}.get(fmt, fmt)
+
+
+class ExportDialog(ModalScreen[str | None]):
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="export-dialog"):
+            yield Static("Export the comparison as", id="export-title")
+            yield OptionList(*FORMATS, id="export-formats")
+
+    @on(OptionList.OptionSelected)
+    def _picked(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(FORMATS[event.option_index])
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+

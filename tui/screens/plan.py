@@ -1,0 +1,118 @@
+"""Plan: a recipe's per-card memory breakdown against the card, the verdict, the cheapest change that
+fits, and the data advice. Everything shown comes from the planner (zerodeck.core.plan)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+from zerodeck.tui.messages import Loaded
+from zerodeck.tui.widgets.modebar import ModeBar
+from zerodeck.tui.widgets.plan_bars import PlanBars, plan_numbers
+
+
+class PlanScreen(Screen[None]):
+    BINDINGS = [Binding("escape,b", "app.pop_screen", "Back"), Binding("l", "launch", "Launch")]
+
+    def __init__(self, recipe_name: str) -> None:
+        super().__init__()
+        self.recipe_name = recipe_name
+
+    def compose(self) -> ComposeResult:
+        yield ModeBar()
+        with VerticalScroll(id="plan-body"):
+            yield Static(Text(f"Plan · {self.recipe_name}", style="bold"), id="plan-title")
+            yield PlanBars(id="plan-bars")
+            yield Static("", id="plan-advice")
+            yield Static("", id="plan-data")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True, group="plan")
+    def load(self) -> None:
+        services = self.app.services  # type: ignore[attr-defined]
+        try:
+            plan = services.plan(self.recipe_name)
+        except Exception as exc:
+            self.post_message(Loaded("plan", error=str(exc)))
+            return
+        try:
+            advice = services.data_advice(self.recipe_name)
+        except Exception as exc:
+            advice = {"error": str(exc)}
+        self.post_message(Loaded("plan", (plan, advice)))
+
+    def on_loaded(self, msg: Loaded) -> None:
+        if msg.what != "plan":
+            return
+        if msg.error:
+            self.query_one("#plan-bars", PlanBars).display = False
+            self.query_one("#plan-advice", Static).update(Text(msg.error, style="red"))
+            return
+        plan, advice = msg.data
+        numbers = plan_numbers(plan)
+        self.query_one("#plan-bars", PlanBars).show(numbers)
+        self.query_one("#plan-advice", Static).update(advice_text(plan, numbers))
+        self.query_one("#plan-data", Static).update(data_text(advice))
+
+    def action_launch(self) -> None:
+        below = self.app.screen_stack[-2] if len(self.app.screen_stack) > 1 else None
+        self.app.pop_screen()
+        if below is not None and hasattr(below, "_launch"):
+            below._launch(self.recipe_name)
+
+
+def _attr(obj: Any, *names: str) -> Any:
+    for n in names:
+        v = obj.get(n) if isinstance(obj, dict) else getattr(obj, n, None)
+        if v is not None:
+            return v
+    return None
+
+
+def advice_text(plan: Any, numbers: dict[str, Any]) -> Text:
+    raw = numbers["raw"]
+    t = Text()
+    host = numbers.get("host_gib")
+    if host is not None:
+        t.append(f"host RAM: {host:.1f} GiB\n")
+    mb = _attr(plan, "max_micro_batch") or _attr(raw, "max_micro_batch")
+    if mb is not None:
+        t.append(f"largest micro-batch that fits: {mb}\n")
+    sug = _attr(plan, "suggestion") or _attr(raw, "suggestion")
+    if sug:
+        t.append("cheapest change that fits: ", style="bold")
+        t.append(str(_attr(sug, "text", "description", "summary") or sug) + "\n")
+    note = _attr(plan, "data_advice")
+    if note:
+        t.append(f"data size: {note}\n")
+    return t
+
+
+def data_text(advice: Any) -> Text:
+    if advice is None:
+        return Text("data: no local data file to inspect", style="dim")
+    if isinstance(advice, dict) and "error" in advice and len(advice) == 1:
+        return Text(f"data: {advice['error']}", style="red")
+    get = (lambda k: advice.get(k)) if isinstance(advice, dict) else (lambda k: getattr(advice, k, None))
+    t = Text("data: ", style="bold")
+    t.append(f"{get('samples')} samples, {get('duplicates')} duplicates")
+    rec = get("recommended_samples")
+    if rec:
+        t.append(f", recommended ≈ {rec}")
+    length = get("length") or {}
+    if length:
+        p = (lambda k: length.get(k)) if isinstance(length, dict) else (lambda k: getattr(length, k, None))
+        t.append(f"; length p50 {p('p50')} p95 {p('p95')} max {p('max')}")
+    verdict = get("verdict")
+    if verdict:
+        t.append(f" — {verdict}")
+    return t

@@ -1,0 +1,119 @@
+"""One run's full record: every stored field, peaks per card against the prediction, the loss curve,
+the card snapshot taken at failure, and the log's tail."""
+
+from __future__ import annotations
+
+import json
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Log, Static
+from zerodeck.tui.messages import Loaded
+from zerodeck.tui.view import RunDetail
+from zerodeck.tui.widgets.modebar import ModeBar
+from zerodeck.tui.widgets.text import bar, outcome_text, sparkline
+
+HIDDEN = {"rendered", "env", "argv", "versions", "baseline", "summary", "attempts_log"}
+
+
+class RunDetailScreen(Screen[None]):
+    BINDINGS = [Binding("escape,b", "app.pop_screen", "Back"), Binding("s", "stop", "Stop"),
+                Binding("r", "reload", "Reload")]
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.detail: RunDetail | None = None
+
+    def compose(self) -> ComposeResult:
+        yield ModeBar()
+        with VerticalScroll(id="detail-body"):
+            yield Static(f"run {self.run_id} …", id="detail-head")
+            yield Static("", id="detail-fields")
+            yield Static("", id="detail-peaks")
+            yield Static("", id="detail-failure")
+        yield Log(id="detail-log", max_lines=500)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.load()
+
+    def action_reload(self) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True, group="detail")
+    def load(self) -> None:
+        try:
+            self.post_message(Loaded("detail", self.app.services.run_detail(self.run_id)))  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.post_message(Loaded("detail", error=f"run {self.run_id}: {exc!r}"))
+
+    def on_loaded(self, msg: Loaded) -> None:
+        if msg.error:
+            self.notify(msg.error, severity="error", timeout=8)
+            return
+        if msg.what == "stop":
+            self.notify(f"asked run {msg.data} to stop")
+            self.load()
+            return
+        d: RunDetail = msg.data
+        self.detail = d
+        r = d.row
+        head = Text(f"run {r.id} · {r.name} · ", style="bold")
+        head.append_text(outcome_text(r.label))
+        if r.reason:
+            head.append(f"\n{r.reason}", style="red")
+        self.query_one("#detail-head", Static).update(head)
+        fields = Text()
+        for k, v in d.fields:
+            if k in HIDDEN or v in ("-", "", "{}", "[]"):
+                continue
+            fields.append(f"{k:>20} ", style="dim")
+            fields.append(f"{v}\n")
+        self.query_one("#detail-fields", Static).update(fields)
+        self.query_one("#detail-peaks", Static).update(peaks_text(d))
+        failure = Text()
+        if d.failure_snapshot:
+            failure.append("card snapshot at failure\n", style="bold")
+            failure.append(json.dumps(d.failure_snapshot, indent=1, default=str)[:4000])
+        self.query_one("#detail-failure", Static).update(failure)
+        log = self.query_one("#detail-log", Log)
+        log.clear()
+        log.write_lines(list(d.log_tail) or ["(no log)"])
+
+    def action_stop(self) -> None:
+        if self.detail is None or not self.detail.row.active:
+            self.notify("this run is not running", severity="warning")
+            return
+        self._stop(self.run_id)
+
+    @work(thread=True, group="stop")
+    def _stop(self, run_id: int) -> None:
+        try:
+            self.app.services.stop(run_id)  # type: ignore[attr-defined]
+            self.post_message(Loaded("stop", run_id))
+        except Exception as exc:
+            self.post_message(Loaded("stop", error=f"stop {run_id}: {exc}"))
+
+
+def peaks_text(d: RunDetail) -> Text:
+    t = Text()
+    pred = d.row.predicted_peak_gib
+    if d.peaks:
+        t.append(f"peak per card (predicted {'-' if pred is None else f'{pred:.1f}'} GiB)\n", style="bold")
+        for p in d.peaks:
+            frac = p.peak_mb / p.total_mb if p.peak_mb is not None and p.total_mb else None
+            t.append(f"{p.card:>8} ")
+            t.append_text(bar(frac, 20))
+            peak = "N/A" if p.peak_mb is None else f"{p.peak_mb / 1024:.1f}"
+            total = "N/A" if p.total_mb is None else f"{p.total_mb / 1024:.1f}"
+            t.append(f" {peak}/{total} GiB\n")
+    if d.losses:
+        t.append(f"loss {d.losses[0]:.4f} → {d.losses[-1]:.4f} ", style="bold")
+        t.append(sparkline(d.losses, 50), style="cyan")
+        t.append("\n")
+    return t

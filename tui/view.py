@@ -1,0 +1,162 @@
+"""Plain, immutable objects the screens render.
+
+Workers turn store rows and core results into these before posting them, so no widget ever holds a
+live ORM row (whose lazy loads would hit the database from the event loop) and snapshot tests can
+build screens from literal values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CatalogRow:
+    name: str
+    model: str
+    method: str
+    zero_stage: int
+    offload: str
+    cards: int
+    device: str
+    data_samples: int | None
+    path: str
+    grid: str | None = None
+    per_card_gib: float | None = None
+    capacity_gib: float | None = None
+    verdict: str | None = None  # fits | tight | oom | None (planner unavailable or failed)
+    plan_error: str | None = None
+
+
+@dataclass(frozen=True)
+class BadFile:
+    path: str
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: int
+    name: str
+    status: str
+    outcome: str | None = None
+    reason: str | None = None
+    grid: str | None = None
+    device: str = ""
+    cards: int = 1
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    predicted_peak_gib: float | None = None
+    measured_peak_gib: float | None = None
+    steps_done: int | None = None
+    steps_total: int | None = None
+    final_loss: float | None = None
+    samples_per_s: float | None = None
+    tokens_per_s: float | None = None
+    log_path: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("queued", "starting", "running")
+
+    def duration_s(self, now: datetime) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.ended_at or now
+        return max(0.0, (_aware(end) - _aware(self.started_at)).total_seconds())
+
+    @property
+    def label(self) -> str:
+        """What the Runs table shows in the outcome column: the outcome, or where the run is."""
+        return self.outcome or self.status
+
+
+@dataclass(frozen=True)
+class CardPeakView:
+    card: str
+    peak_mb: float | None
+    total_mb: float | None
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    row: RunRow
+    fields: tuple[tuple[str, str], ...]
+    peaks: tuple[CardPeakView, ...] = ()
+    losses: tuple[float, ...] = ()
+    failure_snapshot: dict[str, Any] = field(default_factory=dict)
+    log_tail: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The run the live screen follows: where it is and how its loss moves."""
+
+    run: RunRow
+    losses: tuple[float, ...] = ()
+    step: int | None = None
+    total: int | None = None
+    samples_per_s: float | None = None
+    eta_s: float | None = None
+
+
+@dataclass(frozen=True)
+class CardView:
+    """One card, die or CPU rank as a live panel shows it; a missing value is None (shown N/A)."""
+
+    key: str  # "0", "0.1", "rank0", "gpu0"
+    name: str = ""
+    health: str | None = None
+    used_mb: float | None = None
+    total_mb: float | None = None
+    util_pct: float | None = None
+    temp_c: float | None = None
+    power_w: float | None = None
+    pids: tuple[int, ...] = ()
+
+    @property
+    def used_frac(self) -> float | None:
+        if self.used_mb is None or not self.total_mb:
+            return None
+        return max(0.0, min(1.0, self.used_mb / self.total_mb))
+
+
+@dataclass(frozen=True)
+class HostView:
+    used_mb: float | None = None
+    total_mb: float | None = None
+    cpu_pct: float | None = None
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One telemetry poll: every card of the source, the host, and the source's name."""
+
+    source: str
+    cards: tuple[CardView, ...] = ()
+    host: HostView | None = None
+    error: str | None = None
+    mine: frozenset[str] = frozenset()  # keys of the cards running the followed run's processes
+
+
+def _aware(dt: datetime) -> datetime:
+    # SQLite gives naive datetimes back; the store writes UTC.
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def fmt_num(value: float | None, fmt: str = "{:.1f}", na: str = "N/A") -> str:
+    return na if value is None else fmt.format(value)

@@ -1,0 +1,31 @@
+"""The top line: the four screens and their number keys, the current one highlighted.
+
+It replaces a title bar, so the number keys need no room in the footer at 80 columns.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widget import Widget
+
+MODES = (("1", "catalog", "Catalog"), ("2", "live", "Live"), ("3", "runs", "Runs"), ("4", "compare", "Compare"))
+
+
+class ModeBar(Widget):
+    DEFAULT_CSS = "ModeBar { height: 1; background: $panel; }"
+
+    def __init__(self, title: str = "", **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.title = title
+
+    def render(self) -> Text:
+        current = getattr(self.app, "current_mode", "")
+        t = Text(" zerodeck ", style="bold")
+        for key, mode, label in MODES:
+            style = "reverse bold" if mode == current else ""
+            t.append(" ")
+            t.append(f"{key} {label}", style=style)
+            t.append(" ")
+        if self.title:
+            t.append(f"  {self.title}", style="dim")
+        return t
