@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from textual.widgets import DataTable
 
-from .tui_support import A3_16, NPU8, app, catalog_loaded, seeded, until
+from .tui_support import A3_16, BAD_RECIPES, NPU8, app, catalog_loaded, seeded, until
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 
@@ -22,8 +22,10 @@ def _keys(table: DataTable) -> list[str]:
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_catalog(snap_compare: Any, size: tuple[int, int]) -> None:
-    a = app(bad=True)
+def test_catalog(snap_compare: Any, size: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Bad files are shown with their path: make it relative so the picture is the same in any checkout.
+    monkeypatch.chdir(BAD_RECIPES.parent.parent)
+    a = app(extra=[Path("recipes") / "bad"])
 
     async def ready(pilot: Any) -> None:
         await until(pilot, lambda: catalog_loaded(a))
