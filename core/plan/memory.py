@@ -58,8 +58,10 @@ Terms (bytes per card; P parameters, T trainable, N data-parallel ranks, t = mic
   DDP at ZeRO-0 keeps a flat copy of the gradients in its buckets (torch DDP docs).
 - runtime: what the device uses before the first tensor: an idle Ascend 910B already shows ~3 GB in
   npu-smi (the CANN runtime; a 910B4 with no process shows 2871 MB of HBM in use); a CUDA context
-  ~1 GiB as nvidia-smi shows it (PyTorch CUDA semantics notes; FIT 1.0). Zero when the figure
-  wanted is torch's max_memory_reserved.
+  ~1 GiB as nvidia-smi shows it (PyTorch CUDA semantics notes; FIT 1.0). On the CPU a "card" is a
+  rank process and its RSS: Python with torch, DeepSpeed and gloo loaded is ~0.4 GiB before the
+  model (the demo trainer's ranks, measured here with psutil). Zero when the figure wanted is
+  torch's max_memory_reserved.
 - headroom: the caching allocator keeps freed blocks (PyTorch / torch_npu caching allocator).
   With dynamic padding (LLaMA-Factory's collator pads to the longest in each batch), the
   per-shape logits blocks fragment: reserved memory grows by about one and a half more
@@ -95,7 +97,7 @@ LOGIT_BYTES = 14.0
 LOGIT_BYTES_16 = 8.0  # cross-entropy left in 16 bit: logits, log-softmax, its gradient, the logits' gradient
 DYNAMIC_FRAG = 1.5  # logits-sized blocks the allocator keeps cached when batch lengths vary
 STATIC_HEADROOM = 0.10
-RUNTIME_GIB = {"npu": 3.0, "cuda": 1.0, "cpu": 0.0}
+RUNTIME_GIB = {"npu": 3.0, "cuda": 1.0, "cpu": 0.4}
 BUCKET_ELEMS = 5e8
 OVERLAP_FACTOR = 3.0
 SUB_GROUP_ELEMS = 1e9
