@@ -62,6 +62,30 @@ def test_catalog_filter_by_typing_and_expand_grid() -> None:
     drive(a, body)
 
 
+def test_filter_keeps_a_burst_of_letters_that_are_also_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over SSH a typed word arrives in one burst, before the filter box has focus: `e` and `3`
+    inside a word are letters of the filter, not Edit and the Runs screen."""
+    monkeypatch.setenv("EDITOR", "false")
+    a = app()
+
+    async def body(pilot: Any) -> None:
+        await until(pilot, lambda: catalog_loaded(a))
+        table = a.screen.query_one("#catalog", DataTable)
+        screen = a.screen
+        await pilot.press("z")
+        table.focus()  # the box has not taken focus yet when the rest of the word arrives
+        await pilot.pause()
+        await pilot.press("e", "r", "o", "3")
+        assert a.screen is screen
+        assert screen.query_one("#filter", Input).value == "zero3"
+        await pilot.press("enter")
+        assert _rows(table) == ["r:demo-cpu-zero3"]
+        await pilot.press("3")  # the word is done: keys are keys again
+        assert a.screen is not screen
+
+    drive(a, body)
+
+
 def test_catalog_shows_planner_verdicts_and_plan_screen() -> None:
     a = app()
 

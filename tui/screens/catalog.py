@@ -50,7 +50,7 @@ class CatalogScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield ModeBar()
         with Vertical(id="catalog-body"):
-            yield Input(placeholder="filter (type to filter, Esc clears)", id="filter")
+            yield Input(placeholder="filter (type to filter, Esc clears)", id="filter", select_on_focus=False)
             yield DataTable(id="catalog", cursor_type="row", zebra_stripes=False)
             yield Static("", id="problems")
         yield Footer()
@@ -162,6 +162,7 @@ class CatalogScreen(Screen[None]):
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self) -> None:
+        self._typing = False
         self.query_one("#catalog", DataTable).focus()
 
     @on(DataTable.RowSelected, "#catalog")
@@ -172,8 +173,12 @@ class CatalogScreen(Screen[None]):
         table = self.query_one("#catalog", DataTable)
         if self.focused is not table or not event.is_printable or not event.character:
             return
-        if event.key in self.active_bindings or event.character in "0123456789":
+        # Once a word has started, its next letters belong to it even before the filter box has
+        # taken focus (a fast typist, or a paste over SSH, sends them in one burst).
+        typing = getattr(self, "_typing", False)
+        if not typing and (event.key in self.active_bindings or event.character in "0123456789"):
             return
+        self._typing = True
         box = self.query_one("#filter", Input)
         box.value += event.character
         box.cursor_position = len(box.value)
@@ -184,6 +189,7 @@ class CatalogScreen(Screen[None]):
         self.query_one("#filter", Input).focus()
 
     def action_clear_filter(self) -> None:
+        self._typing = False
         self.query_one("#filter", Input).value = ""
         self.query_one("#catalog", DataTable).focus()
 
