@@ -8,20 +8,19 @@ run already going; `n` steps through the active runs, `s` asks the followed run'
 from __future__ import annotations
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Log, Static
 from zerodeck.tui.messages import Loaded
+from zerodeck.tui.screens.stopping import StopsRuns
 from zerodeck.tui.view import Frame, Progress, RunRow, fmt_duration, fmt_num
 from zerodeck.tui.widgets.cards import CardRow, HostRow
 from zerodeck.tui.widgets.modebar import ModeBar
 from zerodeck.tui.widgets.text import outcome_text, sparkline
 
 
-class LiveScreen(Screen[None]):
+class LiveScreen(StopsRuns):
     BINDINGS = [Binding("n", "next_run", "Next run"), Binding("s", "stop", "Stop run")]
 
     def __init__(self) -> None:
@@ -114,14 +113,6 @@ class LiveScreen(Screen[None]):
             self.notify("no running run is followed", severity="warning")
             return
         self._stop(p.run.id)
-
-    @work(thread=True, group="stop")
-    def _stop(self, run_id: int) -> None:
-        try:
-            self.app.services.stop(run_id)  # type: ignore[attr-defined]
-            self.post_message(Loaded("stop", run_id))
-        except Exception as exc:
-            self.post_message(Loaded("stop", error=f"stop {run_id}: {exc}"))
 
     def on_loaded(self, msg: Loaded) -> None:
         if msg.error:

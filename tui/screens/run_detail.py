@@ -10,9 +10,9 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Log, Static
 from zerodeck.tui.messages import Loaded
+from zerodeck.tui.screens.stopping import StopsRuns
 from zerodeck.tui.view import RunDetail
 from zerodeck.tui.widgets.modebar import ModeBar
 from zerodeck.tui.widgets.text import bar, outcome_text, sparkline
@@ -20,7 +20,7 @@ from zerodeck.tui.widgets.text import bar, outcome_text, sparkline
 HIDDEN = {"rendered", "env", "argv", "versions", "baseline", "summary", "attempts_log"}
 
 
-class RunDetailScreen(Screen[None]):
+class RunDetailScreen(StopsRuns):
     BINDINGS = [Binding("escape,b", "app.pop_screen", "Back"), Binding("s", "stop", "Stop"),
                 Binding("r", "reload", "Reload")]
 
@@ -90,14 +90,6 @@ class RunDetailScreen(Screen[None]):
             self.notify("this run is not running", severity="warning")
             return
         self._stop(self.run_id)
-
-    @work(thread=True, group="stop")
-    def _stop(self, run_id: int) -> None:
-        try:
-            self.app.services.stop(run_id)  # type: ignore[attr-defined]
-            self.post_message(Loaded("stop", run_id))
-        except Exception as exc:
-            self.post_message(Loaded("stop", error=f"stop {run_id}: {exc}"))
 
 
 def peaks_text(d: RunDetail) -> Text:

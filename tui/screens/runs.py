@@ -8,9 +8,9 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from zerodeck.tui.messages import Loaded
+from zerodeck.tui.screens.stopping import StopsRuns
 from zerodeck.tui.view import RunRow, fmt_duration
 from zerodeck.tui.widgets.modebar import ModeBar
 from zerodeck.tui.widgets.text import outcome_text
@@ -19,7 +19,7 @@ COLUMNS = ("", "id", "recipe", "outcome", "time", "peak/pred GiB", "samples/s", 
 SHOWN = 1000  # the newest runs listed; the title says how many the store holds
 
 
-class RunsScreen(Screen[None]):
+class RunsScreen(StopsRuns):
     BINDINGS = [
         Binding("o", "open", "Open"),  # Enter opens too (the table selects the row)
         Binding("s", "stop", "Stop"),
@@ -133,14 +133,6 @@ class RunsScreen(Screen[None]):
             self.notify("that run is not running", severity="warning")
             return
         self._stop(r.id)
-
-    @work(thread=True, group="stop")
-    def _stop(self, run_id: int) -> None:
-        try:
-            self.app.services.stop(run_id)  # type: ignore[attr-defined]
-            self.post_message(Loaded("stop", run_id))
-        except Exception as exc:
-            self.post_message(Loaded("stop", error=f"stop {run_id}: {exc}"))
 
 
 def run_cells(r: RunRow, now: object, marked: bool = False) -> tuple[object, ...]:
