@@ -95,6 +95,26 @@ def test_poller_never_overlaps_and_delivers_the_newest_frame() -> None:
     assert a.latest_frame is not None and a.latest_frame.cards[0].used_mb >= 10
 
 
+def test_poller_backs_off_when_the_source_is_slow() -> None:
+    """npu-smi can take seconds on 8 x 910B: the live view must not run it back to back."""
+    starts: list[float] = []
+
+    def slow() -> Frame:
+        starts.append(time.monotonic())
+        time.sleep(0.1)
+        return Frame(source="slow")
+
+    a = app(None, poll_interval=0.01)
+    a.source = slow
+
+    async def body(pilot: Any) -> None:
+        await until(pilot, lambda: len(starts) >= 4)
+
+    drive(a, body)
+    gaps = [b - a_ for a_, b in zip(starts, starts[1:])]
+    assert min(gaps) >= 0.18  # twice the read time, not the 0.01 s target
+
+
 def test_make_app_store_url_reaches_the_core(tmp_path: Path, monkeypatch: Any) -> None:
     from zerodeck.tui.app import make_app
 

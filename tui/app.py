@@ -22,6 +22,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import get_current_worker
+from zerodeck.core.telemetry.poller import adapted_interval
 from zerodeck.tui.messages import FrameReady, Notice, ProgressReady, RunsChanged
 from zerodeck.tui.services import LogFollower, Services, progress_of, utcnow
 from zerodeck.tui.telemetry import History, RunScope, Source, default_source
@@ -130,7 +131,8 @@ class ZerodeckApp(App[int]):
             if not self._frame_pending:
                 self._frame_pending = True
                 self.post_message(FrameReady())
-            self._stop.wait(max(0.05, self.poll_interval - (time.monotonic() - started)))
+            took = time.monotonic() - started
+            self._stop.wait(max(0.05, adapted_interval(self.poll_interval, took) - took))
 
     def _refresh_scope(self, now: float) -> None:
         """The followed run's processes, by the launcher's tag; a scan of /proc, so every few polls."""

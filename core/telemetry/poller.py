@@ -23,6 +23,11 @@ SLOW_FACTOR = 2.0  # leave the source idle at least as long as it was busy
 MAX_INTERVAL = 60.0
 
 
+def adapted_interval(target: float, took: float) -> float:
+    """The next poll period: the target, stretched to twice a slow read (npu-smi can take seconds)."""
+    return min(MAX_INTERVAL, max(target, took * SLOW_FACTOR))
+
+
 class Poller:
     def __init__(self, source: Source, callback: Callable[[Snapshot], None], *, interval: float = 1.0,
                  timeout: float = DEFAULT_TIMEOUT, with_host: bool = True,
@@ -63,7 +68,7 @@ class Poller:
                 snap = replace(snap, cards=self.last_good.cards, processes=self.last_good.processes, stale=True)
             self.reads += 1
             self.read_time_s += took
-            self.interval = min(MAX_INTERVAL, max(self.target, took * SLOW_FACTOR))
+            self.interval = adapted_interval(self.target, took)
             self.latest = snap
         with contextlib.suppress(Exception):  # a consumer bug must not end the polling either
             self.callback(snap)
