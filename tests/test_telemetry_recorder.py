@@ -116,7 +116,7 @@ def test_series_stays_small_and_keeps_the_spike() -> None:
     assert series.points[0].util_pct == 50.0 and series.points[0].power_w is None
 
 
-def test_peaks_reach_the_store_while_the_run_goes() -> None:
+def test_samples_and_peaks_reach_the_store_while_the_run_goes() -> None:
     run_id = new_run("npu")
     now = [0.0]
     src = ReplaySource("npu-smi", [TABLE])
@@ -127,16 +127,25 @@ def test_peaks_reach_the_store_while_the_run_goes() -> None:
         with open_store() as s:
             return {p.card: p.peak_mb for p in s.exec(select(CardPeak).where(CardPeak.run_id == run_id))}
 
+    def samples() -> list[tuple[str, float]]:
+        with open_store() as s:
+            rows = s.exec(select(TelemetrySample).where(TelemetrySample.run_id == run_id))
+            return [(r.card, r.t) for r in rows]
+
     for _ in range(30):
         rec.poller.poll_once()
         now[0] += 1.0
-    assert stored() == {}  # not yet a minute
+    assert stored() == {} and samples() == []  # not yet a minute
     for _ in range(40):
         rec.poller.poll_once()
         now[0] += 1.0
     assert stored()["2"] == 41052  # a supervisor killed now would still leave the peaks
+    mid = samples()
+    assert mid and {c for c, _ in mid} >= {"0", "2", "host"}  # ... and the samples so far
     rec.stop(failed=False)
     after = stored()
     assert after["2"] == 41052 and len(after) == len(set(after)) == 10  # 8 cards + host + swap, no duplicates
+    final = samples()
+    assert len(final) == len(set(final)) and len(final) >= len(mid)  # replaced, not appended twice
     with open_store() as s:
         assert get_run(s, run_id).failure_snapshot == "{}"  # type: ignore[union-attr]

@@ -3,7 +3,8 @@ exits, per-card peaks, the device baseline and the snapshot at the moment of fai
 
 The supervisor owns one RunRecorder per run. The baseline is read synchronously in `start()` and
 written at once, so even a job that dies while loading the model leaves a trace; samples are kept
-downsampled in memory (series.py) and written with the peaks in `stop()`. Processes on a card count
+downsampled in memory (series.py) and written with the peaks every minute and in `stop()`, so a
+supervisor that is killed mid-run loses at most a minute. Processes on a card count
 as the run's when their PID (or, inside a container, their container PID) belongs to the run.
 """
 
@@ -24,7 +25,7 @@ from zerodeck.core.telemetry.sources import DEFAULT_TIMEOUT, CpuRankSource, Sour
 # A stored point covers at least this many polls (max memory, mean of the rest), which keeps even
 # a short run under ~70 KB per card-hour; the live view still sees every poll.
 STORE_POLLS_PER_POINT = 3
-PEAK_FLUSH_S = 60.0
+FLUSH_S = 60.0
 
 _DEVICE_SOURCE = {"npu": "npu-smi", "cuda": "nvidia", "cpu": "cpu"}
 
@@ -162,15 +163,18 @@ class RunRecorder:
         with open_store(self.store_url) as session:
             update_run(session, self.run_id, **fields)
 
-    def _write_samples(self, samples: bool = True) -> None:
-        """Replace this run's CardPeak rows (and with `samples`, write the series)."""
+    def _write_samples(self) -> None:
+        """Replace this run's samples and CardPeak rows with the current series and peaks.
+
+        A replace, not an append: the series merges old buckets as it grows, so the stored points
+        of a minute ago may no longer exist. The series is bounded, so the write is too."""
         from sqlmodel import delete
         from zerodeck.store.engine import open_store
         from zerodeck.store.models import CardPeak, TelemetrySample
 
         with self._lock:
             rows: list[Any] = []
-            for (source, card), series in self.series.items() if samples else ():
+            for (source, card), series in self.series.items():
                 rows += [TelemetrySample(run_id=self.run_id, t=p.t, source=source, card=card,
                                          memory_used_mb=p.memory_used_mb, memory_total_mb=p.memory_total_mb,
                                          util_pct=p.util_pct, power_w=p.power_w, temp_c=p.temp_c)
@@ -179,14 +183,15 @@ class RunRecorder:
                 rows.append(CardPeak(run_id=self.run_id, source=source, card=card, **peak))
         with open_store(self.store_url) as session:
             session.exec(delete(CardPeak).where(CardPeak.run_id == self.run_id))
+            session.exec(delete(TelemetrySample).where(TelemetrySample.run_id == self.run_id))
             session.add_all(rows)
             session.commit()
 
     def _checkpoint(self, now: float) -> None:
-        """Peaks reach the store every PEAK_FLUSH_S while the run goes, so a supervisor killed
-        mid-run still leaves them; a failed write is retried at the next checkpoint."""
-        if self._stopped or now - self._flushed_at < PEAK_FLUSH_S:
+        """Samples and peaks reach the store every FLUSH_S while the run goes, so a supervisor
+        killed mid-run still leaves them; a failed write is retried at the next checkpoint."""
+        if self._stopped or now - self._flushed_at < FLUSH_S:
             return
         self._flushed_at = now
         with contextlib.suppress(Exception):
-            self._write_samples(samples=False)
+            self._write_samples()
