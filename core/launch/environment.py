@@ -15,9 +15,12 @@ import socket
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zerodeck.core.launch.context import RenderContext
-from zerodeck.core.recipe.model import Recipe
+
+if TYPE_CHECKING:  # the supervisor imports this module; building the pydantic models costs it ~10 MiB
+    from zerodeck.core.recipe.model import Recipe
 
 RUN_ID_VAR = "ZERODECK_RUN_ID"
 # The tag `stop` and the reconciler look for: the run directory, unique across stores (run ids are not).
