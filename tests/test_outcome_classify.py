@@ -51,6 +51,8 @@ CASES: list[tuple[Path, int | None, tuple[str, str | None, str | None, int | Non
     (LOGS / "run_ds0198_runner_sigint_pid_only.log", None, ("killed", None, "-2", None)),
     (LOGS / "run_lf095_sigint_process_group.log", None, ("killed", None, "-2", None)),
     (LOGS / "run_torch213_torchrun_sigterm_forwarded.log", 1, ("killed", None, "-15", None)),
+    # finished, then a rank aborted at exit (SIGABRT): the training is complete
+    (LOGS / "run_zerodeck_builtin_zero3_teardown_sigabrt.log", 1, ("succeeded", None, None, None)),
     (LOGS / "run_torch213_torchrun_sigint_forwarded.log", 1, ("killed", None, "-2", None)),
     # failed: tracebacks and Ascend runtime errors
     (LOGS / "run_lf095_tf4571_lora_ds3_zip_strict_valueerror.log", 1, ("failed", None, None, 0)),
@@ -143,6 +145,20 @@ def test_failure_after_a_completion_marker_is_a_failure() -> None:
     # ...while a marker after an earlier error (an OOM retried by auto_find_batch_size) is a success.
     retried = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n" + ok
     assert diagnose(retried).outcome == "succeeded"
+
+
+def test_abort_while_shutting_down_after_training_is_a_success() -> None:
+    """Captured from zerodeck's own ZeRO-3 demo under load: all 20 steps and the done line, then
+    rank 1 died of SIGABRT at exit and torchrun exited 1."""
+    text = (LOGS / "run_zerodeck_builtin_zero3_teardown_sigabrt.log").read_text()
+    d = diagnose(text, exit_code=1)
+    assert d.outcome == "succeeded" and "aborted while shutting down" in d.reason
+    # The same abort with no completion marker before it is still a failure.
+    cut = text.index('{"zerodeck": "done"')
+    assert diagnose(text[:cut] + text[text.index("terminate called"):], exit_code=1).outcome != "succeeded"
+    # ...and so is a real error before the marker, even if the ranks then abort at exit.
+    oom = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n"
+    assert diagnose(oom + text, exit_code=1).outcome == "oom"
 
 
 def test_transient_startup_flake() -> None:

@@ -209,4 +209,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Training is over and the process group is destroyed: leave without running C++ static
+    # destructors. Under load a rank's gloo / shm-comm threads can still be joinable at exit, and
+    # their destructors abort ("terminate called without an active exception", SIGABRT), which
+    # torchrun would report as a failed run after every step had finished.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

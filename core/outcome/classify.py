@@ -284,6 +284,9 @@ def _window(text: str) -> str:
     return text[:head_end] + f"[... {skipped} characters not scanned ...]\n" + text[tail_start:]
 
 
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
 def diagnose(text: str, exit_code: int | None = None, stopped_by_user: bool = False) -> Diagnosis:
     """Classify one run's ending; see the module docstring for the order of the rules."""
     text = _window(text)
@@ -310,6 +313,16 @@ def diagnose(text: str, exit_code: int | None = None, stopped_by_user: bool = Fa
     root_rank = root.rank if root is not None and root.exit != 0 else None
     picked_exc = _pick_exception(excs, root_rank)
     exc_pos = picked_exc.start() if picked_exc is not None else None
+
+    # 2b. Training finished, then a rank aborted while shutting down: std::terminate from a
+    # comm thread's destructor at interpreter exit (seen on CPU with gloo / DeepSpeed shm-comm under
+    # load, and at the end of a LLaMA-Factory run). Every step and the results are there; only the
+    # exit status says otherwise, so it is a success whose reason names the abort.
+    last_ok = max((h.start for h in hits if h.kind == "success"), default=-1)
+    abort_at = text.find(TEARDOWN_ABORT, last_ok) if last_ok >= 0 else -1
+    if abort_at >= 0 and (root is None or root.exit == -6) and (exc_pos is None or exc_pos > last_ok) \
+            and not any(h.kind != "success" and h.start < last_ok for h in hits):
+        return _success(log, hits, "training completed; a rank then aborted while shutting down")
 
     # With no exit status, a completion marker after every failure signature means it finished.
     if exit_code is None:
