@@ -310,3 +310,24 @@ def test_queue_adds_the_recipe_for_the_runner() -> None:
         assert item.recipe_ref.endswith("demo-cpu-zero2.toml") and item.recipe_hash
 
     drive(a, body)
+
+
+def test_catalog_columns_fit_their_names_at_80x24() -> None:
+    """The app as `zerodeck` starts it (default sources, catalog filled by a worker): every recipe
+    name is shown whole at 80 columns. In a real terminal, auto-sized columns refilled from the
+    worker kept their header widths ("demo-c"); the catalog now sets each width from its cells."""
+    from zerodeck.tui.app import make_app
+
+    a = make_app()
+
+    async def body(pilot: Any) -> None:
+        await until(pilot, lambda: catalog_loaded(a))
+        await pilot.pause(0.3)
+        table = a.screen.query_one("#catalog", DataTable)
+        cols = {c.label.plain: c for c in table.columns.values()}
+        assert cols["recipe"].width >= len("demo-cpu-zero0") and not cols["recipe"].auto_width
+        assert cols["model"].width >= len("zerodeck-tiny")
+        shot = a.export_screenshot()
+        assert "demo-cpu-zero0" in shot and "qwen2.5-14b-lora" in shot
+
+    drive(a, body, size=(80, 24))

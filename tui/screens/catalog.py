@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult, SuspendNotSupported
@@ -118,9 +119,14 @@ class CatalogScreen(Screen[None]):
         keep = self.current_key()
         # Columns too: their widths then fit what is shown now (a grid opened has longer names).
         table.clear(columns=True)
-        for col in COLUMNS:
-            table.add_column(col, key=col)
-        for key, cells in self.shown_rows():
+        shown = self.shown_rows()
+        # Explicit widths: a table refilled from a worker kept its header widths at 80 columns and
+        # cut every recipe name to "demo-c".
+        for i, col in enumerate(COLUMNS):
+            width = max([len(col)] + [c.cell_len if isinstance(c, Text) else cell_len(str(c))
+                                      for c in (cells[i] for _, cells in shown)])
+            table.add_column(col, key=col, width=width)
+        for key, cells in shown:
             table.add_row(*cells, key=key)
         if keep is not None:
             with contextlib.suppress(Exception):
