@@ -145,9 +145,7 @@ class Services:
             return [run_row(r) for r in s.exec(q)]
 
     def run_detail(self, run_id: int) -> RunDetail:
-        from sqlmodel import select
-        from zerodeck.store.models import CardPeak
-        from zerodeck.store.queries import get_run, metrics
+        from zerodeck.store.queries import card_peaks, get_run, metrics
 
         with self.session() as s:
             run = get_run(s, run_id)
@@ -155,8 +153,7 @@ class Services:
                 raise KeyError(run_id)
             row = run_row(run)
             record = run.model_dump()
-            peaks = tuple(CardPeakView(p.card, p.peak_mb, p.total_mb)
-                          for p in s.exec(select(CardPeak).where(CardPeak.run_id == run_id)))
+            peaks = tuple(CardPeakView(p.card, p.peak_mb, p.total_mb) for p in card_peaks(s, run_id))
             losses = tuple(m.loss for m in metrics(s, run_id) if m.loss is not None)
         snapshot = _json(record.get("failure_snapshot"))
         order = [k for k in FIELD_ORDER if k in record] + [k for k in record if k not in FIELD_ORDER]
