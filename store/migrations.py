@@ -6,9 +6,63 @@ a release that changes models.py adds a step here and bumps SCHEMA_VERSION.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import text
+
+# Migration 2 reads axes from stored recipe snapshots. Snapshots are full dumps of the recipe model,
+# so every key is normally present; these are the recipe model's defaults for hand-made ones
+# (tests/test_store_api.py checks they match zerodeck.core.recipe.model, which store/ cannot import).
+AXIS_DEFAULTS: dict[str, Any] = {
+    "method": "lora", "lora_rank": 8, "zero_stage": 0, "offload": "none", "micro_batch": 1, "seq_len": 2048,
+}
+_AXIS_TYPES = {"model": "VARCHAR", "method": "VARCHAR", "lora_rank": "INTEGER", "zero_stage": "INTEGER",
+               "offload": "VARCHAR", "micro_batch": "INTEGER", "seq_len": "INTEGER", "data_samples": "INTEGER"}
+
+
+def snapshot_axes(toml_text: str) -> dict[str, Any]:
+    """The run-axis columns of one recipe snapshot ({} when it does not parse)."""
+    try:
+        data = tomllib.loads(toml_text)
+    except tomllib.TOMLDecodeError:
+        return {}
+
+    def sec(name: str) -> dict[str, Any]:
+        value = data.get(name)
+        return value if isinstance(value, dict) else {}
+
+    model, method, zero, train, data_sec = sec("model"), sec("method"), sec("zero"), sec("train"), sec("data")
+    label = model.get("name") or (str(model.get("path") or "").rstrip("/").rsplit("/", 1)[-1] or None)
+    kind = method.get("kind", AXIS_DEFAULTS["method"])
+    return {
+        "model": label,
+        "method": kind,
+        "lora_rank": method.get("rank", AXIS_DEFAULTS["lora_rank"]) if kind == "lora" else None,
+        "zero_stage": zero.get("stage", AXIS_DEFAULTS["zero_stage"]),
+        "offload": zero.get("offload", AXIS_DEFAULTS["offload"]),
+        "micro_batch": train.get("micro_batch", AXIS_DEFAULTS["micro_batch"]),
+        "seq_len": train.get("seq_len", AXIS_DEFAULTS["seq_len"]),
+        "data_samples": data_sec.get("samples"),
+    }
+
+
+def _v2_run_axes(conn: Any) -> None:
+    have = {row[1] for row in conn.execute(text("PRAGMA table_info(run)"))} if conn.dialect.name == "sqlite" \
+        else set()
+    for name, sql_type in _AXIS_TYPES.items():
+        if name not in have:
+            conn.execute(text(f"ALTER TABLE run ADD COLUMN {name} {sql_type}"))
+    snapshots = conn.execute(text("SELECT hash, toml FROM recipe_snapshot")).all()
+    for digest, toml_text in snapshots:
+        axes = snapshot_axes(toml_text or "")
+        if axes:
+            sets = ", ".join(f"{k} = :{k}" for k in axes)
+            conn.execute(text(f"UPDATE run SET {sets} WHERE recipe_hash = :hash"), {**axes, "hash": digest})
+
+
 MIGRATIONS: dict[int, Callable[[Any], None]] = {
     # 1: the first schema; created by create_all, nothing to move.
+    2: _v2_run_axes,
 }

@@ -11,12 +11,12 @@ from datetime import datetime, timezone
 
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 1
+from zerodeck.store.records import OUTCOMES, STATUSES
 
-# Run.status: where the run is in its life.
-STATUSES = ("queued", "starting", "running", "finished")
-# Run.outcome once finished (design.md §3 plus `lost` for a run whose supervisor vanished).
-OUTCOMES = ("succeeded", "oom", "comm_error", "failed", "killed", "lost")
+# 2: the recipe axes as run columns (model, method, lora_rank, zero_stage, offload, micro_batch,
+#    seq_len, data_samples), so compare and calibration read columns instead of parsing TOML.
+SCHEMA_VERSION = 2
+__all__ = ["OUTCOMES", "STATUSES", "SCHEMA_VERSION"]
 
 
 def utcnow() -> datetime:
@@ -60,6 +60,15 @@ class Run(SQLModel, table=True):
     device: str = ""
     cards: int = 1
     card_gb: float | None = None
+    # the recipe axes, copied from the snapshot at create_run
+    model: str | None = Field(default=None, index=True)
+    method: str | None = None
+    lora_rank: int | None = None
+    zero_stage: int | None = None
+    offload: str | None = None
+    micro_batch: int | None = None
+    seq_len: int | None = None
+    data_samples: int | None = None
     argv: str = "[]"  # JSON list
     env: str = "{}"  # JSON, secrets masked
     rendered: str = "{}"  # JSON: file name -> content (ds_config.json, train.yaml, ...)

@@ -1,0 +1,411 @@
+"""`Store`: the one typed door to the database. Nothing outside `store/` speaks SQL.
+
+A process makes one Store from a URL at its entry point (`Store.open(url)`, or `Store.from_environment()`
+where the CLI reads `ZERODECK_DB` / `ZERODECK_HOME` once) and passes it down. Each method runs its own
+short transaction, so a crashed process never holds a lock another waits on, and returns the plain
+records of `records.py`. Updates are typed: `update_run(id, **fields)` takes only `RunFields` keys, which
+mypy checks at every call site, and the common transitions have names of their own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, TypedDict
+
+from sqlalchemy import Engine, String, delete, func, select, type_coerce, update
+from sqlmodel import Session, col
+from typing_extensions import Unpack
+from zerodeck.store.engine import database_url, get_engine
+from zerodeck.store.models import CardPeak, MetricPoint, QueueItem, RecipeSnapshot, Run, TelemetrySample, utcnow
+from zerodeck.store.records import (
+    ACTIVE_STATUSES,
+    JSON_COLUMNS,
+    RECORD_FIELDS,
+    TIME_FIELDS,
+    CardPeakRecord,
+    MetricRecord,
+    PeakSummary,
+    QueueRecord,
+    RunRecord,
+    SampleRecord,
+    decode_json,
+    encode_json,
+    records_from_rows,
+)
+
+_CHUNK = 900  # stay far below SQLite's bound-parameter limit
+
+
+class RunFields(TypedDict, total=False):
+    """The Run columns a caller may write, with their Python types (JSON columns as values)."""
+
+    name: str
+    recipe_hash: str
+    recipe_path: str | None
+    grid: str | None
+    tags: Sequence[str]
+    status: str
+    outcome: str | None
+    reason: str | None
+    outcome_device: str | None
+    outcome_code: str | None
+    outcome_rank: int | None
+    outcome_excerpt: str | None
+    exit_code: int | None
+    attempts: int
+    attempts_log: Sequence[Any]
+    backend: str
+    device: str
+    cards: int
+    card_gb: float | None
+    model: str | None
+    method: str | None
+    lora_rank: int | None
+    zero_stage: int | None
+    offload: str | None
+    micro_batch: int | None
+    seq_len: int | None
+    data_samples: int | None
+    argv: Sequence[str]
+    env: dict[str, str]
+    rendered: dict[str, str]
+    versions: dict[str, Any]
+    host: str | None
+    workdir: str | None
+    log_path: str | None
+    supervisor_pid: int | None
+    pgid: int | None
+    master_port: int | None
+    stop_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    predicted_peak_gib: float | None
+    measured_peak_gib: float | None
+    steps_done: int | None
+    steps_total: int | None
+    final_loss: float | None
+    samples_per_s: float | None
+    tokens_per_s: float | None
+    step_time_s: float | None
+    train_runtime_s: float | None
+    summary: dict[str, Any]
+    baseline: dict[str, Any]
+    failure_snapshot: dict[str, Any]
+
+
+class QueueFields(TypedDict, total=False):
+    state: str
+    run_id: int | None
+    reason: str | None
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+def _encoded(fields: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(fields) - set(RunFields.__annotations__)
+    if unknown:  # a dict splatted past mypy
+        raise TypeError(f"not a Run column: {', '.join(sorted(unknown))}")
+    return {k: encode_json(v) if k in JSON_COLUMNS else v for k, v in fields.items()}
+
+
+_RUN_COLUMNS = [getattr(Run, name) for name in RECORD_FIELDS]
+# Datetimes come back as stored text and are parsed by fromisoformat (C), not per-value type hooks.
+_RUN_SELECT = [type_coerce(c, String) if c.key in TIME_FIELDS else c for c in _RUN_COLUMNS]
+
+
+class Store:
+    """A database: SQLite (the embedded default) or any SQLAlchemy URL."""
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        return cls(get_engine(url), url)
+
+    @classmethod
+    def from_environment(cls) -> Store:
+        """The store named by `ZERODECK_DB`, else `$ZERODECK_HOME/zerodeck.db`: read at a process's entry."""
+        return cls.open(database_url())
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    def _rows(self, query: Any) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(query))
+
+    # -- recipe snapshots ----------------------------------------------------------------------
+    def save_snapshot(self, *, hash: str, name: str, toml: str, source_path: str | None) -> None:
+        with self._session() as s:
+            if s.get(RecipeSnapshot, hash) is None:
+                s.add(RecipeSnapshot(hash=hash, name=name, toml=toml, source_path=source_path))
+                s.commit()
+
+    def snapshot_text(self, hash: str) -> str | None:
+        rows = self._rows(select(RecipeSnapshot.toml).where(RecipeSnapshot.hash == hash))
+        return rows[0][0] if rows else None
+
+    def snapshot_texts(self, hashes: Iterable[str]) -> dict[str, str]:
+        """hash -> recipe TOML for the distinct snapshots asked for."""
+        wanted = sorted(set(hashes))
+        out: dict[str, str] = {}
+        for i in range(0, len(wanted), _CHUNK):
+            q = select(RecipeSnapshot.hash, RecipeSnapshot.toml).where(
+                col(RecipeSnapshot.hash).in_(wanted[i:i + _CHUNK]))
+            out.update({h: t for h, t in self._rows(q)})
+        return out
+
+    # -- runs: writes --------------------------------------------------------------------------
+    def add_run(self, **fields: Unpack[RunFields]) -> int:
+        values = _encoded(dict(fields))
+        with self._session() as s:
+            run = Run(**values)
+            s.add(run)
+            s.commit()
+            assert run.id is not None
+            return run.id
+
+    def update_run(self, run_id: int, **fields: Unpack[RunFields]) -> None:
+        if not fields:
+            return
+        with self._session() as s:
+            res = s.execute(update(Run).where(col(Run.id) == run_id).values(**_encoded(dict(fields))))
+            s.commit()
+        if res.rowcount == 0:  # type: ignore[attr-defined]
+            raise KeyError(run_id)
+
+    def finish_run(self, run_id: int, outcome: str, reason: str | None = None,
+                   **fields: Unpack[RunFields]) -> None:
+        """Record how a run ended (status finished, its outcome, reason and end time)."""
+        fields.setdefault("ended_at", utcnow())
+        self.update_run(run_id, status="finished", outcome=outcome, reason=reason, **fields)
+
+    def request_stop(self, run_id: int) -> None:
+        self.update_run(run_id, stop_requested=True)
+
+    # -- runs: reads ---------------------------------------------------------------------------
+    def run(self, run_id: int) -> RunRecord | None:
+        rows = self._rows(select(*_RUN_SELECT).where(col(Run.id) == run_id))
+        return records_from_rows(rows)[0] if rows else None
+
+    def runs(self, *, limit: int | None = None, statuses: Sequence[str] | None = None,
+             ids: Sequence[int] | None = None, grid: str | None = None, newest_first: bool = True
+             ) -> list[RunRecord]:
+        q = select(*_RUN_SELECT).order_by(col(Run.id).desc() if newest_first else col(Run.id))
+        if statuses:
+            q = q.where(col(Run.status).in_(list(statuses)))
+        if grid is not None:
+            q = q.where(Run.grid == grid)
+        if ids is not None:
+            q = q.where(col(Run.id).in_(list(ids)))
+        if limit:
+            q = q.limit(limit)
+        return records_from_rows(self._rows(q))
+
+    def active_runs(self) -> list[RunRecord]:
+        return self.runs(statuses=ACTIVE_STATUSES)
+
+    def count_runs(self) -> int:
+        return int(self._rows(select(func.count()).select_from(Run))[0][0])
+
+    def active_ports(self) -> set[int]:
+        q = select(Run.master_port).where(col(Run.status).in_(ACTIVE_STATUSES), col(Run.master_port).is_not(None))
+        return {int(p) for (p,) in self._rows(q)}
+
+    def stop_requested(self, run_id: int) -> bool:
+        rows = self._rows(select(Run.stop_requested).where(col(Run.id) == run_id))
+        return bool(rows and rows[0][0])
+
+    def existing_run_ids(self, ids: Sequence[int]) -> set[int]:
+        found: set[int] = set()
+        for i in range(0, len(ids), _CHUNK):
+            found.update(r[0] for r in self._rows(select(Run.id).where(col(Run.id).in_(list(ids[i:i + _CHUNK])))))
+        return found
+
+    def latest_run_ids_by_name(self, names: Iterable[str] | None = None) -> dict[str, int]:
+        """The newest run (highest id) of each recipe name, or of the names given."""
+        q = select(Run.name, func.max(Run.id)).group_by(Run.name)
+        if names is not None:
+            q = q.where(col(Run.name).in_(list(names)))
+        return {name: int(rid) for name, rid in self._rows(q)}
+
+    def grid_run_ids(self, run_id: int) -> list[int]:
+        """Every run of the grid the given run was expanded from ([] when it is not a grid member)."""
+        run = self.run(run_id)
+        if run is None or run.grid is None:
+            return []
+        q = select(Run.id).where(Run.grid == run.grid).order_by(col(Run.id))
+        return [int(r[0]) for r in self._rows(q)]
+
+    def run_records(self, *, ids: Sequence[int] | None = None, tag: str | None = None,
+                    grid: str | None = None) -> list[RunRecord]:
+        """Runs for comparison (all, or by ids / tag / grid) in id order, with `card_peaks` aggregated
+        per telemetry source in the same statement: a comparison may span ten thousand runs."""
+        peaks = (
+            select(CardPeak.run_id, CardPeak.source, func.count(CardPeak.id).label("n"),
+                   func.max(CardPeak.peak_mb).label("pmax"), func.avg(CardPeak.peak_mb).label("pmean"),
+                   func.max(CardPeak.total_mb).label("tmax"))
+            .group_by(CardPeak.run_id, CardPeak.source)
+            .subquery()
+        )
+        base = (
+            select(*_RUN_SELECT, peaks.c.source, peaks.c.n, peaks.c.pmax, peaks.c.pmean, peaks.c.tmax)
+            .outerjoin(peaks, peaks.c.run_id == Run.id)
+            .order_by(col(Run.id))
+        )
+        if grid is not None:
+            base = base.where(Run.grid == grid)
+        if tag is not None:
+            base = base.where(col(Run.tags).like(f"%{_like_literal(json.dumps(tag))}%", escape="\\"))
+        if ids is None:
+            batches = [base]
+        else:
+            unique = sorted(set(ids))
+            batches = [base.where(col(Run.id).in_(unique[i:i + _CHUNK])) for i in range(0, len(unique), _CHUNK)]
+        raw: dict[int, tuple[Any, list[PeakSummary]]] = {}
+        nf = len(RECORD_FIELDS)
+        for q in batches:
+            for row in self._rows(q):
+                entry = raw.setdefault(row[0], (row[:nf], []))
+                source, n, pmax, pmean, tmax = row[nf:]
+                if source is not None:
+                    entry[1].append(PeakSummary(source, int(n), pmax, pmean, tmax))
+        ordered = [raw[k] for k in sorted(raw)]
+        records = records_from_rows([v for v, _ in ordered], [tuple(p) for _, p in ordered])
+        if tag is not None:  # LIKE found candidates; the JSON list decides
+            records = [r for r in records if tag in r.tags]
+        return records
+
+    def calibration_rows(self) -> list[tuple[str, str, float | None, float | None, str | None]]:
+        """(device, backend, predicted, measured, outcome) of every run with a measured peak."""
+        q = select(Run.device, Run.backend, Run.predicted_peak_gib, Run.measured_peak_gib, Run.outcome).where(
+            col(Run.measured_peak_gib).is_not(None))
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in self._rows(q)]
+
+    def throughputs(self, model: str) -> list[float]:
+        """Recorded samples/s of every run of this model (case-insensitive name)."""
+        q = select(Run.samples_per_s).where(func.lower(Run.model) == model.lower(),
+                                            col(Run.samples_per_s).is_not(None))
+        return [float(r[0]) for r in self._rows(q) if r[0]]
+
+    # -- metrics -------------------------------------------------------------------------------
+    def upsert_metrics(self, run_id: int, points: Sequence[dict[str, Any]]) -> None:
+        """Insert points, or update the one already stored for the same step (parsers report a step
+        again when a later line adds columns to it)."""
+        columns = set(MetricPoint.model_fields) - {"id", "run_id"}
+        with self._session() as s:
+            for p in points:
+                values = {k: v for k, v in p.items() if k in columns}
+                existing = s.exec(  # type: ignore[call-overload]
+                    select(MetricPoint).where(col(MetricPoint.run_id) == run_id,
+                                              col(MetricPoint.step) == values.get("step"))
+                ).first()
+                if existing is None:
+                    s.add(MetricPoint(run_id=run_id, **values))
+                else:
+                    existing = existing[0]
+                    for k, v in values.items():
+                        if v is not None:
+                            setattr(existing, k, v)
+                    s.add(existing)
+            s.commit()
+
+    def metrics(self, run_id: int, *, after_step: int | None = None) -> list[MetricRecord]:
+        q = select(MetricPoint.step, MetricPoint.t, MetricPoint.loss, MetricPoint.lr, MetricPoint.epoch,
+                   MetricPoint.grad_norm, MetricPoint.samples_per_s, MetricPoint.tokens_per_s,
+                   MetricPoint.mem_gib).where(col(MetricPoint.run_id) == run_id)
+        if after_step is not None:
+            q = q.where(col(MetricPoint.step) > after_step)
+        return [MetricRecord(*r) for r in self._rows(q.order_by(col(MetricPoint.step)))]
+
+    # -- telemetry -----------------------------------------------------------------------------
+    def replace_telemetry(self, run_id: int, samples: Sequence[SampleRecord],
+                          peaks: Sequence[CardPeakRecord]) -> None:
+        """Replace a run's samples and card peaks in one transaction (the recorder's series merges
+        old buckets as it grows, so what was stored a minute ago may no longer exist)."""
+        with self._session() as s:
+            s.execute(delete(CardPeak).where(col(CardPeak.run_id) == run_id))
+            s.execute(delete(TelemetrySample).where(col(TelemetrySample.run_id) == run_id))
+            s.add_all([TelemetrySample(run_id=run_id, **vars(x)) for x in samples])
+            s.add_all([CardPeak(run_id=run_id, **vars(p)) for p in peaks])
+            s.commit()
+
+    def card_peaks(self, run_id: int) -> list[CardPeakRecord]:
+        q = (select(CardPeak.source, CardPeak.card, CardPeak.peak_mb, CardPeak.baseline_mb, CardPeak.total_mb)
+             .where(col(CardPeak.run_id) == run_id).order_by(col(CardPeak.source), col(CardPeak.card)))
+        return [CardPeakRecord(*r) for r in self._rows(q)]
+
+    def max_card_peak_gib(self, run_ids: Sequence[int]) -> dict[int, float]:
+        """The largest card peak of each run (host RAM excluded), for runs whose summary has none."""
+        out: dict[int, float] = {}
+        for i in range(0, len(run_ids), _CHUNK):
+            q = (select(CardPeak.run_id, func.max(CardPeak.peak_mb))
+                 .where(col(CardPeak.run_id).in_(list(run_ids[i:i + _CHUNK])), CardPeak.source != "host")
+                 .group_by(CardPeak.run_id))
+            out.update({int(rid): float(mb) / 1024 for rid, mb in self._rows(q) if mb is not None})
+        return out
+
+    def memory_series(self, run_id: int) -> list[tuple[float, str, str, float | None, float | None]]:
+        """(t, source, card, memory_used_mb, memory_total_mb) of one run's telemetry, in time order."""
+        q = (select(TelemetrySample.t, TelemetrySample.source, TelemetrySample.card,
+                    TelemetrySample.memory_used_mb, TelemetrySample.memory_total_mb)
+             .where(col(TelemetrySample.run_id) == run_id)
+             .order_by(col(TelemetrySample.t), col(TelemetrySample.id)))
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in self._rows(q)]
+
+    # -- the queue -----------------------------------------------------------------------------
+    def enqueue(self, recipe_ref: str, recipe_hash: str | None = None) -> int:
+        with self._session() as s:
+            item = QueueItem(recipe_ref=recipe_ref, recipe_hash=recipe_hash)
+            s.add(item)
+            s.commit()
+            assert item.id is not None
+            return item.id
+
+    def queue_items(self, *, states: Sequence[str] | None = None) -> list[QueueRecord]:
+        q = (select(QueueItem.id, QueueItem.recipe_ref, QueueItem.recipe_hash, QueueItem.state,
+                    QueueItem.run_id, QueueItem.reason, RecipeSnapshot.name, QueueItem.added_at,
+                    QueueItem.started_at, QueueItem.ended_at)
+             .outerjoin(RecipeSnapshot, col(RecipeSnapshot.hash) == col(QueueItem.recipe_hash))
+             .order_by(col(QueueItem.id)))
+        if states:
+            q = q.where(col(QueueItem.state).in_(list(states)))
+        return [QueueRecord(*r) for r in self._rows(q)]
+
+    def queue_item(self, item_id: int) -> QueueRecord | None:
+        return next((i for i in self.queue_items() if i.id == item_id), None)
+
+    def claim_next(self) -> QueueRecord | None:
+        """Mark the oldest pending item running, atomically (UPDATE ... WHERE state='pending')."""
+        while True:
+            pending = self.queue_items(states=["pending"])
+            if not pending:
+                return None
+            item = pending[0]
+            with self._session() as s:
+                res = s.execute(update(QueueItem)
+                                .where(col(QueueItem.id) == item.id, col(QueueItem.state) == "pending")
+                                .values(state="running", started_at=utcnow()))
+                s.commit()
+            if res.rowcount == 1:  # type: ignore[attr-defined]
+                return self.queue_item(item.id)
+
+    def update_queue_item(self, item_id: int, **fields: Unpack[QueueFields]) -> None:
+        with self._session() as s:
+            s.execute(update(QueueItem).where(col(QueueItem.id) == item_id).values(**fields))
+            s.commit()
+
+
+def _like_literal(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+__all__ = ["Store", "RunFields", "QueueFields", "decode_json"]
