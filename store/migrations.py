@@ -6,10 +6,10 @@ a release that changes models.py adds a step here and bumps SCHEMA_VERSION.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable
 from typing import Any
 
+import tomllib
 from sqlalchemy import text
 
 # Migration 2 reads axes from stored recipe snapshots. Snapshots are full dumps of the recipe model,

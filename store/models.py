@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlmodel import Field, SQLModel
-
 from zerodeck.store.records import OUTCOMES, STATUSES
 
 # 2: the recipe axes as run columns (model, method, lora_rank, zero_stage, offload, micro_batch,

@@ -81,12 +81,9 @@ def _format(args: argparse.Namespace) -> str:
 
 
 def write_text(path: Path, text: str, fmt: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Excel reads a CSV as UTF-8 only with the byte-order mark; Chinese model names need it.
-        path.write_text(text, encoding="utf-8-sig" if fmt == "csv" else "utf-8", newline="")
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot write: {exc.strerror or exc}") from None
+    from zerodeck.core.export.files import write_export
+
+    write_export(path, text, fmt)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

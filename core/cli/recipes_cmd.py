@@ -37,12 +37,9 @@ def register(sub: Any) -> None:
 
 
 def catalog_rows(entries: list[Any]) -> list[dict[str, Any]]:
-    rows = []
-    for entry in entries:
-        for member in entry.members:
-            row = {**member.summary(), "path": str(entry.path), "grid": entry.grid_name}
-            rows.append(row)
-    return rows
+    from zerodeck.core.recipe.catalog import catalog_rows as rows
+
+    return rows(entries)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from zerodeck.core import paths
 from zerodeck.core.recipe.grid import expand
@@ -101,3 +102,12 @@ def find_recipe(ref: str, dirs: list[Path] | None = None) -> tuple[Recipe, Path]
     from zerodeck.core.errors import BadInput
 
     raise BadInput(f"{ref}: no such recipe file or catalog name (see `zerodeck recipes list`)")
+
+
+def catalog_rows(entries: list[Any]) -> list[dict[str, Any]]:
+    """One row per recipe (grid members expanded), as `zerodeck recipes list --json` prints them."""
+    rows = []
+    for entry in entries:
+        for member in entry.members:
+            rows.append({**member.summary(), "path": str(entry.path), "grid": entry.grid_name})
+    return rows
