@@ -39,17 +39,14 @@ from zerodeck.store.records import (
 _CHUNK = 900  # stay far below SQLite's bound-parameter limit
 
 
-class RunFields(TypedDict, total=False):
-    """The Run columns a caller may write, with their Python types (JSON columns as values)."""
+class FinishFields(TypedDict, total=False):
+    """The Run columns a caller may write besides status, outcome and reason (JSON columns as values)."""
 
     name: str
     recipe_hash: str
     recipe_path: str | None
     grid: str | None
     tags: Sequence[str]
-    status: str
-    outcome: str | None
-    reason: str | None
     outcome_device: str | None
     outcome_code: str | None
     outcome_rank: int | None
@@ -95,6 +92,14 @@ class RunFields(TypedDict, total=False):
     summary: dict[str, Any]
     baseline: dict[str, Any]
     failure_snapshot: dict[str, Any]
+
+
+class RunFields(FinishFields, total=False):
+    """Every Run column a caller may write, with its Python type; mypy checks each `update_run` call."""
+
+    status: str
+    outcome: str | None
+    reason: str | None
 
 
 class QueueFields(TypedDict, total=False):
@@ -183,7 +188,7 @@ class Store:
             raise KeyError(run_id)
 
     def finish_run(self, run_id: int, outcome: str, reason: str | None = None,
-                   **fields: Unpack[RunFields]) -> None:
+                   **fields: Unpack[FinishFields]) -> None:
         """Record how a run ended (status finished, its outcome, reason and end time)."""
         fields.setdefault("ended_at", utcnow())
         self.update_run(run_id, status="finished", outcome=outcome, reason=reason, **fields)
@@ -408,4 +413,4 @@ def _like_literal(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-__all__ = ["Store", "RunFields", "QueueFields", "decode_json"]
+__all__ = ["Store", "RunFields", "FinishFields", "QueueFields", "decode_json"]
