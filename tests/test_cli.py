@@ -76,7 +76,7 @@ def test_help_loads_neither_the_store_nor_the_ui() -> None:
 
 
 def test_core_and_store_never_import_textual() -> None:
-    """Layering (design.md §2): walk the source of core/ and store/ for a textual import."""
+    """Layering (ARCHITECTURE.md, "Layers"): walk the source of core/ and store/ for a textual import."""
     import ast
 
     from .conftest import ROOT
