@@ -1,6 +1,6 @@
 """The error types every command maps to an exit code, so no handler ever prints a traceback.
 
-Exit codes are a contract (design.md §3): 0 success, 1 the operation failed, 2 bad input or usage.
+Exit codes are a contract (ARCHITECTURE.md, "Contracts"): 0 success, 1 the operation failed, 2 bad input or usage.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ import subprocess
 import sys
 
 HEAVY = ("textual", "torch", "deepspeed", "transformers")
+# The store's ORM: commands that read or write runs load it, but `zerodeck --help` (and planning
+# without a database) must not: importing SQLAlchemy alone takes many times as long as all of `--help`.
+STORE = ("sqlalchemy", "sqlmodel")
 
 
 def heavy_modules_loaded(code: str, also: tuple[str, ...] = ()) -> list[str]:

@@ -4,28 +4,31 @@ import argparse
 
 from zerodeck.core.cli import build_parser
 
-from .import_probe import heavy_modules_loaded
+from .import_probe import STORE, heavy_modules_loaded
 
 
-def _all_parsers(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()):
-    yield prefix, parser
+def _all_parsers(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = (), summary: str | None = None):
+    """Every parser, parents first, with the one-line help its parent lists it under."""
+    yield prefix, parser, summary
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
+            summaries = {a.dest: a.help for a in action._choices_actions}
             for name, sub in action.choices.items():
-                yield from _all_parsers(sub, (*prefix, name))
+                yield from _all_parsers(sub, (*prefix, name), summaries.get(name))
 
 
 def test_every_command_has_help(cli) -> None:
-    seen = 0
-    for path, parser in _all_parsers(build_parser()):
+    shown: dict[tuple[str, ...], str] = {}
+    for path, _parser, summary in _all_parsers(build_parser()):
         code, out, err = cli(*path, "--help")
         assert code == 0, (path, err)
         assert "usage: zerodeck" in out
+        shown[path] = " ".join(out.split())
         if path:
-            assert parser.description or any(
-                a.help for a in parser._actions if isinstance(a, argparse._SubParsersAction)) or True
-        seen += 1
-    assert seen >= 4
+            # Each sub-command has a one-line summary, and its parent's --help lists it.
+            assert summary, f"{' '.join(path)}: no help= in add_parser"
+            assert " ".join(summary.split()) in shown[path[:-1]], path
+    assert len(shown) >= 4
 
 
 def test_version(cli) -> None:
@@ -61,8 +64,19 @@ def test_headless_cli_imports_neither_textual_nor_torch() -> None:
     assert heavy_modules_loaded(code, also=("rich",)) == []
 
 
+def test_help_loads_neither_the_store_nor_the_ui() -> None:
+    """`zerodeck --help` builds the whole argparse tree: every command module stays light at import."""
+    code = (
+        "import contextlib, io\n"
+        "from zerodeck.core.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['--help'])\n"
+    )
+    assert heavy_modules_loaded(code, also=(*STORE, "rich")) == []
+
+
 def test_core_and_store_never_import_textual() -> None:
-    """Layering (design.md §2): walk the source of core/ and store/ for a textual import."""
+    """Layering (ARCHITECTURE.md, "Layers"): walk the source of core/ and store/ for a textual import."""
     import ast
 
     from .conftest import ROOT

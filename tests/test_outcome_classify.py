@@ -14,6 +14,7 @@ from .conftest import FIXTURES
 
 LOGS = FIXTURES / "logs"
 NPU = FIXTURES / "npu-smi-errors"
+SMI = FIXTURES / "npu-smi"  # npu-smi's own failures live with its other outputs
 
 # file, exit_code, (outcome, device, code, rank)
 CASES: list[tuple[Path, int | None, tuple[str, str | None, str | None, int | None]]] = [
@@ -61,8 +62,8 @@ CASES: list[tuple[Path, int | None, tuple[str, str | None, str | None, int | Non
     (LOGS / "run_lf095_cli_torchrun_not_on_path.log", 1, ("failed", None, None, None)),
     (NPU / "err_ee9999_capture_mode_5.txt", None, ("failed", "npu", "EE9999", None)),
     (NPU / "err_eh9999_fftsplus_timeout_507048_4.txt", None, ("failed", "npu", "EH9999", None)),
-    (NPU / "npusmi_err_dcmi_-8005.txt", None, ("failed", "npu", "dcmi -8005", None)),
-    (NPU / "npusmi_err_dcmi_-8020.txt", None, ("failed", "npu", "dcmi -8020", None)),
+    (SMI / "npusmi_err_dcmi_-8005.txt", None, ("failed", "npu", "dcmi -8005", None)),
+    (SMI / "npusmi_err_dcmi_-8020.txt", None, ("failed", "npu", "dcmi -8020", None)),
     # cut-short excerpts with no end: failed, "no completion marker"
     (LOGS / "issue_cla534_ds_fp16_overflow_loss_scale.txt", None, ("failed", None, None, None)),
     (LOGS / "issue_lf5627_npu910b_grad_norm_nan.txt", None, ("failed", None, None, None)),
@@ -80,7 +81,7 @@ def test_fixture_diagnosis(path: Path, exit_code: int | None, expected: tuple) -
 def test_every_copied_log_has_a_case() -> None:
     covered = {c[0].name for c in CASES}
     logs = {p.name for p in LOGS.glob("*") if p.suffix in (".log", ".txt") and "PROVENANCE" not in p.name}
-    errors = {p.name for p in NPU.glob("*.txt")}
+    errors = {p.name for p in NPU.glob("*.txt")} | {p.name for p in SMI.glob("npusmi_err_*.txt")}
     missing = (logs | errors) - covered
     # The fp16-overflow and the second NaN excerpt say the same as their covered twins.
     assert missing <= {"issue_ds931_fp16_overflow_hysteresis.txt", "issue_lf5660_cuda_bf16_fp16_nan.txt"}

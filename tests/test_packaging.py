@@ -23,6 +23,29 @@ def test_every_package_is_listed_in_pyproject() -> None:
     assert found == listed
 
 
+def _pins() -> dict[str, str]:
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    specs = [*meta["dependencies"], *meta["optional-dependencies"]["test"]]
+    return dict(spec.split("==", 1) for spec in specs if "==" in spec and ";" not in spec)
+
+
+def test_snapshot_stack_is_pinned_to_what_is_installed() -> None:
+    """The TUI snapshots are pictures of one Textual + rich rendering: the pins name the versions they
+    were drawn with, so an environment with others fails here, by name, before 14 snapshots do."""
+    from importlib.metadata import version
+
+    pins = _pins()
+    for name in ("textual", "pytest-textual-snapshot", "rich"):
+        assert name in pins, f"{name} is not pinned exactly in pyproject.toml"
+        assert version(name) == pins[name], f"{name} {version(name)} installed, {pins[name]} pinned"
+
+
+def test_layering_roots_are_the_code_packages() -> None:
+    """import-linter checks only what its roots hold: each code folder (all but the recipe data) is one."""
+    roots = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["root_packages"]
+    assert sorted(roots) == sorted(name for top, name in PREFIX.items() if top != "recipes")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("editable", [False, True], ids=["regular", "editable"])
 def test_install_exposes_only_the_zerodeck_namespace(tmp_path: Path, editable: bool) -> None:

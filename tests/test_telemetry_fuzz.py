@@ -10,6 +10,7 @@ from zerodeck.core.telemetry import nvidia_parse as nv
 from .conftest import FIXTURES
 
 TABLES = [p.read_text() for p in sorted((FIXTURES / "npu-smi").glob("*.txt"))] + \
+         [p.read_text() for p in sorted((FIXTURES / "npu-smi-errors").glob("*.txt"))] + \
          [p.read_text() for p in sorted((FIXTURES / "gpu").glob("nvidia-smi_*"))]
 
 

@@ -29,7 +29,7 @@ def _get(obj: Any, *names: str) -> Any:
 def frame_from_snapshot(snap: Any, source: str | None = None) -> Frame:
     """A frame from a core telemetry snapshot (or its `zerodeck cards --json` dict).
 
-    Field names follow the `cards` contract (design.md §3): NPU cards show HBM, GPUs their
+    Field names follow the `cards` contract (ARCHITECTURE.md, "Contracts"): NPU cards show HBM, GPUs their
     framebuffer (`hbm_*` too), CPU ranks their resident memory (`memory_*`).
     """
     cards_in = _get(snap, "cards") or []

@@ -1,5 +1,5 @@
 """`zerodeck cards`: the cards of this machine, live, or parsed from a saved npu-smi / nvidia-smi
-output. A thin wrapper over core.telemetry; the JSON shape is a contract (design.md §3)."""
+output. A thin wrapper over core.telemetry; the JSON shape is a contract (ARCHITECTURE.md, "Contracts")."""
 
 from __future__ import annotations
 

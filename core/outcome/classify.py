@@ -77,7 +77,7 @@ class Diagnosis:
     transient: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        """The `zerodeck diagnose --json` contract (design.md §3) plus `reason` and `transient`."""
+        """The `zerodeck diagnose --json` contract (ARCHITECTURE.md, "Contracts") plus `reason` and `transient`."""
         return asdict(self)
 
 

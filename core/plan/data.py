@@ -88,7 +88,7 @@ class DataReport:
         return self.duplicates / self.samples if self.samples else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        """The `zerodeck data inspect --json` contract (design.md §3), plus detail keys."""
+        """The `zerodeck data inspect --json` contract (ARCHITECTURE.md, "Contracts"), plus detail keys."""
         return {
             "path": self.path, "format": self.format, "shape": self.shape,
             "samples": self.samples, "duplicates": self.duplicates,

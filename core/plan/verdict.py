@@ -60,7 +60,7 @@ class Plan:
         return self.breakdown.total
 
     def to_dict(self) -> dict[str, Any]:
-        """The `zerodeck plan --json` contract (design.md §3), plus detail keys."""
+        """The `zerodeck plan --json` contract (ARCHITECTURE.md, "Contracts"), plus detail keys."""
         return {
             "recipe": self.recipe,
             "model": self.model,

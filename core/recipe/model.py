@@ -1,4 +1,4 @@
-"""The validated shape of a recipe (design.md §4). Unknown keys and wrong types are errors.
+"""The validated shape of a recipe (README.md, "Recipes"). Unknown keys and wrong types are errors.
 
 Strict pydantic models, so a typo such as `stgae = 3` or `cards = "8"` is caught before a run is
 launched instead of silently falling back to a default on an 8-card machine.
@@ -151,7 +151,7 @@ class Recipe(BaseModel):
         return bool(self.grid)
 
     def summary(self) -> dict[str, Any]:
-        """The `recipes list` contract row (design.md §3), minus the path."""
+        """The `recipes list` contract row (ARCHITECTURE.md, "Contracts"), minus the path."""
         return {
             "name": self.name,
             "model": self.model.label,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# The card fields of `zerodeck cards --json` (design.md §3, a contract: keep the order and names).
+# The card fields of `zerodeck cards --json` (ARCHITECTURE.md, "Contracts": keep the order and names).
 CARD_KEYS = ("npu", "chip", "name", "health", "power_w", "temp_c", "aicore_pct", "memory_used_mb",
              "memory_total_mb", "hbm_used_mb", "hbm_total_mb", "bus_id")
 PROCESS_KEYS = ("npu", "chip", "pid", "name", "memory_mb")

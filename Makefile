@@ -1,0 +1,38 @@
+# One check command. `make check` runs what CI runs minus the slow training runs; `make test` is
+# scripts/test.sh, the README's and CI's command (the whole suite). Tools come from ./.venv: make it
+# with `make venv` (or `bash scripts/test.sh` once). Any tool can be overridden: `make check RUFF=ruff`.
+#
+# No `ruff format --check` yet: the code predates the formatter (most files would be rewritten), so
+# adopting it is one reformatting commit of its own, not part of every check.
+
+VENV ?= .venv
+PYTHON ?= $(VENV)/bin/python
+RUFF ?= $(VENV)/bin/ruff
+MYPY ?= $(VENV)/bin/mypy
+LINT_IMPORTS ?= $(VENV)/bin/lint-imports
+# tui joins once it is mypy-clean (scripts/test.sh follows the same list).
+MYPY_PACKAGES ?= core store
+PYTEST_ARGS ?=
+
+.PHONY: check lint typecheck imports fast test venv
+
+check: lint typecheck imports fast
+
+lint:
+	$(RUFF) check core store tui tests bench
+
+typecheck:
+	$(MYPY) $(MYPY_PACKAGES)
+
+# The layering contracts: pyproject.toml [tool.importlinter], ARCHITECTURE.md "Layers".
+imports:
+	$(LINT_IMPORTS) --no-cache --no-logo
+
+fast:
+	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test:
+	bash scripts/test.sh $(PYTEST_ARGS)
+
+venv:
+	bash scripts/venv.sh train,test,nvidia
