@@ -13,7 +13,7 @@ from zerodeck.core.launch.context import RenderContext
 from zerodeck.core.launch.ds_config import render_ds_config
 from zerodeck.core.launch.environment import job_env, mask_env
 from zerodeck.core.launch.ports import pick_port, port_is_free
-from zerodeck.core.recipe import load_recipe_file
+from zerodeck.core.recipe import RecipeError, load_recipe_file
 
 from tests.import_probe import heavy_modules_loaded
 from tests.launch_helpers import DEMO, demo_copy
@@ -144,9 +144,14 @@ def test_command_placeholders_and_unknown_placeholder(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path)
     launch = render(load_recipe_file(p), ctx)
     assert launch.argv == ["echo", str(ctx.run_dir / "ds_config.json"), str(ctx.run_dir), "port=29611"]
+    good = load_recipe_file(p)
     p.write_text(text.replace("{run_dir}", "{nope}"))
-    with pytest.raises(RenderError, match=r"launch.argv: unknown placeholder \{nope\}"):
-        render(load_recipe_file(p), ctx)
+    # validation now refuses it (tests/test_recipe_safety.py); the renderer still refuses it on its own
+    with pytest.raises(RecipeError, match=r"launch.argv\[2\]: unknown placeholder '\{nope\}'"):
+        load_recipe_file(p)
+    bad = good.model_copy(update={"launch": good.launch.model_copy(update={"argv": ["echo", "{nope}"]})})
+    with pytest.raises(RenderError, match=r"launch.argv\[1\]: unknown placeholder '\{nope\}'"):
+        render(bad, ctx)
 
 
 def test_builtin_refuses_unknown_options(tmp_path: Path) -> None:

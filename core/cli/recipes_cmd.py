@@ -98,15 +98,29 @@ def cmd_expand(args: argparse.Namespace) -> int:
             args.out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise BadInput(f"{args.out}: cannot create directory: {exc.strerror}") from None
-    for member in members:
+    # every target is checked before the first is written, so a refusal leaves DIR untouched
+    targets = [_inside(args.out, f"{m.name}.toml") for m in members] if args.out else []
+    for i, member in enumerate(members):
         row: dict[str, Any] = member.summary()
         if args.out:
-            target = args.out / f"{member.name}.toml"
-            target.write_text(to_toml(_rebase(member, args.grid.parent, args.out)), encoding="utf-8")
+            target = targets[i]
+            try:
+                target.write_text(to_toml(_rebase(member, args.grid.parent, args.out)), encoding="utf-8")
+            except OSError as exc:
+                raise BadInput(f"{target}: cannot write: {exc.strerror or exc}") from None
             row["path"] = str(target)
         rows.append(row)
     emit(rows, as_json=args.json, columns=[*LIST_COLUMNS[:-1], *(["path"] if args.out else [])])
     return EXIT_OK
+
+
+def _inside(directory: Path, file_name: str) -> Path:
+    """directory/file_name, refused when it would land elsewhere (`..`, a separator, a symlink out)."""
+    root = directory.resolve()
+    target = (root / file_name).resolve()
+    if target.parent != root:
+        raise BadInput(f"{directory / file_name}: refused: it would be written outside {directory}")
+    return directory / file_name
 
 
 def _rebase(recipe: Any, src: Path, dst: Path) -> Any:

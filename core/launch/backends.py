@@ -48,5 +48,8 @@ def render(recipe: Recipe, ctx: RenderContext) -> Launch:
 
 
 def resolve(path: str, base: Path) -> Path:
-    p = Path(path).expanduser()
+    try:
+        p = Path(path).expanduser()
+    except RuntimeError:  # `~nosuchuser/...`: no home to expand to; the path is taken literally
+        p = Path(path)
     return p if p.is_absolute() else (base / p)

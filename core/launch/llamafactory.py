@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from zerodeck.core.errors import BadInput
-from zerodeck.core.launch.backends import RenderError
+from zerodeck.core.launch.backends import RenderError, resolve
 from zerodeck.core.launch.context import Launch, RenderContext
 from zerodeck.core.launch.ds_config import dumps as ds_dumps
 from zerodeck.core.launch.ds_config import render_ds_config
@@ -61,7 +61,7 @@ def find_cli(recipe: Recipe) -> Path:
     if not explicit:
         explicit, source = os.environ.get(CLI_ENV), CLI_ENV
     if explicit:
-        path = Path(str(explicit)).expanduser()
+        path = resolve(str(explicit), Path())
         if path.is_file() and os.access(path, os.X_OK):
             return path.absolute()
         raise RenderError(f"llamafactory-cli not found: {source} = {explicit} is not an executable file")
@@ -220,7 +220,10 @@ def _scalar(key: str, value: Any) -> str:
 
 
 def _resolve(path: str, base: Path) -> Path:
-    p = Path(path).expanduser()
+    try:
+        p = Path(path).expanduser()
+    except RuntimeError:  # `~nosuchuser/...`: no such home; taken literally, as backends.resolve does
+        p = Path(path)
     return p if p.is_absolute() else (base / p).resolve()
 
 

@@ -12,13 +12,15 @@ from zerodeck.core.launch.context import Launch, RenderContext
 from zerodeck.core.launch.ds_config import dumps, render_ds_config
 from zerodeck.core.launch.environment import job_env
 from zerodeck.core.recipe.model import Recipe
+from zerodeck.core.recipe.placeholders import PlaceholderError
+from zerodeck.core.recipe.placeholders import fill as placeholders_fill
 
 DS_CONFIG = "ds_config.json"
 
 
 def placeholders(recipe: Recipe, ctx: RenderContext) -> dict[str, str]:
     out_dir = resolve(recipe.launch.output_dir, ctx.recipe_dir) if recipe.launch.output_dir else ctx.run_dir / "output"
-    return {
+    return {  # the keys are PLACEHOLDERS (tests hold them equal)
         "ds_config": str(ctx.run_dir / DS_CONFIG),
         "run_dir": str(ctx.run_dir),
         "output_dir": str(out_dir),
@@ -33,15 +35,11 @@ def placeholders(recipe: Recipe, ctx: RenderContext) -> dict[str, str]:
 
 def fill(args: list[str], values: dict[str, str], field: str) -> list[str]:
     out = []
-    for a in args:
+    for i, a in enumerate(args):
         try:
-            out.append(a.format_map(values))
-        except KeyError as exc:
-            raise RenderError(
-                f"{field}: unknown placeholder {{{exc.args[0]}}} in {a!r} (known: {', '.join(sorted(values))})"
-            ) from None
-        except (ValueError, IndexError) as exc:
-            raise RenderError(f"{field}: {a!r}: {exc} (write {{{{ and }}}} for literal braces)") from None
+            out.append(placeholders_fill(a, values))
+        except PlaceholderError as exc:
+            raise RenderError(f"{field}[{i}]: {exc}") from None
     return out
 
 

@@ -3,15 +3,22 @@
 Each member gets a stable, readable name built from what distinguishes it
 (`qwen2.5-32b-lora-z3-s80k`), so the same grid always yields the same names and runs of one grid
 line up in comparisons.
+
+A derived name can carry whatever an axis value holds (a `data.path` axis gives `path../other/d`),
+so a name that breaks the recipe name rule (NAME_RE) is sanitised rather than refused: grids over
+paths are legitimate, and the user cannot choose member names to fix them. The sanitised name keeps
+the readable characters and adds a hash of the raw name, so it stays stable and distinct.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import re
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from zerodeck.core.recipe.model import Recipe
+from zerodeck.core.recipe.model import NAME_RE, Recipe
 
 # Axis -> short prefix used in derived names when the axis is not part of the canonical stem.
 _SHORT = {
@@ -96,6 +103,18 @@ def derived_name(recipe: Recipe, axes: dict[str, Any]) -> str:
     return "-".join(str(p) for p in parts).replace(" ", "")
 
 
+MAX_NAME = 120  # a member name becomes a file name (`expand --out`): stay far below NAME_MAX
+
+
+def safe_name(name: str) -> str:
+    """`name` if it obeys the name rule, else its allowed characters plus a stable hash of it."""
+    if NAME_RE.match(name) and len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    kept = re.sub(r"[^A-Za-z0-9._+-]+", "_", name).lstrip("._+-")[:MAX_NAME - 11].rstrip("._+-")
+    return f"{kept}-{digest}" if kept else f"member-{digest}"
+
+
 def expand(recipe: Recipe) -> list[Recipe]:
     """The grid's members (a recipe without a grid expands to itself)."""
     if not recipe.grid:
@@ -117,7 +136,7 @@ def expand(recipe: Recipe) -> list[Recipe]:
             loc = ".".join(str(p) for p in first["loc"])
             axis = next((k for k in keys if loc == k or loc.startswith(k + ".")), None)
             raise GridError(axis, f"{first['msg']} (got {axes.get(axis or '', '?')!r})") from None
-        name = derived_name(member, axes)
+        name = safe_name(derived_name(member, axes))
         if name in seen:
             name = f"{name}-{len(members)}"
         seen.add(name)

@@ -18,6 +18,7 @@ import tomllib
 from pydantic import ValidationError
 from zerodeck.core.errors import BadInput
 from zerodeck.core.recipe.model import Recipe
+from zerodeck.core.recipe.placeholders import template_problems
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,9 @@ class _KeyLines:
 
     def __init__(self, text: str) -> None:
         self.lines: dict[tuple[str, ...], int] = {}
+        self.text = text.splitlines()
         table: tuple[str, ...] = ()
-        for no, line in enumerate(text.splitlines(), 1):
+        for no, line in enumerate(self.text, 1):
             header = _HEADER.match(line)
             if header:
                 table = tuple(_split_key(header.group(1)))
@@ -76,6 +78,25 @@ class _KeyLines:
             parts = parts[:-1]
         return 1
 
+    def find_value(self, loc: tuple[str | int, ...], value: str) -> int:
+        """The line holding `value` at or after the line of `loc` (a multi-line array), else that line."""
+        start = self.find(loc)
+        if value and "\n" not in value:
+            for no in range(start, len(self.text) + 1):
+                if value in self.text[no - 1]:
+                    return no
+                if no > start and _HEADER.match(self.text[no - 1]):
+                    break
+        return start
+
+
+def field_name(loc: tuple[str | int, ...]) -> str:
+    """`launch.argv[1]`: list positions as indexes, the way the user would point at them."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "recipe"
+
 
 def _pydantic_problems(path: str, exc: ValidationError, lines: _KeyLines) -> list[Problem]:
     problems = []
@@ -83,7 +104,9 @@ def _pydantic_problems(path: str, exc: ValidationError, lines: _KeyLines) -> lis
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         # pydantic adds the union branch name ("str", "list[str]") to the location; drop it
         loc = tuple(p for p in loc if p not in ("str", "list[str]", "int", "float"))
-        field = ".".join(str(p) for p in loc) or "recipe"
+        if loc and loc[-1] == "[key]":
+            loc = loc[:-2]  # a bad dict key: the message names it; point at the table
+        field = field_name(loc)
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -91,7 +114,8 @@ def _pydantic_problems(path: str, exc: ValidationError, lines: _KeyLines) -> lis
             msg = "required"
         elif "input" in e and e["type"] not in ("value_error",) and not isinstance(e["input"], dict):
             msg = f"{msg} (got {e['input']!r})"
-        problems.append(Problem(path, lines.find(loc), field, msg))
+        line = lines.find_value(loc, e["input"]) if isinstance(e.get("input"), str) else lines.find(loc)
+        problems.append(Problem(path, line, field, msg))
     return problems
 
 
@@ -121,13 +145,15 @@ def _check_references(recipe: Recipe, path: str, lines: _KeyLines, base_dir: Pat
     from zerodeck.core.plan.registry import UnknownModel, lookup
 
     problems: list[Problem] = []
+    for field, i, text, msg in template_problems(recipe.launch.backend, recipe.launch.argv, recipe.launch.args):
+        problems.append(Problem(path, lines.find_value(("launch", field), text), f"launch.{field}[{i}]", msg))
     if recipe.model.name and not recipe.model.path:
         try:
             lookup(recipe.model.name)
         except UnknownModel as exc:
             problems.append(Problem(path, lines.find(("model", "name")), "model.name", str(exc)))
     if recipe.model.path:
-        mp = Path(recipe.model.path).expanduser()
+        mp = _expand_user(recipe.model.path)
         if not mp.is_absolute() and base_dir is not None:
             mp = base_dir / mp
         if not (mp / "config.json").is_file():
@@ -145,6 +171,7 @@ def _check_references(recipe: Recipe, path: str, lines: _KeyLines, base_dir: Pat
             field = f"grid.{exc.axis}" if exc.axis else "grid"
             problems.append(Problem(path, lines.find(("grid", exc.axis or "")), field, str(exc)))
         else:
+            problems += _member_template_problems(recipe, members, path, lines)
             for member in members:
                 if member.model.name and not member.model.path:
                     try:
@@ -154,6 +181,28 @@ def _check_references(recipe: Recipe, path: str, lines: _KeyLines, base_dir: Pat
                         problems.append(Problem(path, line, "grid.model.name", str(exc)))
                         break
     return problems
+
+
+def _member_template_problems(recipe: Recipe, members: list[Recipe], path: str, lines: _KeyLines) -> list[Problem]:
+    """Placeholders a grid axis brings in (`launch.argv`, `launch.args` or `launch.backend` as an axis)."""
+    if not any(key.startswith("launch.") for key in recipe.grid):
+        return []
+    problems = []
+    for member in members:
+        launch = member.launch
+        for field, i, _text, msg in template_problems(launch.backend, launch.argv, launch.args):
+            axis = f"launch.{field}" if f"launch.{field}" in recipe.grid else "launch.backend"
+            problems.append(Problem(path, lines.find(("grid", axis)), f"grid.{axis}",
+                                    f"member {member.name}: launch.{field}[{i}]: {msg}"))
+    return problems
+
+
+def _expand_user(path: str) -> Path:
+    # `~nosuchuser/x` makes expanduser raise RuntimeError; such a path is then taken literally.
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        return Path(path)
 
 
 def load_recipe_file(path: str | Path) -> Recipe:

@@ -7,15 +7,63 @@ launched instead of silently falling back to a default on an 8-card machine.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+def _nul_free(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\0" not in value
+    if isinstance(value, dict):
+        return all(_nul_free(k) and _nul_free(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_nul_free(v) for v in value)
+    return True
+
+
+class _Strict(BaseModel):
+    # allow_inf_nan=False: `epochs = inf` or `lr = nan` would pass `gt=0` (or slip past comparisons)
+    # and only surface as a nonsense launch.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, v: Any) -> Any:
+        # A NUL cannot reach exec(), the environment or a path: refuse it here, not at launch.
+        if not _nul_free(v):
+            raise ValueError("contains a NUL character")
+        return v
+
+
+class _Section(_Strict):
+    pass
+
+
+def _env_key(key: str) -> str:
+    if not ENV_KEY_RE.match(key):
+        raise ValueError(f"{key!r} is not an environment variable name (letters, digits, '_'; not a digit first)")
+    return key
+
+
+def _argument(arg: str) -> str:
+    if not arg:
+        raise ValueError("empty argument (an empty program name or argument is never what was meant)")
+    return arg
+
+
+def _env_value(value: str) -> str:
+    if "\0" in value:
+        raise ValueError("contains a NUL character")
+    return value
+
+
+EnvKey = Annotated[str, AfterValidator(_env_key)]
+EnvValue = Annotated[str, AfterValidator(_env_value)]  # checked per key, so the problem names the variable
+Argument = Annotated[str, AfterValidator(_argument)]
 
 
 class ModelSpec(_Section):
@@ -108,8 +156,8 @@ class LaunchSpec(_Section):
     backend: Literal["llamafactory", "deepspeed", "torchrun", "command", "builtin"] = "llamafactory"
     script: str | None = None
     args: list[str] = Field(default_factory=list)
-    argv: list[str] | None = None  # the `command` backend's full argv; placeholders like {ds_config}
-    env: dict[str, str] = Field(default_factory=dict)
+    argv: list[Argument] | None = None  # the `command` backend's full argv; placeholders like {ds_config}
+    env: dict[EnvKey, EnvValue] = Field(default_factory=dict)
     retries: int = Field(0, ge=0, le=10)
     workdir: str | None = None
     output_dir: str | None = None
@@ -124,8 +172,7 @@ class LaunchSpec(_Section):
         return self
 
 
-class Recipe(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+class Recipe(_Strict):
 
     name: str
     description: str = ""
