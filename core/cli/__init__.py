@@ -58,7 +58,8 @@ def run_tui() -> int:
     try:
         from zerodeck.tui.app import run as run_app
     except ImportError as exc:
-        err(f"cannot start the TUI: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        err(f"cannot start the TUI: {reason}")
         return EXIT_FAILED
     return run_app()
 
