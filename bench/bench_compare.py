@@ -24,7 +24,8 @@ from typing import Any
 
 def populate(n: int) -> None:
     from sqlalchemy import insert
-    from zerodeck.store.engine import open_store
+    from zerodeck.store.api import Store
+    from zerodeck.store.migrations import snapshot_axes
     from zerodeck.store.models import CardPeak, RecipeSnapshot, Run
 
     models = ["Qwen2.5-7B", "Qwen2.5-14B", "Qwen2.5-32B", "Qwen2.5-72B"]
@@ -37,6 +38,7 @@ def populate(n: int) -> None:
                         f'[zero]\nstage = {stage}\n[data]\nsamples = 20000\n[train]\nseq_len = 2048\n'
                         '[hardware]\ndevice = "npu"\ncards = 8\ncard_gb = 64.0\n')
                 snaps.append({"hash": f"h{len(snaps):04d}", "name": name, "toml": toml})
+    axes = {s["hash"]: snapshot_axes(s["toml"]) for s in snaps}
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
     runs, peaks = [], []
     for i in range(n):
@@ -54,16 +56,16 @@ def populate(n: int) -> None:
             "ended_at": t0 + timedelta(minutes=i, seconds=600 + i % 97), "predicted_peak_gib": 20.0 + i % 40,
             "steps_done": 100, "steps_total": 100, "final_loss": 1.0 + (i % 100) / 1000,
             "samples_per_s": 10.0 + i % 13, "tokens_per_s": 20000.0 + i % 997, "step_time_s": 2.5 + (i % 7) / 10,
-            "summary": json.dumps({"eval_loss": 1.1 + (i % 50) / 1000}),
+            "summary": json.dumps({"eval_loss": 1.1 + (i % 50) / 1000}), **axes[s["hash"]],
         })
         for c in range(8):
             peaks.append({"run_id": i + 1, "source": "npu-smi", "card": str(c),
                           "peak_mb": 20000.0 + (i * 7 + c) % 45000, "baseline_mb": 300.0, "total_mb": 65536.0})
-    with open_store() as session:
-        session.execute(insert(RecipeSnapshot), snaps)
-        session.execute(insert(Run), runs)
-        session.execute(insert(CardPeak), peaks)
-        session.commit()
+    # One bulk statement per table: the Store's per-run add_run would time the setup, not compare.
+    with Store.from_environment().engine.begin() as conn:
+        conn.execute(insert(RecipeSnapshot), snaps)
+        conn.execute(insert(Run), runs)
+        conn.execute(insert(CardPeak), peaks)
 
 
 def main() -> int:
@@ -86,23 +88,18 @@ def main() -> int:
 
 
 def measure() -> int:
-    from zerodeck.core.compare import comparison_table, pivot_table, rows_from_records
+    from zerodeck.core.compare import build_row, comparison_table, pivot_table
     from zerodeck.core.export import FORMATS, render
     from zerodeck.core.export.svg import peaks_chart
-    from zerodeck.store.compare_queries import run_records, snapshot_texts
-    from zerodeck.store.engine import open_store
+    from zerodeck.store.api import Store
 
-    with open_store() as s:  # engine creation and schema check: not part of the load
-        s.connection().exec_driver_sql("SELECT 1")
+    store = Store.from_environment()  # engine creation and schema check: not part of the load
+    store.count_runs()
 
-    def fetch() -> tuple[list[dict[str, Any]], dict[str, str]]:
-        with open_store() as s:
-            recs = run_records(s)
-            return recs, snapshot_texts(s, {r["recipe_hash"] for r in recs})
-
-    steps: list[tuple[str, Any]] = [("load from SQLite", fetch)]
-    (records, snaps), _ = _clock(fetch)
-    steps.append(("build rows", lambda: rows_from_records(records, snaps)))
+    steps: list[tuple[str, Any]] = [("load from SQLite", lambda: store.run_records())]
+    records, _ = _clock(steps[-1][1])
+    snaps = {r.recipe_hash for r in records}
+    steps.append(("build rows", lambda: [build_row(r) for r in records]))
     rows, _ = _clock(steps[-1][1])
     for fmt in FORMATS:
         steps.append((f"compare --format {fmt}", lambda fmt=fmt: render(comparison_table(rows), fmt)))

@@ -23,10 +23,12 @@ _AXIS_TYPES = {"model": "VARCHAR", "method": "VARCHAR", "lora_rank": "INTEGER", 
 
 
 def snapshot_axes(toml_text: str) -> dict[str, Any]:
-    """The run-axis columns of one recipe snapshot ({} when it does not parse)."""
+    """The run-axis columns of one recipe snapshot ({} when it does not parse or is empty)."""
     try:
         data = tomllib.loads(toml_text)
     except tomllib.TOMLDecodeError:
+        return {}
+    if not data:  # an empty snapshot states no axes; defaults would invent a LoRA run that never was
         return {}
 
     def sec(name: str) -> dict[str, Any]:

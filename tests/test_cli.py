@@ -106,3 +106,23 @@ def test_store_never_imports_core() -> None:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
                 assert not node.module.startswith("zerodeck.core"), path
+
+
+def test_tui_that_cannot_start_says_why_and_exits_1(cli, monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "zerodeck.tui.app", None)  # the import fails as a broken install's would
+    code, out, err = cli()
+    assert code == 1 and out == ""  # not the catalog listing it used to fall back to
+    assert err.startswith("zerodeck: cannot start the TUI: ") and len(err.strip().splitlines()) == 1
+
+
+def test_subcommands_never_import_textual() -> None:
+    code = (
+        "import contextlib, io\n"
+        "from zerodeck.core.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['plan', '--matrix'])\n"
+        "    main(['compare', '--all', '--json'])\n"
+    )
+    assert heavy_modules_loaded(code) == []

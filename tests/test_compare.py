@@ -17,12 +17,10 @@ import pytest
 from zerodeck.core.compare import Selection, comparison_table, load_rows, pivot_table
 from zerodeck.core.export import FORMATS, render
 from zerodeck.core.export.svg import memory_chart, memory_series, peaks_chart
-from zerodeck.store import queries
-from zerodeck.store.compare_queries import memory_series as load_samples
-from zerodeck.store.engine import open_store
-from zerodeck.store.models import Run
+from zerodeck.store.api import Store
+from zerodeck.store.migrations import snapshot_axes
 
-from .compare_seed import seed
+from .compare_seed import DEMO, QWEN7_Z0, seed
 from .conftest import FIXTURES
 
 GOLDEN = FIXTURES / "compare" / "golden"
@@ -43,14 +41,17 @@ def check_golden(name: str, text: str) -> None:
 
 
 @pytest.fixture
-def seeded() -> dict[str, int]:
-    with open_store() as s:
-        return seed(s)
+def store() -> Store:
+    return Store.from_environment()
+
+
+@pytest.fixture
+def seeded(store: Store) -> dict[str, int]:
+    return seed(store)
 
 
 def _rows(**sel: Any) -> list[dict[str, Any]]:
-    with open_store() as s:
-        return load_rows(s, Selection(**sel))
+    return load_rows(Store.from_environment(), Selection(**sel))
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -70,9 +71,8 @@ def test_diff_only_matches_golden(seeded: dict[str, int]) -> None:
     check_golden("diff_only.md", render(comparison_table(rows, diff_only=True), "md"))
 
 
-def test_charts_match_golden_and_are_well_formed_svg(seeded: dict[str, int]) -> None:
-    with open_store() as s:
-        samples = load_samples(s, seeded["z0"])
+def test_charts_match_golden_and_are_well_formed_svg(store: Store, seeded: dict[str, int]) -> None:
+    samples = store.memory_series(seeded["z0"])
     series, cap = memory_series(samples)
     assert set(series) == {"npu-smi 0", "npu-smi 1"}  # host memory left out beside card samples
     assert cap == 64.0
@@ -139,20 +139,17 @@ def test_csv_round_trip_keeps_numbers_and_text(seeded: dict[str, int]) -> None:
     assert ",31.2," in text and ',"31.2",' not in text
 
 
-def _hostile(session: Any) -> int:
+def _hostile(store: Store) -> int:
     name = "<script>alert(1)</script> & 50%_a\\b"
     toml = ('name = "x"\n[model]\nname = "M_&%<b>\\\\x"\n[method]\nkind = "full"\n'
             "[hardware]\ndevice = \"cpu\"\ncards = 1\n")
-    queries.save_snapshot(session, hash="hostile", name=name, toml=toml, source_path=None)
-    run = queries.add_run(session, Run(name=name, recipe_hash="hostile", status="finished", outcome="failed",
-                                       reason="bad $x & {y} ~ ^ # <i>", argv='["sh", "-c", "echo <b>&amp;"]'))
-    assert run.id is not None
-    return run.id
+    store.save_snapshot(hash="hostile", name=name, toml=toml, source_path=None)
+    return store.add_run(name=name, recipe_hash="hostile", status="finished", outcome="failed",
+                         reason="bad $x & {y} ~ ^ # <i>", argv=["sh", "-c", "echo <b>&amp;"], **snapshot_axes(toml))
 
 
-def test_html_escapes_hostile_recipe_names() -> None:
-    with open_store() as s:
-        _hostile(s)
+def test_html_escapes_hostile_recipe_names(store: Store) -> None:
+    _hostile(store)
     html = render(comparison_table(_rows(all=True)), "html")
     assert "<script>" not in html and "<b>" not in html and "<i>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; 50%_a\\b" in html
@@ -173,9 +170,8 @@ def test_html_escapes_hostile_recipe_names() -> None:
                            "tbody", "td"}
 
 
-def test_latex_escapes_hostile_recipe_names() -> None:
-    with open_store() as s:
-        _hostile(s)
+def test_latex_escapes_hostile_recipe_names(store: Store) -> None:
+    _hostile(store)
     tex = render(comparison_table(_rows(all=True)), "latex")
     assert r"\textless{}script\textgreater{}alert(1)\textless{}/script\textgreater{} \& 50\%\_a\textbackslash{}b" in tex
     assert r"M\_\&\%\textless{}b\textgreater{}\textbackslash{}x" in tex
@@ -188,9 +184,8 @@ def test_latex_escapes_hostile_recipe_names() -> None:
     assert "\\toprule" in tex and "\\bottomrule" in tex
 
 
-def test_markdown_escapes_cells() -> None:
-    with open_store() as s:
-        _hostile(s)
+def test_markdown_escapes_cells(store: Store) -> None:
+    _hostile(store)
     md = render(comparison_table(_rows(all=True)), "md")
     assert "\\<script\\>" in md and "<script>" not in md
     assert "50%\\_a\\\\b" in md
@@ -227,24 +222,21 @@ def test_json_export_has_schema_version_and_units(seeded: dict[str, int]) -> Non
     assert len(data["rows"]) == 4 and data["rows"][0]["final_loss"] == 1.2345
 
 
-def test_nan_loss_becomes_null_in_json(seeded: dict[str, int]) -> None:
-    with open_store() as s:
-        queries.update_run(s, seeded["demo"], final_loss=float("nan"))
+def test_nan_loss_becomes_null_in_json(store: Store, seeded: dict[str, int]) -> None:
+    store.update_run(seeded["demo"], final_loss=float("nan"))
     data = json.loads(render(comparison_table(_rows(all=True)), "json"))
     assert data["rows"][-1]["final_loss"] is None
 
 
-def test_selection_latest_per_recipe_tag_grid(seeded: dict[str, int]) -> None:
-    with open_store() as s:
-        snap = "hdemo"
-        again = queries.add_run(s, Run(name="demo-cpu-zero2", recipe_hash=snap, status="finished",
-                                       outcome="killed", tags='["demo"]'))
+def test_selection_latest_per_recipe_tag_grid(store: Store, seeded: dict[str, int]) -> None:
+    again = store.add_run(name="demo-cpu-zero2", recipe_hash="hdemo", status="finished", outcome="killed",
+                          tags=["demo"])
     latest = _rows()
-    assert [r["id"] for r in latest] == [seeded["z0"], seeded["z3"], seeded["oom"], again.id]
+    assert [r["id"] for r in latest] == [seeded["z0"], seeded["z3"], seeded["oom"], again]
     assert [r["id"] for r in _rows(tag="910b")] == [seeded["z0"], seeded["z3"]]
     assert [r["id"] for r in _rows(tag="9_0b")] == []  # LIKE wildcards in a tag are literal
     assert [r["id"] for r in _rows(grid="qwen2.5-14b-lora")] == [seeded["oom"]]
-    assert [r["id"] for r in _rows(refs=("demo-cpu-zero2", str(seeded["z0"])))] == [again.id, seeded["z0"]]
+    assert [r["id"] for r in _rows(refs=("demo-cpu-zero2", str(seeded["z0"])))] == [again, seeded["z0"]]
 
 
 # --- the command line -------------------------------------------------------------------------
@@ -293,8 +285,7 @@ def test_cli_bad_input_is_one_line_exit_2(cli, seeded: dict[str, int], argv: tup
 def test_cli_no_runs_says_so(cli) -> None:
     code, out, err = cli("compare")
     assert code == 1 and out == "" and "no runs recorded yet" in err
-    with open_store() as s:
-        seed(s)
+    seed(Store.from_environment())
     code, out, err = cli("compare", "--tag", "nope")
     assert code == 1 and "no runs with tag 'nope'" in err
 
@@ -313,9 +304,8 @@ def test_cli_charts(cli, seeded: dict[str, int], tmp_path: Path) -> None:
     assert code == 0 and out.startswith("### Comparison of 4 runs") and chart.read_text().startswith("<svg")
 
 
-def test_svg_charts_escape_hostile_names() -> None:
-    with open_store() as s:
-        rid = _hostile(s)
+def test_svg_charts_escape_hostile_names(store: Store) -> None:
+    rid = _hostile(store)
     svg = peaks_chart(_rows(all=True), title="<b>&</b>")
     assert "<script>" not in svg and "&lt;script&gt;" in svg and "&lt;b&gt;&amp;&lt;/b&gt;" in svg
     ET.fromstring(svg)
@@ -324,11 +314,10 @@ def test_svg_charts_escape_hostile_names() -> None:
     ET.fromstring(mem)
 
 
-def test_csv_cells_that_look_like_formulas_stay_text() -> None:
-    with open_store() as s:
-        queries.save_snapshot(s, hash="f", name="f", toml="", source_path=None)
-        queries.add_run(s, Run(name="=HYPERLINK(\"http://x\")", recipe_hash="f", reason="+1 then -rm",
-                               outcome_code="-9", outcome="killed"))
+def test_csv_cells_that_look_like_formulas_stay_text(store: Store) -> None:
+    store.save_snapshot(hash="f", name="f", toml="", source_path=None)
+    store.add_run(name="=HYPERLINK(\"http://x\")", recipe_hash="f", status="queued", reason="+1 then -rm",
+                  outcome_code="-9", outcome="killed")
     reader = list(csv.DictReader(io.StringIO(render(comparison_table(_rows(all=True)), "csv"), newline="")))
     assert reader[0]["recipe"] == "'=HYPERLINK(\"http://x\")"
     assert reader[0]["reason"] == "'+1 then -rm"
@@ -341,3 +330,35 @@ def test_long_memory_series_is_thinned_but_keeps_its_peak() -> None:
     line = series["npu-smi 0"]
     assert len(line) <= 2000 and cap == 64.0
     assert max(g for _, g in line) == (1000.0 + 30000.0) / 1024
+
+
+@pytest.mark.parametrize("toml, axes", [
+    (QWEN7_Z0, {"model": "Qwen2.5-7B", "method": "lora", "lora_rank": 8, "zero_stage": 0, "offload": "none",
+                "micro_batch": 1, "seq_len": 2048, "data_samples": 20000}),
+    (DEMO, {"model": "zerodeck-tiny", "method": "full", "lora_rank": None, "zero_stage": 2, "offload": "none",
+            "micro_batch": 4, "seq_len": 64, "data_samples": None}),
+    ('name = "p"\n[model]\npath = "/models/Qwen2.5-0.5B/"\n',
+     {"model": "Qwen2.5-0.5B", "method": "lora", "lora_rank": 8, "zero_stage": 0, "offload": "none",
+      "micro_batch": 1, "seq_len": 2048, "data_samples": None}),
+    ("", {}),  # an empty snapshot states nothing: no invented defaults
+    ("name = [", {}),
+])
+def test_migrated_axes_are_what_compare_read_from_the_snapshot(toml: str, axes: dict[str, Any]) -> None:
+    # Runs recorded before the axis columns get them from migration 2; compare then shows what it
+    # showed when it parsed each snapshot itself (the recipe model's defaults for keys left out).
+    assert snapshot_axes(toml) == axes
+
+
+def test_cli_tables_and_compare_read_a_number_the_same() -> None:
+    from zerodeck.core.cli.output import render_table
+    from zerodeck.core.compare import Column, Table
+    from zerodeck.core.export.text import to_text
+    from zerodeck.core.values import human
+
+    values = [31.0, 0.125, 1.2345, 22755.3, 0.0, 64.0, float("nan"), 7, None, True]
+    cli_cells = [line.strip() for line in render_table([{"v": v} for v in values], ["v"]).splitlines()[1:]]
+    table = Table("t", [Column("v", "v", kind="num")], [{"v": v} for v in values])
+    compare_cells = [line.strip() for line in to_text(table).splitlines()[1:]]
+    assert cli_cells == compare_cells == [human(v) for v in values]
+    # before one formatter, `zerodeck runs` printed 31.0 as "31" and 0.125 as "0.12"
+    assert cli_cells[:4] == ["31.00", "0.125", "1.23", "22755"]

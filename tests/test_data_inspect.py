@@ -88,17 +88,19 @@ def test_not_json_is_bad_input(tmp_path: Path) -> None:
         inspect_data(p)
 
 
-def test_recorded_throughput_gives_an_epoch_estimate(zd_home: Path, tmp_path: Path) -> None:
-    from zerodeck.store.engine import open_store
-    from zerodeck.store.models import RecipeSnapshot, Run
+def test_recorded_throughput_gives_an_epoch_estimate(cli, zd_home: Path, tmp_path: Path) -> None:
+    from zerodeck.store.api import Store
 
-    with open_store() as s:
-        s.add(RecipeSnapshot(hash="h", name="r", toml='name = "r"\n[model]\nname = "Qwen2.5-7B"\n'))
-        s.add(Run(name="r", recipe_hash="h", status="finished", outcome="succeeded", samples_per_s=4.0))
-        s.commit()
-    rep = inspect_data(_jsonl(tmp_path / "t.jsonl", [{"instruction": str(i), "output": "y"} for i in range(100)]),
-                       model="Qwen2.5-7B")
+    store = Store.from_environment()
+    store.save_snapshot(hash="h", name="r", toml='name = "r"\n[model]\nname = "Qwen2.5-7B"\n', source_path=None)
+    store.add_run(name="r", recipe_hash="h", status="finished", outcome="succeeded", samples_per_s=4.0,
+                  model="Qwen2.5-7B")
+    data = _jsonl(tmp_path / "t.jsonl", [{"instruction": str(i), "output": "y"} for i in range(100)])
+    rep = inspect_data(data, model="Qwen2.5-7B", store=store)
     assert rep.samples_per_s == 4.0 and rep.est_epoch_s == 25.0
+    assert inspect_data(data, model="Qwen2.5-7B").samples_per_s is None  # no store: no estimate
+    code, out, _ = cli("data", "inspect", str(data), "--model", "qwen2.5-7b", "--json")
+    assert code == 0 and json.loads(out)["est_epoch_s"] == 25.0
 
 
 # -- the command line ---------------------------------------------------------------------------

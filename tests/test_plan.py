@@ -145,22 +145,37 @@ def test_matrix_covers_models_and_stages() -> None:
     assert by["Qwen2.5-72B"]["z3_gib"] < by["Qwen2.5-72B"]["z0_gib"]
 
 
-def test_calibration_from_recorded_runs(zd_home: Path) -> None:
-    from zerodeck.store.engine import open_store
-    from zerodeck.store.models import RecipeSnapshot, Run
+def test_calibration_from_recorded_runs(cli) -> None:
+    from zerodeck.core.plan.calibration import calibration_table
+    from zerodeck.store.api import Store
 
-    with open_store() as s:
-        s.add(RecipeSnapshot(hash="h1", name="r", toml=""))
-        for pred, meas in [(40.0, 44.0), (30.0, 33.0), (20.0, 26.0)]:
-            s.add(Run(name="r", recipe_hash="h1", backend="llamafactory", device="npu", status="finished",
-                      outcome="succeeded", predicted_peak_gib=pred, measured_peak_gib=meas))
-        s.add(Run(name="r", recipe_hash="h1", backend="llamafactory", device="npu", status="finished",
-                  outcome="oom", predicted_peak_gib=40.0, measured_peak_gib=64.0))
-        s.commit()
-    p = _seed("qwen2.5-14b-lora-z0-s40k")
+    store = Store.from_environment()
+    store.save_snapshot(hash="h1", name="r", toml="", source_path=None)
+    for pred, meas in [(40.0, 44.0), (30.0, 33.0), (20.0, 26.0)]:
+        store.add_run(name="r", recipe_hash="h1", backend="llamafactory", device="npu", status="finished",
+                      outcome="succeeded", predicted_peak_gib=pred, measured_peak_gib=meas)
+    store.add_run(name="r", recipe_hash="h1", backend="llamafactory", device="npu", status="finished",
+                  outcome="oom", predicted_peak_gib=40.0, measured_peak_gib=64.0)
+    recipe, _ = find_recipe("qwen2.5-14b-lora-z0-s40k")
+    p = plan_recipe(recipe, calibration=calibration_table(store))
     assert p.calibration_runs == 3 and p.calibration_factor == pytest.approx(1.1)
     assert p.calibrated_total_gib == pytest.approx(p.breakdown.total * 1.1)
     assert p.to_dict()["per_card_gib"]["total"] == round(p.breakdown.total, 2)  # raw stays raw
+    assert plan_recipe(recipe).calibration_runs == 0  # no table: the raw physics only
+    # the command line reads the existing store
+    code, out, _ = cli("plan", "qwen2.5-14b-lora-z0-s40k", "--json")
+    assert code == 0 and json.loads(out)["calibration_runs"] == 3
+    code, out, _ = cli("plan", "--model", "Qwen2.5-14B", "--json")
+    assert code == 0 and json.loads(out)["calibration_runs"] == 3
+
+
+def test_planning_never_creates_a_store(cli, zd_home: Path) -> None:
+    from zerodeck.core.plan.calibration import calibration_table
+
+    assert calibration_table(None) == {}
+    code, out, _ = cli("plan", "qwen2.5-14b-lora-z0-s40k", "--json")
+    assert code == 0 and json.loads(out)["calibration_runs"] == 0
+    assert not (zd_home / "zerodeck.db").exists()
 
 
 def test_accuracy_against_published_measurements() -> None:

@@ -54,13 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_tui() -> int:
+    """The TUI, or one line saying why it cannot start (a missing or broken TUI is never another command)."""
     try:
         from zerodeck.tui.app import run as run_app
-    except ImportError:
-        # Until the TUI lands, the headless catalog view is the main job.
-        from zerodeck.core.cli.recipes_cmd import list_recipes_view
-
-        return list_recipes_view()
+    except ImportError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        err(f"cannot start the TUI: {reason}")
+        return EXIT_FAILED
     return run_app()
 
 

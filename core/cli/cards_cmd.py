@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from zerodeck.core.cli.output import emit, err, render_table
+from zerodeck.core.cli.output import add_json_flag, emit, err, render_table
 from zerodeck.core.errors import EXIT_FAILED, EXIT_OK, BadInput
 
 TABLE_COLUMNS = ["npu", "chip", "name", "health", "power_w", "temp_c", "aicore_pct", "memory_used_mb",
@@ -19,7 +19,7 @@ TABLE_COLUMNS = ["npu", "chip", "name", "health", "power_w", "temp_c", "aicore_p
 def register(sub: Any) -> None:
     p = sub.add_parser("cards", help="live per-card telemetry (npu-smi, NVML, CPU ranks)")
     p.add_argument("--once", action="store_true", help="print one reading and exit")
-    p.add_argument("--json", action="store_true", help="one reading as JSON on stdout")
+    add_json_flag(p, help="one reading as JSON on stdout")
     p.add_argument("--source", choices=["npu-smi", "nvidia", "cpu"], help="the source (default: detected)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between live readings (default 1)")
     p.add_argument("--from-npu-smi", type=Path, metavar="FILE", help="parse a saved `npu-smi info` output")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from zerodeck.core.cli.compare_cmd import _selection_args, load_selected, write_text
+from zerodeck.core.cli.compare_cmd import load_selected, selection_args
 from zerodeck.core.cli.output import err
 from zerodeck.core.errors import EXIT_FAILED, EXIT_OK, BadInput
 
@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
     mem.set_defaults(handler=cmd_memory)
 
     pk = cs.add_parser("peaks", help="peak memory per card of compared runs against card capacity")
-    _selection_args(pk)
+    selection_args(pk)
     pk.add_argument("-o", "--output", type=Path, metavar="FILE.svg", help="write here (default: stdout)")
     pk.set_defaults(handler=cmd_peaks)
 
@@ -32,25 +32,25 @@ def _out(args: argparse.Namespace, svg: str, what: str) -> None:
     if args.output:
         if args.output.suffix.lower() != ".svg":
             raise BadInput(f"{args.output}: charts are written as SVG; name the file *.svg")
-        write_text(args.output, svg, "svg")
+        from zerodeck.core.export.files import write_export
+
+        write_export(args.output, svg, "svg")
         err(f"wrote {args.output} ({what})")
     else:
         sys.stdout.write(svg)
 
 
 def cmd_memory(args: argparse.Namespace) -> int:
+    from zerodeck.core.cli.context import cli_store
     from zerodeck.core.compare.rows import resolve_refs
     from zerodeck.core.export.svg import memory_chart, memory_series
-    from zerodeck.store.compare_queries import memory_series as load_samples
-    from zerodeck.store.engine import open_store
-    from zerodeck.store.models import Run
 
     if args.output and args.output.suffix.lower() != ".svg":
         raise BadInput(f"{args.output}: charts are written as SVG; name the file *.svg")
-    with open_store() as session:
-        (rid,) = resolve_refs(session, [args.run])
-        run = session.get(Run, rid)
-        samples = load_samples(session, rid)
+    store = cli_store()
+    (rid,) = resolve_refs(store, [args.run])
+    run = store.run(rid)
+    samples = store.memory_series(rid)
     if not samples:
         err(f"run {rid} has no telemetry samples to chart")
         return EXIT_FAILED

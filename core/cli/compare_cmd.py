@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from zerodeck.core.cli.output import err
+from zerodeck.core.cli.output import add_json_flag, err
 from zerodeck.core.errors import EXIT_FAILED, EXIT_OK, BadInput
 
 FORMAT_CHOICES = ("table", "md", "csv", "json", "html", "latex")
 
 
-def _selection_args(p: argparse.ArgumentParser) -> None:
+def selection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="*", metavar="RUN",
                    help="run ids, or recipe names (their latest run); none: the latest run of each recipe")
     p.add_argument("--all", action="store_true", help="every recorded run")
@@ -30,7 +30,7 @@ def register(sub: Any) -> None:
                        description="Compare recorded runs: recipe axes, outcome, per-card peak memory against "
                        "capacity, throughput, loss, and the command to reproduce. --diff-only keeps the columns "
                        "that differ; --pivot ROW,COL --value FIELD builds a matrix such as model x ZeRO stage.")
-    _selection_args(p)
+    selection_args(p)
     p.add_argument("--diff-only", action="store_true", help="keep only the columns whose values differ")
     p.add_argument("--pivot", metavar="ROW,COL", help="matrix view, e.g. model,zero_stage")
     p.add_argument("--value", metavar="FIELD", help="the pivot's cell field (default peak_max_gib), e.g. outcome")
@@ -39,7 +39,7 @@ def register(sub: Any) -> None:
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument("--chart", type=Path, metavar="FILE.svg",
                    help="also write the peak-per-card vs capacity bar chart of these runs")
-    p.add_argument("--json", action="store_true", help="same as --format json")
+    add_json_flag(p, help="same as --format json")
     p.set_defaults(handler=cmd_compare)
 
 
@@ -51,12 +51,11 @@ def selection_from(args: argparse.Namespace) -> Any:
 
 def load_selected(args: argparse.Namespace) -> list[dict[str, Any]] | None:
     """The rows, or None after saying on stderr why there are none."""
+    from zerodeck.core.cli.context import cli_store
     from zerodeck.core.compare import load_rows
-    from zerodeck.store.engine import open_store
 
     sel = selection_from(args)
-    with open_store() as session:
-        rows = load_rows(session, sel)
+    rows = load_rows(cli_store(), sel)
     if not rows:
         what = []
         if sel.tag is not None:
@@ -80,15 +79,10 @@ def _format(args: argparse.Namespace) -> str:
     return format_for_path(args.output) if args.output else "table"
 
 
-def write_text(path: Path, text: str, fmt: str) -> None:
-    from zerodeck.core.export.files import write_export
-
-    write_export(path, text, fmt)
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     from zerodeck.core.compare import comparison_table, pivot_table
     from zerodeck.core.export import render
+    from zerodeck.core.export.files import write_export
 
     fmt = _format(args)
     if args.value and not args.pivot:
@@ -109,13 +103,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         table = comparison_table(rows, diff_only=args.diff_only, columns=cols)
     text = render(table, fmt)
     if args.output:
-        write_text(args.output, text, fmt)
+        write_export(args.output, text, fmt)
         err(f"wrote {args.output} ({fmt}, {len(table.rows)} row{'s' if len(table.rows) != 1 else ''})")
     else:
         sys.stdout.write(text)
     if args.chart:
         from zerodeck.core.export.svg import peaks_chart
 
-        write_text(args.chart, peaks_chart(rows), "svg")
+        write_export(args.chart, peaks_chart(rows), "svg")
         err(f"wrote {args.chart} (peak per card vs capacity, {len(rows)} runs)")
     return EXIT_OK

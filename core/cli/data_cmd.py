@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from zerodeck.core.cli.output import emit, err
+from zerodeck.core.cli.output import add_json_flag, emit, err
 from zerodeck.core.errors import EXIT_OK, EXIT_USAGE
 
 SHOWN = ["path", "format", "shape", "samples", "duplicates", "duplicate_ratio", "length", "tokens",
@@ -20,14 +20,16 @@ def register(sub: Any) -> None:
     ins = ds.add_parser("inspect", help="samples, duplicates, length percentiles and size advice")
     ins.add_argument("path", type=Path, metavar="PATH", help="a JSON or JSONL file (alpaca or sharegpt)")
     ins.add_argument("--model", help="registry name or local model directory: recommended size for it")
-    ins.add_argument("--json", action="store_true", help="machine output on stdout")
+    add_json_flag(ins)
     ins.set_defaults(handler=cmd_inspect)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from zerodeck.core.cli.context import existing_store
     from zerodeck.core.plan.data import inspect_data
 
-    rep = inspect_data(args.path, model=args.model)
+    # Only a model's estimate reads the store, and inspecting data never creates one.
+    rep = inspect_data(args.path, model=args.model, store=existing_store() if args.model else None)
     d = rep.to_dict()
     if args.json:
         emit(d, as_json=True)

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from zerodeck.core.cli.output import emit
+from zerodeck.core.cli.output import add_json_flag, emit
 from zerodeck.core.errors import EXIT_OK, BadInput
 
 COLUMNS = ["outcome", "device", "code", "rank", "reason"]
@@ -21,7 +21,7 @@ def register(sub: Any) -> None:
     p.add_argument("logfile", type=Path, metavar="LOGFILE", help="a run's console log (any launcher)")
     p.add_argument("--exit-code", type=int, default=None, metavar="N",
                    help="the job's exit status, when known (torchrun exits 1 whatever the cause)")
-    p.add_argument("--json", action="store_true", help="machine output on stdout")
+    add_json_flag(p)
     p.set_defaults(handler=cmd_diagnose)
 
 

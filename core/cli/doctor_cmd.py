@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from zerodeck.core.cli.output import emit
+from zerodeck.core.cli.output import add_json_flag, emit
 from zerodeck.core.errors import EXIT_OK
 
 PACKAGES = ("torch", "torch_npu", "deepspeed", "transformers", "llamafactory", "nvidia-ml-py", "psutil")
@@ -21,7 +21,7 @@ ASCEND = Path("/usr/local/Ascend")
 
 def register(sub: Any) -> None:
     p = sub.add_parser("doctor", help="what this machine has: telemetry sources, drivers, versions, free memory")
-    p.add_argument("--json", action="store_true", help="machine output on stdout")
+    add_json_flag(p)
     p.set_defaults(handler=cmd_doctor)
 
 

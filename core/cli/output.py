@@ -6,11 +6,14 @@ drift apart and no command formats its own output.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from zerodeck.core.values import human
 
 
 def _default(obj: Any) -> Any:
@@ -36,16 +39,12 @@ def err(message: str) -> None:
     sys.stderr.write(f"zerodeck: {message}\n")
 
 
-def fmt_cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        if value == int(value) and abs(value) < 1e15:
-            return str(int(value))
-        return f"{value:.3g}" if abs(value) < 1e-2 or abs(value) >= 1e5 else f"{value:.2f}"
-    return str(value)
+JSON_HELP = "machine output on stdout"
+
+
+def add_json_flag(parser: argparse.ArgumentParser, help: str = JSON_HELP) -> None:
+    """The one `--json` option of every data command: same name, same destination (`args.json`)."""
+    parser.add_argument("--json", action="store_true", help=help)
 
 
 def render_table(rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = None) -> str:
@@ -53,7 +52,7 @@ def render_table(rows: Sequence[dict[str, Any]], columns: Iterable[str] | None =
     cols = list(columns) if columns is not None else (list(rows[0]) if rows else [])
     if not cols:
         return ""
-    cells = [[fmt_cell(r.get(c)) for c in cols] for r in rows]
+    cells = [[human(r.get(c)) for c in cols] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
     numeric = [all(_is_number(r.get(c)) for r in rows) and bool(rows) for c in cols]
 
@@ -83,6 +82,6 @@ def emit(data: Any, *, as_json: bool, columns: Iterable[str] | None = None) -> N
         keys = list(columns) if columns is not None else list(data)
         width = max((len(k) for k in keys), default=0)
         for k in keys:
-            print(f"{k.ljust(width)}  {fmt_cell(data.get(k))}")
+            print(f"{k.ljust(width)}  {human(data.get(k))}")
     else:
         print(data)

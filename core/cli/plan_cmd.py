@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from zerodeck.core.cli.output import emit, print_json
+from zerodeck.core.cli.output import add_json_flag, emit, print_json
 from zerodeck.core.errors import EXIT_OK, BadInput
+
+if TYPE_CHECKING:
+    from zerodeck.core.plan.calibration import CalibrationTable
 
 TERMS = ["weights", "gradients", "optimizer", "activations", "logits", "buffers", "runtime", "headroom", "total"]
 
@@ -57,7 +60,7 @@ def register(sub: Any) -> None:
     p.add_argument("--attn", choices=["sdpa", "flash", "eager"], default="sdpa")
     p.add_argument("--precision", choices=["bf16", "fp16", "fp32"], default="bf16")
     p.add_argument("--matrix", action="store_true", help="models x ZeRO stages for this machine")
-    p.add_argument("--json", action="store_true", help="machine output on stdout")
+    add_json_flag(p)
     p.set_defaults(handler=cmd_plan)
 
 
@@ -72,7 +75,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not args.model:
         raise BadInput("give a RECIPE (file or catalog name), --model NAME, or --matrix")
-    from zerodeck.core.plan.calibration import calibration_for
     from zerodeck.core.plan.memory import PlanInput
     from zerodeck.core.plan.verdict import plan, resolve_model
 
@@ -81,8 +83,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
                     device=args.device, micro_batch=args.micro_batch, seq_len=args.seq_len,
                     grad_ckpt=args.grad_ckpt, attn=args.attn, precision=args.precision)
     backend = "builtin" if args.device == "cpu" else "llamafactory"
-    _show([plan(inp, calibration=calibration_for(args.device, backend)).to_dict()], args.json)
+    calibration = _calibration().get((args.device, backend))
+    _show([plan(inp, calibration=calibration).to_dict()], args.json)
     return EXIT_OK
+
+
+def _calibration() -> CalibrationTable:
+    """This machine's calibration, read from an existing store only: planning never creates one."""
+    from zerodeck.core.cli.context import existing_store
+    from zerodeck.core.plan.calibration import calibration_table
+
+    return calibration_table(existing_store())
 
 
 def _plan_recipes(ref: str) -> list[Any]:
@@ -98,7 +109,8 @@ def _plan_recipes(ref: str) -> list[Any]:
         members = expand(load_recipe_file(path))
     else:
         members = [find_recipe(ref)[0]]
-    return [plan_recipe(m) for m in members]
+    calibration = _calibration()
+    return [plan_recipe(m, calibration=calibration) for m in members]
 
 
 def _show(plans: list[dict[str, Any]], as_json: bool) -> None:

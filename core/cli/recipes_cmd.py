@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from zerodeck.core.cli.output import emit, err
+from zerodeck.core.cli.output import add_json_flag, emit, err
 from zerodeck.core.errors import EXIT_OK, EXIT_USAGE, BadInput
 
 LIST_COLUMNS = ["name", "model", "method", "zero_stage", "offload", "cards", "device",
@@ -21,29 +21,23 @@ def register(sub: Any) -> None:
     ls = rs.add_parser("list", help="every recipe in the catalog (grids expanded)")
     ls.add_argument("--dir", action="append", type=Path, default=None,
                     help="read recipes from this directory instead of the default catalog (repeatable)")
-    ls.add_argument("--json", action="store_true", help="machine output on stdout")
+    add_json_flag(ls)
     ls.set_defaults(handler=cmd_list)
 
     va = rs.add_parser("validate", help="check recipe files; one line per problem as PATH:LINE: field: message")
     va.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    va.add_argument("--json", action="store_true")
+    add_json_flag(va)
     va.set_defaults(handler=cmd_validate)
 
     ex = rs.add_parser("expand", help="write or show the cartesian product of a grid's axes")
     ex.add_argument("grid", type=Path, metavar="GRID.toml")
     ex.add_argument("--out", type=Path, help="write one TOML file per member into this directory")
-    ex.add_argument("--json", action="store_true")
+    add_json_flag(ex)
     ex.set_defaults(handler=cmd_expand)
 
 
-def catalog_rows(entries: list[Any]) -> list[dict[str, Any]]:
-    from zerodeck.core.recipe.catalog import catalog_rows as rows
-
-    return rows(entries)
-
-
 def cmd_list(args: argparse.Namespace) -> int:
-    from zerodeck.core.recipe.catalog import load_catalog
+    from zerodeck.core.recipe.catalog import catalog_rows, load_catalog
 
     entries = load_catalog(args.dir)
     rows = catalog_rows(entries)
@@ -52,11 +46,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     for problem in bad:
         err(str(problem))
     return EXIT_USAGE if bad else EXIT_OK
-
-
-def list_recipes_view() -> int:
-    """The headless catalog view: what `zerodeck` shows when the TUI is unavailable."""
-    return cmd_list(argparse.Namespace(dir=None, json=False))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -16,31 +16,9 @@ from typing import Any
 
 from zerodeck.core.compare.fields import REPRODUCE, Column
 from zerodeck.core.compare.table import Table
+from zerodeck.core.values import human
 
 JSON_SCHEMA_VERSION = 1
-MISSING = "-"
-
-
-def human(value: Any) -> str:
-    """A value as people read it in a report: no float noise, no exponent for ordinary sizes."""
-    if value is None:
-        return MISSING
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        a = abs(value)
-        if a == 0:
-            return "0"
-        if a >= 1000:
-            return f"{value:.0f}"
-        if a >= 1:
-            return f"{value:.2f}"
-        return f"{value:.3g}"
-    return str(value)
 
 
 def _text(value: Any) -> str:

@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import statistics
 import time
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zerodeck.core.errors import BadInput
+
+if TYPE_CHECKING:
+    from zerodeck.store.api import Store
 
 ANCHORS = [(7_615_616_512, 20_000), (14_770_033_664, 40_000), (32_763_876_352, 80_000),
            (72_706_203_648, 150_000)]
@@ -197,8 +201,10 @@ def _tokenizer(model_dir: Path | None) -> Any:
         return None
 
 
-def inspect_data(path: str | Path, model: str | None = None) -> DataReport:
-    """Stream a JSON / JSONL training file into a DataReport; BadInput when it is not JSON at all."""
+def inspect_data(path: str | Path, model: str | None = None, *, store: Store | None = None) -> DataReport:
+    """Stream a JSON / JSONL training file into a DataReport; BadInput when it is not JSON at all.
+
+    With a model and a store, the epoch time is estimated from that model's recorded throughput."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise BadInput(f"{p}: no such data file")
@@ -262,7 +268,7 @@ def inspect_data(path: str | Path, model: str | None = None) -> DataReport:
         rep.recommended_samples = recommended_samples(arch.params())
         rep.verdict = data_verdict(n, rep.recommended_samples)
         rep.advice = advice_text(n, rep.recommended_samples, arch.name)
-        rep.samples_per_s = recorded_throughput(arch.name)
+        rep.samples_per_s = recorded_throughput(store, arch.name) if store is not None else None
         if rep.samples_per_s:
             rep.est_epoch_s = round(n / rep.samples_per_s, 1)
     if bad and fmt == "json":
@@ -284,33 +290,7 @@ def _is_one_object(p: Path) -> bool:
         return False
 
 
-def recorded_throughput(model_name: str) -> float | None:
-    """Median samples/s of this machine's finished runs of the same model, from the store."""
-    import os
-    import statistics
-
-    from zerodeck.store.location import data_home
-
-    if not os.environ.get("ZERODECK_DB") and not (data_home() / "zerodeck.db").exists():
-        return None
-    try:
-        import tomllib
-        from sqlmodel import select
-        from zerodeck.store.engine import open_store
-        from zerodeck.store.models import RecipeSnapshot, Run
-
-        with open_store() as s:
-            rows = s.exec(select(Run.samples_per_s, RecipeSnapshot.toml)
-                          .where(Run.recipe_hash == RecipeSnapshot.hash)
-                          .where(Run.samples_per_s != None)).all()  # noqa: E711
-    except Exception:
-        return None
-    rates = []
-    for rate, text in rows:
-        try:
-            name = tomllib.loads(text).get("model", {}).get("name", "")
-        except Exception:
-            continue
-        if rate and str(name).lower() == model_name.lower():
-            rates.append(float(rate))
+def recorded_throughput(store: Store, model_name: str) -> float | None:
+    """Median samples/s of this machine's runs of the same model (the run's `model` column)."""
+    rates = store.throughputs(model_name)
     return round(statistics.median(rates), 3) if rates else None

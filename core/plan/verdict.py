@@ -1,13 +1,13 @@
 """From a recipe to a Plan: the per-card prediction, a fits / tight / oom verdict, and advice.
 
 This is the planner's public face for the CLI, the TUI and the launcher: `plan_recipe(recipe)` and
-`plan(input)` return a plain `Plan`. For a recipe that does not fit it names the cheapest change
-that does; for one that fits, the largest micro-batch that still fits. Cost order of changes
-(cheapest first): sdpa instead of eager attention (free), ZeRO-1/2 (same step time, sharded
-optimizer and gradients), gradient checkpointing (~30 % more compute), ZeRO-3 (an all-gather per
-layer), a smaller micro-batch (same global batch through gradient accumulation, lower throughput),
-optimizer offload, parameter offload (host bandwidth bound), and last a shorter sequence, which
-changes what the model learns.
+`plan(input)` return a plain `Plan`, calibrated when the caller passes this machine's calibration
+table. For a recipe that does not fit it names the cheapest change that does; for one that fits,
+the largest micro-batch that still fits. Cost order of changes (cheapest first): sdpa instead of
+eager attention (free), ZeRO-1/2 (same step time, sharded optimizer and gradients), gradient
+checkpointing (~30 % more compute), ZeRO-3 (an all-gather per layer), a smaller micro-batch (same
+global batch through gradient accumulation, lower throughput), optimizer offload, parameter offload
+(host bandwidth bound), and last a shorter sequence, which changes what the model learns.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 from zerodeck.core.errors import BadInput
 from zerodeck.core.plan import memory
+from zerodeck.core.plan.calibration import CalibrationTable
 from zerodeck.core.plan.memory import LORA_MODULES, Breakdown, PlanInput, estimate
 from zerodeck.core.plan.registry import REGISTRY, ModelArch, UnknownModel, from_config, lookup
 
@@ -297,14 +298,11 @@ def recommended_samples_note(arch: ModelArch, samples: int | None) -> str | None
     return f"{samples} samples, {rec} recommended: {data_verdict(samples, rec)}"
 
 
-def plan_recipe(recipe: Any, *, calibrate: bool = True) -> Plan:
-    """The Plan for one (non-grid) Recipe, calibrated from this machine's runs when there are any."""
+def plan_recipe(recipe: Any, *, calibration: CalibrationTable | None = None) -> Plan:
+    """The Plan for one (non-grid) Recipe; with a calibration table (from this machine's runs, see
+    `calibration.calibration_table`) the factor for its device and backend is applied beside the raw figure."""
     inp = input_from_recipe(recipe)
-    calib = None
-    if calibrate:
-        from zerodeck.core.plan.calibration import calibration_for
-
-        calib = calibration_for(inp.device, recipe.launch.backend)
+    calib = calibration.get((inp.device, recipe.launch.backend)) if calibration else None
     p = plan(inp, calibration=calib, recipe_name=recipe.name)
     p.data_advice = recommended_samples_note(inp.arch, recipe.data.samples)
     return p

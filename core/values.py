@@ -1,0 +1,36 @@
+"""How one value reads for people: the single rule behind every human output.
+
+`zerodeck runs`, `zerodeck compare` (terminal table, Markdown, HTML, LaTeX) and the TUI's cells all
+format through `human`, so the same number never reads two ways. It lives outside `core/export`
+because that package loads the comparison tables on import, which `zerodeck --help` must not pay.
+CSV and JSON keep stored values and never come here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+MISSING = "-"
+
+
+def human(value: Any) -> str:
+    """No float noise, no exponent for ordinary sizes: >= 1000 whole, >= 1 two decimals, else 3 digits."""
+    if value is None:
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        a = abs(value)
+        if a == 0:
+            return "0"
+        if a >= 1000:
+            return f"{value:.0f}"
+        if a >= 1:
+            return f"{value:.2f}"
+        return f"{value:.3g}"
+    return str(value)
