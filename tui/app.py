@@ -15,18 +15,16 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App, ScreenStackError, UnknownModeError
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import get_current_worker
-from zerodeck.core.launch.procs import tagged_pids
 from zerodeck.core.telemetry.model import Snapshot
 from zerodeck.core.telemetry.poller import Poller
 from zerodeck.core.telemetry.sources import DEFAULT_TIMEOUT, Source, make_source
-from zerodeck.store.api import Store
-from zerodeck.store.records import RunRecord
 from zerodeck.tui.messages import (
     LaunchRequested,
     LoadFailed,
@@ -40,6 +38,10 @@ from zerodeck.tui.screens.base import ZerodeckScreen
 from zerodeck.tui.services import LogFollower, Services, progress_of, utcnow
 from zerodeck.tui.telemetry import History, frame_from_snapshot
 from zerodeck.tui.view import Frame, Progress
+
+if TYPE_CHECKING:
+    from zerodeck.store.api import Store  # SQLAlchemy: imported by the first worker, after the first paint
+    from zerodeck.store.records import RunRecord
 
 LOG_KEEP = 500
 LOSS_KEEP = 600  # loss points kept for the live sparkline
@@ -166,6 +168,8 @@ class ZerodeckApp(App[int]):
         if run_id == self._scope_for and now - self._scope_at < SCOPE_EVERY_S:
             return
         try:
+            from zerodeck.core.launch.procs import tagged_pids  # psutil and the launcher: ~45 ms of start-up
+
             self.run_pids = tagged_pids(str(run_id))
         except Exception:
             self.run_pids = None
@@ -296,11 +300,12 @@ def make_app(store: Store | None = None, source: Source | None = None,
              with_host: bool = True, mode: str = "catalog") -> ZerodeckApp:
     """The app, with its store, telemetry source and clock injected (the tests pass their own).
 
-    With no store, the one the environment names (`ZERODECK_DB`, else `$ZERODECK_HOME`), made once
-    here: this is the TUI process's entry. With no source, the best of this machine (npu-smi, NVIDIA,
-    else the CPU ranks of the followed run). `with_host` adds the host's RAM and CPU to each read.
+    With no store, the one the environment names (`ZERODECK_DB`, else `$ZERODECK_HOME`), opened once
+    by the services on first use: this is the TUI process's entry. With no source, the best of this
+    machine (npu-smi, NVIDIA, else the CPU ranks of the followed run). `with_host` adds the host's RAM
+    and CPU to each read.
     """
-    services = Services(store or Store.from_environment(), catalog_dirs=catalog_dirs, clock=clock or utcnow)
+    services = Services(store, catalog_dirs=catalog_dirs, clock=clock or utcnow)
     return ZerodeckApp(services, source, poll_interval=poll_interval, watch_interval=watch_interval,
                        reconcile=reconcile, with_host=with_host, mode=mode)
 

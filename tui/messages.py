@@ -9,11 +9,13 @@ one. Screens ask the app for what is not theirs (`LaunchRequested`) instead of c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
-from zerodeck.store.records import RunRecord
 from zerodeck.tui.view import BadFile, CatalogRow, Frame, Progress, RunDetail
+
+if TYPE_CHECKING:
+    from zerodeck.store.records import RunRecord  # dataclass creation: ~20 ms of start-up
 
 # -- from the app's long-lived threads ---------------------------------------------------------
 

@@ -12,27 +12,24 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import threading
 from collections.abc import Callable
-from dataclasses import fields, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from zerodeck.core.compare import Selection, Table, comparison_table, load_rows, pivot_table
-from zerodeck.core.compare.fields import REPRODUCE
-from zerodeck.core.export import render
-from zerodeck.core.export.files import write_export
-from zerodeck.core.export.text import human
-from zerodeck.core.launch import api, queue
-from zerodeck.core.launch.reconcile import reconcile
-from zerodeck.core.plan.calibration import calibration_table
-from zerodeck.core.plan.data import inspect_data
-from zerodeck.core.plan.verdict import Plan, plan_recipe
-from zerodeck.core.recipe.catalog import catalog_rows, find_recipe, load_catalog, load_entry
-from zerodeck.core.recipe.model import Recipe
-from zerodeck.store.api import Store
-from zerodeck.store.records import JSON_COLUMNS, LIVE_STATUSES, MetricRecord, RunRecord
 from zerodeck.tui.view import BadFile, CardPeakView, CatalogRow, Progress, RunDetail, run_duration_s
+
+# The store and the core modules below are imported where they are used, in worker threads: the first
+# screen paints without waiting for SQLAlchemy (~0.45 s) and the planner, launcher and compare modules
+# (~70 ms); `bench/bench_tui.py` measures start-up to first paint.
+if TYPE_CHECKING:
+    from zerodeck.core.compare import Table
+    from zerodeck.core.plan.verdict import Plan
+    from zerodeck.core.recipe.model import Recipe
+    from zerodeck.store.api import Store
+    from zerodeck.store.records import MetricRecord, RunRecord
 
 LOG_TAIL_LINES = 200
 # A run's record reads top-down: what happened, then where and how, then the paths.
@@ -41,8 +38,6 @@ FIELD_ORDER = ("id", "name", "status", "outcome", "reason", "outcome_code", "out
                "samples_per_s", "tokens_per_s", "step_time_s", "predicted_peak_gib", "measured_peak_gib",
                "grid", "tags", "backend", "device", "cards", "card_gb", "attempts", "host", "log_path",
                "workdir", "recipe_path", "recipe_hash")
-RECORD_ORDER = [*FIELD_ORDER] + [f.name for f in fields(RunRecord)
-                                           if f.name not in FIELD_ORDER and f.name != "card_peaks"]
 
 
 def utcnow() -> datetime:
@@ -50,15 +45,32 @@ def utcnow() -> datetime:
 
 
 class Services:
-    def __init__(self, store: Store, catalog_dirs: list[Path] | None = None,
+    """With no store given, the environment's (`zerodeck` with no command): opened on first use, in a
+    worker, so the TUI process still makes exactly one."""
+
+    def __init__(self, store: Store | None = None, catalog_dirs: list[Path] | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
-        self.store = store
+        self._store = store
+        self._store_lock = threading.Lock()
         self.catalog_dirs = catalog_dirs
         self.clock = clock
         self._recipes: dict[str, tuple[Recipe, Path]] = {}
 
+    @property
+    def store(self) -> Store:
+        with self._store_lock:
+            if self._store is None:
+                from zerodeck.store.api import Store
+
+                self._store = Store.from_environment()
+            return self._store
+
     # -- catalog -----------------------------------------------------------------------------
     def catalog(self, with_plan: bool = True) -> tuple[list[CatalogRow], list[BadFile]]:
+        from zerodeck.core.plan.calibration import calibration_table
+        from zerodeck.core.plan.verdict import plan_recipe
+        from zerodeck.core.recipe.catalog import catalog_rows, load_catalog
+
         entries = load_catalog(self.catalog_dirs)
         # One read of the store's calibration for the whole catalog, not one per recipe.
         calibration = calibration_table(self.store) if with_plan else None
@@ -85,6 +97,8 @@ class Services:
 
     def recipe(self, name: str) -> tuple[Recipe, Path]:
         if name not in self._recipes:
+            from zerodeck.core.recipe.catalog import find_recipe
+
             self._recipes[name] = find_recipe(name, self.catalog_dirs)
         return self._recipes[name]
 
@@ -93,15 +107,22 @@ class Services:
         return [*shlex.split(editor), path]
 
     def validate(self, path: str) -> list[str]:
+        from zerodeck.core.recipe.catalog import load_entry
+
         return [str(p) for p in load_entry(Path(path)).problems]
 
     # -- planner -----------------------------------------------------------------------------
     def plan(self, name: str) -> Plan:
+        from zerodeck.core.plan.calibration import calibration_table
+        from zerodeck.core.plan.verdict import plan_recipe
+
         recipe, _ = self.recipe(name)
         return plan_recipe(recipe, calibration=calibration_table(self.store))
 
     def data_advice(self, name: str) -> dict[str, Any] | None:
         """`zerodeck data inspect` of the recipe's local data file, as its JSON dict."""
+        from zerodeck.core.plan.data import inspect_data
+
         recipe, path = self.recipe(name)
         if not recipe.data.path:
             return None
@@ -122,15 +143,20 @@ class Services:
 
     def active_runs(self) -> list[RunRecord]:
         """The runs a process may belong to right now, newest first (what the live view follows)."""
+        from zerodeck.store.records import LIVE_STATUSES
+
         return self.store.runs(statuses=LIVE_STATUSES)
 
     def run_detail(self, run_id: int) -> RunDetail:
+        from zerodeck.store.records import RECORD_FIELDS
+
         run = self.store.run(run_id)
         if run is None:
             raise KeyError(run_id)
         peaks = tuple(CardPeakView(p.card, p.peak_mb, p.total_mb) for p in self.store.card_peaks(run_id))
         losses = tuple(m.loss for m in self.store.metrics(run_id) if m.loss is not None)
-        shown = tuple((k, _show(k, getattr(run, k))) for k in RECORD_ORDER if k != "failure_snapshot")
+        order = [*FIELD_ORDER, *(k for k in RECORD_FIELDS if k not in FIELD_ORDER)]
+        shown = tuple((k, _show(k, getattr(run, k))) for k in order if k != "failure_snapshot")
         return RunDetail(run=run, fields=shown, peaks=peaks, losses=losses, failure_snapshot=run.failure_snapshot,
                          log_tail=tuple(tail(run.log_path, LOG_TAIL_LINES)))
 
@@ -145,25 +171,35 @@ class Services:
     # -- launch / queue / stop ---------------------------------------------------------------
     def launch(self, name: str) -> int:
         """`zerodeck run NAME --detach`: record the run and hand it to its own supervisor."""
+        from zerodeck.core.launch import api
+
         recipe, path = self.recipe(name)
         return int(api.start_run(self.store, recipe, path, detach=True))
 
     def enqueue(self, name: str) -> int:
         """`zerodeck queue add NAME`: the queue row the runner picks up."""
+        from zerodeck.core.launch import queue
+
         return int(queue.add(self.store, [self.recipe(name)])[0])
 
     def stop(self, run_id: int) -> None:
         """`zerodeck stop RUN`: ask the supervisor; returns once the run's processes are gone."""
+        from zerodeck.core.launch import api
+
         api.stop_run(self.store, run_id)
 
     def reconcile(self) -> list[tuple[int, str]]:
         """Runs whose supervisor vanished are re-adopted or marked lost, as every CLI command does."""
+        from zerodeck.core.launch.reconcile import reconcile
+
         return list(reconcile(self.store))
 
     # -- compare ---------------------------------------------------------------------------
     def compare_table(self, run_ids: list[int], diff_only: bool = False,
                       pivot: tuple[str, str, str] | None = None) -> Table:
         """The core compare Table of these runs, as `zerodeck compare` builds it."""
+        from zerodeck.core.compare import Selection, comparison_table, load_rows, pivot_table
+
         rows = load_rows(self.store, Selection(refs=tuple(str(i) for i in run_ids)))
         if pivot:
             return pivot_table(rows, *pivot)
@@ -172,12 +208,18 @@ class Services:
     def compare(self, run_ids: list[int], diff_only: bool = False,
                 pivot: tuple[str, str, str] | None = None) -> tuple[list[str], list[list[str]]]:
         """Headers and cells for the screen: the terminal format's columns and number formatting."""
+        from zerodeck.core.compare.fields import REPRODUCE
+        from zerodeck.core.export.text import human
+
         table = self.compare_table(run_ids, diff_only, pivot)
         cols = [c for c in table.dropping_empty().columns if c.key not in REPRODUCE]
         return [c.header for c in cols], [[human(r.get(c.key)) for c in cols] for r in table.rows]
 
     def export(self, run_ids: list[int], fmt: str, out: Path, diff_only: bool = False,
                pivot: tuple[str, str, str] | None = None) -> Path:
+        from zerodeck.core.export import render
+        from zerodeck.core.export.files import write_export
+
         table = self.compare_table(run_ids, diff_only, pivot)
         write_export(out, render(table, fmt), fmt)
         return out
@@ -247,6 +289,8 @@ class LogFollower:
 
 
 def _show(key: str, value: Any) -> str:
+    from zerodeck.store.records import JSON_COLUMNS
+
     if value is None:
         return "-"
     if key in JSON_COLUMNS:  # shown as the JSON the store keeps

@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, cast
 
 from textual.screen import Screen
-from zerodeck.store.records import RunRecord
 from zerodeck.tui.messages import LoadFailed
 from zerodeck.tui.view import Frame, Progress
 
 if TYPE_CHECKING:
+    from zerodeck.store.records import RunRecord
     from zerodeck.tui.app import ZerodeckApp
 
 

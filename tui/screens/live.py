@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rich.text import Text
+from rich.text import Span, Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -29,6 +29,7 @@ class LiveScreen(StopsRuns):
         super().__init__()
         self.rows: dict[str, CardRow] = {}
         self.progress: Progress | None = None
+        self._shown_text: dict[str | None, tuple[str, tuple[Span, ...]]] = {}
 
     def compose(self) -> ComposeResult:
         yield ModeBar()
@@ -91,11 +92,11 @@ class LiveScreen(StopsRuns):
     def show_active(self, active: list[RunRecord]) -> None:
         pass  # the progress line says what is followed; active runs are reached with `n`
 
-    @staticmethod
-    def _set(widget: Static, text: Text) -> None:
+    def _set(self, widget: Static, text: Text) -> None:
         # Only touch the widget when its text changes: nothing is redrawn on an idle screen.
-        if getattr(widget, "_zd_last", None) != (text.plain, tuple(text.spans)):
-            widget._zd_last = (text.plain, tuple(text.spans))  # type: ignore[attr-defined]
+        shown = (text.plain, tuple(text.spans))
+        if self._shown_text.get(widget.id) != shown:
+            self._shown_text[widget.id] = shown
             widget.update(text)
 
     def action_next_run(self) -> None:
