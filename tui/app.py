@@ -186,7 +186,7 @@ class ZerodeckApp(App[int]):
     def _shown(self) -> ZerodeckScreen | None:
         """The screen to update, or None: a dialog is on top, or the app is closing (a worker's
         message can arrive after the last screen has gone)."""
-        if self._stop.is_set():
+        if self._stop.is_set() or not self.is_running:  # shutting down: screens lose their widgets
             return None
         try:
             screen = self.screen
