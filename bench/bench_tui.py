@@ -23,7 +23,7 @@ import tempfile
 import termios
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,30 +32,27 @@ A3 = ROOT / "tests" / "fixtures" / "npu-smi" / "info_a3_16die_synth.txt"
 
 
 def seed_runs(n: int) -> None:
-    """n finished runs (a few hundred recipes, peaks, losses) written in one transaction."""
-    from zerodeck.store.engine import open_store
-    from zerodeck.store.models import CardPeak, RecipeSnapshot, Run, utcnow
+    """n finished runs (a few hundred recipes, peaks, losses), through the store's own API (a run a
+    transaction: seeding 10,000 takes about half a minute; it is not part of any figure)."""
+    from zerodeck.store.api import Store
+    from zerodeck.store.records import CardPeakRecord
 
-    now = utcnow()
+    store = Store.from_environment()
+    now = datetime.now(timezone.utc)
     rnd = random.Random(6)
-    with open_store() as s:
-        for h in range(200):
-            s.add(RecipeSnapshot(hash=f"h{h}", name=f"recipe-{h}", toml=f'name = "recipe-{h}"\n'))
-        s.commit()
-        runs = []
-        for i in range(n):
-            start = now - timedelta(minutes=10 * (n - i))
-            runs.append(Run(id=i + 1, name=f"recipe-{i % 200}", recipe_hash=f"h{i % 200}", status="finished",
-                            outcome=rnd.choice(["succeeded"] * 6 + ["oom", "failed", "killed"]), device="npu",
-                            cards=8, card_gb=64.0, created_at=start, started_at=start,
-                            ended_at=start + timedelta(seconds=rnd.randint(30, 9000)),
-                            predicted_peak_gib=rnd.uniform(10, 70), final_loss=rnd.uniform(0.5, 2.0),
-                            samples_per_s=rnd.uniform(1, 20), grid=f"grid-{i % 20}"))
-        s.add_all(runs)
-        s.commit()
-        s.add_all(CardPeak(run_id=i + 1, source="npu-smi", card=str(c), peak_mb=rnd.uniform(5e3, 6.5e4),
-                           total_mb=65536.0) for i in range(0, n, 7) for c in range(8))
-        s.commit()
+    for h in range(200):
+        store.save_snapshot(hash=f"h{h}", name=f"recipe-{h}", toml=f'name = "recipe-{h}"\n', source_path=None)
+    for i in range(n):
+        start = now - timedelta(minutes=10 * (n - i))
+        run_id = store.add_run(
+            name=f"recipe-{i % 200}", recipe_hash=f"h{i % 200}", status="finished",
+            outcome=rnd.choice(["succeeded"] * 6 + ["oom", "failed", "killed"]), device="npu", cards=8,
+            card_gb=64.0, created_at=start, started_at=start, ended_at=start + timedelta(seconds=rnd.randint(30, 9000)),
+            predicted_peak_gib=rnd.uniform(10, 70), final_loss=rnd.uniform(0.5, 2.0), samples_per_s=rnd.uniform(1, 20),
+            grid=f"grid-{i % 20}")
+        if i % 7 == 0:
+            store.replace_telemetry(run_id, [], [CardPeakRecord("npu-smi", str(c), rnd.uniform(5e3, 6.5e4), None,
+                                                                65536.0) for c in range(8)])
 
 
 def spawn_on_pty(argv: list[str], env: dict[str, str], cols: int, rows: int) -> tuple[subprocess.Popen[bytes], int]:
@@ -165,10 +162,10 @@ def variants(n: int) -> list[str]:
 
 def live_child(poll: float, n: int) -> None:
     """The app on the live screen, fed by the 16-die replay (a real npu-smi would run in a child)."""
+    from zerodeck.core.telemetry.sources import ReplaySource
     from zerodeck.tui.app import make_app
-    from zerodeck.tui.telemetry import replay_source
 
-    make_app(source=replay_source("npu-smi", variants(n), with_host=True), poll_interval=poll, mode="live").run()
+    make_app(source=ReplaySource("npu-smi", variants(n)), poll_interval=poll, mode="live").run()
 
 
 def watch_live(seconds: float, poll: float, label: str, sample_every: float) -> list[tuple[float, float, float]]:

@@ -290,8 +290,7 @@ def test_edit_opens_the_editor_then_revalidates(tmp_path: Path, monkeypatch: pyt
 
 
 def test_queue_adds_the_recipe_for_the_runner() -> None:
-    from zerodeck.store.engine import open_store
-    from zerodeck.store.queries import queue_items
+    from .tui_support import store
 
     a = app(None)
 
@@ -302,8 +301,7 @@ def test_queue_adds_the_recipe_for_the_runner() -> None:
         await pilot.press("a")
 
         def queued() -> list[Any]:
-            with open_store() as s:
-                return queue_items(s, states=["pending"])
+            return store().queue_items(states=["pending"])
 
         await until(pilot, queued)
         item = queued()[0]

@@ -4,16 +4,31 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from zerodeck.core.telemetry.model import Card, HostStats, Process, Snapshot
+from zerodeck.core.telemetry.sources import DEFAULT_TIMEOUT
+from zerodeck.store.api import Store
 from zerodeck.tui.services import LogFollower
 from zerodeck.tui.telemetry import History, frame_from_snapshot
 from zerodeck.tui.view import CardView, Frame
 from zerodeck.tui.widgets.text import bar, sparkline
 
-from .tui_support import app, drive, until
+from .tui_support import NoCards, app, drive, until
+
+
+class Scripted:
+    """A telemetry source that runs a function for each read."""
+
+    name = "scripted"
+
+    def __init__(self, read: Callable[[], Snapshot]) -> None:
+        self._read = read
+
+    def read(self, timeout: float = DEFAULT_TIMEOUT) -> Snapshot:
+        return self._read()
 
 
 def test_sparkline_scales_and_keeps_the_newest() -> None:
@@ -71,7 +86,7 @@ def test_poller_never_overlaps_and_delivers_the_newest_frame() -> None:
     inflight, most, calls = [0], [0], [0]
     lock = threading.Lock()
 
-    def slow() -> Frame:
+    def slow() -> Snapshot:
         with lock:
             inflight[0] += 1
             most[0] = max(most[0], inflight[0])
@@ -80,10 +95,10 @@ def test_poller_never_overlaps_and_delivers_the_newest_frame() -> None:
         time.sleep(0.03)
         with lock:
             inflight[0] -= 1
-        return Frame(source="slow", cards=(CardView(key="0", used_mb=n, total_mb=1000),))
+        return Snapshot(source="slow", cards=[Card(npu=0, chip=0, memory_used_mb=n, memory_total_mb=1000)])
 
     a = app(None, poll_interval=0.001)
-    a.source = slow
+    a.source = Scripted(slow)
 
     async def body(pilot: Any) -> None:
         await until(pilot, lambda: calls[0] >= 10)
@@ -99,13 +114,13 @@ def test_poller_backs_off_when_the_source_is_slow() -> None:
     """npu-smi can take seconds on 8 x 910B: the live view must not run it back to back."""
     starts: list[float] = []
 
-    def slow() -> Frame:
+    def slow() -> Snapshot:
         starts.append(time.monotonic())
         time.sleep(0.1)
-        return Frame(source="slow")
+        return Snapshot(source="slow")
 
     a = app(None, poll_interval=0.01)
-    a.source = slow
+    a.source = Scripted(slow)
 
     async def body(pilot: Any) -> None:
         await until(pilot, lambda: len(starts) >= 4)
@@ -115,15 +130,40 @@ def test_poller_backs_off_when_the_source_is_slow() -> None:
     assert min(gaps) >= 0.18  # twice the read time, not the 0.01 s target
 
 
-def test_make_app_store_url_reaches_the_core(tmp_path: Path, monkeypatch: Any) -> None:
+def test_make_app_store_reaches_the_core_without_the_environment(tmp_path: Path, monkeypatch: Any) -> None:
+    """The store given is the one the services (and every core call through them) use; the app no
+    longer steers core by writing ZERODECK_DB."""
     from zerodeck.tui.app import make_app
 
     monkeypatch.setenv("ZERODECK_DB", "sqlite://")  # recorded, so the test's change is undone after it
     url = f"sqlite:///{tmp_path / 'other.db'}"
-    a = make_app(store_url=url, source=lambda: Frame(source="x"))
-    assert a.services.store_url == url
+    a = make_app(Store.open(url), source=NoCards())
+    assert a.services.store.url == url
     import os
 
-    assert os.environ["ZERODECK_DB"] == url
+    assert os.environ["ZERODECK_DB"] == "sqlite://"
     assert a.services.runs() == ([], 0)
     assert (tmp_path / "other.db").exists()
+
+
+def test_a_failed_read_keeps_the_last_cards_marked_stale() -> None:
+    """The core Poller's stale marking reaches the screen: old numbers, and why they are old."""
+    reads = [0]
+
+    def flaky() -> Snapshot:
+        reads[0] += 1
+        if reads[0] == 1:
+            return Snapshot(source="npu-smi", cards=[Card(npu=0, chip=0, hbm_used_mb=10, hbm_total_mb=100)])
+        return Snapshot(source="npu-smi", error="npu-smi: timed out after 10 s")
+
+    a = app(None, poll_interval=0.01)
+    a.source = Scripted(flaky)
+
+    async def body(pilot: Any) -> None:
+        await pilot.press("2")
+        await until(pilot, lambda: a.latest_frame is not None and a.latest_frame.stale)
+
+    drive(a, body)
+    frame = a.latest_frame
+    assert frame is not None and frame.error == "npu-smi: timed out after 10 s"
+    assert [c.key for c in frame.cards] == ["0"] and frame.cards[0].used_mb == 10

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from zerodeck.core import paths
-from zerodeck.store import queries
+from zerodeck.core.telemetry.model import Snapshot
+from zerodeck.core.telemetry.sources import DEFAULT_TIMEOUT, ReplaySource, Source
+from zerodeck.store.api import RunFields, Store
 from zerodeck.store.engine import open_store
-from zerodeck.store.models import Run
 from zerodeck.tui.app import ZerodeckApp, make_app
-from zerodeck.tui.telemetry import replay_source
 
 from .compare_seed import T0, seed
 
@@ -26,8 +25,13 @@ TUI_RECIPES = FIXTURES / "tui"
 NOW = T0 + timedelta(hours=6)
 
 
-def replay(path: Path) -> Callable[[], Any]:
-    return replay_source("npu-smi", [path.read_text(encoding="utf-8")])
+def replay(path: Path) -> Source:
+    return ReplaySource("npu-smi", [path.read_text(encoding="utf-8")])
+
+
+def store() -> Store:
+    """The test's store (conftest gives each test its own ZERODECK_HOME)."""
+    return Store.from_environment()
 
 
 def app(source: Path | None = NPU8, *, bad: bool = False, extra: list[Path] | None = None,
@@ -36,39 +40,43 @@ def app(source: Path | None = NPU8, *, bad: bool = False, extra: list[Path] | No
     kw.setdefault("poll_interval", 3600.0)  # one poll: snapshots must not move under the camera
     kw.setdefault("watch_interval", 0.05)
     kw.setdefault("reconcile", False)  # the runs written here have no supervisor to find
-    return make_app(source=replay(source) if source else _no_cards, clock=lambda: NOW, catalog_dirs=dirs, **kw)
+    kw.setdefault("with_host", False)  # this machine's RAM would move under the camera
+    return make_app(store(), source=replay(source) if source else NoCards(), clock=lambda: NOW,
+                    catalog_dirs=dirs, **kw)
 
 
-def _no_cards() -> Any:
-    from zerodeck.tui.view import Frame
+class NoCards:
+    """A source that sees no card (a machine with no accelerator and no run)."""
 
-    return Frame(source="cpu")
+    name = "cpu"
+
+    def read(self, timeout: float = DEFAULT_TIMEOUT) -> Snapshot:
+        return Snapshot(source="cpu")
 
 
 def seeded(log_dir: Path | None = None) -> dict[str, int]:
     """The compare seed runs, plus a failure snapshot and a log for the OOM run."""
     with open_store() as s:
         ids = seed(s)
-        fields: dict[str, Any] = {"failure_snapshot": json.dumps(
-            {"source": "npu-smi", "cards": [{"key": "3", "hbm_used_mb": 65536, "hbm_total_mb": 65536}]})}
-        if log_dir is not None:
-            log = log_dir / "oom.log"
-            log.write_text("step 1 loss 2.0\nRuntimeError: NPU out of memory. EL0004\n", encoding="utf-8")
-            fields["log_path"] = str(log.relative_to(log_dir))
-        queries.update_run(s, ids["oom"], **fields)
+    fields: RunFields = {"failure_snapshot": {
+        "source": "npu-smi", "cards": [{"key": "3", "hbm_used_mb": 65536, "hbm_total_mb": 65536}]}}
+    if log_dir is not None:
+        log = log_dir / "oom.log"
+        log.write_text("step 1 loss 2.0\nRuntimeError: NPU out of memory. EL0004\n", encoding="utf-8")
+        fields["log_path"] = str(log.relative_to(log_dir))
+    store().update_run(ids["oom"], **fields)
     return ids
 
 
 def add_running(log_path: Path, pgid: int | None = None, name: str = "demo-cpu-zero3") -> int:
     """A run in the store as a supervisor would leave it mid-way: running, a few metrics, a log."""
-    with open_store() as s:
-        queries.save_snapshot(s, hash="hrun", name=name, toml=f'name = "{name}"\n', source_path=None)
-        run = queries.add_run(s, Run(name=name, recipe_hash="hrun", status="running", device="cpu", cards=2,
-                                     backend="builtin", log_path=str(log_path), pgid=pgid, created_at=T0,
-                                     started_at=NOW - timedelta(seconds=30), steps_total=20, steps_done=5))
-        assert run.id is not None
-        queries.add_metrics(s, run.id, [{"step": i, "loss": 2.0 - i / 10} for i in range(1, 6)])
-        return run.id
+    s = store()
+    s.save_snapshot(hash="hrun", name=name, toml=f'name = "{name}"\n', source_path=None)
+    run_id = s.add_run(name=name, recipe_hash="hrun", status="running", device="cpu", cards=2, backend="builtin",
+                       log_path=str(log_path), pgid=pgid, created_at=T0, started_at=NOW - timedelta(seconds=30),
+                       steps_total=20, steps_done=5)
+    s.upsert_metrics(run_id, [{"step": i, "loss": 2.0 - i / 10} for i in range(1, 6)])
+    return run_id
 
 
 async def until(pilot: Any, cond: Callable[[], Any], timeout: float = 10.0) -> None:
@@ -103,7 +111,7 @@ def far_run_ids() -> None:
     so another store's `stop 1` on the same machine would otherwise reach this test's run."""
     import os
 
-    with open_store() as s:
-        queries.save_snapshot(s, hash="old", name="old", toml='name = "old"\n', source_path=None)
-        queries.add_run(s, Run(id=7000 + os.getpid() % 1000, name="old", recipe_hash="old", status="finished",
-                               outcome="succeeded", created_at=T0))
+    s = store()
+    s.save_snapshot(hash="old", name="old", toml='name = "old"\n', source_path=None)
+    s.add_run_at(7000 + os.getpid() % 1000, name="old", recipe_hash="old", status="finished", outcome="succeeded",
+                 created_at=T0)

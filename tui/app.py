@@ -1,32 +1,47 @@
 """The Textual app: `make_app()` builds it for the CLI, the tests and the benchmark alike.
 
-Everything that can block runs in a worker thread: one poller per telemetry source (never
-overlapping itself), one watcher for the store's active runs and the followed run's log, and
-short one-off workers for catalog, plans and run history. Quitting only closes the UI: runs belong
-to their supervisors and keep going.
+Everything that can block runs in a worker thread: the core telemetry `Poller` in one thread, which
+posts each snapshot as a message that replaces any still queued; one watcher for the store's active
+runs and the followed run's log; and short one-off workers for catalog, plans and run history. The
+app is given its `Store` and passes it down; it never steers core through the environment. Quitting
+only closes the UI: runs belong to their supervisors and keep going.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import work
-from textual.app import App
+from textual.app import App, ScreenStackError, UnknownModeError
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import get_current_worker
-from zerodeck.core.telemetry.poller import adapted_interval
-from zerodeck.tui.messages import FrameReady, Notice, ProgressReady, RunsChanged
+from zerodeck.core.telemetry.model import Snapshot
+from zerodeck.core.telemetry.poller import Poller
+from zerodeck.core.telemetry.sources import DEFAULT_TIMEOUT, Source, make_source
+from zerodeck.tui.messages import (
+    LaunchRequested,
+    LoadFailed,
+    Notice,
+    ProgressReady,
+    RunLaunched,
+    RunsChanged,
+    TelemetrySnapshot,
+)
+from zerodeck.tui.screens.base import ZerodeckScreen
 from zerodeck.tui.services import LogFollower, Services, progress_of, utcnow
-from zerodeck.tui.telemetry import History, RunScope, Source, default_source
-from zerodeck.tui.view import Frame, Progress, RunRow
+from zerodeck.tui.telemetry import History, frame_from_snapshot
+from zerodeck.tui.view import Frame, Progress
+
+if TYPE_CHECKING:
+    from zerodeck.store.api import Store  # SQLAlchemy: imported by the first worker, after the first paint
+    from zerodeck.store.records import RunRecord
 
 LOG_KEEP = 500
 LOSS_KEEP = 600  # loss points kept for the live sparkline
@@ -70,28 +85,30 @@ class ZerodeckApp(App[int]):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, services: Services, source: Source, poll_interval: float = 1.0,
-                 watch_interval: float = 1.0, reconcile: bool = True, scope: RunScope | None = None,
-                 mode: str = "catalog") -> None:
+    def __init__(self, services: Services, source: Source | None = None, poll_interval: float = 1.0,
+                 watch_interval: float = 1.0, reconcile: bool = True, with_host: bool = True,
+                 telemetry_timeout: float = DEFAULT_TIMEOUT, mode: str = "catalog") -> None:
         super().__init__()
         self.start_mode = mode
         self.reconcile_on_start = reconcile
         self.services = services
-        self.source = source
+        self.source = source  # None: the best source of this machine, chosen in the polling thread
         self.poll_interval = poll_interval
         self.watch_interval = watch_interval
+        self.with_host = with_host
+        self.telemetry_timeout = telemetry_timeout
         self.animation_level = "none"  # slow SSH links: no animations
+        self.poller: Poller | None = None
         self.history = History()
         self.latest_frame: Frame | None = None
         self.frames = 0
-        self._frame_pending = False
-        self.active_runs: list[RunRow] = []
+        self.active_runs: list[RunRecord] = []
         self.progress: Progress | None = None
         self.log_lines: deque[str] = deque(maxlen=LOG_KEEP)
         self.followed_run: int | None = None
         self.compare_ids: list[int] = []
-        self.scope = scope or RunScope()
-        self.run_scope_id: int | None = None
+        self.run_scope_id: int | None = None  # the followed run while it is active
+        self.run_pids: set[int] | None = None  # its processes, by the launcher's tag
         self._scope_for: int | None = None
         self._scope_at = 0.0
         self._stop = threading.Event()
@@ -107,59 +124,75 @@ class ZerodeckApp(App[int]):
         self.watch_runs()
 
     def on_unmount(self) -> None:
-        self._stop.set()
+        self._halt()
 
     async def action_quit(self) -> None:
-        self._stop.set()
+        self._halt()
         self.exit(0)
+
+    def _halt(self) -> None:
+        self._stop.set()
+        poller = self.poller
+        if poller is not None:
+            poller.stop(join_timeout=0)  # the read in flight ends on its own time-out
 
     # -- telemetry --------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="telemetry", exit_on_error=False)
     def poll_telemetry(self) -> None:
-        worker = get_current_worker()
-        while not worker.is_cancelled and not self._stop.is_set():
-            started = time.monotonic()
-            self._refresh_scope(started)
-            try:
-                frame = self.source()
-            except Exception as exc:  # a source failure is shown, never raised into the UI
-                frame = Frame(source="?", error=f"{type(exc).__name__}: {exc}")
-            pids = self.scope.pids
-            if pids and frame.cards:
-                frame = replace(frame, mine=frozenset(c.key for c in frame.cards if pids & set(c.pids)))
-            self.latest_frame = frame
-            if not self._frame_pending:
-                self._frame_pending = True
-                self.post_message(FrameReady())
-            took = time.monotonic() - started
-            self._stop.wait(max(0.05, adapted_interval(self.poll_interval, took) - took))
+        """The core Poller's loop, in this one worker thread: it never overlaps itself, stretches its
+        interval when the source is slow, bounds each read by a time-out and marks a failed read's
+        cards stale."""
+        # Choosing probes NVML and PATH: done here, after the first screen is painted.
+        source = self.source or make_source(pids=self._run_pids_or_none)
+        poller = Poller(source, self._snapshot_read, interval=self.poll_interval, timeout=self.telemetry_timeout,
+                        with_host=self.with_host)
+        self.poller = poller
+        if not self._stop.is_set():  # set before `poller` was visible to `_halt`: never start
+            poller.run()
+
+    def _run_pids_or_none(self) -> set[int] | None:
+        """The CPU source shows the followed run's ranks, or every rank process when none is followed."""
+        return self.run_pids or None
+
+    def _snapshot_read(self, snap: Snapshot) -> None:
+        """In the polling thread: the frame, with the followed run's cards marked, to the event loop."""
+        self._refresh_scope(time.monotonic())
+        self.post_message(TelemetrySnapshot(frame_from_snapshot(snap, self.run_pids)))
 
     def _refresh_scope(self, now: float) -> None:
         """The followed run's processes, by the launcher's tag; a scan of /proc, so every few polls."""
         run_id = self.run_scope_id
         if run_id is None:
-            self.scope.pids = None
+            self.run_pids = None
             return
         if run_id == self._scope_for and now - self._scope_at < SCOPE_EVERY_S:
             return
         try:
-            from zerodeck.core.launch.procs import tagged_pids
+            from zerodeck.core.launch.procs import tagged_pids  # psutil and the launcher: ~45 ms of start-up
 
-            self.scope.pids = tagged_pids(run_id)
+            self.run_pids = tagged_pids(str(run_id))
         except Exception:
-            self.scope.pids = None
+            self.run_pids = None
         self._scope_for, self._scope_at = run_id, now
 
-    def on_frame_ready(self, _msg: FrameReady) -> None:
-        self._frame_pending = False
-        frame = self.latest_frame
-        if frame is None:
-            return
+    def on_telemetry_snapshot(self, msg: TelemetrySnapshot) -> None:
+        frame = self.latest_frame = msg.frame
         self.frames += 1
         self.history.add(frame)
-        screen = self.screen
-        if hasattr(screen, "show_frame"):
+        screen = self._shown()
+        if screen is not None:
             screen.show_frame(frame)
+
+    def _shown(self) -> ZerodeckScreen | None:
+        """The screen to update, or None: a dialog is on top, or the app is closing (a worker's
+        message can arrive after the last screen has gone)."""
+        if self._stop.is_set() or not self.is_running:  # shutting down: screens lose their widgets
+            return None
+        try:
+            screen = self.screen
+        except (ScreenStackError, UnknownModeError):
+            return None
+        return screen if isinstance(screen, ZerodeckScreen) else None
 
     # -- runs -------------------------------------------------------------------------------
     def follow(self, run_id: int | None) -> None:
@@ -171,10 +204,10 @@ class ZerodeckApp(App[int]):
         worker = get_current_worker()
         follower: LogFollower | None = None
         following: int | None = None
-        last_active: list[RunRow] | None = None
+        last_active: list[RunRecord] | None = None
         last_progress: Progress | None = None
         losses: deque[float] = deque(maxlen=LOSS_KEEP)
-        last_point: tuple[int, float | None, float | None] | None = None
+        last_point = None
         if self.reconcile_on_start:
             try:
                 for run_id, what in self.services.reconcile():
@@ -203,14 +236,14 @@ class ZerodeckApp(App[int]):
             lines: list[str] = []
             if run_id is not None:
                 try:
-                    row, points = self.services.run_and_points(run_id, last_point[0] if last_point else None)
-                    losses.extend(p[1] for p in points if p[1] is not None)
+                    run, points = self.services.run_and_points(run_id, last_point.step if last_point else None)
+                    losses.extend(p.loss for p in points if p.loss is not None)
                     last_point = points[-1] if points else last_point
-                    progress = progress_of(row, tuple(losses), last_point, self.clock())
+                    progress = progress_of(run, tuple(losses), last_point, self.clock())
                     if follower is None:
-                        follower = LogFollower(progress.run.log_path)
-                    elif follower.path != progress.run.log_path:
-                        follower = LogFollower(progress.run.log_path)
+                        follower = LogFollower(run.log_path)
+                    elif follower.path != run.log_path:
+                        follower = LogFollower(run.log_path)
                         reset = True
                     lines = follower.poll()
                 except Exception:
@@ -226,8 +259,9 @@ class ZerodeckApp(App[int]):
 
     def on_runs_changed(self, msg: RunsChanged) -> None:
         self.active_runs = msg.active
-        if hasattr(self.screen, "show_active"):
-            self.screen.show_active(msg.active)
+        screen = self._shown()
+        if screen is not None:
+            screen.show_active(msg.active)
 
     def on_progress_ready(self, msg: ProgressReady) -> None:
         self.progress = msg.progress
@@ -236,26 +270,47 @@ class ZerodeckApp(App[int]):
         if msg.reset_log:
             self.log_lines.clear()
         self.log_lines.extend(msg.log_lines)
-        if hasattr(self.screen, "show_progress"):
-            self.screen.show_progress(msg.progress, msg.log_lines, msg.reset_log)
+        screen = self._shown()
+        if screen is not None:
+            screen.show_progress(msg.progress, msg.log_lines, msg.reset_log)
+
+    # -- launching ---------------------------------------------------------------------------
+    def on_launch_requested(self, msg: LaunchRequested) -> None:
+        self._launch(msg.name)
+
+    @work(thread=True, group="launch")
+    def _launch(self, name: str) -> None:
+        try:
+            self.post_message(RunLaunched(self.services.launch(name), name))
+        except Exception as exc:
+            self.post_message(LoadFailed(f"launch {name}: {exc}"))
+
+    def on_run_launched(self, msg: RunLaunched) -> None:
+        self.notify(f"run {msg.run_id} started: {msg.name}", timeout=6)
+        self.follow(msg.run_id)
+        self.switch_mode("live")
+
+    def on_load_failed(self, msg: LoadFailed) -> None:
+        self.notify(msg.error, severity="error", timeout=8)
 
 
-def make_app(store_url: str | None = None, source: Source | None = None,
+def make_app(store: Store | None = None, source: Source | None = None,
              clock: Callable[[], datetime] | None = None, catalog_dirs: list[Path] | None = None,
              poll_interval: float = 1.0, watch_interval: float = 1.0, reconcile: bool = True,
-             mode: str = "catalog") -> ZerodeckApp:
-    """The app, with its store, telemetry source and clock injected (the tests pass their own)."""
-    if store_url:
-        # The supervisors this app launches, and the core calls that open their own session, find
-        # the store through the environment: they must all write where this app reads.
-        os.environ["ZERODECK_DB"] = store_url
-    services = Services(store_url=store_url, catalog_dirs=catalog_dirs, clock=clock or utcnow)
-    scope = RunScope()
-    return ZerodeckApp(services, source or default_source(scope), poll_interval=poll_interval,
-                       watch_interval=watch_interval, reconcile=reconcile, scope=scope, mode=mode)
+             with_host: bool = True, mode: str = "catalog") -> ZerodeckApp:
+    """The app, with its store, telemetry source and clock injected (the tests pass their own).
+
+    With no store, the one the environment names (`ZERODECK_DB`, else `$ZERODECK_HOME`), opened once
+    by the services on first use: this is the TUI process's entry. With no source, the best of this
+    machine (npu-smi, NVIDIA, else the CPU ranks of the followed run). `with_host` adds the host's RAM
+    and CPU to each read.
+    """
+    services = Services(store, catalog_dirs=catalog_dirs, clock=clock or utcnow)
+    return ZerodeckApp(services, source, poll_interval=poll_interval, watch_interval=watch_interval,
+                       reconcile=reconcile, with_host=with_host, mode=mode)
 
 
-def run() -> int:
-    app = make_app()
+def run(store: Store | None = None) -> int:
+    app = make_app(store)
     result = app.run()
     return int(result or 0)

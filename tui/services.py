@@ -1,10 +1,10 @@
-"""The one place the TUI calls into zerodeck.core and zerodeck.store.
+"""The one place the TUI calls into zerodeck.core and the store.
 
 Every method here may block (file reads, the database, the planner, launching) and is called from
-a worker thread, never from the event loop. Results come back as the plain objects of `view.py`.
-The TUI adds no logic the CLI lacks: each method is a call into the same core function the matching
-CLI command uses; where that function is not available in this build, the method says so instead of
-re-implementing it.
+a worker thread, never from the event loop. The store is the `Store` the app was made with, passed
+down to every core call, so what the TUI launches and what it reads are the same database. The TUI
+adds no logic the CLI lacks: each method is a call into the same core function the matching CLI
+command uses.
 """
 
 from __future__ import annotations
@@ -12,13 +12,24 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from zerodeck.tui.view import BadFile, CardPeakView, CatalogRow, Progress, RunDetail, RunRow
+from zerodeck.tui.view import BadFile, CardPeakView, CatalogRow, Progress, RunDetail, run_duration_s
+
+# The store and the core modules below are imported where they are used, in worker threads: the first
+# screen paints without waiting for SQLAlchemy (~0.45 s) and the planner, launcher and compare modules
+# (~70 ms); `bench/bench_tui.py` measures start-up to first paint.
+if TYPE_CHECKING:
+    from zerodeck.core.compare import Table
+    from zerodeck.core.plan.verdict import Plan
+    from zerodeck.core.recipe.model import Recipe
+    from zerodeck.store.api import Store
+    from zerodeck.store.records import MetricRecord, RunRecord
 
 LOG_TAIL_LINES = 200
 # A run's record reads top-down: what happened, then where and how, then the paths.
@@ -29,45 +40,50 @@ FIELD_ORDER = ("id", "name", "status", "outcome", "reason", "outcome_code", "out
                "workdir", "recipe_path", "recipe_hash")
 
 
-class Unavailable(Exception):
-    """A core feature this build does not have (its module is missing); the message says which."""
-
-
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
 class Services:
-    def __init__(self, store_url: str | None = None, catalog_dirs: list[Path] | None = None,
+    """With no store given, the environment's (`zerodeck` with no command): opened on first use, in a
+    worker, so the TUI process still makes exactly one."""
+
+    def __init__(self, store: Store | None = None, catalog_dirs: list[Path] | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
-        self.store_url = store_url
+        self._store = store
+        self._store_lock = threading.Lock()
         self.catalog_dirs = catalog_dirs
         self.clock = clock
-        self._recipes: dict[str, tuple[Any, Path]] = {}
+        self._recipes: dict[str, tuple[Recipe, Path]] = {}
 
-    # -- store -------------------------------------------------------------------------------
-    def session(self) -> Any:
-        from zerodeck.store.engine import open_store
+    @property
+    def store(self) -> Store:
+        with self._store_lock:
+            if self._store is None:
+                from zerodeck.store.api import Store
 
-        return open_store(self.store_url)
+                self._store = Store.from_environment()
+            return self._store
 
     # -- catalog -----------------------------------------------------------------------------
     def catalog(self, with_plan: bool = True) -> tuple[list[CatalogRow], list[BadFile]]:
-        from zerodeck.core.cli.recipes_cmd import catalog_rows
-        from zerodeck.core.recipe.catalog import load_catalog
+        from zerodeck.core.plan.calibration import calibration_table
+        from zerodeck.core.plan.verdict import plan_recipe
+        from zerodeck.core.recipe.catalog import catalog_rows, load_catalog
 
         entries = load_catalog(self.catalog_dirs)
-        plan = _planner() if with_plan else None
-        recipes: dict[str, tuple[Any, Path]] = {}
+        # One read of the store's calibration for the whole catalog, not one per recipe.
+        calibration = calibration_table(self.store) if with_plan else None
+        recipes: dict[str, tuple[Recipe, Path]] = {}
         members = {m.name: (m, e.path) for e in entries for m in e.members}
         rows: list[CatalogRow] = []
         for r in catalog_rows(entries):
             recipe, path = members[r["name"]]
             recipes[r["name"]] = (recipe, path)
             extra: dict[str, Any] = {}
-            if plan is not None:
+            if with_plan:
                 try:
-                    p = plan(recipe)
+                    p = plan_recipe(recipe, calibration=calibration)
                     extra = {"per_card_gib": p.total_gib, "capacity_gib": p.capacity_gib, "verdict": p.verdict}
                 except Exception as exc:  # one bad plan never hides the catalog
                     extra = {"plan_error": f"{type(exc).__name__}: {exc}"}
@@ -79,7 +95,7 @@ class Services:
         bad = [BadFile(str(e.path), tuple(str(p) for p in e.problems)) for e in entries if e.problems]
         return rows, bad
 
-    def recipe(self, name: str) -> tuple[Any, Path]:
+    def recipe(self, name: str) -> tuple[Recipe, Path]:
         if name not in self._recipes:
             from zerodeck.core.recipe.catalog import find_recipe
 
@@ -96,12 +112,12 @@ class Services:
         return [str(p) for p in load_entry(Path(path)).problems]
 
     # -- planner -----------------------------------------------------------------------------
-    def plan(self, name: str) -> Any:
-        plan = _planner()
-        if plan is None:
-            raise Unavailable("the planner (zerodeck.core.plan.planner) is not in this build")
+    def plan(self, name: str) -> Plan:
+        from zerodeck.core.plan.calibration import calibration_table
+        from zerodeck.core.plan.verdict import plan_recipe
+
         recipe, _ = self.recipe(name)
-        return plan(recipe)
+        return plan_recipe(recipe, calibration=calibration_table(self.store))
 
     def data_advice(self, name: str) -> dict[str, Any] | None:
         """`zerodeck data inspect` of the recipe's local data file, as its JSON dict."""
@@ -113,111 +129,78 @@ class Services:
         data = Path(recipe.data.path)
         if not data.is_absolute():
             data = path.parent / data
-        return inspect_data(data, recipe.model.label).to_dict()
+        advice: dict[str, Any] = inspect_data(data, recipe.model.label, store=self.store).to_dict()
+        return advice
 
     # -- runs --------------------------------------------------------------------------------
-    def runs(self, limit: int = 1000) -> tuple[list[RunRow], int]:
-        from sqlalchemy import func
-        from sqlmodel import col, select
-        from zerodeck.store.models import CardPeak, Run
-        from zerodeck.store.queries import list_runs
+    def runs(self, limit: int = 1000) -> tuple[list[RunRecord], int]:
+        """The newest runs and how many the store holds. A run whose summary has no measured peak yet
+        shows the largest card peak recorded (host RAM excluded)."""
+        runs = self.store.runs(limit=limit)
+        total = self.store.count_runs()
+        peaks = self.store.max_card_peak_gib([r.id for r in runs if r.measured_peak_gib is None])
+        return [replace(r, measured_peak_gib=peaks[r.id]) if r.id in peaks else r for r in runs], total
 
-        with self.session() as s:
-            total = int(s.exec(select(func.count()).select_from(Run)).one())
-            rows = [run_row(r) for r in list_runs(s, limit=limit)]
-            # Runs whose summary has no measured peak yet: the largest card peak recorded (host RAM excluded).
-            missing = [r.id for r in rows if r.measured_peak_gib is None]
-            peaks: dict[int, float] = {}
-            if missing:
-                q = (select(CardPeak.run_id, func.max(CardPeak.peak_mb))
-                     .where(col(CardPeak.run_id).in_(missing), CardPeak.source != "host")
-                     .group_by(CardPeak.run_id))
-                peaks = {int(rid): float(mb) / 1024 for rid, mb in s.exec(q) if mb is not None}
-        rows = [replace(r, measured_peak_gib=peaks[r.id]) if r.id in peaks else r for r in rows]
-        return rows, total
+    def active_runs(self) -> list[RunRecord]:
+        """The runs a process may belong to right now, newest first (what the live view follows)."""
+        from zerodeck.store.records import LIVE_STATUSES
 
-    def active_runs(self) -> list[RunRow]:
-        from sqlmodel import col, select
-        from zerodeck.store.models import Run
-
-        with self.session() as s:
-            q = select(Run).where(col(Run.status).in_(["starting", "running"])).order_by(col(Run.id).desc())
-            return [run_row(r) for r in s.exec(q)]
+        return self.store.runs(statuses=LIVE_STATUSES)
 
     def run_detail(self, run_id: int) -> RunDetail:
-        from zerodeck.store.queries import card_peaks, get_run, metrics
+        from zerodeck.store.records import RECORD_FIELDS
 
-        with self.session() as s:
-            run = get_run(s, run_id)
-            if run is None:
-                raise KeyError(run_id)
-            row = run_row(run)
-            record = run.model_dump()
-            peaks = tuple(CardPeakView(p.card, p.peak_mb, p.total_mb) for p in card_peaks(s, run_id))
-            losses = tuple(m.loss for m in metrics(s, run_id) if m.loss is not None)
-        snapshot = _json(record.get("failure_snapshot"))
-        order = [k for k in FIELD_ORDER if k in record] + [k for k in record if k not in FIELD_ORDER]
-        fields = tuple((k, _show(record[k])) for k in order if k != "failure_snapshot")
-        return RunDetail(row=row, fields=fields, peaks=peaks, losses=losses, failure_snapshot=snapshot,
-                         log_tail=tuple(tail(row.log_path, LOG_TAIL_LINES)))
+        run = self.store.run(run_id)
+        if run is None:
+            raise KeyError(run_id)
+        peaks = tuple(CardPeakView(p.card, p.peak_mb, p.total_mb) for p in self.store.card_peaks(run_id))
+        losses = tuple(m.loss for m in self.store.metrics(run_id) if m.loss is not None)
+        order = [*FIELD_ORDER, *(k for k in RECORD_FIELDS if k not in FIELD_ORDER)]
+        shown = tuple((k, _show(k, getattr(run, k))) for k in order if k != "failure_snapshot")
+        return RunDetail(run=run, fields=shown, peaks=peaks, losses=losses, failure_snapshot=run.failure_snapshot,
+                         log_tail=tuple(tail(run.log_path, LOG_TAIL_LINES)))
 
-    def run_and_points(self, run_id: int, after_step: int | None = None
-                       ) -> tuple[RunRow, list[tuple[int, float | None, float | None]]]:
-        """A run and its metric points after `after_step` as (step, loss, samples/s): the live view
-        reads only what is new each second, however long the run."""
-        from sqlmodel import col, select
-        from zerodeck.store.models import MetricPoint
-        from zerodeck.store.queries import get_run
-
-        with self.session() as s:
-            run = get_run(s, run_id)
-            if run is None:
-                raise KeyError(run_id)
-            row = run_row(run)
-            q = select(MetricPoint.step, MetricPoint.loss, MetricPoint.samples_per_s).where(
-                MetricPoint.run_id == run_id)
-            if after_step is not None:
-                q = q.where(MetricPoint.step > after_step)
-            points = [(int(st), lo, sp) for st, lo, sp in s.exec(q.order_by(col(MetricPoint.step)))]
-        return row, points
-
+    def run_and_points(self, run_id: int, after_step: int | None = None) -> tuple[RunRecord, list[MetricRecord]]:
+        """A run and its metric points after `after_step`: the live view reads only what is new each
+        second, however long the run."""
+        run = self.store.run(run_id)
+        if run is None:
+            raise KeyError(run_id)
+        return run, self.store.metrics(run_id, after_step=after_step)
 
     # -- launch / queue / stop ---------------------------------------------------------------
     def launch(self, name: str) -> int:
         """`zerodeck run NAME --detach`: record the run and hand it to its own supervisor."""
-        from zerodeck.core.launch.api import start_run
+        from zerodeck.core.launch import api
 
         recipe, path = self.recipe(name)
-        with self.session() as s:
-            return int(start_run(recipe, path, detach=True, session=s))
+        return int(api.start_run(self.store, recipe, path, detach=True))
 
     def enqueue(self, name: str) -> int:
         """`zerodeck queue add NAME`: the queue row the runner picks up."""
         from zerodeck.core.launch import queue
 
-        return int(queue.add([self.recipe(name)])[0])
+        return int(queue.add(self.store, [self.recipe(name)])[0])
 
     def stop(self, run_id: int) -> None:
         """`zerodeck stop RUN`: ask the supervisor; returns once the run's processes are gone."""
-        from zerodeck.core.launch.api import stop_run
+        from zerodeck.core.launch import api
 
-        stop_run(run_id)
+        api.stop_run(self.store, run_id)
 
     def reconcile(self) -> list[tuple[int, str]]:
         """Runs whose supervisor vanished are re-adopted or marked lost, as every CLI command does."""
         from zerodeck.core.launch.reconcile import reconcile
 
-        with self.session() as s:
-            return list(reconcile(s))
+        return list(reconcile(self.store))
 
     # -- compare ---------------------------------------------------------------------------
     def compare_table(self, run_ids: list[int], diff_only: bool = False,
-                      pivot: tuple[str, str, str] | None = None) -> Any:
+                      pivot: tuple[str, str, str] | None = None) -> Table:
         """The core compare Table of these runs, as `zerodeck compare` builds it."""
         from zerodeck.core.compare import Selection, comparison_table, load_rows, pivot_table
 
-        with self.session() as s:
-            rows = load_rows(s, Selection(refs=tuple(str(i) for i in run_ids)))
+        rows = load_rows(self.store, Selection(refs=tuple(str(i) for i in run_ids)))
         if pivot:
             return pivot_table(rows, *pivot)
         return comparison_table(rows, diff_only=diff_only)
@@ -234,45 +217,28 @@ class Services:
 
     def export(self, run_ids: list[int], fmt: str, out: Path, diff_only: bool = False,
                pivot: tuple[str, str, str] | None = None) -> Path:
-        from zerodeck.core.cli.compare_cmd import write_text
         from zerodeck.core.export import render
+        from zerodeck.core.export.files import write_export
 
         table = self.compare_table(run_ids, diff_only, pivot)
-        write_text(out, render(table, fmt), fmt)
+        write_export(out, render(table, fmt), fmt)
         return out
 
     def grid_runs(self, run_id: int) -> list[int]:
         """Every run of the grid the given run was expanded from."""
-        from sqlmodel import col, select
-        from zerodeck.store.models import Run
-
-        with self.session() as s:
-            run = s.get(Run, run_id)
-            if run is None or run.grid is None:
-                return []
-            return [int(i) for i in s.exec(select(Run.id).where(Run.grid == run.grid).order_by(col(Run.id)))]
+        return self.store.grid_run_ids(run_id)
 
 
-def progress_of(row: RunRow, losses: tuple[float, ...], last: tuple[int, float | None, float | None] | None,
-                now: datetime) -> Progress:
+def progress_of(run: RunRecord, losses: tuple[float, ...], last: MetricRecord | None, now: datetime) -> Progress:
     """Where the run is: the summary's step when the supervisor wrote one, else the last metric point;
     the ETA extrapolates the time per step so far."""
-    step = row.steps_done if row.steps_done is not None else (last[0] if last else None)
-    sps = row.samples_per_s if row.samples_per_s is not None else (last[2] if last else None)
+    step = run.steps_done if run.steps_done is not None else (last.step if last else None)
+    sps = run.samples_per_s if run.samples_per_s is not None else (last.samples_per_s if last else None)
     eta = None
-    dur = row.duration_s(now)
-    if step and row.steps_total and dur and row.ended_at is None:
-        eta = dur / step * max(0, row.steps_total - step)
-    return Progress(run=row, losses=losses, step=step, total=row.steps_total, samples_per_s=sps, eta_s=eta)
-
-
-def run_row(r: Any) -> RunRow:
-    return RunRow(
-        id=int(r.id), name=r.name, status=r.status, outcome=r.outcome, reason=r.reason, grid=r.grid,
-        device=r.device, cards=r.cards, created_at=r.created_at, started_at=r.started_at, ended_at=r.ended_at,
-        predicted_peak_gib=r.predicted_peak_gib, measured_peak_gib=r.measured_peak_gib,
-        steps_done=r.steps_done, steps_total=r.steps_total, final_loss=r.final_loss,
-        samples_per_s=r.samples_per_s, tokens_per_s=r.tokens_per_s, log_path=r.log_path)
+    dur = run_duration_s(run, now)
+    if step and run.steps_total and dur and run.ended_at is None:
+        eta = dur / step * max(0, run.steps_total - step)
+    return Progress(run=run, losses=losses, step=step, total=run.steps_total, samples_per_s=sps, eta_s=eta)
 
 
 def tail(path: str | None, lines: int) -> list[str]:
@@ -322,35 +288,13 @@ class LogFollower:
         return [p.decode("utf-8", "replace").rstrip("\r") for p in parts]
 
 
-def _get(obj: Any, name: str) -> Any:
-    if isinstance(obj, dict):
-        return obj.get(name)
-    return getattr(obj, name, None)
+def _show(key: str, value: Any) -> str:
+    from zerodeck.store.records import JSON_COLUMNS
 
-
-def _json(text: Any) -> dict[str, Any]:
-    if isinstance(text, dict):
-        return text
-    try:
-        value = json.loads(text or "{}")
-    except (TypeError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {"value": value}
-
-
-def _show(value: Any) -> str:
     if value is None:
         return "-"
+    if key in JSON_COLUMNS:  # shown as the JSON the store keeps
+        return json.dumps(list(value) if isinstance(value, tuple) else value, default=str)
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     return str(value)
-
-
-def _planner() -> Callable[[Any], Any] | None:
-    try:
-        from zerodeck.core.plan.verdict import plan_recipe
-    except ImportError:
-        return None
-    return plan_recipe
-
-

@@ -1,15 +1,18 @@
 """Plain, immutable objects the screens render.
 
-Workers turn store rows and core results into these before posting them, so no widget ever holds a
-live ORM row (whose lazy loads would hit the database from the event loop) and snapshot tests can
-build screens from literal values.
+Workers turn core results into these before posting them, so snapshot tests can build screens from
+literal values. A run is the store's own read model, `RunRecord` (already frozen, decoded and
+timezone-aware): the few things the screens derive from it are the functions below, not a copy.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from zerodeck.store.records import RunRecord  # dataclass creation: ~20 ms of start-up
 
 
 @dataclass(frozen=True)
@@ -37,44 +40,6 @@ class BadFile:
 
 
 @dataclass(frozen=True)
-class RunRow:
-    id: int
-    name: str
-    status: str
-    outcome: str | None = None
-    reason: str | None = None
-    grid: str | None = None
-    device: str = ""
-    cards: int = 1
-    created_at: datetime | None = None
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
-    predicted_peak_gib: float | None = None
-    measured_peak_gib: float | None = None
-    steps_done: int | None = None
-    steps_total: int | None = None
-    final_loss: float | None = None
-    samples_per_s: float | None = None
-    tokens_per_s: float | None = None
-    log_path: str | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.status in ("queued", "starting", "running")
-
-    def duration_s(self, now: datetime) -> float | None:
-        if self.started_at is None:
-            return None
-        end = self.ended_at or now
-        return max(0.0, (_aware(end) - _aware(self.started_at)).total_seconds())
-
-    @property
-    def label(self) -> str:
-        """What the Runs table shows in the outcome column: the outcome, or where the run is."""
-        return self.outcome or self.status
-
-
-@dataclass(frozen=True)
 class CardPeakView:
     card: str
     peak_mb: float | None
@@ -83,7 +48,7 @@ class CardPeakView:
 
 @dataclass(frozen=True)
 class RunDetail:
-    row: RunRow
+    run: RunRecord
     fields: tuple[tuple[str, str], ...]
     peaks: tuple[CardPeakView, ...] = ()
     losses: tuple[float, ...] = ()
@@ -95,7 +60,7 @@ class RunDetail:
 class Progress:
     """The run the live screen follows: where it is and how its loss moves."""
 
-    run: RunRow
+    run: RunRecord
     losses: tuple[float, ...] = ()
     step: int | None = None
     total: int | None = None
@@ -139,12 +104,19 @@ class Frame:
     cards: tuple[CardView, ...] = ()
     host: HostView | None = None
     error: str | None = None
+    stale: bool = False  # the cards are the last good read; `error` says why this one failed
     mine: frozenset[str] = frozenset()  # keys of the cards running the followed run's processes
 
 
-def _aware(dt: datetime) -> datetime:
-    # SQLite gives naive datetimes back; the store writes UTC.
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
+def run_label(run: RunRecord) -> str:
+    """What the Runs table shows in the outcome column: the outcome, or where the run is."""
+    return run.outcome or run.status
+
+
+def run_duration_s(run: RunRecord, now: datetime) -> float | None:
+    if run.started_at is None:
+        return None
+    return max(0.0, ((run.ended_at or now) - run.started_at).total_seconds())
 
 
 def fmt_duration(seconds: float | None) -> str:

@@ -7,6 +7,7 @@ These are dataclasses, never ORM rows, so a UI can hold them across threads.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -43,11 +44,7 @@ class Card:
     @property
     def key(self) -> str:
         """A stable short name for storage: "3", "3.1" (npu.chip), "rank0"."""
-        if self.pid is not None:
-            return f"rank{self.npu}"
-        if self.chip:
-            return f"{self.npu}.{self.chip}"
-        return str(self.npu)
+        return card_key(self, with_die=bool(self.chip))
 
     @property
     def device_used_mb(self) -> Number | None:
@@ -64,6 +61,22 @@ class Card:
 
     def contract(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in CARD_KEYS}
+
+
+def card_key(card: Card, *, with_die: bool) -> str:
+    """`N` for a card, `N.C` for die C of NPU N, `rankN` for a CPU rank of a run."""
+    if card.pid is not None:
+        return f"rank{card.npu}"
+    if card.npu is None:
+        return "?"
+    return f"{card.npu}.{card.chip or 0}" if with_die else str(card.npu)
+
+
+def card_keys(cards: Sequence[Card]) -> list[str]:
+    """The names a live view gives the cards of one read: where NPUs carry several dies (A3: 16 dies
+    on 8 NPUs) every die is `N.C`, die 0 included, so it does not read as the whole NPU."""
+    dies = len({c.npu for c in cards}) < len(cards)
+    return [card_key(c, with_die=dies) for c in cards]
 
 
 @dataclass

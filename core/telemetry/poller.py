@@ -77,7 +77,8 @@ class Poller:
     def next_wait(self, started: float) -> float:
         return max(0.0, self.interval - (self.clock() - started))
 
-    def _loop(self) -> None:
+    def run(self) -> None:
+        """The polling loop, in the calling thread, until `stop()` (a UI runs it in its own worker)."""
         while not self._stop.is_set():
             started = self.clock()
             self.poll_once()
@@ -88,7 +89,7 @@ class Poller:
         if self._thread is not None:
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name=f"poller-{self.source.name}", daemon=True)
+        self._thread = threading.Thread(target=self.run, name=f"poller-{self.source.name}", daemon=True)
         self._thread.start()
 
     def stop(self, join_timeout: float | None = None) -> None:

@@ -199,21 +199,22 @@ class CpuRankSource:
 
     Ranks are the processes of the run's tree that carry a RANK / LOCAL_RANK environment variable
     (what torchrun and the deepspeed launcher set); when none does, every process of the tree is
-    one. With no `pids`, every rank process of this user on the machine is shown.
+    one. With no `pids`, or when it returns None (a live view that follows no run), every rank
+    process of this user on the machine is shown.
     """
 
     name = "cpu"
 
-    def __init__(self, pids: Callable[[], Iterable[int]] | None = None) -> None:
+    def __init__(self, pids: Callable[[], Iterable[int] | None] | None = None) -> None:
         self.pids = pids
         self._procs: dict[int, Any] = {}
 
-    def _candidates(self) -> list[Any]:
+    def _candidates(self, wanted: Iterable[int] | None) -> list[Any]:
         import psutil
 
-        if self.pids is not None:
+        if wanted is not None:
             out = []
-            for pid in sorted(set(self.pids())):
+            for pid in sorted(set(wanted)):
                 try:
                     out.append(self._procs.get(pid) or psutil.Process(pid))
                 except psutil.Error:
@@ -237,13 +238,14 @@ class CpuRankSource:
             snap.error = "cpu: psutil is not installed"
             return snap
         total_mb = round(psutil.virtual_memory().total / 2**20)
+        wanted = self.pids() if self.pids is not None else None
         ranked: list[tuple[int, Any]] = []
         plain: list[Any] = []
-        for proc in self._candidates():
+        for proc in self._candidates(wanted):
             rank = _rank_of(proc)
             if rank is not None:
                 ranked.append((rank, proc))
-            elif self.pids is not None:
+            elif wanted is not None:
                 plain.append(proc)
         chosen = sorted(ranked, key=lambda rp: (rp[0], rp[1].pid)) if ranked else list(enumerate(plain))
         alive: dict[int, Any] = {}
@@ -330,7 +332,8 @@ def availability() -> dict[str, str | None]:
     return why
 
 
-def make_source(name: str | None = None, *, pids: Callable[[], Iterable[int]] | None = None) -> Source:
+def make_source(name: str | None = None, *, pids: Callable[[], Iterable[int] | None] | None = None
+                ) -> Source:
     """The named source, or the first usable of npu-smi, nvidia, cpu."""
     if name is None:
         why = availability()

@@ -15,9 +15,9 @@ from textual import events, on, work
 from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
-from zerodeck.tui.messages import Loaded
+from zerodeck.tui.messages import CatalogLoaded, LaunchRequested, LoadFailed, RunQueued
+from zerodeck.tui.screens.base import ZerodeckScreen
 from zerodeck.tui.view import BadFile, CatalogRow
 from zerodeck.tui.widgets.modebar import ModeBar
 from zerodeck.tui.widgets.text import verdict_text
@@ -30,7 +30,7 @@ def zero_label(row: CatalogRow) -> str:
     return f"{row.zero_stage}" + ("" if row.offload == "none" else f"+{row.offload[:3]}")
 
 
-class CatalogScreen(Screen[None]):
+class CatalogScreen(ZerodeckScreen):
     BINDINGS = [
         Binding("p", "plan", "Plan"),
         Binding("l", "launch", "Launch"),
@@ -68,28 +68,21 @@ class CatalogScreen(Screen[None]):
         # Two passes: the files first (milliseconds), then the planner's columns (it reads the store
         # for its calibration, which takes a while on a long history).
         try:
-            services = self.app.services  # type: ignore[attr-defined]
-            self.post_message(Loaded("catalog", services.catalog(with_plan=False)))
-            self.post_message(Loaded("catalog-planned", services.catalog()))
+            services = self.zapp.services
+            self.post_message(CatalogLoaded(*services.catalog(with_plan=False), planned=False))
+            self.post_message(CatalogLoaded(*services.catalog(), planned=True))
         except Exception as exc:
-            self.post_message(Loaded("catalog", ([], []), error=f"{type(exc).__name__}: {exc}"))
+            self.post_message(CatalogLoaded([], [], planned=False, error=f"{type(exc).__name__}: {exc}"))
 
-    def on_loaded(self, msg: Loaded) -> None:
-        if msg.what in ("catalog", "catalog-planned"):
-            self.rows, self.bad = msg.data
-            self.loaded = msg.what == "catalog-planned" or msg.error is not None
-            self.render_table()
-            if msg.error:
-                self.notify(msg.error, severity="error")
-        elif msg.error:
-            self.notify(msg.error, severity="error", timeout=8)
-        elif msg.what == "launch":
-            run_id, name = msg.data
-            self.notify(f"run {run_id} started: {name}", timeout=6)
-            self.app.follow(run_id)  # type: ignore[attr-defined]
-            self.app.switch_mode("live")
-        elif msg.what == "queue":
-            self.notify(str(msg.data), timeout=6)
+    def on_catalog_loaded(self, msg: CatalogLoaded) -> None:
+        self.rows, self.bad = msg.rows, msg.bad
+        self.loaded = msg.planned or msg.error is not None
+        self.render_table()
+        if msg.error:
+            self.notify(msg.error, severity="error")
+
+    def on_run_queued(self, msg: RunQueued) -> None:
+        self.notify(f"queued {msg.name} (item {msg.item_id}); `zerodeck runner` runs the queue", timeout=6)
 
     # -- table --------------------------------------------------------------------------------
     def shown_rows(self) -> list[tuple[str, tuple[object, ...]]]:
@@ -227,15 +220,7 @@ class CatalogScreen(Screen[None]):
         name = self.current_recipe()
         if name:
             self.notify(f"launching {name} …", timeout=3)
-            self._launch(name)
-
-    @work(thread=True, group="launch")
-    def _launch(self, name: str) -> None:
-        try:
-            run_id = self.app.services.launch(name)  # type: ignore[attr-defined]
-            self.post_message(Loaded("launch", (run_id, name)))
-        except Exception as exc:
-            self.post_message(Loaded("launch", error=f"launch {name}: {exc}"))
+            self.app.post_message(LaunchRequested(name))
 
     def action_queue(self) -> None:
         name = self.current_recipe()
@@ -245,10 +230,9 @@ class CatalogScreen(Screen[None]):
     @work(thread=True, group="queue")
     def _queue(self, name: str) -> None:
         try:
-            item = self.app.services.enqueue(name)  # type: ignore[attr-defined]
-            self.post_message(Loaded("queue", f"queued {name} (item {item}); `zerodeck runner` runs the queue"))
+            self.post_message(RunQueued(name, self.zapp.services.enqueue(name)))
         except Exception as exc:
-            self.post_message(Loaded("queue", error=f"queue {name}: {exc}"))
+            self.post_message(LoadFailed(f"queue {name}: {exc}"))
 
     def action_edit(self) -> None:
         key = self.current_key()
@@ -257,7 +241,7 @@ class CatalogScreen(Screen[None]):
         path = next((r.path for r in self.rows if key in (f"r:{r.name}", f"g:{r.grid}")), None)
         if path is None:
             return
-        services = self.app.services  # type: ignore[attr-defined]
+        services = self.zapp.services
         try:
             with self.app.suspend():
                 subprocess.run(services.edit_command(path), check=False)

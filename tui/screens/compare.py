@@ -11,9 +11,11 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, OptionList, Static
-from zerodeck.tui.messages import Loaded
+from zerodeck.core import paths
+from zerodeck.tui.messages import CompareLoaded, Exported, LoadFailed
+from zerodeck.tui.screens.base import ZerodeckScreen
 from zerodeck.tui.widgets.modebar import ModeBar
 
 FORMATS = ("md", "csv", "json", "html", "latex")
@@ -24,7 +26,7 @@ PIVOTS: tuple[tuple[str, str, str] | None, ...] = (
 )
 
 
-class CompareScreen(Screen[None]):
+class CompareScreen(ZerodeckScreen):
     BINDINGS = [
         Binding("d", "diff", "Diff only"),
         Binding("p", "pivot", "Pivot"),
@@ -52,37 +54,33 @@ class CompareScreen(Screen[None]):
         self.reload()
 
     def reload(self) -> None:
-        self.ids = list(self.app.compare_ids)  # type: ignore[attr-defined]
+        self.ids = list(self.zapp.compare_ids)
         self.load(self.ids, self.diff_only, PIVOTS[self.pivot_i])
 
     @work(thread=True, exclusive=True, group="compare")
     def load(self, ids: list[int], diff_only: bool, pivot: tuple[str, str, str] | None) -> None:
-        services = self.app.services  # type: ignore[attr-defined]
+        services = self.zapp.services
         try:
             if not ids:
                 runs, _ = services.runs(limit=10)
                 ids = sorted(r.id for r in runs)
             headers, rows = services.compare(ids, diff_only=diff_only, pivot=pivot)
-            self.post_message(Loaded("compare", (ids, headers, rows)))
+            self.post_message(CompareLoaded(ids, headers, rows))
         except Exception as exc:
-            self.post_message(Loaded("compare", (ids, [], []), error=str(exc)))
+            self.post_message(CompareLoaded(ids, [], [], error=str(exc)))
 
-    def on_loaded(self, msg: Loaded) -> None:
-        if msg.what == "export":
-            if msg.error:
-                self.notify(msg.error, severity="error", timeout=8)
-            else:
-                self.notify(f"exported to {msg.data}", timeout=8)
-            return
-        ids, headers, rows = msg.data
-        self.ids = ids
+    def on_exported(self, msg: Exported) -> None:
+        self.notify(f"exported to {msg.path}", timeout=8)
+
+    def on_compare_loaded(self, msg: CompareLoaded) -> None:
+        self.ids = msg.ids
         table = self.query_one("#compare", DataTable)
         table.clear(columns=True)
-        for h in headers:
+        for h in msg.headers:
             table.add_column(str(h))
-        for r in rows:
+        for r in msg.rows:
             table.add_row(*[str(c) for c in r])
-        title = Text(f" Compare: {len(ids)} run(s)", style="bold")
+        title = Text(f" Compare: {len(msg.ids)} run(s)", style="bold")
         mode = ["diff only" if self.diff_only else "all columns"]
         pivot = PIVOTS[self.pivot_i]
         if pivot:
@@ -105,17 +103,17 @@ class CompareScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="compare")
     def _grid(self, ids: list[int]) -> None:
-        services = self.app.services  # type: ignore[attr-defined]
+        services = self.zapp.services
         grid_ids = services.grid_runs(ids[0]) if ids else []
         if not grid_ids:
-            self.post_message(Loaded("export", error="the first run belongs to no grid"))
+            self.post_message(LoadFailed("the first run belongs to no grid"))
             return
-        self.app.compare_ids = grid_ids  # type: ignore[attr-defined]
+        self.zapp.compare_ids = grid_ids
         try:
             headers, rows = services.compare(grid_ids, diff_only=self.diff_only, pivot=PIVOTS[self.pivot_i])
-            self.post_message(Loaded("compare", (grid_ids, headers, rows)))
+            self.post_message(CompareLoaded(grid_ids, headers, rows))
         except Exception as exc:
-            self.post_message(Loaded("compare", (grid_ids, [], []), error=str(exc)))
+            self.post_message(CompareLoaded(grid_ids, [], [], error=str(exc)))
 
     def action_export(self) -> None:
         def chosen(fmt: str | None) -> None:
@@ -126,15 +124,12 @@ class CompareScreen(Screen[None]):
 
     @work(thread=True, group="export")
     def _export(self, ids: list[int], fmt: str) -> None:
-        from zerodeck.core import paths
-
         out = paths.home() / "exports" / f"compare-{'-'.join(map(str, ids[:8]))}.{_ext(fmt)}"
         try:
-            path = self.app.services.export(ids, fmt, out, diff_only=self.diff_only,  # type: ignore[attr-defined]
-                                            pivot=PIVOTS[self.pivot_i])
-            self.post_message(Loaded("export", str(path)))
+            path = self.zapp.services.export(ids, fmt, out, diff_only=self.diff_only, pivot=PIVOTS[self.pivot_i])
+            self.post_message(Exported(path))
         except Exception as exc:
-            self.post_message(Loaded("export", error=f"export {fmt}: {exc}"))
+            self.post_message(LoadFailed(f"export {fmt}: {exc}"))
 
 
 def _ext(fmt: str) -> str:

@@ -7,14 +7,16 @@ run already going; `n` steps through the active runs, `s` asks the followed run'
 
 from __future__ import annotations
 
-from rich.text import Text
+from datetime import datetime
+
+from rich.text import Span, Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Footer, Log, Static
-from zerodeck.tui.messages import Loaded
+from zerodeck.store.records import RunRecord
 from zerodeck.tui.screens.stopping import StopsRuns
-from zerodeck.tui.view import Frame, Progress, RunRow, fmt_duration, fmt_num
+from zerodeck.tui.view import Frame, Progress, fmt_duration, fmt_num, run_duration_s
 from zerodeck.tui.widgets.cards import CardRow, HostRow
 from zerodeck.tui.widgets.modebar import ModeBar
 from zerodeck.tui.widgets.text import outcome_text, sparkline
@@ -27,6 +29,7 @@ class LiveScreen(StopsRuns):
         super().__init__()
         self.rows: dict[str, CardRow] = {}
         self.progress: Progress | None = None
+        self._shown_text: dict[str | None, tuple[str, tuple[Span, ...]]] = {}
 
     def compose(self) -> ComposeResult:
         yield ModeBar()
@@ -45,18 +48,17 @@ class LiveScreen(StopsRuns):
         self._replay()
 
     def _replay(self) -> None:
-        app = self.app
-        frame = getattr(app, "latest_frame", None)
-        if frame is not None:
-            self.show_frame(frame)
+        app = self.zapp
+        if app.latest_frame is not None:
+            self.show_frame(app.latest_frame)
         log = self.query_one("#log", Log)
         log.clear()
-        log.write_lines(list(getattr(app, "log_lines", [])))
-        self.show_progress(getattr(app, "progress", None), [], False)
+        log.write_lines(list(app.log_lines))
+        self.show_progress(app.progress, [], False)
 
     # -- telemetry ---------------------------------------------------------------------------
     def show_frame(self, frame: Frame) -> None:
-        history = self.app.history  # type: ignore[attr-defined]
+        history = self.zapp.history
         container = self.query_one("#cards", VerticalScroll)
         keys = [c.key for c in frame.cards]
         if list(self.rows) != keys:
@@ -70,7 +72,7 @@ class LiveScreen(StopsRuns):
         if frame.mine:
             status.append(f"  * = this run's processes ({len(frame.mine)})", style="dim")
         if frame.error:
-            status.append(f"  {frame.error}", style="red")
+            status.append(f"  {frame.error}" + ("; showing the last good read" if frame.stale else ""), style="red")
         elif not frame.cards:
             status.append("  no cards visible (no npu-smi, no GPU, no run)", style="dim")
         self._set(self.query_one("#live-status", Static), status)
@@ -85,27 +87,27 @@ class LiveScreen(StopsRuns):
             log.clear()
         if lines:
             log.write_lines(lines)
-        self._set(self.query_one("#progress", Static), progress_text(progress, self.app.clock()))  # type: ignore[attr-defined]
+        self._set(self.query_one("#progress", Static), progress_text(progress, self.zapp.clock()))
 
-    def show_active(self, active: list[RunRow]) -> None:
+    def show_active(self, active: list[RunRecord]) -> None:
         pass  # the progress line says what is followed; active runs are reached with `n`
 
-    @staticmethod
-    def _set(widget: Static, text: Text) -> None:
+    def _set(self, widget: Static, text: Text) -> None:
         # Only touch the widget when its text changes: nothing is redrawn on an idle screen.
-        if getattr(widget, "_zd_last", None) != (text.plain, tuple(text.spans)):
-            widget._zd_last = (text.plain, tuple(text.spans))  # type: ignore[attr-defined]
+        shown = (text.plain, tuple(text.spans))
+        if self._shown_text.get(widget.id) != shown:
+            self._shown_text[widget.id] = shown
             widget.update(text)
 
     def action_next_run(self) -> None:
-        active = self.app.active_runs  # type: ignore[attr-defined]
+        active = self.zapp.active_runs
         if not active:
             self.notify("no run is going")
             return
         ids = [r.id for r in active]
-        cur = self.app.followed_run  # type: ignore[attr-defined]
+        cur = self.zapp.followed_run
         nxt = ids[(ids.index(cur) + 1) % len(ids)] if cur in ids else ids[0]
-        self.app.follow(nxt)  # type: ignore[attr-defined]
+        self.zapp.follow(nxt)
 
     def action_stop(self) -> None:
         p = self.progress
@@ -114,14 +116,8 @@ class LiveScreen(StopsRuns):
             return
         self._stop(p.run.id)
 
-    def on_loaded(self, msg: Loaded) -> None:
-        if msg.error:
-            self.notify(msg.error, severity="error", timeout=8)
-        elif msg.what == "stop":
-            self.notify(f"asked run {msg.data} to stop")
 
-
-def progress_text(p: Progress | None, now: object) -> Text:
+def progress_text(p: Progress | None, now: datetime) -> Text:
     if p is None:
         return Text(" no run followed: launch one from the catalog (1), or `n` for a running one", style="dim")
     r = p.run
@@ -133,7 +129,7 @@ def progress_text(p: Progress | None, now: object) -> Text:
     if p.total and p.step is not None:
         t.append(f" ({100 * p.step / p.total:.0f}%)")
     t.append(f"  {fmt_num(p.samples_per_s, '{:.1f}')} samples/s")
-    dur = r.duration_s(now)
+    dur = run_duration_s(r, now)
     t.append(f"  {fmt_duration(dur)}")
     if p.eta_s is not None:
         t.append(f"  ETA {fmt_duration(p.eta_s)}")

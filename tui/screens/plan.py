@@ -10,14 +10,14 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Static
-from zerodeck.tui.messages import Loaded
+from zerodeck.tui.messages import LaunchRequested, PlanBuilt
+from zerodeck.tui.screens.base import ZerodeckScreen
 from zerodeck.tui.widgets.modebar import ModeBar
 from zerodeck.tui.widgets.plan_bars import PlanBars, plan_numbers
 
 
-class PlanScreen(Screen[None]):
+class PlanScreen(ZerodeckScreen):
     BINDINGS = [Binding("escape,b", "app.pop_screen", "Back"), Binding("l", "launch", "Launch")]
 
     def __init__(self, recipe_name: str) -> None:
@@ -38,36 +38,32 @@ class PlanScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="plan")
     def load(self) -> None:
-        services = self.app.services  # type: ignore[attr-defined]
+        services = self.zapp.services
         try:
             plan = services.plan(self.recipe_name)
         except Exception as exc:
-            self.post_message(Loaded("plan", error=str(exc)))
+            self.post_message(PlanBuilt(error=str(exc)))
             return
         try:
             advice = services.data_advice(self.recipe_name)
         except Exception as exc:
             advice = {"error": str(exc)}
-        self.post_message(Loaded("plan", (plan, advice)))
+        self.post_message(PlanBuilt(plan, advice))
 
-    def on_loaded(self, msg: Loaded) -> None:
-        if msg.what != "plan":
-            return
+    def on_plan_built(self, msg: PlanBuilt) -> None:
         if msg.error:
             self.query_one("#plan-bars", PlanBars).display = False
             self.query_one("#plan-advice", Static).update(Text(msg.error, style="red"))
             return
-        plan, advice = msg.data
+        plan, advice = msg.plan, msg.advice
         numbers = plan_numbers(plan)
         self.query_one("#plan-bars", PlanBars).show(numbers)
         self.query_one("#plan-advice", Static).update(advice_text(plan, numbers))
         self.query_one("#plan-data", Static).update(data_text(advice))
 
     def action_launch(self) -> None:
-        below = self.app.screen_stack[-2] if len(self.app.screen_stack) > 1 else None
         self.app.pop_screen()
-        if below is not None and hasattr(below, "_launch"):
-            below._launch(self.recipe_name)
+        self.app.post_message(LaunchRequested(self.recipe_name))
 
 
 def _attr(obj: Any, *names: str) -> Any:

@@ -11,9 +11,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Log, Static
-from zerodeck.tui.messages import Loaded
+from zerodeck.tui.messages import LoadFailed, RunDetailLoaded, RunStopped
 from zerodeck.tui.screens.stopping import StopsRuns
-from zerodeck.tui.view import RunDetail
+from zerodeck.tui.view import RunDetail, run_label
 from zerodeck.tui.widgets.modebar import ModeBar
 from zerodeck.tui.widgets.text import bar, outcome_text, sparkline
 
@@ -48,23 +48,19 @@ class RunDetailScreen(StopsRuns):
     @work(thread=True, exclusive=True, group="detail")
     def load(self) -> None:
         try:
-            self.post_message(Loaded("detail", self.app.services.run_detail(self.run_id)))  # type: ignore[attr-defined]
+            self.post_message(RunDetailLoaded(self.zapp.services.run_detail(self.run_id)))
         except Exception as exc:
-            self.post_message(Loaded("detail", error=f"run {self.run_id}: {exc!r}"))
+            self.post_message(LoadFailed(f"run {self.run_id}: {exc!r}"))
 
-    def on_loaded(self, msg: Loaded) -> None:
-        if msg.error:
-            self.notify(msg.error, severity="error", timeout=8)
-            return
-        if msg.what == "stop":
-            self.notify(f"asked run {msg.data} to stop")
-            self.load()
-            return
-        d: RunDetail = msg.data
-        self.detail = d
-        r = d.row
+    def on_run_stopped(self, msg: RunStopped) -> None:
+        super().on_run_stopped(msg)
+        self.load()
+
+    def on_run_detail_loaded(self, msg: RunDetailLoaded) -> None:
+        d = self.detail = msg.detail
+        r = d.run
         head = Text(f"run {r.id} · {r.name} · ", style="bold")
-        head.append_text(outcome_text(r.label))
+        head.append_text(outcome_text(run_label(r)))
         if r.reason:
             head.append(f"\n{r.reason}", style="red")
         self.query_one("#detail-head", Static).update(head)
@@ -86,7 +82,7 @@ class RunDetailScreen(StopsRuns):
         log.write_lines(list(d.log_tail) or ["(no log)"])
 
     def action_stop(self) -> None:
-        if self.detail is None or not self.detail.row.active:
+        if self.detail is None or not self.detail.run.active:
             self.notify("this run is not running", severity="warning")
             return
         self._stop(self.run_id)
@@ -94,7 +90,7 @@ class RunDetailScreen(StopsRuns):
 
 def peaks_text(d: RunDetail) -> Text:
     t = Text()
-    pred = d.row.predicted_peak_gib
+    pred = d.run.predicted_peak_gib
     if d.peaks:
         t.append(f"peak per card (predicted {'-' if pred is None else f'{pred:.1f}'} GiB)\n", style="bold")
         for p in d.peaks:

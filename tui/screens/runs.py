@@ -4,14 +4,17 @@ space marks runs for Compare."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
-from zerodeck.tui.messages import Loaded
+from zerodeck.store.records import RunRecord
+from zerodeck.tui.messages import LoadFailed, RunsLoaded, RunStopped
 from zerodeck.tui.screens.stopping import StopsRuns
-from zerodeck.tui.view import RunRow, fmt_duration
+from zerodeck.tui.view import fmt_duration, run_duration_s, run_label
 from zerodeck.tui.widgets.modebar import ModeBar
 from zerodeck.tui.widgets.text import outcome_text
 
@@ -30,7 +33,7 @@ class RunsScreen(StopsRuns):
 
     def __init__(self) -> None:
         super().__init__()
-        self.runs: list[RunRow] = []
+        self.runs: list[RunRecord] = []
         self.total = -1  # nothing loaded yet
         self.marked: set[int] = set()
 
@@ -50,7 +53,7 @@ class RunsScreen(StopsRuns):
     def on_screen_resume(self) -> None:
         self.load()
 
-    def show_active(self, _active: list[RunRow]) -> None:
+    def show_active(self, active: list[RunRecord]) -> None:
         self.load()  # a run started or ended: its row changed
 
     def action_reload(self) -> None:
@@ -59,29 +62,24 @@ class RunsScreen(StopsRuns):
     @work(thread=True, exclusive=True, group="runs-list")
     def load(self) -> None:
         try:
-            runs, total = self.app.services.runs(limit=SHOWN)  # type: ignore[attr-defined]
-            self.post_message(Loaded("runs", (runs, total)))
+            self.post_message(RunsLoaded(*self.zapp.services.runs(limit=SHOWN)))
         except Exception as exc:
-            self.post_message(Loaded("runs", error=str(exc)))
+            self.post_message(LoadFailed(str(exc)))
 
-    def on_loaded(self, msg: Loaded) -> None:
-        if msg.error:
-            self.notify(msg.error, severity="error", timeout=8)
-            return
-        if msg.what == "runs":
-            runs, total = msg.data
-            if (runs, total) != (self.runs, self.total):
-                self.runs, self.total = runs, total
-                self.render_table()
-        elif msg.what == "stop":
-            self.notify(f"asked run {msg.data} to stop")
-            self.load()
+    def on_runs_loaded(self, msg: RunsLoaded) -> None:
+        if (msg.runs, msg.total) != (self.runs, self.total):
+            self.runs, self.total = msg.runs, msg.total
+            self.render_table()
+
+    def on_run_stopped(self, msg: RunStopped) -> None:
+        super().on_run_stopped(msg)
+        self.load()
 
     def render_table(self) -> None:
         table = self.query_one("#runs", DataTable)
         row = table.cursor_row
         table.clear()
-        now = self.app.clock()  # type: ignore[attr-defined]
+        now = self.zapp.clock()
         for r in self.runs:
             table.add_row(*run_cells(r, now, r.id in self.marked), key=str(r.id))
         if self.runs:
@@ -90,7 +88,7 @@ class RunsScreen(StopsRuns):
         marked = f" · {len(self.marked)} marked" if self.marked else ""
         self.query_one("#runs-title", Static).update(Text(f" Runs: {shown}{marked}", style="bold"))
 
-    def current(self) -> RunRow | None:
+    def current(self) -> RunRecord | None:
         table = self.query_one("#runs", DataTable)
         if not self.runs or table.cursor_row >= len(self.runs):
             return None
@@ -123,8 +121,9 @@ class RunsScreen(StopsRuns):
         self.query_one("#runs-title", Static).update(Text(f" Runs: {shown}{marked}", style="bold"))
 
     def action_compare(self) -> None:
-        ids = sorted(self.marked) or ([self.current().id] if self.current() else [])  # type: ignore[union-attr]
-        self.app.compare_ids = ids  # type: ignore[attr-defined]
+        current = self.current()
+        ids = sorted(self.marked) or ([current.id] if current else [])
+        self.zapp.compare_ids = ids
         self.app.switch_mode("compare")
 
     def action_stop(self) -> None:
@@ -135,10 +134,10 @@ class RunsScreen(StopsRuns):
         self._stop(r.id)
 
 
-def run_cells(r: RunRow, now: object, marked: bool = False) -> tuple[object, ...]:
+def run_cells(r: RunRecord, now: datetime, marked: bool = False) -> tuple[object, ...]:
     peak = "-" if r.measured_peak_gib is None else f"{r.measured_peak_gib:.1f}"
     pred = "-" if r.predicted_peak_gib is None else f"{r.predicted_peak_gib:.1f}"
     sps = "-" if r.samples_per_s is None else f"{r.samples_per_s:.2f}"
     loss = "-" if r.final_loss is None else f"{r.final_loss:.4f}"
-    return ("●" if marked else "", str(r.id), r.name, outcome_text(r.label),
-            fmt_duration(r.duration_s(now)), f"{peak}/{pred}", sps, loss)
+    return ("●" if marked else "", str(r.id), r.name, outcome_text(run_label(r)),
+            fmt_duration(run_duration_s(r, now)), f"{peak}/{pred}", sps, loss)

@@ -7,6 +7,7 @@ sixteen-die view at 1 Hz sends a slow SSH link just the rows whose numbers moved
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from rich.text import Text
 from textual.widget import Widget
@@ -19,8 +20,8 @@ MIN_SPARK = 8
 class CardRow(Widget):
     DEFAULT_CSS = "CardRow { height: 1; }"
 
-    def __init__(self, view: CardView, **kw: object) -> None:
-        super().__init__(**kw)  # type: ignore[arg-type]
+    def __init__(self, view: CardView, **kw: Any) -> None:
+        super().__init__(**kw)
         self.view = view
         self.history: tuple[float, ...] = ()
         self.mine = False
@@ -60,8 +61,8 @@ class CardRow(Widget):
 class HostRow(Widget):
     DEFAULT_CSS = "HostRow { height: 1; }"
 
-    def __init__(self, **kw: object) -> None:
-        super().__init__(**kw)  # type: ignore[arg-type]
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
         self.view: HostView | None = None
         self.history: tuple[float, ...] = ()
 

@@ -5,6 +5,8 @@ It replaces a title bar, so the number keys need no room in the footer at 80 col
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.widget import Widget
 
@@ -14,8 +16,8 @@ MODES = (("1", "catalog", "Catalog"), ("2", "live", "Live"), ("3", "runs", "Runs
 class ModeBar(Widget):
     DEFAULT_CSS = "ModeBar { height: 1; background: $panel; }"
 
-    def __init__(self, title: str = "", **kw: object) -> None:
-        super().__init__(**kw)  # type: ignore[arg-type]
+    def __init__(self, title: str = "", **kw: Any) -> None:
+        super().__init__(**kw)
         self.title = title
 
     def render(self) -> Text:
