@@ -6,8 +6,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -124,22 +127,95 @@ def test_store_open_readonly(zd_home: Path) -> None:
         store.request_stop(ids[0])
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through file permissions; the tmpfs cases cover it")
-def test_read_only_file_and_directory(cli, zd_home: Path) -> None:
-    db = zd_home / "zerodeck.db"
-    zd_home.mkdir(parents=True)
-    _seed(db)
-    db.chmod(0o444)
-    zd_home.chmod(0o555)
+NOBODY = 65534
+
+
+def _unprivileged(cli, *argv: str) -> tuple[int, str, str]:
+    """Run the CLI where file permissions bind: as is for a user, in a forked child as `nobody` for root.
+
+    The child imports nothing new (the parent ran the same commands first), because the interpreter
+    may live where `nobody` cannot read.
+    """
+    if os.geteuid() != 0:
+        return cli(*argv)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        code = _in_child_as_nobody(out.fileno(), err.fileno(), argv)
+        out.seek(0)
+        err.seek(0)
+        return code, out.read().decode(), err.read().decode()
+
+
+def _in_child_as_nobody(out: int, err: int, argv: tuple[str, ...]) -> int:
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status and files
+        code = 99
+        try:
+            # pytest captures through sys.stdout objects, not file descriptors
+            sys.stdout = open(out, "w", closefd=False)  # noqa: SIM115
+            sys.stderr = open(err, "w", closefd=False)  # noqa: SIM115
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            from zerodeck.core.cli import main
+            from zerodeck.core.cli.context import forget_store
+
+            reset_engines()
+            forget_store()
+            code = main(list(argv))
+        except BaseException:  # noqa: BLE001 - anything unexpected shows in the test's stderr
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.fixture
+def shared_home(cli, monkeypatch) -> Iterator[Path]:
+    """A ZERODECK_HOME that `nobody` can reach (pytest's tmp_path is private to root)."""
+    base = Path(tempfile.mkdtemp(prefix="zd-perm-"))
+    base.chmod(0o755)
+    monkeypatch.setenv("ZERODECK_HOME", str(base / "warm"))
+    for argv in (("runs", "--json"), ("queue", "add", RECIPE), ("queue",)):
+        cli(*argv)  # load every module the child will need
+    reset_engines()
+    home = base / "zdhome"
+    home.mkdir()
+    monkeypatch.setenv("ZERODECK_HOME", str(home))
     try:
-        code, out, err = cli("runs", "--json")
-        assert code == 0, err
-        code, _out, err = cli("queue", "add", RECIPE)
-        assert code == 1
-        assert "cannot write: the store is read-only" in _one_line(err)
+        yield home
     finally:
-        zd_home.chmod(0o755)
-        db.chmod(0o644)
+        reset_engines()
+        for path in (home, *home.iterdir()):
+            path.chmod(0o755)
+        shutil.rmtree(base)
+
+
+@pytest.mark.parametrize(("case", "reason"), [("file", "the file is read-only"),
+                                              ("directory", "its directory is read-only")])
+def test_read_only_file_or_directory(cli, shared_home: Path, case: str, reason: str) -> None:
+    db = shared_home / "zerodeck.db"
+    ids = _seed(db)
+    owner = NOBODY if os.geteuid() == 0 else os.geteuid()
+    if case == "file":
+        os.chown(shared_home, owner, -1)
+        db.chmod(0o444)
+    else:  # the -shm and -wal files cannot be made: only an immutable open reads it
+        os.chown(db, owner, -1)
+        shared_home.chmod(0o555)
+    before = _state(db)
+    code, out, err = _unprivileged(cli, "runs", "--json")
+    assert code == 0, err
+    assert str(ids[0]) in out
+    code, _out, err = _unprivileged(cli, "queue", "add", RECIPE)
+    assert code == 1, err
+    assert _one_line(err) == f"zerodeck: {db}: cannot write: the store is read-only ({reason}); " \
+                             "read commands still work"
+    assert _state(db) == before
 
 
 # -- limited file systems (tmpfs: root only) ------------------------------------------------------
