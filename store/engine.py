@@ -103,9 +103,11 @@ def _open(url: str, readonly: bool) -> Engine:
         raise
     except StoreError:
         engine.dispose()
-        if path is None or not path.is_file():
+        # Only a store that cannot be written falls back; a transient failure is reported as it is.
+        reason = why_read_only(str(path)) if path is not None and path.is_file() else None
+        if reason is None:
             raise
-        return _open_read_only(url, path, reason=why_read_only(str(path)))
+        return _open_read_only(url, path, reason)  # type: ignore[arg-type]
     return engine
 
 
@@ -125,7 +127,7 @@ def _open_read_only(url: str, path: Path, reason: str | None) -> Engine:
             raise
         except StoreError as exc:
             engine.dispose()
-            failure = failure or exc
+            failure = exc  # the last way is the most permissive: its failure is the one that tells
     assert failure is not None
     raise failure
 

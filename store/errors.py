@@ -96,10 +96,15 @@ def translate(orig: BaseException, path: str, read_only_reason: str | None = Non
             return StoreReadOnly(read_only_message(path, reason))
         return StoreError(f"{path}: disk I/O error ({_short(text)}); check the disk, then try again")
     if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
-        reason = why_read_only(path) or _missing_folder(path)
+        reason = _unreadable(path) or why_read_only(path) or _missing_folder(path)
         why = f" ({reason})" if reason else ""
         return StoreError(f"{path}: cannot open the database file{why}; check the path and its permissions")
     return None
+
+
+def _unreadable(path: str) -> str | None:
+    file = Path(path)
+    return "permission denied" if file.exists() and not os.access(file, os.R_OK) else None
 
 
 def _missing_folder(path: str) -> str | None:

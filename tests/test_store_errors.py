@@ -21,6 +21,7 @@ from zerodeck.store.engine import reset_engines
 from zerodeck.store.errors import StoreDamaged, StoreReadOnly
 
 RECIPE = "demo-cpu-zero0"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "store"
 WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "ALTER", "DROP")
 
 
@@ -293,6 +294,20 @@ def test_read_only_file_system_reads_work_and_writes_say_why(cli, small_fs: Path
     assert code == 1
     assert _one_line(err) == (f"zerodeck: {db}: cannot write: the store is read-only (read-only file system); "
                               "read commands still work")
+
+
+def test_an_old_store_on_a_full_disk_is_left_alone(cli, small_fs: Path, monkeypatch) -> None:
+    monkeypatch.setenv("ZERODECK_HOME", str(small_fs))
+    db = small_fs / "zerodeck.db"
+    shutil.copy(FIXTURES / "zerodeck-v1.db", db)
+    _fill(small_fs)
+    before = _state(db)
+    code, _out, err = cli("runs", "--json")
+    assert code == 1
+    assert _one_line(err) == (f"zerodeck: {db}: cannot write: no space left on device; it needs an upgrade of "
+                              "its schema from version 1 to 2 first (the file was not changed)")
+    assert _state(db) == before
+    assert not (small_fs / "zerodeck.db.v1.bak").exists()
 
 
 # -- damaged files --------------------------------------------------------------------------------
