@@ -26,6 +26,7 @@ from urllib.parse import quote, unquote
 
 from sqlalchemy import URL, Engine, event, inspect, make_url, text
 from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session, SQLModel, create_engine
 from zerodeck.store import models
 from zerodeck.store.errors import (
@@ -105,9 +106,9 @@ def _open(url: str, readonly: bool) -> Engine:
         engine.dispose()
         # Only a store that cannot be written falls back; a transient failure is reported as it is.
         reason = why_read_only(str(path)) if path is not None and path.is_file() else None
-        if reason is None:
+        if path is None or reason is None:
             raise
-        return _open_read_only(url, path, reason)  # type: ignore[arg-type]
+        return _open_read_only(url, path, reason)
     return engine
 
 
@@ -115,9 +116,8 @@ def _open_read_only(url: str, path: Path, reason: str | None) -> Engine:
     """`mode=ro` reads a WAL database whose -shm file exists or can be made; `immutable=1` reads the
     file alone, which is what is left in a read-only directory or on a full disk."""
     failure: StoreError | None = None
-    for option in ("mode=ro", "immutable=1"):
-        name, value = option.split("=")
-        ro_url = URL.create("sqlite", database=f"file:{quote(str(path))}", query={name: value, "uri": "true"})
+    for option in ({"mode": "ro"}, {"immutable": "1"}):
+        ro_url = URL.create("sqlite", database=f"file:{quote(str(path))}", query={**option, "uri": "true"})
         engine = _make(ro_url, str(path), sqlite=True, read_only_reason=reason or "opened read-only")
         try:
             _prepare(engine, url, read_only_reason=reason or "opened read-only")
@@ -136,6 +136,9 @@ def _make(url: str | URL, where: str, *, sqlite: bool, read_only_reason: str | N
     kwargs: dict[str, Any] = {}
     if sqlite:
         kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+    if read_only_reason is not None:
+        # A fresh connection per use: an immutable open caches pages as if the file never changed.
+        kwargs["poolclass"] = NullPool
     engine = create_engine(url, **kwargs)
     event.listen(engine, "handle_error", partial(_translate, where, read_only_reason))
     if sqlite:
@@ -160,7 +163,7 @@ def _translate(where: str, read_only_reason: str | None, context: ExceptionConte
 class _WriteGate:
     """Runs `PRAGMA quick_check` once per process, before its first write.
 
-    Reads never pay for it (about 70 ms at 10,000 runs, see bench/bench_store_check.py) and need no
+    Reads never pay for it (50-90 ms at 10,000 runs, see bench/bench_store_check.py) and need no
     protection: a damaged page they touch raises and is reported. A write into a partly damaged file
     could spread the damage, so the first write of each process checks the whole file first.
     """
