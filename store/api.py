@@ -130,8 +130,9 @@ class Store:
         self.url = url
 
     @classmethod
-    def open(cls, url: str) -> Store:
-        return cls(get_engine(url), url)
+    def open(cls, url: str, *, readonly: bool = False) -> Store:
+        """`readonly` opens with SQLite's read-only mode: such a store can never write, by mistake or not."""
+        return cls(get_engine(url, readonly=readonly), url)
 
     @classmethod
     def from_environment(cls) -> Store:

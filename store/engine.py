@@ -3,24 +3,47 @@
 SQLite in WAL mode with a busy timeout, because a supervisor writes samples while the TUI and the
 CLI read; any SQLAlchemy URL through `ZERODECK_DB`. Opening checks the schema version first: a
 database from a newer zerodeck is refused untouched, an older one is migrated after a backup copy.
+
+Opening an up-to-date store writes nothing, so reading works where writing cannot: on a read-only
+file, directory or file system and on a full disk. When SQLite cannot even read there (a WAL
+database needs its -shm file, which a read-only directory or a full disk cannot hold) the store is
+reopened read-only (`mode=ro`, then `immutable=1`), and a later write fails with why. Every SQLite
+failure becomes a one-line `StoreError` naming the file (store/errors.py), and before the first
+write of a process `PRAGMA quick_check` makes sure a partly damaged file takes no new data.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sqlite3
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
-from sqlalchemy import Engine, event, inspect, text
+from sqlalchemy import URL, Engine, event, inspect, make_url, text
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session, SQLModel, create_engine
 from zerodeck.store import models
-from zerodeck.store.errors import StoreError
+from zerodeck.store.errors import (
+    StoreBusy,
+    StoreDamaged,
+    StoreError,
+    StoreReadOnly,
+    damaged_message,
+    read_only_message,
+    translate,
+    why_read_only,
+)
 from zerodeck.store.location import data_home
 from zerodeck.store.migrations import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 15_000
+_WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "ALTER", "DROP")
 
 
 def database_url() -> str:
@@ -32,32 +55,134 @@ def database_url() -> str:
     return f"sqlite:///{home / 'zerodeck.db'}"
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def sqlite_file(url: str | URL) -> Path | None:
+    """The database file a SQLite URL names (plain or `file:` URI form); None for memory or other servers."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if database.startswith("file:"):
+        database = database.removeprefix("file:").split("?", 1)[0]
+        database = "/" + database.removeprefix("//").lstrip("/") if database.startswith("//") else database
+        database = unquote(database)
+    if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
+        return None
+    return Path(database).absolute()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any, *, wal: bool = True) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
+    if wal:
+        cur.execute("PRAGMA journal_mode=WAL")
     cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
 
-_ENGINES: dict[str, Engine] = {}
+_ENGINES: dict[tuple[str, bool], Engine] = {}
 
 
-def get_engine(url: str | None = None) -> Engine:
+def get_engine(url: str | None = None, *, readonly: bool = False) -> Engine:
+    """The process's engine for `url`; `readonly` opens it with SQLite's own read-only mode."""
     url = url or database_url()
-    if url in _ENGINES:
-        return _ENGINES[url]
-    is_sqlite = url.startswith("sqlite")
-    kwargs: dict[str, Any] = {}
-    if is_sqlite:
-        kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
-    engine = create_engine(url, **kwargs)
-    if is_sqlite:
-        event.listen(engine, "connect", _sqlite_pragmas)
-    _prepare(engine, url)
-    _ENGINES[url] = engine
+    key = (url, readonly)
+    if key not in _ENGINES:
+        _ENGINES[key] = _open(url, readonly)
+    return _ENGINES[key]
+
+
+def _open(url: str, readonly: bool) -> Engine:
+    path = sqlite_file(url)
+    if path is not None and readonly:
+        return _open_read_only(url, path, reason=None)
+    engine = _make(url, _where(url), sqlite=url.startswith("sqlite"))
+    try:
+        _prepare(engine, url)
+    except (StoreDamaged, StoreBusy):
+        engine.dispose()
+        raise
+    except StoreError:
+        engine.dispose()
+        # Only a store that cannot be written falls back; a transient failure is reported as it is.
+        reason = why_read_only(str(path)) if path is not None and path.is_file() else None
+        if path is None or reason is None:
+            raise
+        return _open_read_only(url, path, reason)
     return engine
+
+
+def _open_read_only(url: str, path: Path, reason: str | None) -> Engine:
+    """`mode=ro` reads a WAL database whose -shm file exists or can be made; `immutable=1` reads the
+    file alone, which is what is left in a read-only directory or on a full disk."""
+    failure: StoreError | None = None
+    for option in ({"mode": "ro"}, {"immutable": "1"}):
+        ro_url = URL.create("sqlite", database=f"file:{quote(str(path))}", query={**option, "uri": "true"})
+        engine = _make(ro_url, str(path), sqlite=True, read_only_reason=reason or "opened read-only")
+        try:
+            _prepare(engine, url, read_only_reason=reason or "opened read-only")
+            return engine
+        except (StoreDamaged, StoreBusy):
+            engine.dispose()
+            raise
+        except StoreError as exc:
+            engine.dispose()
+            failure = exc  # the last way is the most permissive: its failure is the one that tells
+    assert failure is not None
+    raise failure
+
+
+def _make(url: str | URL, where: str, *, sqlite: bool, read_only_reason: str | None = None) -> Engine:
+    kwargs: dict[str, Any] = {}
+    if sqlite:
+        kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+    if read_only_reason is not None:
+        # A fresh connection per use: an immutable open caches pages as if the file never changed.
+        kwargs["poolclass"] = NullPool
+    engine = create_engine(url, **kwargs)
+    event.listen(engine, "handle_error", partial(_translate, where, read_only_reason))
+    if sqlite:
+        event.listen(engine, "connect", partial(_sqlite_pragmas, wal=read_only_reason is None))
+        if read_only_reason is None and sqlite_file(url) is not None:
+            event.listen(engine, "before_cursor_execute", _WriteGate(where))
+    return engine
+
+
+def _translate(where: str, read_only_reason: str | None, context: ExceptionContext) -> None:
+    """Raise the one-line StoreError for a failure of the store itself; mark any other database error."""
+    original = context.original_exception
+    if isinstance(original, StoreError):
+        return
+    error = translate(original, where, read_only_reason)
+    if error is not None:
+        raise error from original
+    if context.sqlalchemy_exception is not None:
+        context.sqlalchemy_exception.zerodeck_store = where  # type: ignore[attr-defined]
+
+
+class _WriteGate:
+    """Runs `PRAGMA quick_check` once per process, before its first write.
+
+    Reads never pay for it (50-90 ms at 10,000 runs, see bench/bench_store_check.py) and need no
+    protection: a damaged page they touch raises and is reported. A write into a partly damaged file
+    could spread the damage, so the first write of each process checks the whole file first.
+    """
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.passed = False
+
+    def __call__(self, _conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        if self.passed or not statement.lstrip()[:8].upper().startswith(_WRITE_VERBS):
+            return
+        try:
+            rows = cursor.connection.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise (translate(exc, self.where) or StoreDamaged(damaged_message(self.where, str(exc)))) from exc
+        problems = [str(row[0]) for row in rows if row[0] != "ok"]
+        if problems:
+            raise StoreDamaged(damaged_message(self.where, f"quick_check: {problems[0]}"))
+        self.passed = True
 
 
 def stored_version(engine: Engine) -> int | None:
@@ -70,14 +195,26 @@ def stored_version(engine: Engine) -> int | None:
     return int(row[0]) if row else 0
 
 
-def _prepare(engine: Engine, url: str) -> None:
+def _prepare(engine: Engine, url: str, read_only_reason: str | None = None) -> None:
+    """Create, migrate or refuse; an up-to-date store is left without a single write."""
     version = stored_version(engine)
     if version is not None and version > models.SCHEMA_VERSION:
         raise StoreError(
             f"{_where(url)}: database schema version {version} is newer than this zerodeck "
             f"understands ({models.SCHEMA_VERSION}); upgrade zerodeck (the file was not changed)"
         )
-    if version is not None and version < models.SCHEMA_VERSION:
+    if version == models.SCHEMA_VERSION:
+        missing = set(SQLModel.metadata.tables) - set(inspect(engine).get_table_names())
+        if missing and read_only_reason is None:
+            SQLModel.metadata.create_all(engine)
+        return
+    if read_only_reason is not None:
+        need = "a new database" if version is None else f"an upgrade of its schema from version {version}"
+        raise StoreReadOnly(
+            f"{read_only_message(_where(url), read_only_reason).split(';')[0]}; it needs {need} "
+            f"to {models.SCHEMA_VERSION} first (the file was not changed)"
+        )
+    if version is not None:
         _backup(url, version)
         migrate(engine, version, MIGRATIONS)
     SQLModel.metadata.create_all(engine)
@@ -103,15 +240,27 @@ def _set_version(engine: Engine, version: int) -> None:
 
 
 def _where(url: str) -> str:
+    path = sqlite_file(url)
+    if path is not None:
+        return str(path)
     return url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url.split("@")[-1]
 
 
 def _backup(url: str, version: int) -> None:
-    if not url.startswith("sqlite:///"):
+    path = sqlite_file(url)
+    if path is None or not path.is_file():
         return
-    path = Path(url.removeprefix("sqlite:///"))
-    if path.is_file():
-        shutil.copy2(path, path.with_name(f"{path.name}.v{version}.bak"))
+    backup = path.with_name(f"{path.name}.v{version}.bak")
+    try:
+        shutil.copy2(path, backup)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            backup.unlink(missing_ok=True)
+        reason = why_read_only(str(path)) or exc.strerror or str(exc)
+        raise StoreReadOnly(
+            f"{path}: cannot back up before upgrading the schema from version {version} ({reason}); "
+            f"nothing was changed"
+        ) from exc
 
 
 def open_store(url: str | None = None) -> Session:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from zerodeck.core import __version__
 from zerodeck.core.cli.output import err
 from zerodeck.core.errors import EXIT_FAILED, EXIT_USAGE, ZerodeckError
-from zerodeck.store.errors import StoreError
+from zerodeck.store.errors import StoreError, failure_line
 
 # Order is the order shown in --help.
 COMMAND_MODULES = [
@@ -93,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: one line unless asked for the traceback
         if os.environ.get("ZERODECK_DEBUG"):
             raise
+        store_line = failure_line(exc)  # a database error the store did not classify still names the file
+        if store_line:
+            err(store_line)
+            return EXIT_FAILED
         err(f"internal error: {type(exc).__name__}: {exc} (ZERODECK_DEBUG=1 shows the traceback)")
         return EXIT_FAILED
 
