@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypedDict
 
-from sqlalchemy import Engine, String, delete, func, select, type_coerce, update
+from sqlalchemy import Engine, String, Table, delete, func, select, type_coerce, update
 from sqlmodel import Session, col
 from typing_extensions import Unpack
 from zerodeck.store.engine import database_url, get_engine
@@ -117,7 +117,15 @@ def _encoded(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: encode_json(v) if k in JSON_COLUMNS else v for k, v in fields.items()}
 
 
-_RUN_COLUMNS = [getattr(Run, name) for name in RECORD_FIELDS]
+# SQL is written against the Core tables: their columns are typed as SQL expressions for mypy, where the
+# SQLModel class attributes read as plain Python values.
+_RUN: Table = Run.__table__  # type: ignore[attr-defined]
+_METRIC: Table = MetricPoint.__table__  # type: ignore[attr-defined]
+_QUEUE: Table = QueueItem.__table__  # type: ignore[attr-defined]
+_SNAP: Table = RecipeSnapshot.__table__  # type: ignore[attr-defined]
+_PEAK: Table = CardPeak.__table__  # type: ignore[attr-defined]
+_SAMPLE: Table = TelemetrySample.__table__  # type: ignore[attr-defined]
+_RUN_COLUMNS = [_RUN.c[name] for name in RECORD_FIELDS]
 # Datetimes come back as stored text and are parsed by fromisoformat (C), not per-value type hooks.
 _RUN_SELECT = [type_coerce(c, String) if c.key in TIME_FIELDS else c for c in _RUN_COLUMNS]
 
@@ -156,7 +164,7 @@ class Store:
                 s.commit()
 
     def snapshot_text(self, hash: str) -> str | None:
-        rows = self._rows(select(RecipeSnapshot.toml).where(RecipeSnapshot.hash == hash))
+        rows = self._rows(select(_SNAP.c.toml).where(_SNAP.c.hash == hash))
         return rows[0][0] if rows else None
 
     def snapshot_texts(self, hashes: Iterable[str]) -> dict[str, str]:
@@ -164,8 +172,8 @@ class Store:
         wanted = sorted(set(hashes))
         out: dict[str, str] = {}
         for i in range(0, len(wanted), _CHUNK):
-            q = select(RecipeSnapshot.hash, RecipeSnapshot.toml).where(
-                col(RecipeSnapshot.hash).in_(wanted[i:i + _CHUNK]))
+            q = select(_SNAP.c.hash, _SNAP.c.toml).where(
+                _SNAP.c.hash.in_(wanted[i:i + _CHUNK]))
             out.update({h: t for h, t in self._rows(q)})
         return out
 
@@ -183,7 +191,7 @@ class Store:
         if not fields:
             return
         with self._session() as s:
-            res = s.execute(update(Run).where(col(Run.id) == run_id).values(**_encoded(dict(fields))))
+            res = s.execute(update(Run).where(_RUN.c.id == run_id).values(**_encoded(dict(fields))))
             s.commit()
         if res.rowcount == 0:  # type: ignore[attr-defined]
             raise KeyError(run_id)
@@ -199,19 +207,19 @@ class Store:
 
     # -- runs: reads ---------------------------------------------------------------------------
     def run(self, run_id: int) -> RunRecord | None:
-        rows = self._rows(select(*_RUN_SELECT).where(col(Run.id) == run_id))
+        rows = self._rows(select(*_RUN_SELECT).where(_RUN.c.id == run_id))
         return records_from_rows(rows)[0] if rows else None
 
     def runs(self, *, limit: int | None = None, statuses: Sequence[str] | None = None,
              ids: Sequence[int] | None = None, grid: str | None = None, newest_first: bool = True
              ) -> list[RunRecord]:
-        q = select(*_RUN_SELECT).order_by(col(Run.id).desc() if newest_first else col(Run.id))
+        q = select(*_RUN_SELECT).order_by(_RUN.c.id.desc() if newest_first else _RUN.c.id)
         if statuses:
-            q = q.where(col(Run.status).in_(list(statuses)))
+            q = q.where(_RUN.c.status.in_(list(statuses)))
         if grid is not None:
-            q = q.where(Run.grid == grid)
+            q = q.where(_RUN.c.grid == grid)
         if ids is not None:
-            q = q.where(col(Run.id).in_(list(ids)))
+            q = q.where(_RUN.c.id.in_(list(ids)))
         if limit:
             q = q.limit(limit)
         return records_from_rows(self._rows(q))
@@ -223,24 +231,24 @@ class Store:
         return int(self._rows(select(func.count()).select_from(Run))[0][0])
 
     def active_ports(self) -> set[int]:
-        q = select(Run.master_port).where(col(Run.status).in_(ACTIVE_STATUSES), col(Run.master_port).is_not(None))
+        q = select(_RUN.c.master_port).where(_RUN.c.status.in_(ACTIVE_STATUSES), _RUN.c.master_port.is_not(None))
         return {int(p) for (p,) in self._rows(q)}
 
     def stop_requested(self, run_id: int) -> bool:
-        rows = self._rows(select(Run.stop_requested).where(col(Run.id) == run_id))
+        rows = self._rows(select(_RUN.c.stop_requested).where(_RUN.c.id == run_id))
         return bool(rows and rows[0][0])
 
     def existing_run_ids(self, ids: Sequence[int]) -> set[int]:
         found: set[int] = set()
         for i in range(0, len(ids), _CHUNK):
-            found.update(r[0] for r in self._rows(select(Run.id).where(col(Run.id).in_(list(ids[i:i + _CHUNK])))))
+            found.update(r[0] for r in self._rows(select(_RUN.c.id).where(_RUN.c.id.in_(list(ids[i:i + _CHUNK])))))
         return found
 
     def latest_run_ids_by_name(self, names: Iterable[str] | None = None) -> dict[str, int]:
         """The newest run (highest id) of each recipe name, or of the names given."""
-        q = select(Run.name, func.max(Run.id)).group_by(Run.name)
+        q = select(_RUN.c.name, func.max(_RUN.c.id)).group_by(_RUN.c.name)
         if names is not None:
-            q = q.where(col(Run.name).in_(list(names)))
+            q = q.where(_RUN.c.name.in_(list(names)))
         return {name: int(rid) for name, rid in self._rows(q)}
 
     def grid_run_ids(self, run_id: int) -> list[int]:
@@ -248,7 +256,7 @@ class Store:
         run = self.run(run_id)
         if run is None or run.grid is None:
             return []
-        q = select(Run.id).where(Run.grid == run.grid).order_by(col(Run.id))
+        q = select(_RUN.c.id).where(_RUN.c.grid == run.grid).order_by(_RUN.c.id)
         return [int(r[0]) for r in self._rows(q)]
 
     def run_records(self, *, ids: Sequence[int] | None = None, tag: str | None = None,
@@ -256,26 +264,26 @@ class Store:
         """Runs for comparison (all, or by ids / tag / grid) in id order, with `card_peaks` aggregated
         per telemetry source in the same statement: a comparison may span ten thousand runs."""
         peaks = (
-            select(CardPeak.run_id, CardPeak.source, func.count(CardPeak.id).label("n"),
-                   func.max(CardPeak.peak_mb).label("pmax"), func.avg(CardPeak.peak_mb).label("pmean"),
-                   func.max(CardPeak.total_mb).label("tmax"))
-            .group_by(CardPeak.run_id, CardPeak.source)
+            select(_PEAK.c.run_id, _PEAK.c.source, func.count(_PEAK.c.id).label("n"),
+                   func.max(_PEAK.c.peak_mb).label("pmax"), func.avg(_PEAK.c.peak_mb).label("pmean"),
+                   func.max(_PEAK.c.total_mb).label("tmax"))
+            .group_by(_PEAK.c.run_id, _PEAK.c.source)
             .subquery()
         )
         base = (
             select(*_RUN_SELECT, peaks.c.source, peaks.c.n, peaks.c.pmax, peaks.c.pmean, peaks.c.tmax)
-            .outerjoin(peaks, peaks.c.run_id == Run.id)
-            .order_by(col(Run.id))
+            .outerjoin(peaks, peaks.c.run_id == _RUN.c.id)
+            .order_by(_RUN.c.id)
         )
         if grid is not None:
-            base = base.where(Run.grid == grid)
+            base = base.where(_RUN.c.grid == grid)
         if tag is not None:
-            base = base.where(col(Run.tags).like(f"%{_like_literal(json.dumps(tag))}%", escape="\\"))
+            base = base.where(_RUN.c.tags.like(f"%{_like_literal(json.dumps(tag))}%", escape="\\"))
         if ids is None:
             batches = [base]
         else:
             unique = sorted(set(ids))
-            batches = [base.where(col(Run.id).in_(unique[i:i + _CHUNK])) for i in range(0, len(unique), _CHUNK)]
+            batches = [base.where(_RUN.c.id.in_(unique[i:i + _CHUNK])) for i in range(0, len(unique), _CHUNK)]
         raw: dict[int, tuple[Any, list[PeakSummary]]] = {}
         nf = len(RECORD_FIELDS)
         for q in batches:
@@ -292,14 +300,14 @@ class Store:
 
     def calibration_rows(self) -> list[tuple[str, str, float | None, float | None, str | None]]:
         """(device, backend, predicted, measured, outcome) of every run with a measured peak."""
-        q = select(Run.device, Run.backend, Run.predicted_peak_gib, Run.measured_peak_gib, Run.outcome).where(
-            col(Run.measured_peak_gib).is_not(None))
+        q = select(_RUN.c.device, _RUN.c.backend, _RUN.c.predicted_peak_gib, _RUN.c.measured_peak_gib, _RUN.c.outcome).where(
+            _RUN.c.measured_peak_gib.is_not(None))
         return [(r[0], r[1], r[2], r[3], r[4]) for r in self._rows(q)]
 
     def throughputs(self, model: str) -> list[float]:
         """Recorded samples/s of every run of this model (case-insensitive name)."""
-        q = select(Run.samples_per_s).where(func.lower(Run.model) == model.lower(),
-                                            col(Run.samples_per_s).is_not(None))
+        q = select(_RUN.c.samples_per_s).where(func.lower(_RUN.c.model) == model.lower(),
+                                            _RUN.c.samples_per_s.is_not(None))
         return [float(r[0]) for r in self._rows(q) if r[0]]
 
     # -- metrics -------------------------------------------------------------------------------
@@ -311,8 +319,8 @@ class Store:
             for p in points:
                 values = {k: v for k, v in p.items() if k in columns}
                 existing = s.exec(  # type: ignore[call-overload]
-                    select(MetricPoint).where(col(MetricPoint.run_id) == run_id,
-                                              col(MetricPoint.step) == values.get("step"))
+                    select(MetricPoint).where(_METRIC.c.run_id == run_id,
+                                              _METRIC.c.step == values.get("step"))
                 ).first()
                 if existing is None:
                     s.add(MetricPoint(run_id=run_id, **values))
@@ -325,12 +333,12 @@ class Store:
             s.commit()
 
     def metrics(self, run_id: int, *, after_step: int | None = None) -> list[MetricRecord]:
-        q = select(MetricPoint.step, MetricPoint.t, MetricPoint.loss, MetricPoint.lr, MetricPoint.epoch,
-                   MetricPoint.grad_norm, MetricPoint.samples_per_s, MetricPoint.tokens_per_s,
-                   MetricPoint.mem_gib).where(col(MetricPoint.run_id) == run_id)
+        q = select(_METRIC.c.step, _METRIC.c.t, _METRIC.c.loss, _METRIC.c.lr, _METRIC.c.epoch,
+                   _METRIC.c.grad_norm, _METRIC.c.samples_per_s, _METRIC.c.tokens_per_s,
+                   _METRIC.c.mem_gib).where(_METRIC.c.run_id == run_id)
         if after_step is not None:
-            q = q.where(col(MetricPoint.step) > after_step)
-        return [MetricRecord(*r) for r in self._rows(q.order_by(col(MetricPoint.step)))]
+            q = q.where(_METRIC.c.step > after_step)
+        return [MetricRecord(*r) for r in self._rows(q.order_by(_METRIC.c.step))]
 
     # -- telemetry -----------------------------------------------------------------------------
     def replace_telemetry(self, run_id: int, samples: Sequence[SampleRecord],
@@ -338,33 +346,33 @@ class Store:
         """Replace a run's samples and card peaks in one transaction (the recorder's series merges
         old buckets as it grows, so what was stored a minute ago may no longer exist)."""
         with self._session() as s:
-            s.execute(delete(CardPeak).where(col(CardPeak.run_id) == run_id))
-            s.execute(delete(TelemetrySample).where(col(TelemetrySample.run_id) == run_id))
+            s.execute(delete(CardPeak).where(_PEAK.c.run_id == run_id))
+            s.execute(delete(TelemetrySample).where(_SAMPLE.c.run_id == run_id))
             s.add_all([TelemetrySample(run_id=run_id, **vars(x)) for x in samples])
             s.add_all([CardPeak(run_id=run_id, **vars(p)) for p in peaks])
             s.commit()
 
     def card_peaks(self, run_id: int) -> list[CardPeakRecord]:
-        q = (select(CardPeak.source, CardPeak.card, CardPeak.peak_mb, CardPeak.baseline_mb, CardPeak.total_mb)
-             .where(col(CardPeak.run_id) == run_id).order_by(col(CardPeak.source), col(CardPeak.card)))
+        q = (select(_PEAK.c.source, _PEAK.c.card, _PEAK.c.peak_mb, _PEAK.c.baseline_mb, _PEAK.c.total_mb)
+             .where(_PEAK.c.run_id == run_id).order_by(_PEAK.c.source, _PEAK.c.card))
         return [CardPeakRecord(*r) for r in self._rows(q)]
 
     def max_card_peak_gib(self, run_ids: Sequence[int]) -> dict[int, float]:
         """The largest card peak of each run (host RAM excluded), for runs whose summary has none."""
         out: dict[int, float] = {}
         for i in range(0, len(run_ids), _CHUNK):
-            q = (select(CardPeak.run_id, func.max(CardPeak.peak_mb))
-                 .where(col(CardPeak.run_id).in_(list(run_ids[i:i + _CHUNK])), CardPeak.source != "host")
-                 .group_by(CardPeak.run_id))
+            q = (select(_PEAK.c.run_id, func.max(_PEAK.c.peak_mb))
+                 .where(_PEAK.c.run_id.in_(list(run_ids[i:i + _CHUNK])), _PEAK.c.source != "host")
+                 .group_by(_PEAK.c.run_id))
             out.update({int(rid): float(mb) / 1024 for rid, mb in self._rows(q) if mb is not None})
         return out
 
     def memory_series(self, run_id: int) -> list[tuple[float, str, str, float | None, float | None]]:
         """(t, source, card, memory_used_mb, memory_total_mb) of one run's telemetry, in time order."""
-        q = (select(TelemetrySample.t, TelemetrySample.source, TelemetrySample.card,
-                    TelemetrySample.memory_used_mb, TelemetrySample.memory_total_mb)
-             .where(col(TelemetrySample.run_id) == run_id)
-             .order_by(col(TelemetrySample.t), col(TelemetrySample.id)))
+        q = (select(_SAMPLE.c.t, _SAMPLE.c.source, _SAMPLE.c.card,
+                    _SAMPLE.c.memory_used_mb, _SAMPLE.c.memory_total_mb)
+             .where(_SAMPLE.c.run_id == run_id)
+             .order_by(_SAMPLE.c.t, _SAMPLE.c.id))
         return [(r[0], r[1], r[2], r[3], r[4]) for r in self._rows(q)]
 
     # -- the queue -----------------------------------------------------------------------------
@@ -377,13 +385,13 @@ class Store:
             return item.id
 
     def queue_items(self, *, states: Sequence[str] | None = None) -> list[QueueRecord]:
-        q = (select(QueueItem.id, QueueItem.recipe_ref, QueueItem.recipe_hash, QueueItem.state,
-                    QueueItem.run_id, QueueItem.reason, RecipeSnapshot.name, QueueItem.added_at,
-                    QueueItem.started_at, QueueItem.ended_at)
-             .outerjoin(RecipeSnapshot, col(RecipeSnapshot.hash) == col(QueueItem.recipe_hash))
-             .order_by(col(QueueItem.id)))
+        q = (select(_QUEUE.c.id, _QUEUE.c.recipe_ref, _QUEUE.c.recipe_hash, _QUEUE.c.state,
+                    _QUEUE.c.run_id, _QUEUE.c.reason, _SNAP.c.name, _QUEUE.c.added_at,
+                    _QUEUE.c.started_at, _QUEUE.c.ended_at)
+             .outerjoin(RecipeSnapshot, _SNAP.c.hash == _QUEUE.c.recipe_hash)
+             .order_by(_QUEUE.c.id))
         if states:
-            q = q.where(col(QueueItem.state).in_(list(states)))
+            q = q.where(_QUEUE.c.state.in_(list(states)))
         return [QueueRecord(*r) for r in self._rows(q)]
 
     def queue_item(self, item_id: int) -> QueueRecord | None:
@@ -398,7 +406,7 @@ class Store:
             item = pending[0]
             with self._session() as s:
                 res = s.execute(update(QueueItem)
-                                .where(col(QueueItem.id) == item.id, col(QueueItem.state) == "pending")
+                                .where(_QUEUE.c.id == item.id, _QUEUE.c.state == "pending")
                                 .values(state="running", started_at=utcnow()))
                 s.commit()
             if res.rowcount == 1:  # type: ignore[attr-defined]
@@ -406,7 +414,7 @@ class Store:
 
     def update_queue_item(self, item_id: int, **fields: Unpack[QueueFields]) -> None:
         with self._session() as s:
-            s.execute(update(QueueItem).where(col(QueueItem.id) == item_id).values(**fields))
+            s.execute(update(QueueItem).where(_QUEUE.c.id == item_id).values(**fields))
             s.commit()
 
     # -- added by tui
