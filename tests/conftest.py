@@ -17,10 +17,13 @@ def zd_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ZERODECK_HOME", str(home))
     monkeypatch.delenv("ZERODECK_DB", raising=False)
     monkeypatch.delenv("ZERODECK_RECIPES", raising=False)
+    from zerodeck.core.cli.context import forget_store
     from zerodeck.store.engine import reset_engines
 
     reset_engines()
+    forget_store()  # the CLI's Store of the previous test names the previous test's database
     yield home
+    forget_store()
     reset_engines()
 
 
