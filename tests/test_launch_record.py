@@ -39,3 +39,19 @@ def test_show_lists_card_peaks(cli) -> None:
     assert peaks == [{"source": "cpu", "card": "rank0", "peak_mb": 812.0, "baseline_mb": 150.0, "total_mb": 4096.0}]
     code, out, _ = cli("show", str(run_id))
     assert "peak rank0" in out and "812 MB of 4096 (baseline 150)" in out
+
+
+def test_run_records_the_recipe_axes_as_compare_labels_them() -> None:
+    from zerodeck.core.compare.rows import recipe_axes
+
+    store = home_store()
+    for name in ("qwen2.5-32b-lora.toml", "demo-cpu-zero3.toml"):
+        path = ROOT / "recipes" / name
+        for member in expand(load_recipe_file(path)):
+            run = store.run(create_run(store, member, path))
+            assert run is not None
+            axes = recipe_axes(store.snapshot_text(run.recipe_hash))
+            got = {k: getattr(run, k) for k in ("model", "method", "lora_rank", "zero_stage", "offload",
+                                                 "micro_batch", "seq_len", "data_samples")}
+            assert got == {k: axes[k] for k in got}
+            assert run.tags == tuple(member.tags)

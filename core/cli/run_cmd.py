@@ -191,7 +191,15 @@ def run_detail(store: Store, run_id: int) -> dict[str, Any]:
     """Every column of the run (JSON columns decoded) plus its metric points and card peaks."""
     from zerodeck.core.launch import api
 
-    data = api.get_run(store, run_id).as_dict()
+    record = api.get_run(store, run_id).as_dict()
+    # Keys in the table's column order, as `show --json` has always printed them (the record puts
+    # `status` first among its required fields).
+    status = record.pop("status")
+    data: dict[str, Any] = {}
+    for key, value in record.items():
+        data[key] = value
+        if key == "tags":
+            data["status"] = status
     data["metrics"] = [asdict(p) for p in store.metrics(run_id)]
     data["card_peaks"] = [asdict(p) for p in store.card_peaks(run_id)]
     return data
