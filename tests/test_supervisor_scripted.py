@@ -303,3 +303,17 @@ def test_supervisor_module_reads_its_store_from_the_spec(tmp_path: Path, monkeyp
     monkeypatch.setenv("ZERODECK_DB", "sqlite:///" + str(tmp_path / "elsewhere.db"))  # never consulted
     spec, store = sup_mod.open_spec_and_store(h.run_dir, adopt=False)
     assert spec == h.spec and store.url == h.store.url
+
+
+def test_an_adopted_run_without_a_usable_spec_uses_the_store_its_spawner_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zerodeck.core.launch.spec import SPEC_FILE, SpecError
+
+    h = Harness(tmp_path)
+    monkeypatch.setenv("ZERODECK_DB", h.store.url)  # what api.spawn_supervisor gives an adopting child
+    assert sup_mod.open_spec_and_store(h.run_dir, adopt=True)[0] is None
+    (h.run_dir / SPEC_FILE).write_text('{"argv": ["old"]}')  # an older zerodeck's spec
+    spec, store = sup_mod.open_spec_and_store(h.run_dir, adopt=True)
+    assert spec is None and store.url == h.store.url
+    with pytest.raises(SpecError, match="missing"):
+        sup_mod.open_spec_and_store(h.run_dir, adopt=False)  # a new run never starts from a guess

@@ -20,7 +20,7 @@ from typing import Any
 from zerodeck.core.errors import BadInput, OperationFailed
 from zerodeck.core.launch import procs
 from zerodeck.core.launch.environment import RUN_ID_VAR, RUN_TAG
-from zerodeck.core.launch.spec import SPEC_FILE, JobSpec
+from zerodeck.core.launch.spec import JobSpec
 from zerodeck.core.recipe.model import Recipe
 from zerodeck.store.api import Store
 from zerodeck.store.records import RunRecord
@@ -143,12 +143,13 @@ def _fail(store: Store, run_id: int, reason: str) -> None:
 def spawn_supervisor(store: Store, run_id: int, run_dir: Path, adopt: bool = False) -> int:
     """Start the run's detached supervisor; returns its pid.
 
-    It reads its store from the run's launch spec. A run adopted without one (recorded by an older
-    zerodeck) gets the store's URL in the environment given to the child, never through ours."""
+    It reads its store from the run's launch spec. An adopted run may have none, or one written by
+    an older zerodeck, so its supervisor is also told the store in the environment given to the
+    child (never by changing ours)."""
     from zerodeck.core.launch.procs import SUPERVISOR_MODULE
 
     env = {k: v for k, v in os.environ.items() if k not in (RUN_TAG, RUN_ID_VAR)}
-    if not (run_dir / SPEC_FILE).is_file():
+    if adopt:
         env["ZERODECK_DB"] = store.url
     argv = [sys.executable, "-m", SUPERVISOR_MODULE, str(run_id), "--run-dir", str(run_dir)]
     argv += ["--adopt"] if adopt else []

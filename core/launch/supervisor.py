@@ -33,7 +33,7 @@ from typing import IO, Any, Protocol, cast
 from zerodeck.core.launch import procs
 from zerodeck.core.launch.environment import RUN_ID_VAR, RUN_TAG
 from zerodeck.core.launch.outcome_bridge import is_transient, llamafactory_results, verdict
-from zerodeck.core.launch.spec import SPEC_FILE, JobSpec, SpecError
+from zerodeck.core.launch.spec import JobSpec, SpecError
 from zerodeck.core.outcome.classify import Diagnosis, diagnose
 from zerodeck.core.outcome.metrics import MetricsFollower
 from zerodeck.store.api import RunFields, Store
@@ -46,7 +46,7 @@ PORT_SETTLE_S = 1.0  # after a failed attempt's processes are gone, before the r
 SUMMARY_FIELDS = ("steps_done", "steps_total", "final_loss", "samples_per_s", "tokens_per_s", "step_time_s",
                   "train_runtime_s")
 
-__all__ = ["Supervisor", "SPEC_FILE", "main"]
+__all__ = ["Supervisor", "main"]
 
 
 class Job(Protocol):
@@ -346,11 +346,14 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def open_spec_and_store(run_dir: Path, adopt: bool) -> tuple[JobSpec | None, Store]:
-    """The run's spec and the store it names. Only an adopted run may lack a spec (one recorded by
-    an older zerodeck): its spawner then named the store in this process's environment."""
-    if adopt and not (run_dir / SPEC_FILE).exists():
+    """The run's spec and the store it names. Only an adopted run may do without a usable spec (one
+    recorded by an older zerodeck): its spawner named the store in this process's environment."""
+    try:
+        spec = JobSpec.read(run_dir)
+    except SpecError:
+        if not adopt:
+            raise
         return None, Store.from_environment()
-    spec = JobSpec.read(run_dir)
     return spec, Store.open(spec.store_url)
 
 
