@@ -64,6 +64,16 @@ class Spawn(Protocol):
     def __call__(self, argv: Sequence[str], *, env: dict[str, str], cwd: str | None, stdout: IO[bytes]) -> Job: ...
 
 
+class ProcessSweep(Protocol):
+    """Every process of a run, found by its tag (`procs.Sweep` is the real one)."""
+
+    def tagged_pids(self, tag: str | None) -> set[int]: ...
+
+    def wait_gone(self, tag: str | None, timeout: float) -> set[int]: ...
+
+    def terminate_run(self, tag: str | None, pgid: int | None, grace: float) -> set[int]: ...
+
+
 class Recorder(Protocol):
     def start(self) -> None: ...
 
@@ -90,7 +100,7 @@ def telemetry_recorder(sup: Supervisor) -> Recorder:
 class Supervisor:
     def __init__(self, store: Store, run_id: int, spec: JobSpec | None, *, spawn: Spawn = start_job,
                  monotonic: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 sweep: procs.Sweep | None = None, make_recorder: RecorderFactory | None = telemetry_recorder
+                 sweep: ProcessSweep | None = None, make_recorder: RecorderFactory | None = telemetry_recorder
                  ) -> None:
         self.store = store
         self.run_id = run_id
@@ -98,7 +108,7 @@ class Supervisor:
         self.spawn = spawn
         self.monotonic = monotonic
         self.sleep = sleep
-        self.sweep = sweep or procs.Sweep()
+        self.sweep: ProcessSweep = sweep or procs.Sweep()
         self.make_recorder = make_recorder
         self.stop_signalled = False
         run = store.run(run_id)
