@@ -56,14 +56,19 @@ def bench_polling(window: float) -> None:
     print(f"poll once (8 cards + host)     {per_poll * 1e3:7.3f} ms CPU  -> {per_poll * 100:.3f} % of a core at 1 Hz")
     # 2. the real thread at 1 Hz for a window, feeding a recorder's series; CPU of the whole process
     from zerodeck.core.telemetry.recorder import RunRecorder
+    from zerodeck.store.api import Store
 
-    rec = RunRecorder(1, "npu", lambda: set(), source=source, interval=1.0)
-    rec.t0 = time.monotonic()
-    rec.poller.start()
-    c0, w0 = cpu_s(), time.monotonic()
-    time.sleep(window)
-    used, wall = cpu_s() - c0, time.monotonic() - w0
-    rec.poller.stop()
+    with tempfile.TemporaryDirectory() as home:  # the minute's checkpoint writes here, not to a real store
+        store = Store.open(f"sqlite:///{home}/bench.db")
+        store.save_snapshot(hash="b" * 16, name="bench", toml="", source_path=None)
+        rec = RunRecorder(store, store.add_run(name="bench", recipe_hash="b" * 16), "npu", lambda: set(),
+                          source=source, interval=1.0)
+        rec.t0 = time.monotonic()
+        rec.poller.start()
+        c0, w0 = cpu_s(), time.monotonic()
+        time.sleep(window)
+        used, wall = cpu_s() - c0, time.monotonic() - w0
+        rec.poller.stop()
     share = used / wall * 100
     print(f"poll 8 cards at 1 Hz, {wall:.0f} s   {used * 1e3:7.1f} ms CPU  -> {share:.3f} % of a core; "
           f"10 min extrapolated: {used / wall * 600:.2f} s CPU")
@@ -73,28 +78,26 @@ def bench_store(hours: float, cards: int = 8) -> float:
     from zerodeck.core.telemetry.model import Card, HostStats, Snapshot
     from zerodeck.core.telemetry.recorder import RunRecorder
     from zerodeck.core.telemetry.sources import ReplaySource
-    from zerodeck.store.engine import get_engine, open_store, reset_engines
-    from zerodeck.store.models import Run
-    from zerodeck.store.queries import add_run, save_snapshot
+    from zerodeck.store.api import Store
+    from zerodeck.store.engine import reset_engines
 
     with tempfile.TemporaryDirectory() as home:
         os.environ["ZERODECK_HOME"] = home
         os.environ.pop("ZERODECK_DB", None)
         reset_engines()
-        with open_store() as s:
-            save_snapshot(s, hash="b" * 16, name="bench", toml="", source_path=None)
-            run_id = add_run(s, Run(name="bench", recipe_hash="b" * 16)).id
-        assert run_id is not None
         db = Path(home) / "zerodeck.db"
+        store = Store.open(f"sqlite:///{db}")
+        store.save_snapshot(hash="b" * 16, name="bench", toml="", source_path=None)
+        run_id = store.add_run(name="bench", recipe_hash="b" * 16)
 
         def size() -> int:
-            with get_engine().connect() as conn:
+            with store.engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
             return db.stat().st_size + (db.with_name(db.name + "-wal").stat().st_size
                                         if db.with_name(db.name + "-wal").exists() else 0)
 
         before = size()
-        rec = RunRecorder(run_id, "npu", lambda: set(), source=ReplaySource("npu-smi", [""]), interval=1.0)
+        rec = RunRecorder(store, run_id, "npu", lambda: set(), source=ReplaySource("npu-smi", [""]), interval=1.0)
         rec.t0 = 0.0
         for t in range(int(hours * 3600)):
             snap = Snapshot(source="npu-smi", t=float(t), host=HostStats(cpu_pct=50.0, ram_used_mb=1e5 + t % 97,

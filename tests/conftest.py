@@ -22,6 +22,7 @@ def zd_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
     forget_store()  # the in-process CLI keeps one Store per process; each test has its own home
     reset_engines()
+    forget_store()  # the CLI's Store of the previous test names the previous test's database
     yield home
     forget_store()
     reset_engines()

@@ -27,12 +27,15 @@ def demo_copy(tmp: Path, stage: int = 3, **overrides: str) -> Path:
     return path
 
 
-def run_row(run_id: int) -> Any:
-    from zerodeck.store.engine import open_store
-    from zerodeck.store.queries import get_run
+def home_store() -> Any:
+    """The store the test's CLI calls use (the conftest points ZERODECK_HOME at a fresh directory)."""
+    from zerodeck.store.api import Store
 
-    with open_store() as s:
-        return get_run(s, run_id)
+    return Store.from_environment()
+
+
+def run_row(run_id: int) -> Any:
+    return home_store().run(run_id)
 
 
 def wait_for(pred: Any, timeout: float, poll: float = 0.5) -> Any:

@@ -41,7 +41,7 @@ def test_missing_deepspeed_binary_is_recorded_failed(cli, tmp_path: Path) -> Non
     assert "deepspeed: not found on PATH" in runs[0]["reason"]
     # The attempt is still fully recorded: argv, rendered files, versions.
     row = run_row(runs[0]["id"])
-    assert json.loads(row.argv)[0] == "deepspeed" and "ds_config.json" in json.loads(row.rendered)
+    assert row.argv[0] == "deepspeed" and "ds_config.json" in row.rendered
 
 
 def test_missing_torchrun_binary(cli, tmp_path: Path) -> None:
@@ -113,26 +113,27 @@ def test_queue_survives_deleted_recipe_and_failures(cli, tmp_path: Path) -> None
 
 def test_queue_requeues_an_item_its_runner_never_started(cli, tmp_path: Path) -> None:
     from zerodeck.core.launch.queue import Runner
-    from zerodeck.store.engine import open_store
-    from zerodeck.store.queries import claim_next, queue_items
+
+    from tests.launch_helpers import home_store
 
     (tmp_path / "train.py").write_text("")
     nobin = _script_recipe(tmp_path, "deepspeed", "train.py", str(tmp_path))
     cli("queue", "add", str(nobin))
-    with open_store() as s:
-        assert claim_next(s) is not None  # a runner claimed it, then died before starting it
+    store = home_store()
+    assert store.claim_next() is not None  # a runner claimed it, then died before starting it
     events: list[str] = []
-    assert Runner(on_event=events.append).serve(once=True) == 1
+    assert Runner(store, on_event=events.append).serve(once=True) == 1
     assert any("re-queued" in e for e in events)
-    with open_store() as s:
-        (item,) = queue_items(s)
-        assert item.state == "failed" and item.run_id is not None
+    (item,) = store.queue_items()
+    assert item.state == "failed" and item.run_id is not None
 
 
 def test_second_runner_is_refused(cli, tmp_path: Path) -> None:
     from zerodeck.core.launch.queue import Runner
 
-    first = Runner()
+    from tests.launch_helpers import home_store
+
+    first = Runner(home_store())
     first.lock()
     code, _, err = cli("runner", "--once")
     assert code == 1 and "another queue runner is active" in err

@@ -22,11 +22,9 @@ ZD = str(Path(sys.executable).with_name("zerodeck"))
 
 
 def _metrics(run_id: int) -> list:
-    from zerodeck.store.engine import open_store
-    from zerodeck.store.queries import metrics
+    from tests.launch_helpers import home_store
 
-    with open_store() as s:
-        return metrics(s, run_id)
+    return home_store().metrics(run_id)
 
 
 def test_demo_recipes_zero0_2_3_succeed_with_loss_curve_and_throughput(cli) -> None:
@@ -43,12 +41,12 @@ def test_demo_recipes_zero0_2_3_succeed_with_loss_curve_and_throughput(cli) -> N
         assert [p.step for p in points] == list(range(1, 21))
         assert points[-1].loss < points[0].loss  # it learned something
         row = run_row(r["id"])
-        stages.append(json.loads(json.loads(row.rendered)["ds_config.json"])["zero_optimization"]["stage"])
-        env = json.loads(row.env)
+        stages.append(json.loads(row.rendered["ds_config.json"])["zero_optimization"]["stage"])
+        env = row.env
         assert env["DS_ACCELERATOR"] == "cpu" and env["ZERODECK_RUN_ID"] == str(r["id"])
-        assert json.loads(row.versions)["deepspeed"]
-        assert row.master_port and str(row.master_port) in json.loads(row.argv)
-        assert json.loads(row.baseline), "telemetry baseline recorded"
+        assert row.versions["deepspeed"]
+        assert row.master_port and str(row.master_port) in row.argv
+        assert row.baseline, "telemetry baseline recorded"
     assert stages == [0, 2, 3]
     # ZeRO-3 partitions the parameters: its ranks hold less than ZeRO-0's full replicas... but on a
     # 70k-parameter model the difference is noise, so what is compared is what was recorded.

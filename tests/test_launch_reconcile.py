@@ -18,19 +18,19 @@ def _orphan_run(zd_home: Path, log: str) -> int:
     """A run recorded as running whose supervisor is gone (a dead PID)."""
     from zerodeck.core.launch.api import create_run
     from zerodeck.core.recipe import load_recipe_file
-    from zerodeck.store.engine import open_store
-    from zerodeck.store.queries import update_run
+
+    from tests.launch_helpers import home_store
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     recipe_path = Path(__file__).resolve().parent.parent / "recipes" / "demo-cpu-zero0.toml"
-    with open_store() as s:
-        run_id = create_run(s, load_recipe_file(recipe_path), recipe_path)
-        run_dir = zd_home / "runs" / str(run_id)
-        run_dir.mkdir(parents=True)
-        (run_dir / "run.log").write_text(log)
-        update_run(s, run_id, status="running", supervisor_pid=dead.pid, workdir=str(run_dir),
-                   log_path=str(run_dir / "run.log"))
+    store = home_store()
+    run_id = create_run(store, load_recipe_file(recipe_path), recipe_path)
+    run_dir = zd_home / "runs" / str(run_id)
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.log").write_text(log)
+    store.update_run(run_id, status="running", supervisor_pid=dead.pid, workdir=str(run_dir),
+                     log_path=str(run_dir / "run.log"))
     return run_id
 
 

@@ -72,7 +72,7 @@ def test_transient_start_failure_is_retried_and_recorded(cli, tmp_path: Path) ->
     assert code == 0, err
     (run,) = json.loads(out)
     assert run["outcome"] == "succeeded" and run["attempts"] == 2
-    log = json.loads(run_row(run["id"]).attempts_log)
+    log = run_row(run["id"]).attempts_log
     assert len(log) == 1 and log[0]["exit_code"] == 1 and log[0]["retried"]
 
 

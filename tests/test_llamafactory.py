@@ -176,21 +176,17 @@ def test_zerodeck_run_records_succeeded_with_loss_points(lf_venv: Path, recipe_f
     assert (run["status"], run["outcome"], run["backend"]) == ("finished", "succeeded", "llamafactory")
     assert run["steps_done"] == 6 and run["final_loss"] is not None and math.isfinite(run["final_loss"])
 
-    from zerodeck.store.engine import open_store
-    from zerodeck.store.queries import metrics
+    from tests.launch_helpers import home_store
 
-    with open_store() as session:
-        points = [(p.step, p.loss) for p in metrics(session, run["id"]) if p.loss is not None]
+    store = home_store()
+    points = [(p.step, p.loss) for p in store.metrics(run["id"]) if p.loss is not None]
     assert [step for step, _ in points] == [1, 2, 3, 4, 5, 6]
     assert all(math.isfinite(loss) and loss > 0 for _, loss in points)
     log = Path(run["log_path"]).read_text(errors="replace")
     assert "Detected DeepSpeed ZeRO-3" in log and "world size: 2" in log
     # The rendered files are recorded with the run, the CLI environment's versions among them.
-    from zerodeck.store.queries import get_run
-
-    with open_store() as session:
-        row = get_run(session, run["id"])
-        assert row is not None
-        rendered = json.loads(row.rendered)
+    row = store.run(run["id"])
+    assert row is not None
+    rendered = row.rendered
     assert json.loads(rendered["llamafactory_env.json"])["transformers"] == "5.5.4"
     assert "ds_config.json" in rendered and "llamafactory.yaml" in rendered

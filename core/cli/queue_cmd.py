@@ -27,10 +27,12 @@ def register(sub: Any) -> None:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
+    from zerodeck.core.cli.context import cli_store
     from zerodeck.core.cli.run_cmd import expand_refs
     from zerodeck.core.launch import queue
 
-    ids = queue.add(expand_refs(args.recipes))
+    refs = expand_refs(args.recipes)  # a bad reference is reported before any store is opened
+    ids = queue.add(cli_store(), refs)
     if args.json:
         emit(ids, as_json=True)
     else:
@@ -40,15 +42,17 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from zerodeck.core.cli.context import cli_store
     from zerodeck.core.launch import queue
 
-    emit(queue.items(), as_json=args.json, columns=QUEUE_COLUMNS)
+    emit(queue.items(cli_store()), as_json=args.json, columns=QUEUE_COLUMNS)
     return EXIT_OK
 
 
 def cmd_runner(args: argparse.Namespace) -> int:
+    from zerodeck.core.cli.context import cli_store
     from zerodeck.core.launch.queue import Runner
 
-    handled = Runner(on_event=err).serve(once=args.once)
+    handled = Runner(cli_store(), on_event=err).serve(once=args.once)
     err(f"runner: {handled} item(s) handled")
     return EXIT_OK

@@ -7,14 +7,18 @@ closed terminal or a lost SSH session leaves it training.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zerodeck.core.cli.output import emit, err
 from zerodeck.core.errors import EXIT_FAILED, EXIT_OK, BadInput, OperationFailed
+
+if TYPE_CHECKING:  # the store pulls in SQLAlchemy: handlers import it, `zerodeck --help` does not
+    from zerodeck.store.api import Store
+    from zerodeck.store.records import RunRecord
 
 RUN_COLUMNS = ["id", "name", "status", "outcome", "backend", "device", "cards", "steps", "final_loss",
                "tokens_per_s", "started_at", "reason"]
@@ -73,17 +77,15 @@ def expand_refs(refs: list[str]) -> list[tuple[Any, Path]]:
     return out
 
 
-def reconciled() -> None:
+def reconciled(store: Store) -> None:
     from zerodeck.core.launch.reconcile import reconcile
-    from zerodeck.store.engine import open_store
 
-    with open_store() as session:
-        for run_id, what in reconcile(session):
-            err(f"run {run_id}: supervisor was gone; {'re-adopted' if what == 'adopted' else 'marked lost'}")
+    for run_id, what in reconcile(store):
+        err(f"run {run_id}: supervisor was gone; {'re-adopted' if what == 'adopted' else 'marked lost'}")
 
 
-def _row(r: Any) -> dict[str, Any]:
-    d = r.as_dict()
+def _row(r: RunRecord) -> dict[str, Any]:
+    d = r.brief()
     d["steps"] = f"{r.steps_done or 0}/{r.steps_total}" if r.steps_total else r.steps_done
     return d
 
@@ -96,7 +98,7 @@ class Progress:
         self.first: tuple[float, int] | None = None
         self.last_key: tuple[Any, ...] = ()
 
-    def line(self, r: Any) -> str:
+    def line(self, r: RunRecord) -> str:
         if r.status != "running" or not r.steps_done:
             return f"run {r.id} {r.name}: {r.status}"
         now = time.monotonic()
@@ -111,7 +113,7 @@ class Progress:
         loss = f" loss {r.final_loss:.4f}" if r.final_loss is not None else ""
         return f"run {r.id} {r.name}: step {r.steps_done}/{total or '?'}{loss}{eta}"
 
-    def __call__(self, r: Any) -> None:
+    def __call__(self, r: RunRecord) -> None:
         key = (r.status, r.steps_done)
         if key == self.last_key:
             return
@@ -121,21 +123,23 @@ class Progress:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from zerodeck.core.cli.context import cli_store
     from zerodeck.core.launch import api
 
     todo = expand_refs(args.recipes)
-    reconciled()
+    store = cli_store()
+    reconciled(store)
     ids: list[int] = []
     failures = 0
     if args.detach:
         for recipe, path in todo:
             try:
-                ids.append(api.start_run(recipe, path, detach=True))
+                ids.append(api.start_run(store, recipe, path, detach=True))
             except OperationFailed as exc:
                 err(str(exc))
                 failures += 1
         if args.json:
-            emit([api.get_run(i).as_dict() for i in ids], as_json=True)
+            emit([api.get_run(store, i).brief() for i in ids], as_json=True)
         else:
             for i in ids:
                 print(i)
@@ -144,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     tty = sys.stderr.isatty()
     for recipe, path in todo:
         try:
-            run_id = api.start_run(recipe, path, detach=True)
+            run_id = api.start_run(store, recipe, path, detach=True)
         except OperationFailed as exc:
             err(str(exc))
             failures += 1
@@ -153,7 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not args.json:
             print(run_id, flush=True)
         try:
-            final = api.wait_run(run_id, poll=0.5, on_progress=Progress(tty))
+            final = api.wait_run(store, run_id, poll=0.5, on_progress=Progress(tty))
         except KeyboardInterrupt:
             err(f"run {run_id} keeps running in the background; `zerodeck stop {run_id}` ends it")
             return 130
@@ -165,45 +169,48 @@ def cmd_run(args: argparse.Namespace) -> int:
         if final.outcome != "succeeded":
             failures += 1
     if args.json:
-        emit([r.as_dict() for r in results], as_json=True)
+        emit([r.brief() for r in results], as_json=True)
     return EXIT_FAILED if failures else EXIT_OK
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from zerodeck.core.cli.context import cli_store
     from zerodeck.core.launch import api
 
-    reconciled()
-    runs = api.list_runs(limit=args.limit)
+    store = cli_store()
+    reconciled(store)
+    runs = api.list_runs(store, limit=args.limit)
     if args.json:
-        emit([r.as_dict() for r in runs], as_json=True)
+        emit([r.brief() for r in runs], as_json=True)
     else:
         emit([_row(r) for r in runs], as_json=False, columns=RUN_COLUMNS)
     return EXIT_OK
 
 
-def run_detail(run_id: int) -> dict[str, Any]:
-    import json
+def run_detail(store: Store, run_id: int) -> dict[str, Any]:
+    """Every column of the run (JSON columns decoded) plus its metric points and card peaks."""
+    from zerodeck.core.launch import api
 
-    from zerodeck.store.engine import open_store
-    from zerodeck.store.queries import card_peaks, get_run, metrics
-
-    with open_store() as session:
-        run = get_run(session, run_id)
-        if run is None:
-            raise BadInput(f"no run {run_id}")
-        data = run.model_dump()
-        for key in ("argv", "env", "rendered", "versions", "summary", "baseline", "failure_snapshot", "tags",
-                    "attempts_log"):
-            with contextlib.suppress(ValueError):
-                data[key] = json.loads(data[key]) if isinstance(data[key], str) else data[key]
-        data["metrics"] = [p.model_dump(exclude={"id", "run_id"}) for p in metrics(session, run_id)]
-        data["card_peaks"] = [p.model_dump(exclude={"id", "run_id"}) for p in card_peaks(session, run_id)]
+    record = api.get_run(store, run_id).as_dict()
+    # Keys in the table's column order, as `show --json` has always printed them (the record puts
+    # `status` first among its required fields).
+    status = record.pop("status")
+    data: dict[str, Any] = {}
+    for key, value in record.items():
+        data[key] = value
+        if key == "tags":
+            data["status"] = status
+    data["metrics"] = [asdict(p) for p in store.metrics(run_id)]
+    data["card_peaks"] = [asdict(p) for p in store.card_peaks(run_id)]
     return data
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    reconciled()
-    data = run_detail(args.run)
+    from zerodeck.core.cli.context import cli_store
+
+    store = cli_store()
+    reconciled(store)
+    data = run_detail(store, args.run)
     if args.json:
         emit(data, as_json=True)
         return EXIT_OK
@@ -222,9 +229,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    from zerodeck.core.cli.context import cli_store
     from zerodeck.core.launch import api
 
-    run = api.get_run(args.run)
+    store = cli_store()
+    run = api.get_run(store, args.run)
     if not run.log_path or not Path(run.log_path).exists():
         raise OperationFailed(f"run {args.run} has no log file")
     with open(run.log_path, "rb") as fh:
@@ -234,7 +243,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
                 sys.stdout.write(chunk.decode("utf-8", errors="replace"))
                 sys.stdout.flush()
                 continue
-            if not args.follow or api.get_run(args.run).status == "finished":
+            if not args.follow or api.get_run(store, args.run).finished:
                 rest = fh.read()
                 if rest:
                     sys.stdout.write(rest.decode("utf-8", errors="replace"))
@@ -244,11 +253,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
+    from zerodeck.core.cli.context import cli_store
     from zerodeck.core.launch import api
 
-    run = api.stop_run(args.run)
+    run = api.stop_run(cli_store(), args.run)
     if args.json:
-        emit(run.as_dict(), as_json=True)
+        emit(run.brief(), as_json=True)
     else:
         err(f"run {run.id} {run.name}: {run.outcome}")
     return EXIT_OK

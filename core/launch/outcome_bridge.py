@@ -1,55 +1,24 @@
-"""How the supervisor turns a finished job into an outcome and metric points.
-
-The classification rules and the log parsers live in `zerodeck.core.outcome`; this module is the
-one place the launcher calls them, plus reading what LLaMA-Factory leaves in its output directory
-(`trainer_log.jsonl`, `train_results.json`), which is more exact than its console.
+"""What the launcher reads besides the console log: LLaMA-Factory's output directory
+(`trainer_log.jsonl`, `train_results.json`), which is more exact than its console, and the retry
+rule. Classification itself is `zerodeck.core.outcome.classify.diagnose`, used directly.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zerodeck.core.outcome.classify import diagnose, is_transient_startup_failure
-from zerodeck.core.outcome.metrics import MetricsFollower, parse_results_json, parse_trainer_log_jsonl
+from zerodeck.core.outcome.classify import Diagnosis, is_transient_startup_failure
+from zerodeck.core.outcome.metrics import parse_results_json, parse_trainer_log_jsonl
 
 
-@dataclass
-class Verdict:
-    outcome: str
-    reason: str | None = None
-    device: str | None = None
-    code: str | None = None
-    rank: int | None = None
-    excerpt: str | None = None
-
-
-def diagnose_text(text: str, exit_code: int | None, stopped_by_user: bool = False) -> Verdict:
-    d = diagnose(text, exit_code=exit_code, stopped_by_user=stopped_by_user)
-    return Verdict(d.outcome, d.reason or None, d.device, d.code, d.rank, d.excerpt or None)
+def verdict(outcome: str, reason: str) -> Diagnosis:
+    """An outcome the supervisor decides itself (no log to read: it could not start, or was stopped)."""
+    return Diagnosis(outcome, None, None, None, "", reason)
 
 
 def is_transient(text: str, exit_code: int | None) -> bool:
     return exit_code != 0 and is_transient_startup_failure(text)
-
-
-class MetricsReader:
-    """Feed it log text as it grows; it returns the points created or changed, and a summary."""
-
-    def __init__(self) -> None:
-        self._follower = MetricsFollower()
-        self.summary: dict[str, Any] = {}
-
-    def feed(self, chunk: str) -> list[dict[str, Any]]:
-        points = self._follower.feed_text(chunk)
-        self.summary = self._follower.summary()
-        return points
-
-    def flush(self) -> list[dict[str, Any]]:
-        points = self._follower.flush()
-        self.summary = self._follower.summary()
-        return points
 
 
 def llamafactory_results(output_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:

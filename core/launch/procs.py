@@ -90,3 +90,17 @@ def terminate_run(tag: str | None, pgid: int | None, grace: float) -> set[int]:
         signal_group(pgid, signal.SIGKILL)
         kill_pids(left | tagged_pids(tag), signal.SIGKILL)
     return wait_gone(tag, 5.0)
+
+
+class Sweep:
+    """The run-wide process operations the supervisor needs, as one object it is handed: the
+    scripted supervisor tests give it a fake that ends their fake processes instead of real ones."""
+
+    def tagged_pids(self, tag: str | None) -> set[int]:
+        return tagged_pids(tag)
+
+    def wait_gone(self, tag: str | None, timeout: float) -> set[int]:
+        return wait_gone(tag, timeout)
+
+    def terminate_run(self, tag: str | None, pgid: int | None, grace: float) -> set[int]:
+        return terminate_run(tag, pgid, grace)

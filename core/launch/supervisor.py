@@ -1,182 +1,229 @@
 """The process that owns one run from start to outcome, detached from any terminal.
 
-Started by `api.start_run` as `python -m zerodeck.core.launch.supervisor RUN_ID` in a session of
-its own with stdin/stdout on /dev/null, so a closed SSH session, a SIGHUP to the CLI or a quit TUI
-never reaches it. It starts the job in its own process group with stdout+stderr going to the run's
-log file, records each state change and the metric points in the store, polls
-`Run.stop_requested`, and records how the job ended. `--adopt` watches a job whose first
-supervisor vanished (the reconciler starts it) until its processes are gone.
+Started by `api.spawn_supervisor` as `python -m zerodeck.core.launch.supervisor RUN_ID --run-dir DIR`
+in a session of its own with stdin/stdout on /dev/null, so a closed SSH session, a SIGHUP to the
+CLI or a quit TUI never reaches it. It reads the run's `JobSpec` (which names its store), starts
+the job in its own process group with stdout+stderr going to the run's log file, records each
+state change and the metric points in the store, polls the run's stop request, and records how
+the job ended. `--adopt` watches a job whose first supervisor vanished (the reconciler starts it)
+until its processes are gone.
 
-Kept light on purpose (stdlib, psutil, the store): it never imports torch or deepspeed.
+`Supervisor` takes its collaborators (the store, how a job starts, the clock, sleep, the process
+sweep, telemetry) as arguments with real defaults, so tests drive it with scripted process
+histories and a fake clock. Kept light on purpose (stdlib, psutil, the store): it never imports
+torch or deepspeed.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Protocol, cast
 
 from zerodeck.core.launch import procs
 from zerodeck.core.launch.environment import RUN_ID_VAR, RUN_TAG
-from zerodeck.core.launch.outcome_bridge import (
-    MetricsReader,
-    Verdict,
-    diagnose_text,
-    is_transient,
-    llamafactory_results,
-)
+from zerodeck.core.launch.outcome_bridge import is_transient, llamafactory_results, verdict
+from zerodeck.core.launch.spec import JobSpec, SpecError
+from zerodeck.core.outcome.classify import Diagnosis, diagnose
+from zerodeck.core.outcome.metrics import MetricsFollower
+from zerodeck.store.api import RunFields, Store
 
-SPEC_FILE = "launch.json"
 GRACE_S = 8.0  # between SIGTERM and SIGKILL on stop
 POLL_S = 0.5
 STORE_POLL_S = 1.0
 PIDS_TTL_S = 5.0
+PORT_SETTLE_S = 1.0  # after a failed attempt's processes are gone, before the retry binds its port
+SUMMARY_FIELDS = ("steps_done", "steps_total", "final_loss", "samples_per_s", "tokens_per_s", "step_time_s",
+                  "train_runtime_s")
+
+__all__ = ["Supervisor", "main"]
+
+
+class Job(Protocol):
+    """What the supervisor needs of a started job (a `subprocess.Popen` is one)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self) -> int: ...
+
+
+class Spawn(Protocol):
+    def __call__(self, argv: Sequence[str], *, env: dict[str, str], cwd: str | None, stdout: IO[bytes]) -> Job: ...
+
+
+class ProcessSweep(Protocol):
+    """Every process of a run, found by its tag (`procs.Sweep` is the real one)."""
+
+    def tagged_pids(self, tag: str | None) -> set[int]: ...
+
+    def wait_gone(self, tag: str | None, timeout: float) -> set[int]: ...
+
+    def terminate_run(self, tag: str | None, pgid: int | None, grace: float) -> set[int]: ...
+
+
+class Recorder(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self, failed: bool) -> None: ...
+
+
+RecorderFactory = Callable[["Supervisor"], Recorder]
+
+
+def start_job(argv: Sequence[str], *, env: dict[str, str], cwd: str | None, stdout: IO[bytes]) -> Job:
+    """The job in a session of its own (so a stop can signal its whole group), output to the log."""
+    return subprocess.Popen(list(argv), env=env, cwd=cwd or None, stdin=subprocess.DEVNULL, stdout=stdout,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def telemetry_recorder(sup: Supervisor) -> Recorder:
+    from zerodeck.core.telemetry.recorder import RunRecorder
+
+    spec = sup.spec
+    return RunRecorder(sup.store, sup.run_id, spec.device if spec else "cpu", sup.job_pids,
+                       visible_devices=list(spec.visible_devices) if spec else None, interval=1.0)
 
 
 class Supervisor:
-    def __init__(self, run_id: int) -> None:
+    def __init__(self, store: Store, run_id: int, spec: JobSpec | None, *, spawn: Spawn = start_job,
+                 monotonic: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 sweep: ProcessSweep | None = None, make_recorder: RecorderFactory | None = telemetry_recorder
+                 ) -> None:
+        self.store = store
         self.run_id = run_id
+        self.spec = spec
+        self.spawn = spawn
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self.sweep: ProcessSweep = sweep or procs.Sweep()
+        self.make_recorder = make_recorder
         self.stop_signalled = False
-        from zerodeck.store.engine import open_store
-
-        self.session = open_store()
-        run = self._run()
+        run = store.run(run_id)
+        if run is None:
+            raise SystemExit(f"run {run_id} is not in the store")
         self.run_dir = Path(run.workdir or ".")
         self.log_path = Path(run.log_path or self.run_dir / "run.log")
         self.tag = str(self.run_dir)  # what every job process carries in ZERODECK_RUN_TAG
-        self.spec: dict[str, Any] = {}
-        self.reader = MetricsReader()
+        self.follower = MetricsFollower()
         self.log_offset = 0
         self.pgid: int | None = None
         self.points = 0
         self._pids: set[int] = set()
         self._pids_at = -1e9
 
-    # -- store helpers ------------------------------------------------------------------------------
-    def _run(self) -> Any:
-        from zerodeck.store.queries import get_run
-
-        self.session.expire_all()
-        run = get_run(self.session, self.run_id)
-        if run is None:
-            raise SystemExit(f"run {self.run_id} is not in the store")
-        return run
-
-    def update(self, **fields: Any) -> None:
-        from zerodeck.store.queries import update_run
-
-        update_run(self.session, self.run_id, **fields)
-
     def stop_wanted(self) -> bool:
-        return self.stop_signalled or bool(self._run().stop_requested)
+        return self.stop_signalled or self.store.stop_requested(self.run_id)
 
     # -- the life of a run ------------------------------------------------------------------------
     def run(self) -> None:
-        self.spec = json.loads((self.run_dir / SPEC_FILE).read_text())
-        self.update(status="starting", supervisor_pid=os.getpid())
-        problem = self._validate()
-        if problem:
-            self.finish(Verdict("failed", problem), exit_code=None)
+        self.store.update_run(self.run_id, status="starting", supervisor_pid=os.getpid())
+        spec = self.spec
+        if spec is None:
+            self.finish(verdict("failed", f"no launch spec in {self.run_dir}"), exit_code=None)
             return
-        retries = int(self.spec.get("retries", 0))
+        problem = self._validate(spec)
+        if problem:
+            self.finish(verdict("failed", problem), exit_code=None)
+            return
         attempts_log: list[dict[str, Any]] = []
-        for attempt in range(1, retries + 2):
+        for attempt in range(1, spec.retries + 2):
             if self.stop_wanted():
-                self.finish(Verdict("killed", "stopped before it started"), exit_code=None)
+                self.finish(verdict("killed", "stopped before it started"), exit_code=None)
                 return
             start = self.log_path.stat().st_size if self.log_path.exists() else 0
-            rc, killed = self._attempt(attempt)
+            rc, killed = self._attempt(spec, attempt)
             if rc is None and not killed:
                 return  # could not start at all; already recorded
             text = self._log_text(start)
             if killed:
-                verdict = diagnose_text(text, rc, stopped_by_user=True)
-                self.finish(Verdict("killed", "stopped on request", verdict.device, verdict.code, verdict.rank,
-                                    verdict.excerpt), exit_code=rc, text=text)
+                d = diagnose(text, exit_code=rc, stopped_by_user=True)
+                self.finish(dataclasses.replace(d, outcome="killed", reason="stopped on request"), exit_code=rc,
+                            text=text)
                 return
-            verdict = diagnose_text(text, rc)
-            if (verdict.outcome != "succeeded" and attempt <= retries and not self.points
+            d = diagnose(text, exit_code=rc)
+            if (d.outcome != "succeeded" and attempt <= spec.retries and not self.points
                     and is_transient(text, rc)):
-                attempts_log.append({"attempt": attempt, "exit_code": rc, "outcome": verdict.outcome,
-                                     "reason": verdict.reason or verdict.excerpt, "retried": True,
+                attempts_log.append({"attempt": attempt, "exit_code": rc, "outcome": d.outcome,
+                                     "reason": d.reason or d.excerpt or None, "retried": True,
                                      "at": time.time()})
-                self.update(attempts=attempt + 1, attempts_log=attempts_log)
+                self.store.update_run(self.run_id, attempts=attempt + 1, attempts_log=attempts_log)
                 self._wait_port_free()
                 continue
-            self.finish(verdict, exit_code=rc, text=text)
+            self.finish(d, exit_code=rc, text=text)
             return
 
-    def _validate(self) -> str | None:
-        if not self.spec.get("validate_ds_config"):
+    def _validate(self, spec: JobSpec) -> str | None:
+        if not spec.validate_ds_config:
             return None
         from zerodeck.core.launch.ds_validate import validate_ds_config
 
-        msg = validate_ds_config(self.run_dir / "ds_config.json", int(self.spec.get("world_size", 1)),
-                                 python=self.spec.get("python"))
+        msg = validate_ds_config(self.run_dir / "ds_config.json", spec.world_size, python=spec.python)
         return f"ds_config.json: {msg}" if msg else None
 
-    def _attempt(self, attempt: int) -> tuple[int | None, bool]:
-        env = dict(os.environ)
-        env.update(self.spec["env"])
-        argv = list(self.spec["argv"])
+    def _attempt(self, spec: JobSpec, attempt: int) -> tuple[int | None, bool]:
+        env = {**os.environ, **spec.env}
+        argv = list(spec.argv)
         with open(self.log_path, "ab", buffering=0) as log:
             log.write(f"# zerodeck run {self.run_id} attempt {attempt}: {json.dumps(argv)}\n".encode())
             recorder = self._recorder()
             try:
-                proc = subprocess.Popen(argv, env=env, cwd=self.spec.get("cwd") or None, stdin=subprocess.DEVNULL,
-                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                job = self.spawn(argv, env=env, cwd=spec.cwd, stdout=log)
             except OSError as exc:
                 if recorder is not None:
                     recorder.stop(failed=True)
                 what = exc.strerror or str(exc)
-                self.finish(Verdict("failed", f"cannot start {argv[0]}: {what}"), exit_code=None)
+                self.finish(verdict("failed", f"cannot start {argv[0]}: {what}"), exit_code=None)
                 return None, False
-            self.pgid = proc.pid
-            fields: dict[str, Any] = {"status": "running", "pgid": proc.pid}
+            self.pgid = job.pid
             if attempt == 1:
-                from zerodeck.store.models import utcnow
-
-                fields["started_at"] = utcnow()
-            self.update(**fields)
-            killed = self._watch(proc, recorder)
-            rc = proc.wait()
+                started = datetime.now(timezone.utc)
+                self.store.update_run(self.run_id, status="running", pgid=job.pid, started_at=started)
+            else:
+                self.store.update_run(self.run_id, status="running", pgid=job.pid)
+            killed = self._watch(job)
+            rc = job.wait()
             # A launcher that exits can leave ranks from other sessions behind; none may keep a card.
-            left = procs.tagged_pids(self.tag)
-            if left:
-                procs.terminate_run(self.tag, None, grace=3.0)
+            if self.sweep.tagged_pids(self.tag):
+                self.sweep.terminate_run(self.tag, None, 3.0)
             if recorder is not None:
                 recorder.stop(failed=killed or rc != 0)
         self._follow()
         return rc, killed
 
-    def _recorder(self) -> Any:
+    def _recorder(self) -> Recorder | None:
+        if self.make_recorder is None:
+            return None
         try:
-            from zerodeck.core.telemetry.recorder import RunRecorder
+            recorder = self.make_recorder(self)
+            recorder.start()
         except ImportError:
             return None
-        recorder = RunRecorder(self.run_id, self.spec.get("device", "cpu"), self._job_pids,
-                               visible_devices=self.spec.get("visible_devices"), interval=1.0)
-        try:
-            recorder.start()
         except Exception as exc:  # telemetry must never stop a run
             self._note(f"telemetry unavailable: {exc}")
             return None
         return recorder
 
-    def _job_pids(self) -> set[int]:
+    def job_pids(self) -> set[int]:
         """The job's process tree, for telemetry. Walking /proc costs milliseconds, so the tree is
         re-read every few seconds (ranks start once; they do not come and go)."""
         import psutil
 
         if not self.pgid:
             return set()
-        now = time.monotonic()
+        now = self.monotonic()
         if now - self._pids_at < PIDS_TTL_S:
             return set(self._pids)
         try:
@@ -187,18 +234,18 @@ class Supervisor:
         self._pids_at = now
         return set(self._pids)
 
-    def _watch(self, proc: subprocess.Popen[bytes], recorder: Any) -> bool:
-        last_store = 0.0
-        while proc.poll() is None:
-            time.sleep(POLL_S)
-            now = time.monotonic()
+    def _watch(self, job: Job) -> bool:
+        last_store = float("-inf")
+        while job.poll() is None:
+            self.sleep(POLL_S)
+            now = self.monotonic()
             if now - last_store >= STORE_POLL_S:
                 last_store = now
                 self._follow()
                 if self.stop_wanted():
                     self._note("stop requested: SIGTERM to the job, then SIGKILL after the grace period")
-                    procs.terminate_run(self.tag, self.pgid, GRACE_S)
-                    proc.wait()
+                    self.sweep.terminate_run(self.tag, self.pgid, GRACE_S)
+                    job.wait()
                     return True
         return False
 
@@ -213,18 +260,16 @@ class Supervisor:
         if not data:
             return
         self.log_offset += len(data)
-        self._store_points(self.reader.feed(data.decode("utf-8", errors="replace")))
+        self._store_points(self.follower.feed_text(data.decode("utf-8", errors="replace")))
 
     def _store_points(self, points: list[dict[str, Any]]) -> None:
-        from zerodeck.store.queries import upsert_metrics
-
         if not points:
             return
-        upsert_metrics(self.session, self.run_id, points)
+        self.store.upsert_metrics(self.run_id, points)
         self.points += len(points)
-        summary = self.reader.summary
-        self.update(steps_done=summary.get("steps_done"), steps_total=summary.get("steps_total"),
-                    final_loss=summary.get("final_loss"))
+        summary = self.follower.summary()
+        self.store.update_run(self.run_id, steps_done=summary.get("steps_done"),
+                              steps_total=summary.get("steps_total"), final_loss=summary.get("final_loss"))
 
     def _log_text(self, start: int) -> str:
         try:
@@ -242,64 +287,57 @@ class Supervisor:
             pass
 
     def _wait_port_free(self) -> None:
-        procs.wait_gone(self.tag, 10.0)
-        time.sleep(1.0)
+        self.sweep.wait_gone(self.tag, 10.0)
+        self.sleep(PORT_SETTLE_S)
 
-    def finish(self, verdict: Verdict, *, exit_code: int | None, text: str = "") -> None:
-        from zerodeck.store.models import utcnow
-
-        fields: dict[str, Any] = {
-            "status": "finished", "outcome": verdict.outcome, "reason": verdict.reason,
-            "outcome_device": verdict.device, "outcome_code": verdict.code, "outcome_rank": verdict.rank,
-            "outcome_excerpt": verdict.excerpt, "exit_code": exit_code, "ended_at": utcnow(),
-        }
-        self._store_points(self.reader.flush())
-        summary = {k: v for k, v in self.reader.summary.items() if v is not None}
-        out_dir = self.spec.get("output_dir")
+    def finish(self, d: Diagnosis, *, exit_code: int | None, text: str = "") -> None:
+        self._store_points(self.follower.flush())
+        summary = {k: v for k, v in self.follower.summary().items() if v is not None}
+        out_dir = self.spec.output_dir if self.spec else None
         if out_dir and Path(out_dir).is_dir():
             lf_summary, lf_points = llamafactory_results(Path(out_dir))
             if lf_points and not self.points:
                 self._store_points(lf_points)
             summary = {**summary, **lf_summary}  # the files are more exact than the console
-        for key in ("steps_done", "steps_total", "final_loss", "samples_per_s", "tokens_per_s",
-                    "step_time_s", "train_runtime_s"):
-            if summary.get(key) is not None:
-                fields[key] = summary[key]
-        try:
-            recorded = json.loads(self._run().summary or "{}")
-        except ValueError:
-            recorded = {}
-        fields["summary"] = {**recorded, **summary}  # keeps the host facts recorded at launch
-        self.update(**fields)
-        why = f" ({verdict.reason})" if verdict.reason else ""
-        self._note(f"run {self.run_id} finished: {verdict.outcome}{why}")
+        # Numbers the job did not report keep what the live log gave (steps_done, final_loss).
+        numbers = cast(RunFields, {key: summary[key] for key in SUMMARY_FIELDS if summary.get(key) is not None})
+        run = self.store.run(self.run_id)
+        recorded = run.summary if run is not None else {}
+        self.store.finish_run(
+            self.run_id, d.outcome, d.reason or None, outcome_device=d.device, outcome_code=d.code,
+            outcome_rank=d.rank, outcome_excerpt=d.excerpt or None, exit_code=exit_code,
+            summary={**recorded, **summary},  # keeps the host facts recorded at launch
+            **numbers,
+        )
+        why = f" ({d.reason})" if d.reason else ""
+        self._note(f"run {self.run_id} finished: {d.outcome}{why}")
 
     # -- re-adoption --------------------------------------------------------------------------------
     def adopt(self) -> None:
         """Watch a job whose supervisor died, until its processes are gone; then classify the log."""
-        self.spec = json.loads((self.run_dir / SPEC_FILE).read_text()) if (self.run_dir / SPEC_FILE).exists() else {}
-        self.pgid = self._run().pgid
-        self.update(supervisor_pid=os.getpid())
+        run = self.store.run(self.run_id)
+        self.pgid = run.pgid if run is not None else None
+        self.store.update_run(self.run_id, supervisor_pid=os.getpid())
         self._note("supervisor re-adopted the run")
         killed = False
-        while procs.tagged_pids(self.tag):
+        while self.sweep.tagged_pids(self.tag):
             self._follow()
             if self.stop_wanted():
-                live = procs.tagged_pids(self.tag)
-                procs.terminate_run(self.tag, self.pgid if self.pgid in live else None, GRACE_S)
+                live = self.sweep.tagged_pids(self.tag)
+                self.sweep.terminate_run(self.tag, self.pgid if self.pgid in live else None, GRACE_S)
                 killed = True
                 break
-            time.sleep(STORE_POLL_S)
+            self.sleep(STORE_POLL_S)
         self._follow()
         text = self._log_text(0)
         if killed:
-            self.finish(Verdict("killed", "stopped on request"), exit_code=None)
+            self.finish(verdict("killed", "stopped on request"), exit_code=None)
             return
         done = '"zerodeck": "done"' in text
-        verdict = diagnose_text(text, 0 if done else None)
-        if verdict.outcome == "succeeded" and not done:
-            verdict = Verdict("lost", "re-adopted; the job ended without a visible exit code")
-        self.finish(verdict, exit_code=None)
+        d = diagnose(text, exit_code=0 if done else None)
+        if d.outcome == "succeeded" and not done:
+            d = verdict("lost", "re-adopted; the job ended without a visible exit code")
+        self.finish(d, exit_code=None)
 
 
 def _on_stop(sup: Supervisor) -> Any:
@@ -309,24 +347,50 @@ def _on_stop(sup: Supervisor) -> Any:
     return handler
 
 
+def _parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="zerodeck-supervisor")
+    p.add_argument("run_id", type=int)
+    p.add_argument("--run-dir", type=Path, default=None, help="the run's directory (default: the working one)")
+    p.add_argument("--adopt", action="store_true")
+    return p.parse_args(argv)
+
+
+def open_spec_and_store(run_dir: Path, adopt: bool) -> tuple[JobSpec | None, Store]:
+    """The run's spec and the store it names. Only an adopted run may do without a usable spec (one
+    recorded by an older zerodeck): its spawner named the store in this process's environment."""
+    try:
+        spec = JobSpec.read(run_dir)
+    except SpecError:
+        if not adopt:
+            raise
+        return None, Store.from_environment()
+    return spec, Store.open(spec.store_url)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    run_id = int(args[0])
+    args = _parse(sys.argv[1:] if argv is None else argv)
     for var in (RUN_TAG, RUN_ID_VAR):
         os.environ.pop(var, None)  # the supervisor itself is not one of the job's processes
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    sup = Supervisor(run_id)
+    run_dir = (args.run_dir or Path.cwd()).resolve()
+    try:
+        spec, store = open_spec_and_store(run_dir, args.adopt)
+    except SpecError as exc:
+        # No store to record in: the reconciler will find the run without a supervisor.
+        print(f"zerodeck supervisor: run {args.run_id}: {exc}", file=sys.stderr)
+        return 1
+    sup = Supervisor(store, args.run_id, spec)
     signal.signal(signal.SIGTERM, _on_stop(sup))
     signal.signal(signal.SIGINT, _on_stop(sup))
     try:
-        if "--adopt" in args:
+        if args.adopt:
             sup.adopt()
         else:
             sup.run()
     except Exception as exc:  # record, never vanish silently
         sup._note(f"supervisor error: {type(exc).__name__}: {exc}")
         with contextlib.suppress(Exception):
-            sup.finish(Verdict("failed", f"supervisor error: {type(exc).__name__}: {exc}"), exit_code=None)
+            sup.finish(verdict("failed", f"supervisor error: {type(exc).__name__}: {exc}"), exit_code=None)
         raise
     return 0
 

@@ -11,7 +11,6 @@ as the run's when their PID (or, inside a container, their container PID) belong
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +20,8 @@ from zerodeck.core.telemetry.model import Card, Snapshot
 from zerodeck.core.telemetry.poller import Poller
 from zerodeck.core.telemetry.series import Point, Series
 from zerodeck.core.telemetry.sources import DEFAULT_TIMEOUT, CpuRankSource, Source, make_source
+from zerodeck.store.api import RunFields, Store
+from zerodeck.store.records import CardPeakRecord, SampleRecord
 
 # A stored point covers at least this many polls (max memory, mean of the rest), which keeps even
 # a short run under ~70 KB per card-hour; the live view still sees every poll.
@@ -31,15 +32,15 @@ _DEVICE_SOURCE = {"npu": "npu-smi", "cuda": "nvidia", "cpu": "cpu"}
 
 
 class RunRecorder:
-    def __init__(self, run_id: int, device: str, pids: Callable[[], set[int]],
+    def __init__(self, store: Store, run_id: int, device: str, pids: Callable[[], set[int]],
                  visible_devices: list[int] | None = None, interval: float = 1.0,
-                 source: Source | None = None, store_url: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, clock: Callable[[], float] = time.monotonic) -> None:
+                 source: Source | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
         self.run_id = run_id
         self.device = device
         self.pids = pids
         self.visible = set(visible_devices) if visible_devices is not None else None
-        self.store_url = store_url
         self.clock = clock
         if source is None:
             name = _DEVICE_SOURCE.get(device, "cpu")
@@ -64,7 +65,7 @@ class RunRecorder:
         self.t0 = self.clock()
         snap = self.poller.poll_once()
         self.baseline = snap
-        self._write_run(baseline=json.dumps(self._annotate(snap), default=str))
+        self.store.update_run(self.run_id, baseline=self._annotate(snap))
         self.poller.start()
 
     def stop(self, failed: bool) -> None:
@@ -73,18 +74,18 @@ class RunRecorder:
         self._stopped = True
         self.poller.stop()
         final = self.poller.poll_once()
-        fields: dict[str, Any] = {}
+        fields: RunFields = {}
         if failed:
             moment = self.before_loss or self.last_live or final
             data = self._annotate(moment)
             data["after_exit"] = self._annotate(final)
-            fields["failure_snapshot"] = json.dumps(data, default=str)
+            fields["failure_snapshot"] = data
         device_peaks = [p["peak_mb"] for (src, _), p in self.peaks.items()
                         if src not in ("host", "swap") and p["peak_mb"] is not None]
         if device_peaks:
             fields["measured_peak_gib"] = round(max(device_peaks) / 1024, 3)
         self._write_samples()
-        self._write_run(**fields)
+        self.store.update_run(self.run_id, **fields)
 
     def latest(self) -> Snapshot | None:
         return self._latest
@@ -154,38 +155,18 @@ class RunRecorder:
         return data
 
     # -- the store --------------------------------------------------------------------------------
-    def _write_run(self, **fields: Any) -> None:
-        if not fields:
-            return
-        from zerodeck.store.engine import open_store
-        from zerodeck.store.queries import update_run
-
-        with open_store(self.store_url) as session:
-            update_run(session, self.run_id, **fields)
-
     def _write_samples(self) -> None:
-        """Replace this run's samples and CardPeak rows with the current series and peaks.
+        """Replace this run's samples and card peaks with the current series and peaks.
 
         A replace, not an append: the series merges old buckets as it grows, so the stored points
         of a minute ago may no longer exist. The series is bounded, so the write is too."""
-        from sqlmodel import delete
-        from zerodeck.store.engine import open_store
-        from zerodeck.store.models import CardPeak, TelemetrySample
-
         with self._lock:
-            rows: list[Any] = []
-            for (source, card), series in self.series.items():
-                rows += [TelemetrySample(run_id=self.run_id, t=p.t, source=source, card=card,
-                                         memory_used_mb=p.memory_used_mb, memory_total_mb=p.memory_total_mb,
-                                         util_pct=p.util_pct, power_w=p.power_w, temp_c=p.temp_c)
-                         for p in series.points]
-            for (source, card), peak in self.peaks.items():
-                rows.append(CardPeak(run_id=self.run_id, source=source, card=card, **peak))
-        with open_store(self.store_url) as session:
-            session.exec(delete(CardPeak).where(CardPeak.run_id == self.run_id))
-            session.exec(delete(TelemetrySample).where(TelemetrySample.run_id == self.run_id))
-            session.add_all(rows)
-            session.commit()
+            samples = [SampleRecord(t=p.t, source=source, card=card, memory_used_mb=p.memory_used_mb,
+                                    memory_total_mb=p.memory_total_mb, util_pct=p.util_pct, power_w=p.power_w,
+                                    temp_c=p.temp_c)
+                       for (source, card), series in self.series.items() for p in series.points]
+            peaks = [CardPeakRecord(source=source, card=card, **peak) for (source, card), peak in self.peaks.items()]
+        self.store.replace_telemetry(self.run_id, samples, peaks)
 
     def _checkpoint(self, now: float) -> None:
         """Samples and peaks reach the store every FLUSH_S while the run goes, so a supervisor

@@ -1,0 +1,319 @@
+"""The supervisor driven by scripted process histories and a fake clock (as honcho tests its manager).
+
+No process starts and nothing sleeps: the job is a `ScriptedJob` that writes its lines into the run's
+log when the fake clock reaches them, the process sweep is a fake that ends those jobs, and the store
+is a real SQLite file. The real-process tests in test_launch_supervisor.py stay beside these.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+from zerodeck.core.launch import supervisor as sup_mod
+from zerodeck.core.launch.api import create_run
+from zerodeck.core.launch.spec import JobSpec
+from zerodeck.core.launch.supervisor import GRACE_S, Supervisor
+from zerodeck.core.recipe import load_recipe_file
+from zerodeck.store.api import Store
+
+from .conftest import ROOT
+
+FLAKE = ("RuntimeError: [/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:144] "
+         "Gloo connectFullMesh failed with Connection refused")
+
+# One step of a history: at this many (fake) seconds after the start, write a line, run a callable
+# (the test's hand on the world, e.g. a stop request), or exit with a status.
+Event = tuple[float, "str | Callable[[], None] | Exit"]
+
+
+class Exit:
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class ScriptedJob:
+    """A Popen-like job that plays its history against the fake clock."""
+
+    def __init__(self, pid: int, history: Sequence[Event], log: IO[bytes], clock: FakeClock) -> None:
+        self.pid = pid
+        self.pending = list(history)
+        self.log = log
+        self.clock = clock
+        self.t0 = clock.now
+        self.returncode: int | None = None
+        self.signals: list[str] = []
+
+    def _play(self, until: float) -> None:
+        while self.returncode is None and self.pending and self.pending[0][0] <= until:
+            _, action = self.pending.pop(0)
+            if isinstance(action, Exit):
+                self.returncode = action.code
+            elif isinstance(action, str):
+                self.log.write((action + "\n").encode())
+            else:
+                action()
+
+    def poll(self) -> int | None:
+        self._play(self.clock.now - self.t0)
+        return self.returncode
+
+    def wait(self) -> int:
+        self._play(float("inf"))  # a job left alone runs its history to the end
+        assert self.returncode is not None, "a history must end in Exit"
+        return self.returncode
+
+    def terminate(self) -> None:
+        self.signals.append("SIGTERM")
+        if self.returncode is None:
+            self.returncode = -15
+
+
+class Spawner:
+    """Hands out one scripted job per start; a history given as an OSError fails the start."""
+
+    def __init__(self, clock: FakeClock, *histories: Sequence[Event] | OSError) -> None:
+        self.clock = clock
+        self.histories = list(histories)
+        self.jobs: list[ScriptedJob] = []
+        self.calls: list[tuple[list[str], dict[str, str], str | None]] = []
+
+    def __call__(self, argv: Sequence[str], *, env: dict[str, str], cwd: str | None, stdout: IO[bytes]) -> ScriptedJob:
+        self.calls.append((list(argv), env, cwd))
+        history = self.histories.pop(0)
+        if isinstance(history, OSError):
+            raise history
+        job = ScriptedJob(4000 + len(self.jobs), history, stdout, self.clock)
+        self.jobs.append(job)
+        return job
+
+
+class FakeSweep:
+    """The run-wide process operations over the scripted jobs (tagged = not yet exited)."""
+
+    def __init__(self, spawner: Spawner) -> None:
+        self.spawner = spawner
+        self.terminated: list[tuple[str | None, int | None, float]] = []
+
+    def tagged_pids(self, tag: str | None) -> set[int]:
+        return {j.pid for j in self.spawner.jobs if j.poll() is None}
+
+    def wait_gone(self, tag: str | None, timeout: float) -> set[int]:
+        return self.tagged_pids(tag)
+
+    def terminate_run(self, tag: str | None, pgid: int | None, grace: float) -> set[int]:
+        self.terminated.append((tag, pgid, grace))
+        for job in self.spawner.jobs:
+            if job.poll() is None:
+                job.terminate()
+        return set()
+
+
+def step(s: int, total: int = 5) -> str:
+    return json.dumps({"zerodeck": "step", "step": s, "total_steps": total, "loss": 6.0 - s / 2, "lr": 0.001,
+                       "samples_per_s": 40.0, "tokens_per_s": 2560.0, "peak_mem_mb": 200.0, "rank": 0, "t": s * 0.1})
+
+
+DONE = json.dumps({"zerodeck": "done", "steps": 5, "train_runtime": 0.5, "train_loss": 4.5, "samples_per_s": 40.0,
+                   "tokens_per_s": 2560.0})
+
+
+@pytest.fixture(autouse=True)
+def no_real_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(_seconds: float) -> None:
+        raise AssertionError("the scripted supervisor slept in real time")
+
+    monkeypatch.setattr(time, "sleep", refuse)
+
+
+class Harness:
+    def __init__(self, tmp: Path, *histories: Sequence[Event] | OSError, retries: int = 0) -> None:
+        self.store = Store.open(f"sqlite:///{tmp / 'scripted.db'}")
+        path = ROOT / "recipes" / "demo-cpu-zero0.toml"
+        self.run_id = create_run(self.store, load_recipe_file(path), path)
+        self.run_dir = tmp / "runs" / str(self.run_id)
+        self.run_dir.mkdir(parents=True)
+        self.log = self.run_dir / "run.log"
+        self.log.touch()
+        self.store.update_run(self.run_id, workdir=str(self.run_dir), log_path=str(self.log),
+                              summary={"host": {"hostname": "h"}})
+        self.spec = JobSpec(argv=("train", "--fast"), env={"ZERODECK_RUN_ID": str(self.run_id)}, cwd=None,
+                            device="cpu", visible_devices=(0,), retries=retries, world_size=1, python=sys.executable,
+                            output_dir=None, validate_ds_config=False, store_url=self.store.url)
+        self.clock = FakeClock()
+        self.spawner = Spawner(self.clock, *histories)
+        self.sweep = FakeSweep(self.spawner)
+        self.sup = Supervisor(self.store, self.run_id, self.spec, spawn=self.spawner, monotonic=self.clock.monotonic,
+                              sleep=self.clock.sleep, sweep=self.sweep, make_recorder=None)
+
+    def record(self) -> Any:
+        run = self.store.run(self.run_id)
+        assert run is not None
+        return run
+
+
+def test_job_that_writes_its_steps_and_done_line_succeeds_with_points(tmp_path: Path) -> None:
+    history: list[Event] = [(0.5 * s, step(s)) for s in range(1, 6)]
+    history += [(3.0, DONE), (3.2, Exit(0))]
+    h = Harness(tmp_path, history)
+    h.sup.run()
+    run = h.record()
+    assert (run.status, run.outcome, run.exit_code) == ("finished", "succeeded", 0)
+    assert run.steps_done == 5 and run.steps_total == 5 and run.final_loss == 3.5
+    assert run.train_runtime_s == 0.5 and run.tokens_per_s == 2560.0
+    assert run.pgid == h.spawner.jobs[0].pid and run.started_at is not None and run.ended_at is not None
+    assert run.summary["host"] == {"hostname": "h"}  # what the launcher recorded is kept
+    assert [p.step for p in h.store.metrics(h.run_id)] == [1, 2, 3, 4, 5]
+    (argv, env, cwd), = h.spawner.calls
+    assert argv == ["train", "--fast"] and env["ZERODECK_RUN_ID"] == str(h.run_id) and cwd is None
+    assert "finished: succeeded" in h.log.read_text()
+    assert h.sweep.terminated == []
+
+
+def test_progress_reaches_the_store_while_the_job_runs(tmp_path: Path) -> None:
+    seen: list[int | None] = []
+    h: Harness
+
+    def look() -> None:
+        seen.append(h.record().steps_done)
+
+    h = Harness(tmp_path, [(0.5, step(1)), (1.0, step(2)), (4.0, look), (5.0, DONE), (5.1, Exit(0))])
+    h.sup.run()
+    assert seen == [2] and h.record().status == "finished"
+
+
+def test_job_killed_by_signal_9_is_recorded_host_oom(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [(0.5, step(1)), (1.5, Exit(-9))])
+    h.sup.run()
+    run = h.record()
+    assert (run.outcome, run.outcome_device, run.outcome_code, run.exit_code) == ("oom", "host", "-9", -9)
+    assert "SIGKILL" in (run.reason or "")
+    assert run.steps_done == 1
+
+
+def test_stop_requested_in_the_store_terminates_the_job(tmp_path: Path) -> None:
+    h: Harness
+
+    def user_stops() -> None:
+        h.store.request_stop(h.run_id)
+
+    h = Harness(tmp_path, [(0.5, step(1)), (2.0, user_stops), (600.0, DONE), (600.0, Exit(0))])
+    h.sup.run()
+    job = h.spawner.jobs[0]
+    assert job.signals == ["SIGTERM"]
+    assert h.sweep.terminated == [(str(h.run_dir), job.pid, GRACE_S)]
+    assert h.clock.now < 10  # ended on request, not by the job's own history
+    run = h.record()
+    assert (run.status, run.outcome, run.reason, run.exit_code) == ("finished", "killed", "stopped on request", -15)
+    assert "stop requested" in h.log.read_text()
+
+
+def test_stop_signal_to_the_supervisor_ends_the_job_too(tmp_path: Path) -> None:
+    h: Harness
+
+    def sigterm() -> None:
+        h.sup.stop_signalled = True
+
+    h = Harness(tmp_path, [(1.0, sigterm), (600.0, Exit(0))])
+    h.sup.run()
+    assert h.spawner.jobs[0].signals == ["SIGTERM"] and h.record().outcome == "killed"
+
+
+def test_stop_before_the_start_starts_nothing(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.store.request_stop(h.run_id)
+    h.sup.run()
+    run = h.record()
+    assert (run.outcome, run.reason) == ("killed", "stopped before it started") and h.spawner.calls == []
+
+
+def test_transient_start_failure_is_retried_and_logged(tmp_path: Path) -> None:
+    first: list[Event] = [(0.3, FLAKE), (0.6, Exit(1))]
+    second: list[Event] = [(0.5, step(1, 1)), (1.0, DONE), (1.2, Exit(0))]
+    h = Harness(tmp_path, first, second, retries=1)
+    h.sup.run()
+    run = h.record()
+    assert run.outcome == "succeeded" and run.attempts == 2 and len(h.spawner.calls) == 2
+    (entry,) = run.attempts_log
+    assert entry["attempt"] == 1 and entry["exit_code"] == 1 and entry["retried"]
+    assert entry["outcome"] == "comm_error"
+    assert "attempt 2" in h.log.read_text()
+
+
+def test_transient_failure_with_no_retry_left_is_comm_error(tmp_path: Path) -> None:
+    flaky: list[Event] = [(0.3, FLAKE), (0.6, Exit(1))]
+    h = Harness(tmp_path, flaky, flaky, retries=1)
+    h.sup.run()
+    run = h.record()
+    assert run.outcome == "comm_error" and run.attempts == 2 and len(run.attempts_log) == 1
+
+
+def test_failure_after_progress_is_not_retried(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [(0.5, step(1)), (1.0, FLAKE), (1.5, Exit(1))], retries=2)
+    h.sup.run()
+    run = h.record()
+    assert run.attempts == 1 and run.attempts_log == () and len(h.spawner.calls) == 1
+
+
+def test_a_job_that_cannot_start_is_recorded_failed(tmp_path: Path) -> None:
+    h = Harness(tmp_path, FileNotFoundError(2, "No such file or directory"))
+    h.sup.run()
+    run = h.record()
+    assert (run.outcome, run.reason, run.exit_code) == ("failed", "cannot start train: No such file or directory", None)
+
+
+def test_adopted_job_is_watched_until_its_processes_are_gone(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [(2.0, step(5)), (2.5, DONE), (3.0, Exit(0))])
+    with open(h.log, "ab", buffering=0) as log:  # a job the vanished supervisor had started
+        h.spawner(["train"], env={}, cwd=None, stdout=log)
+        h.sup.adopt()
+    run = h.record()
+    assert run.outcome == "succeeded" and run.steps_done == 5
+    assert "re-adopted" in h.log.read_text()
+
+
+def test_adopted_job_that_ends_without_a_completion_marker_is_failed(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [(2.0, step(1)), (3.0, Exit(0))])
+    with open(h.log, "ab", buffering=0) as log:
+        h.spawner(["train"], env={}, cwd=None, stdout=log)
+        h.sup.adopt()
+    run = h.record()
+    assert run.outcome == "failed" and "no completion marker" in (run.reason or "") and run.exit_code is None
+
+
+def test_supervisor_module_reads_its_store_from_the_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness(tmp_path)
+    h.spec.write(h.run_dir)
+    monkeypatch.setenv("ZERODECK_DB", "sqlite:///" + str(tmp_path / "elsewhere.db"))  # never consulted
+    spec, store = sup_mod.open_spec_and_store(h.run_dir, adopt=False)
+    assert spec == h.spec and store.url == h.store.url
+
+
+def test_an_adopted_run_without_a_usable_spec_uses_the_store_its_spawner_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zerodeck.core.launch.spec import SPEC_FILE, SpecError
+
+    h = Harness(tmp_path)
+    monkeypatch.setenv("ZERODECK_DB", h.store.url)  # what api.spawn_supervisor gives an adopting child
+    assert sup_mod.open_spec_and_store(h.run_dir, adopt=True)[0] is None
+    (h.run_dir / SPEC_FILE).write_text('{"argv": ["old"]}')  # an older zerodeck's spec
+    spec, store = sup_mod.open_spec_and_store(h.run_dir, adopt=True)
+    assert spec is None and store.url == h.store.url
+    with pytest.raises(SpecError, match="missing"):
+        sup_mod.open_spec_and_store(h.run_dir, adopt=False)  # a new run never starts from a guess
