@@ -8,8 +8,7 @@ cd "$ROOT"
 export ZERODECK_LF_VENV=${ZERODECK_LF_VENV:-$HOME/.cache/zerodeck/lf-venv}
 bash scripts/lf-venv.sh >/dev/null || echo "zerodeck: no LLaMA-Factory environment; its tests will skip" >&2
 "$VENV/bin/ruff" check core store tui tests bench
-# tui joins once it is mypy-clean (make check follows the same list).
-"$VENV/bin/mypy" core store
+MYPY="$VENV/bin/mypy" bash scripts/mypy.sh core store tui
 # The layering contracts in pyproject.toml [tool.importlinter] (ARCHITECTURE.md, "Layers").
 "$VENV/bin/lint-imports" --no-cache --no-logo
 exec "$VENV/bin/python" -m pytest "$@"

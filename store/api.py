@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 from sqlalchemy import Engine, String, Table, delete, func, select, type_coerce, update
-from sqlmodel import Session, col
+from sqlmodel import Session
 from typing_extensions import Unpack
 from zerodeck.store.engine import database_url, get_engine
 from zerodeck.store.models import CardPeak, MetricPoint, QueueItem, RecipeSnapshot, Run, TelemetrySample, utcnow
@@ -300,8 +300,9 @@ class Store:
 
     def calibration_rows(self) -> list[tuple[str, str, float | None, float | None, str | None]]:
         """(device, backend, predicted, measured, outcome) of every run with a measured peak."""
-        q = select(_RUN.c.device, _RUN.c.backend, _RUN.c.predicted_peak_gib, _RUN.c.measured_peak_gib, _RUN.c.outcome).where(
-            _RUN.c.measured_peak_gib.is_not(None))
+        r = _RUN.c
+        q = select(r.device, r.backend, r.predicted_peak_gib, r.measured_peak_gib, r.outcome).where(
+            r.measured_peak_gib.is_not(None))
         return [(r[0], r[1], r[2], r[3], r[4]) for r in self._rows(q)]
 
     def throughputs(self, model: str) -> list[float]:

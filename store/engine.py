@@ -27,7 +27,7 @@ from urllib.parse import quote, unquote
 from sqlalchemy import URL, Engine, event, inspect, make_url, text
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.pool import NullPool
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import SQLModel, create_engine
 from zerodeck.store import models
 from zerodeck.store.errors import (
     StoreBusy,
@@ -261,11 +261,6 @@ def _backup(url: str, version: int) -> None:
             f"{path}: cannot back up before upgrading the schema from version {version} ({reason}); "
             f"nothing was changed"
         ) from exc
-
-
-def open_store(url: str | None = None) -> Session:
-    """A session on the store; callers use it as a context manager."""
-    return Session(get_engine(url), expire_on_commit=False)
 
 
 def reset_engines() -> None:

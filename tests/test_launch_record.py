@@ -41,8 +41,10 @@ def test_show_lists_card_peaks(cli) -> None:
     assert "peak rank0" in out and "812 MB of 4096 (baseline 150)" in out
 
 
-def test_run_records_the_recipe_axes_as_compare_labels_them() -> None:
-    from zerodeck.core.compare.rows import recipe_axes
+def test_run_records_the_recipe_axes_as_migration_2_derives_them() -> None:
+    """create_run writes the axes of new runs; migration 2 derived them from the snapshots of old ones.
+    Both must agree, or compare would group old and new runs of one recipe apart."""
+    from zerodeck.store.migrations import snapshot_axes as recipe_axes
 
     store = home_store()
     for name in ("qwen2.5-32b-lora.toml", "demo-cpu-zero3.toml"):

@@ -12,7 +12,6 @@ from zerodeck.core import paths
 from zerodeck.core.telemetry.model import Snapshot
 from zerodeck.core.telemetry.sources import DEFAULT_TIMEOUT, ReplaySource, Source
 from zerodeck.store.api import RunFields, Store
-from zerodeck.store.engine import open_store
 from zerodeck.tui.app import ZerodeckApp, make_app
 
 from .compare_seed import T0, seed
@@ -56,8 +55,7 @@ class NoCards:
 
 def seeded(log_dir: Path | None = None) -> dict[str, int]:
     """The compare seed runs, plus a failure snapshot and a log for the OOM run."""
-    with open_store() as s:
-        ids = seed(s)
+    ids = seed(store())
     fields: RunFields = {"failure_snapshot": {
         "source": "npu-smi", "cards": [{"key": "3", "hbm_used_mb": 65536, "hbm_total_mb": 65536}]}}
     if log_dir is not None:

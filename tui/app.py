@@ -210,8 +210,8 @@ class ZerodeckApp(App[int]):
         last_point = None
         if self.reconcile_on_start:
             try:
-                for run_id, what in self.services.reconcile():
-                    self.post_message(Notice(f"run {run_id}: supervisor was gone; "
+                for lost_id, what in self.services.reconcile():
+                    self.post_message(Notice(f"run {lost_id}: supervisor was gone; "
                                              f"{'re-adopted' if what == 'adopted' else 'marked lost'}"))
             except Exception as exc:
                 self.post_message(Notice(f"reconcile: {exc}"))

@@ -139,15 +139,16 @@ def _json_value(value: Any) -> Any:
 
 def to_json(table: Table) -> str:
     keys = [c.key for c in table.columns]
+    row_docs = [{k: _json_value(r.get(k)) for k in keys} for r in table.rows]
     doc = {
         "schema_version": JSON_SCHEMA_VERSION,
         "kind": table.kind,
         "title": table.title,
         "columns": [{"key": c.key, "label": c.label, "unit": c.unit, "kind": c.kind} for c in table.columns],
-        "rows": [{k: _json_value(r.get(k)) for k in keys} for r in table.rows],
+        "rows": row_docs,
         "notes": table.notes,
     }
     # One row per line: readable and diffable, and the C encoder (indent= falls back to Python's).
     head = json.dumps({k: v for k, v in doc.items() if k != "rows"}, indent=2, ensure_ascii=False)
-    rows = ",\n".join("    " + json.dumps(r, ensure_ascii=False, allow_nan=False) for r in doc["rows"])
+    rows = ",\n".join("    " + json.dumps(r, ensure_ascii=False, allow_nan=False) for r in row_docs)
     return head[:-2] + ',\n  "rows": [\n' + rows + ("\n" if rows else "") + "  ]\n}\n"

@@ -36,7 +36,7 @@ from zerodeck.core.launch.outcome_bridge import is_transient, llamafactory_resul
 from zerodeck.core.launch.spec import JobSpec, SpecError
 from zerodeck.core.outcome.classify import Diagnosis, diagnose
 from zerodeck.core.outcome.metrics import MetricsFollower
-from zerodeck.store.api import RunFields, Store
+from zerodeck.store.api import FinishFields, Store
 
 GRACE_S = 8.0  # between SIGTERM and SIGKILL on stop
 POLL_S = 0.5
@@ -300,15 +300,16 @@ class Supervisor:
                 self._store_points(lf_points)
             summary = {**summary, **lf_summary}  # the files are more exact than the console
         # Numbers the job did not report keep what the live log gave (steps_done, final_loss).
-        numbers = cast(RunFields, {key: summary[key] for key in SUMMARY_FIELDS if summary.get(key) is not None})
+        numbers = cast(FinishFields, {key: summary[key] for key in SUMMARY_FIELDS if summary.get(key) is not None})
         run = self.store.run(self.run_id)
         recorded = run.summary if run is not None else {}
-        self.store.finish_run(
-            self.run_id, d.outcome, d.reason or None, outcome_device=d.device, outcome_code=d.code,
-            outcome_rank=d.rank, outcome_excerpt=d.excerpt or None, exit_code=exit_code,
-            summary={**recorded, **summary},  # keeps the host facts recorded at launch
-            **numbers,
-        )
+        fields: FinishFields = {
+            **numbers, "outcome_device": d.device, "outcome_code": d.code, "outcome_rank": d.rank,
+            "outcome_excerpt": d.excerpt or None, "exit_code": exit_code,
+            "summary": {**recorded, **summary},  # keeps the host facts recorded at launch
+        }
+        # A finished run always has an outcome; diagnose gives none only when it knows nothing.
+        self.store.finish_run(self.run_id, d.outcome or "failed", d.reason or None, **fields)
         why = f" ({d.reason})" if d.reason else ""
         self._note(f"run {self.run_id} finished: {d.outcome}{why}")
 

@@ -258,6 +258,8 @@ def estimate(inp: PlanInput) -> Breakdown:
     # With bitsandbytes the fp32 embedding output makes the residual stream fp32 (bf16 + fp32 -> fp32).
     bnb = inp.quant_format == "bnb" and inp.quant_bits is not None
     resid_b = 4 if bnb else b
+    stored: float
+    working: float
     if inp.grad_ckpt:
         stored = a.layers * tokens * a.hidden * resid_b
         working = 2 * layer_act  # one recomputed layer and its gradients
@@ -288,7 +290,7 @@ def estimate(inp: PlanInput) -> Breakdown:
     layer_w = a.layer_params() * b
     if z == 3:
         lm_head = a.vocab * a.hidden * b
-        buffers = max(2 * layer_w, lm_head + layer_w) + 2 * a.hidden**2 * 4
+        buffers: float = max(2 * layer_w, lm_head + layer_w) + 2 * a.hidden**2 * 4
     elif z in (1, 2):
         # Reduce bucket, double-buffered with overlap_comm, and the all-gather bucket.
         bucket = min(BUCKET_ELEMS, t_params)

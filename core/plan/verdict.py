@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from zerodeck.core.errors import BadInput
 from zerodeck.core.plan import memory
@@ -308,7 +308,8 @@ def plan_recipe(recipe: Any, *, calibration: CalibrationTable | None = None) -> 
     return p
 
 
-def matrix(*, cards: int = 8, card_gb: float = 64.0, device: str = "npu", method: str = "lora",
+def matrix(*, cards: int = 8, card_gb: float = 64.0, device: Literal["npu", "cuda", "cpu"] = "npu",
+           method: Literal["lora", "full", "freeze"] = "lora",
            seq_len: int = 2048, micro_batch: int = 1, models: list[str] | None = None) -> list[dict[str, Any]]:
     """Models x ZeRO stages: per-card GiB and verdict of each cell."""
     rows = []
