@@ -144,7 +144,8 @@ class RunRecord:
 
     def brief(self) -> dict[str, Any]:
         """The run as `zerodeck runs --json` and `run --json` print it (a command-line contract)."""
-        return {key: _jsonable(getattr(self, key)) for key in BRIEF_FIELDS}
+        values = self.__dict__
+        return {key: _jsonable(values[key]) for key in BRIEF_FIELDS}
 
     def as_dict(self) -> dict[str, Any]:
         """Every column, JSON-ready (`zerodeck show --json`)."""
@@ -188,8 +189,16 @@ def records_from_rows(rows: Sequence[Sequence[Any]], peaks: Sequence[tuple[PeakS
         else:
             decoded[name] = list(cols[i])
     peak_list = list(peaks) if peaks is not None else [()] * len(rows)
-    # Positional (card_peaks is the last field): a keyword dict per record cost ~0.1 s per 10,000 runs.
-    return [RunRecord(*values) for values in zip(*(decoded[name] for name in RECORD_FIELDS), peak_list)]
+    # The values are complete and already typed, so each record's __dict__ is filled in one call: a frozen
+    # dataclass's __init__ sets its 57 fields one object.__setattr__ at a time (~0.4 s per 10,000 runs).
+    names = (*RECORD_FIELDS, "card_peaks")
+    out = []
+    new = object.__new__
+    for values in zip(*(decoded[name] for name in RECORD_FIELDS), peak_list):
+        rec = new(RunRecord)
+        rec.__dict__.update(zip(names, values))
+        out.append(rec)
+    return out
 
 
 def _decode_column(name: str, texts: list[str | None]) -> list[Any]:

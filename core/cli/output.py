@@ -27,6 +27,11 @@ def _default(obj: Any) -> Any:
 
 
 def dumps(data: Any) -> str:
+    if isinstance(data, list) and data and all(isinstance(item, dict) for item in data):
+        # A list of records, one per line with the C encoder: `indent=` falls back to the pure-Python
+        # encoder, which took over a second for `runs --json` at 10,000 runs.
+        rows = ",\n".join("  " + json.dumps(item, ensure_ascii=False, default=_default) for item in data)
+        return "[\n" + rows + "\n]"
     return json.dumps(data, indent=2, ensure_ascii=False, default=_default)
 
 
