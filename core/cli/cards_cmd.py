@@ -11,6 +11,7 @@ from typing import Any
 
 from zerodeck.core.cli.output import add_json_flag, emit, err, render_table
 from zerodeck.core.errors import EXIT_FAILED, EXIT_OK, BadInput
+from zerodeck.core.values import printable
 
 TABLE_COLUMNS = ["npu", "chip", "name", "health", "power_w", "temp_c", "aicore_pct", "memory_used_mb",
                  "memory_total_mb", "hbm_used_mb", "hbm_total_mb", "bus_id"]
@@ -57,7 +58,7 @@ def render(snap: Any) -> str:
     """The human view: cards, the processes on them, the host line, and any error or staleness."""
     lines = []
     if snap.error:
-        lines.append(f"{snap.error}" + (" (showing the last good reading)" if snap.stale else ""))
+        lines.append(printable(snap.error) + (" (showing the last good reading)" if snap.stale else ""))
     rows = [c.contract() for c in snap.cards]
     lines.append(render_table(rows, TABLE_COLUMNS) if rows else f"{snap.source}: no cards")
     if snap.processes:

@@ -16,6 +16,7 @@ from typing import Any
 
 from zerodeck.core.cli.output import add_json_flag, emit
 from zerodeck.core.errors import EXIT_FAILED, EXIT_OK
+from zerodeck.core.values import printable
 
 PACKAGES = ("torch", "torch_npu", "deepspeed", "transformers", "llamafactory", "nvidia-ml-py", "psutil")
 ASCEND = Path("/usr/local/Ascend")
@@ -139,7 +140,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     print(f"host {report['host']}  python {report['python']}")
     print("\ntelemetry sources:")
     for name, state in report["sources"].items():
-        print(f"  {name:8} {state}")
+        print(f"  {name:8} {printable(state)}")
     print("\npackages:")
     for name, version in report["packages"].items():
         print(f"  {name:13} {version or 'not installed'}")

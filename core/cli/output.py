@@ -1,7 +1,9 @@
 """One output layer for every command: `--json` to stdout, tables for people, errors to stderr.
 
 Commands build plain data (lists of dicts, dicts) and hand it here, so the JSON and the table never
-drift apart and no command formats its own output.
+drift apart and no command formats its own output. Nothing user-written reaches the terminal raw:
+cells pass through `human` and lines through `say` / `err`, which show control characters as visible
+escapes (`core/values.py: printable`); JSON escapes C0 controls itself, C1 and bidi ones `json_safe`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from zerodeck.core.values import human
+from zerodeck.core.values import human, json_safe, printable
 
 
 def _default(obj: Any) -> Any:
@@ -27,7 +29,7 @@ def _default(obj: Any) -> Any:
 
 
 def dumps(data: Any) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False, default=_default)
+    return json_safe(json.dumps(data, indent=2, ensure_ascii=False, default=_default))
 
 
 def print_json(data: Any) -> None:
@@ -35,8 +37,14 @@ def print_json(data: Any) -> None:
 
 
 def err(message: str) -> None:
-    """One line on stderr, prefixed so it is clear which tool spoke."""
-    sys.stderr.write(f"zerodeck: {message}\n")
+    """One line on stderr, prefixed so it is clear which tool spoke; a newline or an escape sequence
+    inside (a tool's error text, a user's value) is shown, not obeyed."""
+    sys.stderr.write(f"zerodeck: {printable(message)}\n")
+
+
+def say(text: Any) -> None:
+    """A line (or block of lines) for people on stdout, control characters shown as escapes."""
+    print(printable(str(text), keep="\n\t"))
 
 
 JSON_HELP = "machine output on stdout"
@@ -60,7 +68,7 @@ def render_table(rows: Sequence[dict[str, Any]], columns: Iterable[str] | None =
         parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)]
         return "  ".join(parts).rstrip()
 
-    out = [line([c.upper() for c in cols])]
+    out = [line([printable(c.upper()) for c in cols])]
     out += [line(r) for r in cells]
     return "\n".join(out)
 
@@ -82,6 +90,6 @@ def emit(data: Any, *, as_json: bool, columns: Iterable[str] | None = None) -> N
         keys = list(columns) if columns is not None else list(data)
         width = max((len(k) for k in keys), default=0)
         for k in keys:
-            print(f"{k.ljust(width)}  {human(data.get(k))}")
+            print(f"{printable(k).ljust(width)}  {human(data.get(k))}")
     else:
-        print(data)
+        say(data)
