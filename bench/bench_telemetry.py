@@ -188,7 +188,7 @@ def bench_hung(repeat: int) -> None:
         recipe = tmpd / "npu.toml"
         recipe.write_text(NPU_RECIPE)
         for label, binary in (("hung", hung_bin), ("replayed", good_bin)):
-            delays, created = [], []
+            delays, created, ended = [], [], []
             for _ in range(repeat):
                 env = env_with(binary)
                 proc = subprocess.run([zd, "run", str(recipe), "--json"], capture_output=True, text=True, env=env,
@@ -201,8 +201,10 @@ def bench_hung(repeat: int) -> None:
                                  if ln.startswith("job-start")).split()[1])
                 delays.append(job - run["baseline"]["wall"])
                 created.append(job - datetime.fromisoformat(run["created_at"]).timestamp())
+                ended.append(datetime.fromisoformat(run["ended_at"]).timestamp() - job)
             print(f"{label:8} npu-smi: zerodeck run, job start after the recorder's first read  {_figure(delays)}")
             print(f"{label:8} npu-smi: zerodeck run, job start after the run was recorded     {_figure(created)}")
+            print(f"{label:8} npu-smi: zerodeck run, run recorded ended after the job started {_figure(ended)}")
 
         # 3. cards --once and doctor, as real commands.
         for argv in (["cards", "--once"], ["cards", "--json"], ["doctor", "--json"]):
@@ -213,7 +215,7 @@ def bench_hung(repeat: int) -> None:
                 took.append(time.monotonic() - t0)
                 codes.add(proc.returncode)
             print(f"hung npu-smi: zerodeck {' '.join(argv):14} {_figure(took)}  exit {sorted(codes)}  "
-                  f"(was 10 s)")
+                  f"(issue 11: 10 s)")
         time.sleep(1.0)
         pids = pids_in(pidfile)
         left = [p for p in pids if alive(p)]
