@@ -1,21 +1,29 @@
 """Telemetry figures: parse time of an 8-card and a 16-die `npu-smi info` table, the CPU cost of
-polling 8 cards at 1 Hz (npu-smi's own run time excluded: the table is replayed in-process), and
-how many bytes the store grows per card-hour of recorded samples.
+polling 8 cards at 1 Hz (npu-smi's own run time excluded: the table is replayed in-process), how
+many bytes the store grows per card-hour of recorded samples, and what a hung npu-smi costs (a fake
+npu-smi on PATH, a shell wrapper whose child hangs): the start delay of a real `zerodeck run` on
+device npu, RunRecorder start/stop, `cards --once` and `doctor`, and the probe processes left behind.
 
-Run: .venv/bin/python bench/bench_telemetry.py [--window SECONDS]
+Run: .venv/bin/python bench/bench_telemetry.py [--window SECONDS] [--hung-only] [--repeat N]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NPU = ROOT / "tests" / "fixtures" / "npu-smi"
+sys.path.insert(0, str(ROOT))  # tests.fake_npusmi: the fake npu-smi the tests use
 
 
 def cpu_s() -> float:
@@ -118,10 +126,112 @@ def bench_store(hours: float, cards: int = 8) -> float:
     return per_card_hour
 
 
+NPU_RECIPE = """name = "npu-start"
+[model]
+name = "zerodeck-tiny"
+[method]
+kind = "full"
+[hardware]
+device = "npu"
+cards = 1
+card_gb = 64.0
+[launch]
+backend = "command"
+argv = ["date", "+job-start %s.%N"]
+"""
+
+
+def _figure(values: list[float]) -> str:
+    return f"median {statistics.median(values):.3f} s, max {max(values):.3f} s (n={len(values)})"
+
+
+def bench_hung(repeat: int) -> None:
+    from zerodeck.core.telemetry.recorder import RunRecorder
+    from zerodeck.core.telemetry.sources import NpuSmiSource
+    from zerodeck.store.api import Store
+    from zerodeck.store.engine import reset_engines
+
+    from tests.fake_npusmi import alive, hanging, pids_in, replaying
+
+    zd = str(Path(sys.executable).with_name("zerodeck"))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpd = Path(tmp)
+        pidfile = tmpd / "hung.pids"
+        hung_bin = hanging(tmpd / "hung", pidfile)
+        good_bin = replaying(tmpd / "good")
+        home = tmpd / "home"
+        os.environ["ZERODECK_HOME"] = str(home)
+        os.environ.pop("ZERODECK_DB", None)
+        reset_engines()
+
+        def env_with(binary: Path) -> dict[str, str]:
+            return {**os.environ, "PATH": f"{binary.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+        # 1. RunRecorder start/stop with a hung source, in process.
+        store = Store.from_environment()
+        store.save_snapshot(hash="b" * 16, name="bench", toml="", source_path=None)
+        starts, stops = [], []
+        for _ in range(repeat):
+            rec = RunRecorder(store, store.add_run(name="bench", recipe_hash="b" * 16, device="npu"), "npu", set,
+                              source=NpuSmiSource(binary=str(hung_bin)), interval=1.0)
+            t0 = time.monotonic()
+            rec.start()
+            starts.append(time.monotonic() - t0)
+            time.sleep(0.5)
+            t0 = time.monotonic()
+            rec.stop(failed=False)  # the first read (5 s time-out) is still in flight: killed after 1 s
+            stops.append(time.monotonic() - t0)
+        print(f"hung npu-smi: RunRecorder.start()        {_figure(starts)}  (issue 11: 10 s)")
+        print(f"hung npu-smi: RunRecorder.stop() mid-read {_figure(stops)}  (issue 11: 10 s)")
+
+        # 2. A real `zerodeck run` on device npu: the job's first line vs the first npu-smi read.
+        recipe = tmpd / "npu.toml"
+        recipe.write_text(NPU_RECIPE)
+        for label, binary in (("hung", hung_bin), ("replayed", good_bin)):
+            delays, created, ended = [], [], []
+            for _ in range(repeat):
+                env = env_with(binary)
+                proc = subprocess.run([zd, "run", str(recipe), "--json"], capture_output=True, text=True, env=env,
+                                      timeout=120)
+                run_id = json.loads(proc.stdout)[0]["id"]
+                show = subprocess.run([zd, "show", str(run_id), "--json"], capture_output=True, text=True, env=env,
+                                      timeout=60)
+                run = json.loads(show.stdout)
+                job = float(next(ln for ln in Path(run["log_path"]).read_text().splitlines()
+                                 if ln.startswith("job-start")).split()[1])
+                delays.append(job - run["baseline"]["wall"])
+                created.append(job - datetime.fromisoformat(run["created_at"]).timestamp())
+                ended.append(datetime.fromisoformat(run["ended_at"]).timestamp() - job)
+            print(f"{label:8} npu-smi: zerodeck run, job start after the recorder's first read  {_figure(delays)}")
+            print(f"{label:8} npu-smi: zerodeck run, job start after the run was recorded     {_figure(created)}")
+            print(f"{label:8} npu-smi: zerodeck run, run recorded ended after the job started {_figure(ended)}")
+
+        # 3. cards --once and doctor, as real commands.
+        for argv in (["cards", "--once"], ["cards", "--json"], ["doctor", "--json"]):
+            took, codes = [], set()
+            for _ in range(repeat):
+                t0 = time.monotonic()
+                proc = subprocess.run([zd, *argv], capture_output=True, text=True, env=env_with(hung_bin), timeout=60)
+                took.append(time.monotonic() - t0)
+                codes.add(proc.returncode)
+            print(f"hung npu-smi: zerodeck {' '.join(argv):14} {_figure(took)}  exit {sorted(codes)}  "
+                  f"(issue 11: 10 s)")
+        time.sleep(1.0)
+        pids = pids_in(pidfile)
+        left = [p for p in pids if alive(p)]
+        print(f"hung npu-smi: probes started {len(pids)}, hung children still running afterwards: {len(left)}")
+        reset_engines()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--window", type=float, default=60.0, help="seconds of real 1 Hz polling to measure")
+    ap.add_argument("--hung-only", action="store_true", help="only the hung npu-smi figures")
+    ap.add_argument("--repeat", type=int, default=5, help="repetitions of each hung npu-smi figure")
     args = ap.parse_args()
+    bench_hung(args.repeat)
+    if args.hung_only:
+        return
     bench_parse()
     bench_polling(args.window)
     for hours in (0.05, 0.25, 1, 10, 72):

@@ -59,15 +59,20 @@ def test_scripted_history_stale_na_zero_and_adaptive_interval() -> None:
     poller.poll_once()
     assert poller.interval == 6.0  # 3 s read -> wait twice as long
     timed_out = poller.poll_once()
-    assert timed_out.error == "npu-smi: timed out after 10 s" and timed_out.stale
+    assert timed_out.error == "npu-smi: timed out after 10 s" and timed_out.stale and timed_out.timed_out
     assert timed_out.cards[2].hbm_used_mb == 41052  # last good numbers, marked stale
+    assert poller.interval == 1.0  # a time-out is backed off, not stretched into the host figures' rate
+    clock.now += 9.0
+    resting = poller.poll_once()  # backed off for 10 s: the source is not asked
+    assert runner.calls == 3 and resting.stale and resting.error == "npu-smi: timed out after 10 s; next try in 1 s"
+    clock.now += 1.0
     dcmi = poller.poll_once()
     assert dcmi.stale and dcmi.error is not None and "-8020" in dcmi.error
     garbage = poller.poll_once()
     assert garbage.stale and "no card table" in (garbage.error or "")
     fresh = poller.poll_once()
     assert not fresh.stale and fresh.error is None and fresh.cards[0].power_w == 97.9
-    assert len(posted) == 6 and runner.calls == 6
+    assert len(posted) == 7 and runner.calls == 6
 
 
 def test_no_overlap_and_next_wait() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from zerodeck.core.cli.output import add_json_flag, emit, err, render_table
 from zerodeck.core.errors import EXIT_FAILED, EXIT_OK, BadInput
+from zerodeck.core.values import printable
 
 TABLE_COLUMNS = ["npu", "chip", "name", "health", "power_w", "temp_c", "aicore_pct", "memory_used_mb",
                  "memory_total_mb", "hbm_used_mb", "hbm_total_mb", "bus_id"]
@@ -22,6 +23,8 @@ def register(sub: Any) -> None:
     add_json_flag(p, help="one reading as JSON on stdout")
     p.add_argument("--source", choices=["npu-smi", "nvidia", "cpu"], help="the source (default: detected)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between live readings (default 1)")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="how long one reading may take before the tool is killed (default 2)")
     p.add_argument("--from-npu-smi", type=Path, metavar="FILE", help="parse a saved `npu-smi info` output")
     p.add_argument("--from-nvidia-smi", type=Path, metavar="FILE",
                    help="parse a saved nvidia-smi output (plain, -q -x XML, or --query-gpu CSV)")
@@ -55,7 +58,7 @@ def render(snap: Any) -> str:
     """The human view: cards, the processes on them, the host line, and any error or staleness."""
     lines = []
     if snap.error:
-        lines.append(f"{snap.error}" + (" (showing the last good reading)" if snap.stale else ""))
+        lines.append(printable(snap.error) + (" (showing the last good reading)" if snap.stale else ""))
     rows = [c.contract() for c in snap.cards]
     lines.append(render_table(rows, TABLE_COLUMNS) if rows else f"{snap.source}: no cards")
     if snap.processes:
@@ -72,6 +75,8 @@ def cmd_cards(args: argparse.Namespace) -> int:
         raise BadInput("--from-npu-smi and --from-nvidia-smi: give one")
     if args.interval <= 0:
         raise BadInput(f"--interval: must be > 0, got {args.interval}")
+    if args.timeout is not None and not 0 < args.timeout <= 600:
+        raise BadInput(f"--timeout: must be > 0 and <= 600 seconds, got {args.timeout}")
     if args.from_npu_smi is not None or args.from_nvidia_smi is not None:
         snap = snapshot_from_file(args)
         if args.json:
@@ -81,25 +86,35 @@ def cmd_cards(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     from zerodeck.core.telemetry.poller import Poller
-    from zerodeck.core.telemetry.sources import make_source
+    from zerodeck.core.telemetry.sources import CLI_TIMEOUT, make_source
 
+    timeout = CLI_TIMEOUT if args.timeout is None else args.timeout
     source = make_source(args.source)
     live = not (args.once or args.json) and sys.stdout.isatty()
     if not live:
-        poller = Poller(source, lambda s: None, with_host=not args.json)
+        poller = Poller(source, lambda s: None, with_host=not args.json, timeout=timeout)
         snap = poller.poll_once()
         if args.json:
-            emit(snap.contract(), as_json=True)
+            emit(contract(snap), as_json=True)
         else:
             print(render(snap))
         if snap.error:
             err(snap.error)
             return EXIT_FAILED
         return EXIT_OK
-    return _live(source, args.interval)
+    return _live(source, args.interval, timeout)
 
 
-def _live(source: Any, interval: float) -> int:
+def contract(snap: Any) -> dict[str, Any]:
+    """The contract keys; a failed read adds `"error"` (one line, e.g. "npu-smi: timed out after 2 s")
+    after them, so a good reading keeps exactly the documented shape."""
+    data: dict[str, Any] = snap.contract()
+    if snap.error:
+        data["error"] = snap.error
+    return data
+
+
+def _live(source: Any, interval: float, timeout: float) -> int:
     """Redraw in place on each new snapshot until Ctrl-C; the poller thread only posts."""
     from zerodeck.core.telemetry.poller import Poller
 
@@ -110,7 +125,7 @@ def _live(source: Any, interval: float) -> int:
         box["snap"] = snap  # the newest replaces any backlog
         fresh.set()
 
-    poller = Poller(source, post, interval=interval)
+    poller = Poller(source, post, interval=interval, timeout=timeout)
     poller.start()
     try:
         while True:

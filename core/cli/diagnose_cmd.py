@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from zerodeck.core.cli.output import add_json_flag, emit
+from zerodeck.core.cli.output import add_json_flag, emit, say
 from zerodeck.core.errors import EXIT_OK, BadInput
 
 COLUMNS = ["outcome", "device", "code", "rank", "reason"]
@@ -38,5 +38,5 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     data = diagnosis.to_json()
     head = {k: data[k] for k in COLUMNS}
     emit(head, as_json=False)
-    print("\n" + diagnosis.excerpt)
+    say("\n" + diagnosis.excerpt)
     return EXIT_OK

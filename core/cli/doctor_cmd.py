@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import platform
+import threading
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from zerodeck.core.cli.output import add_json_flag, emit
-from zerodeck.core.errors import EXIT_OK
+from zerodeck.core.errors import EXIT_FAILED, EXIT_OK
+from zerodeck.core.values import printable
 
 PACKAGES = ("torch", "torch_npu", "deepspeed", "transformers", "llamafactory", "nvidia-ml-py", "psutil")
 ASCEND = Path("/usr/local/Ascend")
@@ -58,8 +61,32 @@ def ascend_versions(root: Path = ASCEND) -> dict[str, str | None]:
     return {"driver": driver, "cann": cann}
 
 
-def collect() -> dict[str, Any]:
-    from zerodeck.core.telemetry.sources import availability, make_source
+def read_sources(names: list[str], timeout: float) -> dict[str, Any]:
+    """Each named source read once, all at the same time, so two hung tools cost one time-out."""
+    from zerodeck.core.telemetry.model import Snapshot
+    from zerodeck.core.telemetry.sources import make_source
+
+    got: dict[str, Any] = {}
+
+    def one(name: str) -> None:
+        try:
+            got[name] = make_source(name).read(timeout)
+        except Exception as exc:  # a source bug is a finding, not a crash
+            got[name] = Snapshot(source=name, error=f"{name}: {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=one, args=(n,), daemon=True) for n in names]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout + 0.5
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    # A read past its deadline (NVML has no time-out of its own) is reported, not waited for.
+    return {n: got.get(n) or Snapshot(source=n, error=f"{n}: no answer within {timeout:g} s", timed_out=True)
+            for n in names}
+
+
+def collect(timeout: float | None = None) -> dict[str, Any]:
+    from zerodeck.core.telemetry.sources import CLI_TIMEOUT, availability
 
     why = availability()
     report: dict[str, Any] = {"host": platform.node(), "python": platform.python_version(),
@@ -68,15 +95,17 @@ def collect() -> dict[str, Any]:
                               "packages": package_versions(), "ascend": ascend_versions()}
     cards: list[dict[str, Any]] = []
     holders: list[dict[str, Any]] = []
-    for name in ("npu-smi", "nvidia"):
-        if why.get(name) is not None:
-            continue
-        snap = make_source(name).read()
+    usable = [n for n in ("npu-smi", "nvidia") if why.get(n) is None]
+    snaps = read_sources(usable, CLI_TIMEOUT if timeout is None else timeout)
+    failed: list[str] = []
+    for name in usable:
+        snap = snaps[name]
         if name == "npu-smi" and snap.versions:
             report["ascend"]["npu-smi"] = snap.versions.get("npu-smi")
             report["ascend"]["driver"] = report["ascend"]["driver"] or snap.versions.get("driver")
         if snap.error:
             report["sources"][name] = snap.error
+            failed.append(name)
             continue
         for c in snap.cards:
             used, total = c.device_used_mb, c.device_total_mb
@@ -86,6 +115,7 @@ def collect() -> dict[str, Any]:
         holders += [_holder(name, p) for p in snap.processes]
     report["cards"] = cards
     report["processes_holding_cards"] = holders
+    report["failed_sources"] = failed
     return report
 
 
@@ -100,14 +130,17 @@ def _holder(source: str, proc: Any) -> dict[str, Any]:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    """Exit 1 when a tool that is installed failed to answer (hung, crashed): a problem found.
+    A tool that is not installed is not one (a CPU box has no npu-smi)."""
     report = collect()
+    code = EXIT_FAILED if report["failed_sources"] else EXIT_OK
     if args.json:
         emit(report, as_json=True)
-        return EXIT_OK
+        return code
     print(f"host {report['host']}  python {report['python']}")
     print("\ntelemetry sources:")
     for name, state in report["sources"].items():
-        print(f"  {name:8} {state}")
+        print(f"  {name:8} {printable(state)}")
     print("\npackages:")
     for name, version in report["packages"].items():
         print(f"  {name:13} {version or 'not installed'}")
@@ -121,4 +154,4 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if report["processes_holding_cards"]:
         print(f"\nprocesses holding cards: {len(report['processes_holding_cards'])} ({len(stale)} not visible here)")
         emit(report["processes_holding_cards"], as_json=False)
-    return EXIT_OK
+    return code

@@ -1,7 +1,9 @@
 """One output layer for every command: `--json` to stdout, tables for people, errors to stderr.
 
 Commands build plain data (lists of dicts, dicts) and hand it here, so the JSON and the table never
-drift apart and no command formats its own output.
+drift apart and no command formats its own output. Nothing user-written reaches the terminal raw:
+cells pass through `human` and lines through `say` / `err`, which show control characters as visible
+escapes (`core/values.py: printable`); JSON escapes C0 controls itself, C1 and bidi ones `json_safe`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from zerodeck.core.values import human
+from zerodeck.core.values import human, json_safe, printable
 
 
 def _default(obj: Any) -> Any:
@@ -30,9 +32,12 @@ def dumps(data: Any) -> str:
     if isinstance(data, list) and data and all(isinstance(item, dict) for item in data):
         # A list of records, one per line with the C encoder: `indent=` falls back to the pure-Python
         # encoder, which took over a second for `runs --json` at 10,000 runs.
-        rows = ",\n".join("  " + json.dumps(item, ensure_ascii=False, default=_default) for item in data)
-        return "[\n" + rows + "\n]"
-    return json.dumps(data, indent=2, ensure_ascii=False, default=_default)
+        rows = ",
+".join("  " + json.dumps(item, ensure_ascii=False, default=_default) for item in data)
+        return json_safe("[
+" + rows + "
+]")
+    return json_safe(json.dumps(data, indent=2, ensure_ascii=False, default=_default))
 
 
 def print_json(data: Any) -> None:
@@ -40,8 +45,14 @@ def print_json(data: Any) -> None:
 
 
 def err(message: str) -> None:
-    """One line on stderr, prefixed so it is clear which tool spoke."""
-    sys.stderr.write(f"zerodeck: {message}\n")
+    """One line on stderr, prefixed so it is clear which tool spoke; a newline or an escape sequence
+    inside (a tool's error text, a user's value) is shown, not obeyed."""
+    sys.stderr.write(f"zerodeck: {printable(message)}\n")
+
+
+def say(text: Any) -> None:
+    """A line (or block of lines) for people on stdout, control characters shown as escapes."""
+    print(printable(str(text), keep="\n\t"))
 
 
 JSON_HELP = "machine output on stdout"
@@ -65,7 +76,7 @@ def render_table(rows: Sequence[dict[str, Any]], columns: Iterable[str] | None =
         parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)]
         return "  ".join(parts).rstrip()
 
-    out = [line([c.upper() for c in cols])]
+    out = [line([printable(c.upper()) for c in cols])]
     out += [line(r) for r in cells]
     return "\n".join(out)
 
@@ -87,6 +98,6 @@ def emit(data: Any, *, as_json: bool, columns: Iterable[str] | None = None) -> N
         keys = list(columns) if columns is not None else list(data)
         width = max((len(k) for k in keys), default=0)
         for k in keys:
-            print(f"{k.ljust(width)}  {human(data.get(k))}")
+            print(f"{printable(k).ljust(width)}  {human(data.get(k))}")
     else:
-        print(data)
+        say(data)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zerodeck.core.cli.output import add_json_flag, emit, print_json
+from zerodeck.core.cli.output import add_json_flag, emit, print_json, say
 from zerodeck.core.errors import EXIT_OK, BadInput
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def _show(plans: list[dict[str, Any]], as_json: bool) -> None:
         if i:
             print()
         head = d["recipe"] or d["model"]
-        print(f"{head}: {d['model']} {d['method']}, ZeRO-{d['zero_stage']}"
+        say(f"{head}: {d['model']} {d['method']}, ZeRO-{d['zero_stage']}"
               f"{'' if d['offload'] == 'none' else ' offload ' + d['offload']}, {d['cards']} x "
               f"{d['capacity_gib']:g} GiB {d['device']}, micro_batch {d['micro_batch']}, seq_len {d['seq_len']}")
         per = d["per_card_gib"]
@@ -134,11 +134,11 @@ def _show(plans: list[dict[str, Any]], as_json: bool) -> None:
                   f"{d['calibration_runs']} run(s) on this machine)")
         print(f"  host RAM    {d['host_gib']:.0f} GiB per node")
         if d["suggestion"]:
-            print(f"  to fit      {d['suggestion']}")
+            say(f"  to fit      {d['suggestion']}")
         if d["max_micro_batch"]:
             print(f"  largest micro_batch that fits: {d['max_micro_batch']}")
         if d["data_advice"]:
-            print(f"  data        {d['data_advice']}")
+            say(f"  data        {d['data_advice']}")
 
 
 def _matrix(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from zerodeck.core.cli.output import add_json_flag, emit, err
+from zerodeck.core.cli.output import add_json_flag, emit, err, say
 from zerodeck.core.errors import EXIT_OK, EXIT_USAGE, BadInput
 
 LIST_COLUMNS = ["name", "model", "method", "zero_stage", "offload", "cards", "device",
@@ -69,7 +69,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         emit(results, as_json=True)
     else:
         for line in problems:
-            print(line)
+            say(line)
         good = sum(1 for r in results if r["ok"])
         err(f"{good} of {len(results)} file(s) valid") if problems else print(f"{good} file(s) valid")
     return EXIT_USAGE if problems else EXIT_OK

@@ -13,8 +13,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zerodeck.core.cli.output import emit, err
+from zerodeck.core.cli.output import emit, err, say
 from zerodeck.core.errors import EXIT_FAILED, EXIT_OK, BadInput, OperationFailed
+from zerodeck.core.values import printable
 
 if TYPE_CHECKING:  # the store pulls in SQLAlchemy: handlers import it, `zerodeck --help` does not
     from zerodeck.store.api import Store
@@ -220,11 +221,11 @@ def cmd_show(args: argparse.Namespace) -> int:
             "host",
             "log_path", "recipe_path"]
     emit({k: data.get(k) for k in keys}, as_json=False)
-    print(f"{'argv'.ljust(18)}  {' '.join(data.get('argv') or [])}")
+    say(f"{'argv'.ljust(18)}  {printable(' '.join(data.get('argv') or []))}")
     for peak in data["card_peaks"]:
         total = f" of {peak['total_mb']:.0f}" if peak.get("total_mb") else ""
         base = f" (baseline {peak['baseline_mb']:.0f})" if peak.get("baseline_mb") is not None else ""
-        print(f"{('peak ' + peak['card']).ljust(18)}  {peak['peak_mb'] or 0:.0f} MB{total}{base} [{peak['source']}]")
+        say(f"{('peak ' + peak['card']).ljust(18)}  {peak['peak_mb'] or 0:.0f} MB{total}{base} [{peak['source']}]")
     return EXIT_OK
 
 

@@ -1,7 +1,8 @@
 """HTML and LaTeX exports, where every value passes through the format's escaping.
 
 Recipe names, reasons and commands are user text: a name such as `<script>` or `a_b & 50%` must
-show literally in the report and never become markup.
+show literally in the report and never become markup, and a control character shows as `\x1b`
+(`core/values.py: printable`) before the format's own escaping.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import html
 
 from zerodeck.core.compare.fields import REPRODUCE
 from zerodeck.core.compare.table import Table
-from zerodeck.core.export.text import text_cells
+from zerodeck.core.export.text import plain, text_cells
+from zerodeck.core.values import printable
 
 _CSS = """body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;font-size:13px}
@@ -23,14 +25,14 @@ p.note{color:#666;font-style:italic}"""
 
 
 def _html_escape(text: str) -> str:
-    return html.escape(text, quote=True)
+    return html.escape(plain(text), quote=True)
 
 
 def to_html(table: Table) -> str:
     """One self-contained page (inline style, no scripts, no external files)."""
     cols = table.dropping_empty().columns
     classes = [' class="num"' if c.numeric else (' class="code"' if c.key in REPRODUCE else "") for c in cols]
-    title = html.escape(table.title, quote=True)
+    title = _html_escape(table.title)
     out = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -42,14 +44,14 @@ def to_html(table: Table) -> str:
         "<body>",
         f"<h1>{title}</h1>",
         "<table>",
-        "<thead><tr>" + "".join(f"<th>{html.escape(c.header, quote=True)}</th>" for c in cols) + "</tr></thead>",
+        "<thead><tr>" + "".join(f"<th>{_html_escape(c.header)}</th>" for c in cols) + "</tr></thead>",
         "<tbody>",
     ]
     opens = [f"<td{cl}>" for cl in classes]
     for cells in text_cells(table, cols, _html_escape):
         out.append("<tr>" + "".join(o + v + "</td>" for o, v in zip(opens, cells)) + "</tr>")
     out += ["</tbody>", "</table>"]
-    out += [f'<p class="note">{html.escape(n, quote=True)}</p>' for n in table.notes]
+    out += [f'<p class="note">{_html_escape(n)}</p>' for n in table.notes]
     out += ["</body>", "</html>"]
     return "\n".join(out) + "\n"
 
@@ -75,7 +77,7 @@ _TEX_TABLE = str.maketrans(_TEX)
 
 
 def tex_escape(text: str) -> str:
-    return text.translate(_TEX_TABLE)
+    return printable(text, keep="\r\n").translate(_TEX_TABLE)  # line breaks: spaces (below)
 
 
 def to_latex(table: Table) -> str:

@@ -1,7 +1,11 @@
 """Plain-text exports: the terminal table, Markdown (GitHub, CSDN), CSV (RFC 4180, Excel) and JSON.
 
 People's formats (terminal, Markdown) round numbers for reading; CSV and JSON keep the stored
-values so a spreadsheet or a script computes with the real numbers.
+values so a spreadsheet or a script computes with the real numbers. Control characters in user text
+(a tag holding a terminal escape) are shown as visible escapes (`\x1b`) in every format people read:
+the terminal table, Markdown and, through `text_cells`, HTML and LaTeX; in CSV too (a spreadsheet is
+read by people), keeping the tab and line breaks a quoted cell may hold; JSON escapes them itself
+(C1 and bidi ones through `json_safe`).
 """
 
 from __future__ import annotations
@@ -16,20 +20,25 @@ from typing import Any
 
 from zerodeck.core.compare.fields import REPRODUCE, Column
 from zerodeck.core.compare.table import Table
-from zerodeck.core.values import human
+from zerodeck.core.values import human, json_safe, printable
 
 JSON_SCHEMA_VERSION = 1
 
 
 def _text(value: Any) -> str:
-    return value if isinstance(value, str) else human(value)
+    return human(value)
 
 
 def _escaped(escape: Callable[[str], str]) -> Callable[[Any], str]:
     def fmt(value: Any) -> str:
-        return escape(value if isinstance(value, str) else human(value))
+        return escape(human(value))
 
     return fmt
+
+
+def plain(text: str) -> str:
+    """A title, header or note of a human format: one line, controls shown."""
+    return printable(text)
 
 
 def text_cells(table: Table, cols: list[Column], escape: Callable[[str], str] | None = None) -> list[list[str]]:
@@ -50,7 +59,7 @@ def to_text(table: Table) -> str:
     """An aligned table for the terminal; the long reproduce columns are left to the other formats."""
     cols = [c for c in table.dropping_empty().columns if c.key not in REPRODUCE]
     cells = text_cells(table, cols)
-    heads = [c.header for c in cols]
+    heads = [plain(c.header) for c in cols]
     widths = [len(h) for h in heads]
     for row in cells:
         for i, v in enumerate(row):
@@ -68,7 +77,7 @@ _MD_TABLE = str.maketrans({**{ch: "\\" + ch for ch in "\\`*_[]|<>#"}, "\r": " ",
 
 def md_escape(text: str) -> str:
     """Literal text inside a Markdown table cell: no emphasis, links, HTML or column breaks."""
-    return text.translate(_MD_TABLE)
+    return printable(text, keep="\r\n").translate(_MD_TABLE)
 
 
 def _fence(text: str) -> str:
@@ -89,7 +98,7 @@ def to_markdown(table: Table) -> str:
     if repro and table.kind == "compare":
         out += ["", "#### Reproduce"]
         for r in repro:
-            text = " ".join(x for x in (r.get("env"), r.get("command")) if x)
+            text = printable(" ".join(x for x in (r.get("env"), r.get("command")) if x))
             fence = _fence(text)
             out += ["", f"Run {r.get('id')} ({md_escape(str(r.get('name')))}):", "", f"{fence}sh", text, fence]
     return "\n".join(out) + "\n"
@@ -105,7 +114,7 @@ def _csv_value(value: Any) -> Any:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value) if isinstance(value, float) else str(value)
-    text = str(value)
+    text = printable(str(value), keep="\t\n\r")
     # A cell starting like a formula would run in Excel; the quote makes it literal text there.
     if text.startswith(_FORMULA_START) or (text.startswith("-") and not _is_number_text(text)):
         return "'" + text
@@ -124,7 +133,7 @@ def to_csv(table: Table) -> str:
     """RFC 4180: CRLF line ends, quotes only where needed, so numbers stay numbers in Excel."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
-    w.writerow([c.header for c in table.columns])
+    w.writerow([printable(c.header) for c in table.columns])
     keys = [c.key for c in table.columns]
     w.writerows([_csv_value(r.get(k)) for k in keys] for r in table.rows)
     return buf.getvalue()
@@ -151,4 +160,5 @@ def to_json(table: Table) -> str:
     # One row per line: readable and diffable, and the C encoder (indent= falls back to Python's).
     head = json.dumps({k: v for k, v in doc.items() if k != "rows"}, indent=2, ensure_ascii=False)
     rows = ",\n".join("    " + json.dumps(r, ensure_ascii=False, allow_nan=False) for r in row_docs)
-    return head[:-2] + ',\n  "rows": [\n' + rows + ("\n" if rows else "") + "  ]\n}\n"
+    text = head[:-2] + ',\n  "rows": [\n' + rows + ("\n" if rows else "") + "  ]\n}\n"
+    return json_safe(text)

@@ -109,6 +109,7 @@ class Snapshot:
     processes: list[Process] = field(default_factory=list)
     error: str | None = None  # one line: why this read failed ("npu-smi: timed out after 10 s")
     stale: bool = False  # cards are the last good read, not this one
+    timed_out: bool = False  # the tool did not answer in time (the poller then backs off)
     t: float = 0.0  # monotonic time of the read
     wall: float = 0.0  # epoch seconds of the read
     duration_s: float | None = None  # how long the read took

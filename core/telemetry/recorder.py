@@ -1,8 +1,12 @@
 """What a run leaves behind about its cards: samples from before the job starts until after it
 exits, per-card peaks, the device baseline and the snapshot at the moment of failure.
 
-The supervisor owns one RunRecorder per run. The baseline is read synchronously in `start()` and
-written at once, so even a job that dies while loading the model leaves a trace; samples are kept
+The supervisor owns one RunRecorder per run. Telemetry never delays a run: `start()` waits at most
+BASELINE_WAIT_S for the first reading (taken in the poller's thread) and, when the source has not
+answered by then, writes a host-only baseline at once, so even a job that dies while loading the
+model leaves a trace; the first reading replaces it when it lands. `stop()` waits for a read in flight
+at most STOP_WAIT_S and kills a hung probe. When the card source times out it is backed off and the
+host figures (RAM, CPU, swap: ZeRO offload lives there) go on being sampled. Samples are kept
 downsampled in memory (series.py) and written with the peaks every minute and in `stop()`, so a
 supervisor that is killed mid-run loses at most a minute. Processes on a card count
 as the run's when their PID (or, inside a container, their container PID) belongs to the run.
@@ -19,7 +23,7 @@ from typing import Any
 from zerodeck.core.telemetry.model import Card, Snapshot
 from zerodeck.core.telemetry.poller import Poller
 from zerodeck.core.telemetry.series import Point, Series
-from zerodeck.core.telemetry.sources import DEFAULT_TIMEOUT, CpuRankSource, Source, make_source
+from zerodeck.core.telemetry.sources import CpuRankSource, Source, make_source, read_host
 from zerodeck.store.api import RunFields, Store
 from zerodeck.store.records import CardPeakRecord, SampleRecord
 
@@ -27,6 +31,10 @@ from zerodeck.store.records import CardPeakRecord, SampleRecord
 # a short run under ~70 KB per card-hour; the live view still sees every poll.
 STORE_POLLS_PER_POINT = 3
 FLUSH_S = 60.0
+RECORD_TIMEOUT = 5.0  # a read in the recorder's thread; npu-smi on a busy 8-card box takes seconds
+BASELINE_WAIT_S = 0.5  # the most `start()` (and so the job's launch) waits for the first reading
+STOP_WAIT_S = 1.0  # the most `stop()` waits for a read in flight before killing the probe
+FINAL_TIMEOUT_S = 2.0  # the closing reading's own bound
 
 _DEVICE_SOURCE = {"npu": "npu-smi", "cuda": "nvidia", "cpu": "cpu"}
 
@@ -34,7 +42,7 @@ _DEVICE_SOURCE = {"npu": "npu-smi", "cuda": "nvidia", "cpu": "cpu"}
 class RunRecorder:
     def __init__(self, store: Store, run_id: int, device: str, pids: Callable[[], set[int]],
                  visible_devices: list[int] | None = None, interval: float = 1.0,
-                 source: Source | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 source: Source | None = None, timeout: float = RECORD_TIMEOUT,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.run_id = run_id
@@ -59,21 +67,39 @@ class RunRecorder:
         self._latest: Snapshot | None = None
         self._lock = threading.Lock()
         self._stopped = False
+        self._first = threading.Event()  # the first reading has been posted
+        self._baseline_lock = threading.Lock()
+        self._baseline_final = False
 
     # -- the interface the supervisor calls --------------------------------------------------------
     def start(self) -> None:
+        """Start polling; returns within BASELINE_WAIT_S whatever the source does."""
         self.t0 = self.clock()
-        snap = self.poller.poll_once()
-        self.baseline = snap
-        self.store.update_run(self.run_id, baseline=self._annotate(snap))
         self.poller.start()
+        if not self._first.wait(BASELINE_WAIT_S):
+            name = getattr(self.source, "name", "source")
+            snap = Snapshot(source=name, t=self.clock(), wall=time.time(), host=read_host(),
+                            error=f"{name}: no reading within {BASELINE_WAIT_S:g} s of the launch; "
+                                  "this baseline has the host figures only")
+            self._set_baseline(snap, final=False)
+
+    def _set_baseline(self, snap: Snapshot, final: bool) -> None:
+        """The first reading is the baseline; a provisional one (host only) stands until it lands."""
+        with self._baseline_lock:
+            if self._baseline_final:
+                return
+            self._baseline_final = final
+            self.baseline = snap
+            data = self._annotate(snap)
+        with contextlib.suppress(Exception):  # a failed write must not stop the polling thread
+            self.store.update_run(self.run_id, baseline=data)
 
     def stop(self, failed: bool) -> None:
         if self._stopped:
             return
         self._stopped = True
-        self.poller.stop()
-        final = self.poller.poll_once()
+        self.poller.stop(join_timeout=STOP_WAIT_S)
+        final = self.poller.poll_once(timeout=min(FINAL_TIMEOUT_S, self.poller.timeout), wait=0.2)
         fields: RunFields = {}
         if failed:
             moment = self.before_loss or self.last_live or final
@@ -106,18 +132,23 @@ class RunRecorder:
 
     def _on_snapshot(self, snap: Snapshot) -> None:
         self._latest = snap
-        if snap.stale or snap.error:
-            return  # old numbers are not new samples
+        if not self._first.is_set():
+            self._set_baseline(snap, final=True)
+            self._first.set()
         t = snap.t - (self.t0 if self.t0 is not None else snap.t)
+        with self._lock:
+            if snap.host is not None:  # the host is read even when the card source failed
+                h = snap.host
+                self._add("host", "host", t, h.ram_used_mb, h.ram_total_mb, h.cpu_pct, None, None)
+                self._add("swap", "swap", t, h.swap_used_mb, h.swap_total_mb, None, None, None)
+        if snap.stale or snap.error:
+            self._checkpoint(snap.t)
+            return  # old card numbers are not new samples
         run_pids = self._run_pids()
         with self._lock:
             for card in self._cards(snap):
                 self._add(snap.source, card.key, t, card.device_used_mb, card.device_total_mb,
                           card.aicore_pct, card.power_w, card.temp_c)
-            if snap.host is not None:
-                h = snap.host
-                self._add("host", "host", t, h.ram_used_mb, h.ram_total_mb, h.cpu_pct, None, None)
-                self._add("swap", "swap", t, h.swap_used_mb, h.swap_total_mb, None, None, None)
             count = len(snap.cards) if snap.source == "cpu" else sum(
                 1 for p in snap.processes if p.pid in run_pids or p.container_pid in run_pids)
             if count < self._live_count and self.before_loss is None:

@@ -3,7 +3,8 @@
 npu-smi is run as a subprocess with a hard timeout (it can take seconds, or hang when the driver is
 wedged); NVIDIA is read through NVML when `nvidia-ml-py` loads (0.04 ms a query on an H200) and
 through `nvidia-smi --query-gpu` otherwise (31 ms); on the CPU each rank process of a run is a card.
-The command runner is injected so tests replay real captured output without the hardware.
+A probe runs in a process group of its own that a time-out kills whole (`ProbeRunner`). The command
+runner is injected so tests replay real captured output without the hardware.
 """
 
 from __future__ import annotations
@@ -11,15 +12,19 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from zerodeck.core.telemetry import npusmi_parse, nvidia_parse
 from zerodeck.core.telemetry.model import Card, HostStats, Process, Snapshot
 
 DEFAULT_TIMEOUT = 10.0
+CLI_TIMEOUT = 2.0  # `cards --once` and `doctor` answer within 3 s even when a tool hangs
+MIN_PROBE_S = 0.2  # a second probe of one read is skipped when less than this is left
 SOURCE_NAMES = ("npu-smi", "nvidia", "cpu")
 
 # (argv, timeout) -> (returncode, stdout, stderr); raises FileNotFoundError / TimeoutError.
@@ -32,42 +37,106 @@ class Source(Protocol):
     def read(self, timeout: float = DEFAULT_TIMEOUT) -> Snapshot: ...
 
 
-def run_command(argv: list[str], timeout: float) -> tuple[int, str, str]:
-    """Run a probe with a hard timeout; on timeout the child is killed and never waited on forever
-    (a process stuck in the driver may not die at once)."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+class ProbeRunner:
+    """Runs probes (npu-smi, nvidia-smi) with a hard time-out, each in a session of its own.
+
+    npu-smi is often a wrapper script around the real binary; killing only the direct child on a
+    time-out left the hung grandchild behind, one more per poll. Each probe leads its own process
+    group, so a time-out (or `cancel()` from a poller that is stopping) kills the whole group. A process
+    stuck in the driver may not die at once, so nothing here waits on it for more than a second.
+    """
+
+    def __init__(self) -> None:
+        self._live: set[subprocess.Popen[bytes]] = set()
+        self._cancelled: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, argv: list[str], timeout: float) -> tuple[int, str, str]:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        with self._lock:
+            self._live.add(proc)
+        try:
+            out, errb = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            raise TimeoutError(timeout) from None
+        finally:
+            with self._lock:
+                self._live.discard(proc)
+                cancelled = proc in self._cancelled
+                self._cancelled.discard(proc)
+        if cancelled:
+            raise InterruptedError("stopped while reading")
+        return proc.returncode, out.decode("utf-8", "replace"), errb.decode("utf-8", "replace")
+
+    def cancel(self) -> None:
+        """Kill every probe in flight (their reads then fail at once)."""
+        with self._lock:
+            live = list(self._live)
+            self._cancelled.update(live)
+        for proc in live:
+            kill_group(proc, reap=False)
+
+
+def kill_group(proc: subprocess.Popen[bytes], reap: bool = True) -> None:
+    """SIGKILL the probe's whole process group. The leader is not reaped before this (communicate did
+    not return), so its pid, and the group id, cannot have been reused."""
     try:
-        out, errb = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.communicate(timeout=1.0)
-        raise TimeoutError(timeout) from None
-    return proc.returncode, out.decode("utf-8", "replace"), errb.decode("utf-8", "replace")
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(OSError):
+            proc.kill()
+    if not reap:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired, ValueError, OSError):
+        proc.communicate(timeout=1.0)
+    for pipe in (proc.stdout, proc.stderr):
+        with contextlib.suppress(OSError):
+            if pipe is not None:
+                pipe.close()
+
+
+def run_command(argv: list[str], timeout: float) -> tuple[int, str, str]:
+    """One probe through a runner of its own (see ProbeRunner)."""
+    return ProbeRunner()(argv, timeout)
 
 
 def _seconds(value: float) -> str:
     return f"{value:g} s"
 
 
-def _probe(tool: str, runner: Runner, argv: list[str], timeout: float) -> tuple[str | None, str | None]:
-    """(stdout, None) or (None, one-line error)."""
+class Probe(NamedTuple):
+    out: str | None  # stdout when the tool answered with exit status 0
+    error: str | None  # else one line saying why
+    timed_out: bool = False
+
+
+def _probe(tool: str, runner: Runner, argv: list[str], timeout: float) -> Probe:
     try:
         code, out, errtext = runner(argv, timeout)
     except FileNotFoundError:
-        return None, f"{tool}: not found on PATH"
+        return Probe(None, f"{tool}: not found on PATH")
     except PermissionError:
-        return None, f"{tool}: not executable (permission denied)"
+        return Probe(None, f"{tool}: not executable (permission denied)")
     except TimeoutError:
-        return None, f"{tool}: timed out after {_seconds(timeout)}"
+        return Probe(None, f"{tool}: timed out after {_seconds(timeout)}", True)
+    except InterruptedError:
+        return Probe(None, f"{tool}: stopped while reading")
     except OSError as exc:
-        return None, f"{tool}: {exc.strerror or exc}"
+        return Probe(None, f"{tool}: {exc.strerror or exc}")
     if code != 0:
         text = (out or "") + "\n" + (errtext or "")
         detail = npusmi_parse.dcmi_error(text) if tool == "npu-smi" else None
         first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-        return None, detail or f"{tool}: exited {code}" + (f": {first[:100]}" if first else "")
-    return out, None
+        return Probe(None, detail or f"{tool}: exited {code}" + (f": {first[:100]}" if first else ""))
+    return Probe(out, None)
+
+
+def _cancel(runner: Any) -> None:
+    cancel = getattr(runner, "cancel", None)
+    if callable(cancel):
+        cancel()
 
 
 def read_host() -> HostStats:
@@ -89,28 +158,35 @@ class NpuSmiSource:
 
     name = "npu-smi"
 
-    def __init__(self, runner: Runner = run_command, binary: str = "npu-smi") -> None:
-        self.runner = runner
+    def __init__(self, runner: Runner | None = None, binary: str = "npu-smi") -> None:
+        self.runner: Runner = runner if runner is not None else ProbeRunner()
         self.binary = binary
         self._mapping: dict[tuple[int, int], int] | None = None
 
     def read(self, timeout: float = DEFAULT_TIMEOUT) -> Snapshot:
+        """One reading within `timeout` in all: the mapping probe gets what the table left."""
         start = time.monotonic()
         snap = Snapshot(source=self.name, t=start, wall=time.time())
-        out, error = _probe("npu-smi", self.runner, [self.binary, "info"], timeout)
-        if out is not None:
-            table = npusmi_parse.parse_info(out)
+        probe = _probe("npu-smi", self.runner, [self.binary, "info"], timeout)
+        error = probe.error
+        if probe.out is not None:
+            table = npusmi_parse.parse_info(probe.out)
             snap.cards, snap.processes, snap.versions, error = (table.cards, table.processes,
                                                                 table.versions, table.error)
-            if self._mapping is None and not error:
-                left = max(0.5, timeout - (time.monotonic() - start))
-                mapped, _ = _probe("npu-smi", self.runner, [self.binary, "info", "-m"], left)
-                self._mapping = npusmi_parse.parse_map(mapped or "")
+            left = timeout - (time.monotonic() - start)
+            if self._mapping is None and not error and left >= MIN_PROBE_S:
+                mapped = _probe("npu-smi", self.runner, [self.binary, "info", "-m"], left)
+                if not mapped.timed_out:  # a slow moment is retried at the next read
+                    self._mapping = npusmi_parse.parse_map(mapped.out or "")
             if self._mapping:
                 npusmi_parse.assign_logical_ids(snap.cards, self._mapping)
         snap.error = error
+        snap.timed_out = probe.timed_out
         snap.duration_s = time.monotonic() - start
         return snap
+
+    def cancel(self) -> None:
+        _cancel(self.runner)
 
 
 class NvidiaSource:
@@ -118,8 +194,8 @@ class NvidiaSource:
 
     name = "nvidia"
 
-    def __init__(self, runner: Runner = run_command, use_nvml: bool = True) -> None:
-        self.runner = runner
+    def __init__(self, runner: Runner | None = None, use_nvml: bool = True) -> None:
+        self.runner: Runner = runner if runner is not None else ProbeRunner()
         self._nvml: Any = None
         self.backend = "nvidia-smi"
         self.nvml_error: str | None = None
@@ -146,15 +222,22 @@ class NvidiaSource:
         snap.duration_s = time.monotonic() - start
         return snap
 
+    def cancel(self) -> None:
+        _cancel(self.runner)
+
     def _smi_read(self, snap: Snapshot, timeout: float) -> None:
+        start = time.monotonic()
         argv = ["nvidia-smi", f"--query-gpu={','.join(nvidia_parse.QUERY_FIELDS)}", "--format=csv,nounits"]
-        out, error = _probe("nvidia-smi", self.runner, argv, timeout)
-        if out is None:
-            snap.error = error
+        probe = _probe("nvidia-smi", self.runner, argv, timeout)
+        if probe.out is None:
+            snap.error, snap.timed_out = probe.error, probe.timed_out
             return
-        snap.cards, snap.error = nvidia_parse.parse_csv(out)
+        snap.cards, snap.error = nvidia_parse.parse_csv(probe.out)
+        left = timeout - (time.monotonic() - start)
+        if left < MIN_PROBE_S:
+            return  # the cards without their processes, rather than a read past its time-out
         argv = ["nvidia-smi", f"--query-compute-apps={','.join(nvidia_parse.APPS_FIELDS)}", "--format=csv,nounits"]
-        apps, _ = _probe("nvidia-smi", self.runner, argv, timeout)
+        apps = _probe("nvidia-smi", self.runner, argv, left).out
         buses = {(c.bus_id or "").upper(): c.npu for c in snap.cards if c.npu is not None}
         snap.processes = nvidia_parse.parse_apps_csv(apps or "", buses)
 
