@@ -34,3 +34,31 @@ def human(value: Any) -> str:
             return f"{value:.2f}"
         return f"{value:.3g}"
     return str(value)
+
+
+def gib(value: float | None) -> str:
+    """A memory size given in GiB, in the unit that shows it: GiB from 1 GiB, else MiB, else KiB.
+
+    A tiny model's terms are a few MiB: read as `0.00 GiB` they look like a planner that does nothing.
+    """
+    if value is None:
+        return MISSING
+    if not math.isfinite(value):
+        return str(value)
+    a = abs(value)
+    if a == 0:
+        return "0 GiB"
+    if a >= 1:
+        return f"{value:.2f} GiB"
+    if a * 1024 >= 1:
+        return f"{value * 1024:.1f} MiB"
+    return f"{value * 1024 * 1024:.1f} KiB"
+
+
+def percent(value: float | None) -> str:
+    """A value already in percent (48.8 for 48.8 %): one decimal and the sign, never `48.80`."""
+    if value is None:
+        return MISSING
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.1f}%"

@@ -80,7 +80,8 @@ def advice_text(plan: Any, numbers: dict[str, Any]) -> Text:
     host = numbers.get("host_gib")
     if host is not None:
         t.append(f"host RAM: {host:.1f} GiB\n")
-    mb = _attr(plan, "max_micro_batch") or _attr(raw, "max_micro_batch")
+    text_of = getattr(plan, "max_micro_batch_text", None)
+    mb = text_of() if callable(text_of) else _attr(raw, "max_micro_batch")
     if mb is not None:
         t.append(f"largest micro-batch that fits: {mb}\n")
     sug = _attr(plan, "suggestion") or _attr(raw, "suggestion")
