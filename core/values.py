@@ -14,12 +14,15 @@ from typing import Any
 MISSING = "-"
 
 
-def human(value: Any) -> str:
-    """No float noise, no exponent for ordinary sizes: >= 1000 whole, >= 1 two decimals, else 3 digits."""
+def human(value: Any, unit: str | None = None) -> str:
+    """No float noise, no exponent for ordinary sizes: >= 1000 whole, >= 1 two decimals, else 3 digits.
+    A value whose unit is `%` reads as a percentage (`48.8%`), never as `48.80` or a fraction."""
     if value is None:
         return MISSING
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if unit == "%" and isinstance(value, int | float):
+        return percent(float(value))
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
