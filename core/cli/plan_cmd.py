@@ -100,15 +100,19 @@ def _plan_recipes(ref: str) -> list[Any]:
     from zerodeck.core.plan.verdict import plan_recipe
     from zerodeck.core.recipe.catalog import find_recipe
     from zerodeck.core.recipe.grid import expand
-    from zerodeck.core.recipe.load import load_recipe_file
+    from zerodeck.core.recipe.load import check_recipe_files, load_recipe_file
 
     path = Path(ref).expanduser()
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise BadInput(f"{path}: no such recipe file")
-        members = expand(load_recipe_file(path))
+        recipe = load_recipe_file(path)
+        check_recipe_files(recipe, path)
+        members = expand(recipe)
     else:
-        members = [find_recipe(ref)[0]]
+        member, found = find_recipe(ref)
+        check_recipe_files(member, Path(found))
+        members = [member]
     calibration = _calibration()
     return [plan_recipe(m, calibration=calibration) for m in members]
 

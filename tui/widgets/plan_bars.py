@@ -80,7 +80,7 @@ class PlanBars(Widget):
             line.append(ch, style=style if i < filled else "dim")
         line.append(f" {gib(total):>{VALUE_WIDTH}}\n")
         t.append_text(line)
-        label = f" capacity {gib(cap)}"
+        label = f" capacity {cap:.1f} GiB"
         pad = max(0, cap_at - 1)
         if 12 + pad + 1 + len(label) > (self.size.width or 80):
             t.append(" " * 12 + " " * max(0, pad - len(label) + 1) + label.strip() + " ▲\n", style="dim")
