@@ -8,11 +8,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zerodeck.store.location import data_home
+from zerodeck.core.errors import BadInput
+from zerodeck.store.location import data_home, data_home_label
 
 
 def home() -> Path:
     return data_home()
+
+
+def home_problem() -> str | None:
+    """Why the data directory cannot be used, checked once at the entry, before anything creates
+    in it: a file there (or in place of a parent) makes every mkdir fail with a bare `File exists`."""
+    path = home()
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.is_dir():
+        return None
+    if probe == path:
+        return f"{data_home_label()} is not a directory"
+    return f"{data_home_label()}: {probe} is not a directory"
+
+
+def check_home() -> Path:
+    """The data directory, or BadInput (exit 2) saying why it is unusable."""
+    problem = home_problem()
+    if problem:
+        raise BadInput(problem)
+    return home()
 
 
 def ensure_home() -> Path:

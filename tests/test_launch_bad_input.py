@@ -51,11 +51,14 @@ def test_missing_torchrun_binary(cli, tmp_path: Path) -> None:
 
 
 def test_missing_script(cli, tmp_path: Path) -> None:
+    # Bad input caught when the recipe is read: one located line, exit 2, nothing recorded
+    # (a script that goes away after loading is the preflight's: tests/test_recipe_files.py).
     venv_bin = str(Path(sys.executable).parent)
-    code, _, err = cli("run", str(_script_recipe(tmp_path, "torchrun", "nope.py", venv_bin)))
-    assert code == 1
-    assert "launch.script:" in err and "nope.py: no such file" in err
-    assert _runs(cli)[0]["outcome"] == "failed"
+    recipe = _script_recipe(tmp_path, "torchrun", "nope.py", venv_bin)
+    code, _, err = cli("run", str(recipe))
+    assert code == 2
+    assert f"{recipe}:" in err and "launch.script:" in err and "nope.py: no such file" in err
+    assert _runs(cli) == []
 
 
 def test_taken_port(cli, tmp_path: Path) -> None:

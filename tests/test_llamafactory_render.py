@@ -12,6 +12,7 @@ import pytest
 from zerodeck.core.errors import BadInput
 from zerodeck.core.launch.backends import RenderError
 from zerodeck.core.launch.context import RenderContext
+from zerodeck.core.launch.environment import ops_cache_dir
 from zerodeck.core.launch.llamafactory import CLI_ENV, DS_NAME, YAML_NAME, render
 from zerodeck.core.recipe import load_recipe_file
 from zerodeck.core.recipe.model import Recipe
@@ -112,9 +113,12 @@ def test_op_cache_follows_the_cli_environment(tmp_path: Path, fake_cli: Path, mo
     for dist in ("torch-2.13.0+cpu", "deepspeed-0.18.4"):
         (site / f"{dist}.dist-info").mkdir(parents=True)
     launch = render(seed_recipe(), ctx_for(tmp_path))
-    assert launch.env["TORCH_EXTENSIONS_DIR"] == str(
-        tmp_path / "cache" / "zerodeck" / "torch_extensions" / "py311-torch2.13.0+cpu-ds0.18.4"
-    )
+    ops = Path(launch.env["TORCH_EXTENSIONS_DIR"])
+    assert ops.parent == tmp_path / "cache" / "zerodeck" / "torch_extensions"
+    assert ops.name.startswith("py311-torch2.13.0+cpu-ds0.18.4-")
+    # Keyed by the CLI environment's root as well: the same versions elsewhere get another cache.
+    assert ops == ops_cache_dir(python="py311", torch="2.13.0+cpu", deepspeed="0.18.4",
+                                install_paths=[fake_cli.parent.parent], cache_root=tmp_path / "cache")
     # The run records the CLI environment's versions, not zerodeck's.
     versions = json.loads(launch.files["llamafactory_env.json"])
     assert versions["cli"] == str(fake_cli)

@@ -338,3 +338,56 @@ def test_planner_commands_import_no_torch(tmp_path: Path) -> None:
         f"    main(['data', 'inspect', {str(data)!r}, '--model', 'Qwen2.5-7B'])\n"
     )
     assert heavy_modules_loaded(code) == []
+
+
+def _catalog_members() -> list:
+    from zerodeck.core.recipe.catalog import load_catalog
+
+    return [m for e in load_catalog() if e.recipe is not None for m in e.members]
+
+
+def test_every_term_of_the_total_is_a_bar_and_they_add_up() -> None:
+    """The Plan screen's bars, headroom included, end where the total does (32B ZeRO-3 was 7.1 GiB short)."""
+    from zerodeck.tui.widgets.plan_bars import TERMS, PlanBars, plan_numbers
+
+    members = _catalog_members()
+    assert any(m.name == "qwen2.5-32b-lora-z3-s80k" for m in members)
+    for m in members:
+        numbers = plan_numbers(plan_recipe(m))
+        per = numbers["per_card_gib"]
+        assert abs(sum(per[t] for t in TERMS) - per["total"]) < 1e-9, m.name
+        bars = PlanBars()
+        bars.numbers = numbers
+        drawn = [line.split()[0] for line in bars.render().plain.splitlines()]
+        assert drawn[: len(TERMS) + 1] == [*TERMS, "total"], m.name
+
+
+def test_the_demo_plan_shows_real_sizes_not_zeros(cli) -> None:
+    from zerodeck.tui.widgets.plan_bars import PlanBars, plan_numbers
+
+    p = plan_recipe(find_recipe("demo-cpu-zero3")[0])
+    bars = PlanBars()
+    bars.numbers = plan_numbers(p)
+    text = bars.render().plain
+    assert "0.00 GiB" not in text and "KiB" in text and "MiB" in text
+    assert "weights" in text and "320.6 KiB" in text  # 164,160 fp32 parameters over 2 ranks
+    code, out, _ = cli("plan", "demo-cpu-zero3")
+    assert code == 0 and "0.00 GiB" not in out and "320.6 KiB" in out and "≥ 64 (not searched further)" in out
+
+
+def test_largest_micro_batch_is_bounded_by_the_data_and_the_search() -> None:
+    from zerodeck.core.plan.verdict import MICRO_BATCH_SEARCH
+
+    demo = find_recipe("demo-cpu-zero3")[0]
+    p = plan_recipe(demo)  # 200 samples, 2 cards: the data would allow 100; the search stops at 64
+    assert (p.max_micro_batch, p.max_micro_batch_bound) == (MICRO_BATCH_SEARCH, "search")
+    assert p.max_micro_batch_text() == f"≥ {MICRO_BATCH_SEARCH} (not searched further)"
+    four = demo.model_copy(update={"data": demo.data.model_copy(update={"samples": 4})})
+    p = plan_recipe(four)  # a 4-sample demo: 2 per card per step, whatever memory would allow
+    assert (p.max_micro_batch, p.max_micro_batch_bound) == (2, "data")
+    assert p.max_micro_batch_text().startswith("2 (the data's 4 samples over 2 card(s) x grad_accum 1")
+    accum = four.model_copy(update={"train": four.train.model_copy(update={"grad_accum": 4})})
+    assert plan_recipe(accum).max_micro_batch == 1
+    big = plan_recipe(find_recipe("qwen2.5-32b-lora-z3-s80k")[0])  # memory bounds it well below the data
+    assert (big.max_micro_batch, big.max_micro_batch_bound) == (8, "memory")
+    assert big.to_dict()["max_micro_batch_bound"] == "memory"

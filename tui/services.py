@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from zerodeck.core.plan.verdict import Plan
     from zerodeck.core.recipe.model import Recipe
     from zerodeck.store.api import Store
-    from zerodeck.store.records import MetricRecord, RunRecord
+    from zerodeck.store.records import CardPeakRecord, MetricRecord, RunRecord
 
 LOG_TAIL_LINES = 200
 # A run's record reads top-down: what happened, then where and how, then the paths.
@@ -153,7 +153,7 @@ class Services:
         run = self.store.run(run_id)
         if run is None:
             raise KeyError(run_id)
-        peaks = tuple(CardPeakView(p.card, p.peak_mb, p.total_mb) for p in self.store.card_peaks(run_id))
+        peaks = tuple(CardPeakView(p.card, p.peak_mb, _capacity_mb(run, p)) for p in self.store.card_peaks(run_id))
         losses = tuple(m.loss for m in self.store.metrics(run_id) if m.loss is not None)
         order = [*FIELD_ORDER, *(k for k in RECORD_FIELDS if k not in FIELD_ORDER)]
         shown = tuple((k, _show(k, getattr(run, k))) for k in order if k != "failure_snapshot")
@@ -213,7 +213,7 @@ class Services:
 
         table = self.compare_table(run_ids, diff_only, pivot)
         cols = [c for c in table.dropping_empty().columns if c.key not in REPRODUCE]
-        return [c.header for c in cols], [[human(r.get(c.key)) for c in cols] for r in table.rows]
+        return [c.header for c in cols], [[human(r.get(c.key), c.unit) for c in cols] for r in table.rows]
 
     def export(self, run_ids: list[int], fmt: str, out: Path, diff_only: bool = False,
                pivot: tuple[str, str, str] | None = None) -> Path:
@@ -298,3 +298,14 @@ def _show(key: str, value: Any) -> str:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     return str(value)
+
+
+def _capacity_mb(run: RunRecord, peak: CardPeakRecord) -> float | None:
+    """A card's capacity by the one rule (`core.capacity`): a CPU rank's is the recipe's card_gb, not
+    the host RAM its samples carry; the host's own row keeps the host's total."""
+    from zerodeck.core.capacity import card_capacity_gib
+
+    if peak.source == "host":
+        return peak.total_mb
+    cap = card_capacity_gib(device=run.device, card_gb=run.card_gb, source=peak.source, total_mb=peak.total_mb)
+    return None if cap is None else cap * 1024.0

@@ -69,6 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     try:
+        # A data directory that is a file fails every store and run directory later with a bare
+        # `File exists`; the CLI and the TUI (no command) both say so once, here.
+        from zerodeck.core.paths import check_home
+
+        check_home()
         if args.command is None:
             return run_tui()
         if handler is None:

@@ -54,9 +54,7 @@ def cmd_memory(args: argparse.Namespace) -> int:
     if not samples:
         err(f"run {rid} has no telemetry samples to chart")
         return EXIT_FAILED
-    series, cap = memory_series(samples)
-    if cap is None and run is not None and run.card_gb:
-        cap = float(run.card_gb)
+    series, cap = memory_series(samples, device=run.device if run else None, card_gb=run.card_gb if run else None)
     name = run.name if run is not None else ""
     _out(args, memory_chart(series, title=f"Run {rid} {name}: memory per card", capacity_gib=cap),
          f"memory over time, {len(series)} series")

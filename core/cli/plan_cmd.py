@@ -11,6 +11,7 @@ from zerodeck.core.errors import EXIT_OK, BadInput
 
 if TYPE_CHECKING:
     from zerodeck.core.plan.calibration import CalibrationTable
+    from zerodeck.core.plan.verdict import Plan
 
 TERMS = ["weights", "gradients", "optimizer", "activations", "logits", "buffers", "runtime", "headroom", "total"]
 
@@ -70,8 +71,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.recipe and args.model:
         raise BadInput("give a RECIPE or --model, not both")
     if args.recipe:
-        plans = [p.to_dict() for p in _plan_recipes(args.recipe)]
-        _show(plans, args.json)
+        _show(_plan_recipes(args.recipe), args.json)
         return EXIT_OK
     if not args.model:
         raise BadInput("give a RECIPE (file or catalog name), --model NAME, or --matrix")
@@ -84,7 +84,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                     grad_ckpt=args.grad_ckpt, attn=args.attn, precision=args.precision)
     backend = "builtin" if args.device == "cpu" else "llamafactory"
     calibration = _calibration().get((args.device, backend))
-    _show([plan(inp, calibration=calibration).to_dict()], args.json)
+    _show([plan(inp, calibration=calibration)], args.json)
     return EXIT_OK
 
 
@@ -100,33 +100,39 @@ def _plan_recipes(ref: str) -> list[Any]:
     from zerodeck.core.plan.verdict import plan_recipe
     from zerodeck.core.recipe.catalog import find_recipe
     from zerodeck.core.recipe.grid import expand
-    from zerodeck.core.recipe.load import load_recipe_file
+    from zerodeck.core.recipe.load import check_recipe_files, load_recipe_file
 
     path = Path(ref).expanduser()
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise BadInput(f"{path}: no such recipe file")
-        members = expand(load_recipe_file(path))
+        recipe = load_recipe_file(path)
+        check_recipe_files(recipe, path)
+        members = expand(recipe)
     else:
-        members = [find_recipe(ref)[0]]
+        member, found = find_recipe(ref)
+        check_recipe_files(member, Path(found))
+        members = [member]
     calibration = _calibration()
     return [plan_recipe(m, calibration=calibration) for m in members]
 
 
-def _show(plans: list[dict[str, Any]], as_json: bool) -> None:
+def _show(plan_objs: list[Plan], as_json: bool) -> None:
+    from zerodeck.core.values import gib
+
+    plans = [p.to_dict() for p in plan_objs]
     if as_json:
         print_json(plans[0] if len(plans) == 1 else plans)
         return
-    for i, d in enumerate(plans):
+    for i, (p, d) in enumerate(zip(plan_objs, plans)):
         if i:
             print()
         head = d["recipe"] or d["model"]
         say(f"{head}: {d['model']} {d['method']}, ZeRO-{d['zero_stage']}"
               f"{'' if d['offload'] == 'none' else ' offload ' + d['offload']}, {d['cards']} x "
               f"{d['capacity_gib']:g} GiB {d['device']}, micro_batch {d['micro_batch']}, seq_len {d['seq_len']}")
-        per = d["per_card_gib"]
-        for k in TERMS:
-            print(f"  {k:<12}{per[k]:>9.2f} GiB")
+        for k in TERMS:  # unrounded: a tiny model's terms are MiB, not `0.00 GiB`
+            print(f"  {k:<12}{gib(getattr(p.breakdown, k)):>13}")
         line = f"  verdict     {d['verdict'].upper()}  (must fit {d['must_fit_gib']:.1f} of {d['capacity_gib']:g} GiB)"
         print(line)
         if d["calibrated_total_gib"] is not None:
@@ -136,7 +142,7 @@ def _show(plans: list[dict[str, Any]], as_json: bool) -> None:
         if d["suggestion"]:
             say(f"  to fit      {d['suggestion']}")
         if d["max_micro_batch"]:
-            print(f"  largest micro_batch that fits: {d['max_micro_batch']}")
+            print(f"  largest micro_batch that fits: {p.max_micro_batch_text()}")
         if d["data_advice"]:
             say(f"  data        {d['data_advice']}")
 

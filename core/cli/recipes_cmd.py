@@ -50,6 +50,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from zerodeck.core.recipe.catalog import load_entry, recipe_files
+    from zerodeck.core.recipe.load import recipe_file_problems
 
     results = []
     problems = []
@@ -63,6 +64,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for f in files:
             entry = load_entry(f)
             lines = [str(p) for p in entry.problems]
+            if entry.recipe is not None:
+                # Every local file it names must be there before a launch, not a minute into the job.
+                lines += [str(p) for p in recipe_file_problems(entry.recipe, f, f.parent)]
             problems += lines
             results.append({"path": str(f), "ok": not lines, "recipes": len(entry.members), "problems": lines})
     if args.json:

@@ -57,13 +57,17 @@ def resolve_recipe(ref: str) -> tuple[Any, Path]:
     """A recipe file (a grid allowed: every member runs) or a catalog name."""
     from zerodeck.core.recipe import load_recipe_file
     from zerodeck.core.recipe.catalog import find_recipe
+    from zerodeck.core.recipe.load import check_recipe_files
 
     p = Path(ref).expanduser()
     if p.suffix == ".toml" or p.exists():
         if not p.is_file():
             raise BadInput(f"{ref}: no such recipe file")
-        return load_recipe_file(p), p.resolve()
+        recipe = load_recipe_file(p)
+        check_recipe_files(recipe, p)  # a missing data file is bad input now, not a failed job later
+        return recipe, p.resolve()
     recipe, path = find_recipe(ref)
+    check_recipe_files(recipe, Path(path))
     return recipe, Path(path).resolve()
 
 

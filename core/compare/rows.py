@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from zerodeck.core.capacity import card_capacity_gib, percent_of
 from zerodeck.core.compare.fields import SUMMARY_PREFIX
 from zerodeck.core.errors import BadInput
 from zerodeck.store.records import PeakSummary, RunRecord
@@ -81,9 +82,8 @@ def build_row(rec: RunRecord) -> dict[str, Any]:
     peak = _card_peak(rec.card_peaks)
     peak_max = _gib(peak.peak_max_mb) if peak else rec.measured_peak_gib
     peak_mean = _gib(peak.peak_mean_mb) if peak else None
-    capacity = _gib(peak.total_mb) if peak and peak.total_mb else None
-    if capacity is None:
-        capacity = rec.card_gb
+    capacity = card_capacity_gib(device=rec.device, card_gb=rec.card_gb, source=peak.source if peak else None,
+                                 total_mb=peak.total_mb if peak else None)
     started, ended = rec.started_at, rec.ended_at
     wall = round((ended - started).total_seconds(), 1) if started and ended else None
     tps = rec.tokens_per_s
@@ -110,7 +110,7 @@ def build_row(rec: RunRecord) -> dict[str, Any]:
         "peak_max_gib": peak_max,
         "peak_mean_gib": peak_mean,
         "capacity_gib": capacity,
-        "peak_pct": round(100.0 * peak_max / capacity, 1) if peak_max is not None and capacity else None,
+        "peak_pct": percent_of(peak_max, capacity),
         "samples_per_s": rec.samples_per_s,
         "tokens_per_s_card": round(tps / cards, 2) if tps is not None and cards else None,
         "step_time_s": rec.step_time_s,

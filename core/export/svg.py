@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
+from zerodeck.core.capacity import DEVICE_SOURCES, card_capacity_gib
+
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
            "#9c755f", "#bab0ac")
 W, H = 820, 420
@@ -63,23 +65,29 @@ def _frame(title: str, y_label: str, x_label: str, yticks: list[float], plot_w: 
     return out
 
 
-def memory_series(samples: Sequence[tuple[float, str, str, float | None, float | None]]
+def memory_series(samples: Sequence[tuple[float, str, str, float | None, float | None]], *,
+                  device: str | None = None, card_gb: float | None = None
                   ) -> tuple[dict[str, list[tuple[float, float]]], float | None]:
     """Telemetry rows (t, source, card, used_mb, total_mb) -> ({card label: [(t, GiB)]}, capacity GiB).
 
-    Host memory is left out when card samples exist: it is another scale and another question.
+    Host memory is left out when card samples exist: it is another scale and another question. The
+    capacity follows `core.capacity.card_capacity_gib` (a CPU rank's is the run's card_gb, never the
+    host RAM its samples carry as their total), so the chart and compare draw the same line.
     """
     cards = [s for s in samples if s[1] not in HOST_SOURCES]
     use = cards or list(samples)
     series: dict[str, list[tuple[float, float]]] = {}
-    cap = None
+    totals: dict[str, float] = {}
     for t, source, card, used, total in use:
         if used is None:
             continue
         label = f"{source} {card}"
         series.setdefault(label, []).append((float(t), used / 1024.0))
         if total is not None:
-            cap = max(cap or 0.0, total / 1024.0)
+            totals[source] = max(totals.get(source, 0.0), total)
+    dev = [src for src in totals if src in DEVICE_SOURCES]
+    cap = card_capacity_gib(device=device, card_gb=card_gb, source=dev[0] if dev else next(iter(totals), None),
+                            total_mb=max(totals[d] for d in dev) if dev else None)
     return {k: downsample(v) for k, v in series.items()}, cap
 
 

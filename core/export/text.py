@@ -11,6 +11,7 @@ read by people), keeping the tab and line breaks a quoted cell may hold; JSON es
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -41,12 +42,22 @@ def plain(text: str) -> str:
     return printable(text)
 
 
+def _escaped_percent(escape: Callable[[str], str]) -> Callable[[Any], str]:
+    def fmt(value: Any) -> str:
+        return escape(human(value, "%"))
+
+    return fmt
+
+
 def text_cells(table: Table, cols: list[Column], escape: Callable[[str], str] | None = None) -> list[list[str]]:
     """Every cell as people read it; text cells through `escape`, numbers need none."""
     fmts: list[Callable[[Any], str]] = []
     for c in cols:
-        if c.numeric:
-            fmts.append(human)
+        if c.numeric and escape is not None and c.unit == "%":
+            # `48.8%`: LaTeX reads a bare % as a comment, so percentages pass through the escape too.
+            fmts.append(_escaped_percent(escape))
+        elif c.numeric:
+            fmts.append(functools.partial(human, unit=c.unit))
         elif escape is None:
             fmts.append(_text)
         else:

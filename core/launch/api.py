@@ -129,7 +129,7 @@ def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None) -> Non
     spec.write(run_dir)
     store.update_run(run_id, argv=launch.argv, env=mask_env(full_env), rendered=launch.files, versions=versions(),
                      host=socket.gethostname(), master_port=port, summary={"host": host_info(), "cwd": spec.cwd})
-    problem = preflight.check(recipe, launch, port, env_path)
+    problem = preflight.check(recipe, launch, port, env_path, recipe_path=path, recipe_dir=recipe_dir)
     if problem:
         return _fail(store, run_id, problem)
     spawn_supervisor(store, run_id, run_dir)

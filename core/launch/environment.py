@@ -8,11 +8,13 @@ Versions are read with importlib.metadata, which never imports torch into the CL
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import re
 import socket
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,7 +51,7 @@ def job_env(recipe: Recipe, ctx: RenderContext) -> dict[str, str]:
         env[var] = ",".join(str(d) for d in ctx.visible_devices)
     if "TORCH_EXTENSIONS_DIR" not in os.environ:
         # DeepSpeed JIT-builds ops (deepspeed_shm_comm on CPU) into one shared cache by default; a
-        # build from another DeepSpeed version there breaks this one, so keep one per version.
+        # build from another environment there breaks or rebuilds this one, so keep one per environment.
         env["TORCH_EXTENSIONS_DIR"] = str(extensions_dir())
     if recipe.hardware.device == "cpu":
         env["DS_ACCELERATOR"] = "cpu"
@@ -60,9 +62,34 @@ def job_env(recipe: Recipe, ctx: RenderContext) -> dict[str, str]:
 
 
 def extensions_dir() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    tag = f"py{sys.version_info[0]}{sys.version_info[1]}-torch{_version('torch')}-ds{_version('deepspeed')}"
-    return cache / "zerodeck" / "torch_extensions" / tag
+    """The op cache for this process's own environment (the builtin and script backends' ranks)."""
+    paths = [sys.prefix, *(p for p in (_dist_location("torch"), _dist_location("deepspeed")) if p)]
+    return ops_cache_dir(python=f"py{sys.version_info[0]}{sys.version_info[1]}", torch=_version("torch"),
+                         deepspeed=_version("deepspeed"), install_paths=paths)
+
+
+def ops_cache_dir(*, python: str, torch: str | None, deepspeed: str | None, install_paths: Sequence[str | Path],
+                  cache_root: Path | None = None) -> Path:
+    """Where DeepSpeed JIT-builds its ops (deepspeed_shm_comm on CPU) for one environment.
+
+    The default cache is shared by every environment, and its build.ninja records the include and
+    library paths of the interpreter, torch and DeepSpeed that built it: a second environment with
+    the same versions sees a changed build.ninja and rebuilds, and the first then rebuilds again.
+    So the versions name the directory for people and a short hash of the install paths keeps one
+    cache per environment.
+    """
+    root = cache_root or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    key = hashlib.sha256("\0".join(str(p) for p in install_paths).encode()).hexdigest()[:10]
+    tag = f"{python}-torch{torch or 'unknown'}-ds{deepspeed or 'unknown'}-{key}"
+    return root / "zerodeck" / "torch_extensions" / tag
+
+
+def _dist_location(name: str) -> str | None:
+    """The site-packages a distribution is installed in, read from its metadata (never imported)."""
+    try:
+        return str(metadata.distribution(name).locate_file(""))
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def mask_env(env: dict[str, str]) -> dict[str, str]:

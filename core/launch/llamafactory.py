@@ -36,7 +36,7 @@ from zerodeck.core.launch.backends import RenderError, resolve
 from zerodeck.core.launch.context import Launch, RenderContext
 from zerodeck.core.launch.ds_config import dumps as ds_dumps
 from zerodeck.core.launch.ds_config import render_ds_config
-from zerodeck.core.launch.environment import job_env
+from zerodeck.core.launch.environment import job_env, ops_cache_dir
 from zerodeck.core.recipe.model import ModelSpec, Recipe
 
 BACKEND = "llamafactory"
@@ -261,17 +261,17 @@ def _default_template(model: ModelSpec) -> str:
 
 
 def extensions_dir(cli: Path) -> Path:
-    """A DeepSpeed JIT-op cache (deepspeed_shm_comm on CPU) per Python/torch/DeepSpeed of the CLI's env.
+    """A DeepSpeed JIT-op cache (deepspeed_shm_comm on CPU) for the CLI's environment, not zerodeck's.
 
-    The default cache is shared by every environment, and an op built by another DeepSpeed version
-    there breaks this one; the CLI's environment often differs from the one zerodeck runs in.
+    The default cache is shared by every environment, and an op built by another environment there
+    breaks or rebuilds this one; the CLI's environment often differs from the one zerodeck runs in.
     """
     root = cli.parent.parent
     py = next((d.name for d in sorted(root.glob("lib/python3*"))), "python")
     py_tag = py.replace("thon", "").replace(".", "")
-    tag = f"{py_tag}-torch{_dist_text(root, 'torch')}-ds{_dist_text(root, 'deepspeed')}"
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "zerodeck" / "torch_extensions" / tag
+    # torch and DeepSpeed live under the environment's root, so the root keys their paths too.
+    return ops_cache_dir(python=py_tag, torch=_dist_text(root, "torch"), deepspeed=_dist_text(root, "deepspeed"),
+                         install_paths=[root])
 
 
 def _dist_text(env_root: Path, dist: str) -> str:

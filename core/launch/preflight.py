@@ -1,4 +1,4 @@
-"""Checks made before a job starts, so a missing launcher, script or port becomes one clear line.
+"""Checks made before a job starts, so a missing file, launcher, script or port becomes one clear line.
 
 Each returns the reason as text (None when fine); the caller records the run as `failed` with it.
 """
@@ -11,12 +11,19 @@ from pathlib import Path
 
 from zerodeck.core.launch.context import Launch
 from zerodeck.core.launch.ports import port_is_free
+from zerodeck.core.recipe.load import recipe_file_problems
 from zerodeck.core.recipe.model import Recipe
 
 LAUNCHERS = {"deepspeed", "torchrun", "llamafactory-cli"}
 
 
-def check(recipe: Recipe, launch: Launch, port: int, env_path: str | None) -> str | None:
+def check(recipe: Recipe, launch: Launch, port: int, env_path: str | None, *,
+          recipe_path: Path | None = None, recipe_dir: Path | None = None) -> str | None:
+    # The loader checked the recipe's files, but a catalog the TUI loaded an hour ago or a queued
+    # recipe may name a data file that has gone since; the job would fail a minute in with a traceback.
+    files = recipe_file_problems(recipe, recipe_path, recipe_dir)
+    if files:
+        return str(files[0])
     path = env_path if env_path is not None else os.environ.get("PATH", "")
     exe = launch.argv[0] if launch.argv else ""
     if not exe:

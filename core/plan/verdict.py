@@ -25,7 +25,10 @@ from zerodeck.core.plan.registry import REGISTRY, ModelArch, UnknownModel, from_
 
 VERDICTS = ("fits", "tight", "oom")
 MATRIX_MODELS = [n for n in REGISTRY if n != "zerodeck-tiny"]
-MAX_MICRO_BATCH = 4096
+# The micro-batch search stops here: the activation terms were fitted on runs with small
+# micro-batches, so a figure in the hundreds would be an extrapolation nobody should launch on.
+MICRO_BATCH_SEARCH = 64
+MicroBatchBound = Literal["memory", "data", "search"]
 
 
 @dataclass
@@ -49,6 +52,11 @@ class Plan:
     host_gib: float
     suggestion: str | None = None
     max_micro_batch: int | None = None
+    # What stopped the search: the card's memory (exact), the data (a bigger micro-batch has no
+    # samples to fill it), or the search limit (at least this much; more was not searched).
+    max_micro_batch_bound: MicroBatchBound | None = None
+    data_samples: int | None = None
+    grad_accum: int = 1
     calibrated_total_gib: float | None = None
     calibration_factor: float | None = None
     calibration_runs: int = 0
@@ -59,6 +67,18 @@ class Plan:
     @property
     def total_gib(self) -> float:
         return self.breakdown.total
+
+    def max_micro_batch_text(self) -> str | None:
+        """The largest micro-batch as people should read it, saying what bounds it."""
+        mb = self.max_micro_batch
+        if mb is None:
+            return None
+        if self.max_micro_batch_bound == "search":
+            return f"≥ {mb} (not searched further)"
+        if self.max_micro_batch_bound == "data":
+            return (f"{mb} (the data's {self.data_samples} samples over {self.cards} card(s) x grad_accum "
+                    f"{self.grad_accum}; memory allows more)")
+        return str(mb)
 
     def to_dict(self) -> dict[str, Any]:
         """The `zerodeck plan --json` contract (ARCHITECTURE.md, "Contracts"), plus detail keys."""
@@ -85,6 +105,7 @@ class Plan:
             "total_params": self.breakdown.total_params,
             "suggestion": self.suggestion,
             "max_micro_batch": self.max_micro_batch,
+            "max_micro_batch_bound": self.max_micro_batch_bound,
             "data_advice": self.data_advice,
         }
 
@@ -160,7 +181,7 @@ def verdict_of(gib: float, capacity: float) -> str:
 
 
 def plan(inp: PlanInput, *, calibration: dict[str, Any] | None = None, advise: bool = True,
-         recipe_name: str | None = None) -> Plan:
+         recipe_name: str | None = None, samples: int | None = None, grad_accum: int = 1) -> Plan:
     validate_input(inp)
     bd = estimate(inp)
     cap = inp.card_gb
@@ -168,7 +189,7 @@ def plan(inp: PlanInput, *, calibration: dict[str, Any] | None = None, advise: b
     p = Plan(model=inp.arch.name, method=inp.method, stage=inp.stage, offload=inp.offload,
              cards=inp.cards, card_gb=inp.card_gb, device=inp.device, micro_batch=inp.micro_batch,
              seq_len=inp.seq_len, breakdown=bd, capacity_gib=cap, verdict=raw, raw_verdict=raw,
-             host_gib=bd.host_gib, recipe=recipe_name)
+             host_gib=bd.host_gib, recipe=recipe_name, data_samples=samples, grad_accum=grad_accum)
     factor = None
     if calibration:
         factor = calibration.get("factor")
@@ -182,7 +203,8 @@ def plan(inp: PlanInput, *, calibration: dict[str, Any] | None = None, advise: b
         if p.verdict == "oom":
             p.suggestion = suggest(inp, fits)
         else:
-            p.max_micro_batch = max_micro_batch(inp, fits)
+            p.max_micro_batch, p.max_micro_batch_bound = largest_micro_batch(inp, fits, samples=samples,
+                                                                             grad_accum=grad_accum)
     return p
 
 
@@ -271,7 +293,8 @@ def suggest(inp: PlanInput, fits: Callable[[PlanInput], bool]) -> str:
     return f"does not fit on {inp.cards} x {inp.card_gb:g} GB cards even with every change: add cards"
 
 
-def max_micro_batch(inp: PlanInput, fits: Callable[[PlanInput], bool]) -> int | None:
+def max_micro_batch(inp: PlanInput, fits: Callable[[PlanInput], bool], limit: int = MICRO_BATCH_SEARCH) -> int | None:
+    """The largest micro-batch up to `limit` whose plan fits (not tight); None when 1 does not."""
     def ok(b: int) -> bool:
         return fits(inp.with_(micro_batch=b)) and verdict_of(estimate(inp.with_(micro_batch=b)).hard,
                                                              inp.card_gb) == "fits"
@@ -279,14 +302,28 @@ def max_micro_batch(inp: PlanInput, fits: Callable[[PlanInput], bool]) -> int | 
     if not ok(1):
         return None
     lo, hi = 1, 2
-    while hi <= MAX_MICRO_BATCH and ok(hi):
+    while hi <= limit and ok(hi):
         lo, hi = hi, hi * 2
-    if hi > MAX_MICRO_BATCH:
-        return lo
+    if hi > limit:
+        if ok(limit):
+            return limit
+        hi = limit
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if ok(mid) else (lo, mid)
     return lo
+
+
+def largest_micro_batch(inp: PlanInput, fits: Callable[[PlanInput], bool], *, samples: int | None = None,
+                        grad_accum: int = 1) -> tuple[int | None, MicroBatchBound | None]:
+    """The largest micro-batch that fits and what bounds it. A step takes micro_batch x grad_accum
+    samples on every card, so a micro-batch above samples / (cards x grad_accum) has nothing to fill it."""
+    data_cap = max(1, samples // (max(1, grad_accum) * max(1, inp.cards))) if samples else None
+    limit = min(MICRO_BATCH_SEARCH, data_cap) if data_cap else MICRO_BATCH_SEARCH
+    mb = max_micro_batch(inp, fits, limit)
+    if mb is None or mb < limit:
+        return mb, None if mb is None else "memory"
+    return mb, "data" if limit == data_cap else "search"
 
 
 def recommended_samples_note(arch: ModelArch, samples: int | None) -> str | None:
@@ -303,7 +340,8 @@ def plan_recipe(recipe: Any, *, calibration: CalibrationTable | None = None) -> 
     `calibration.calibration_table`) the factor for its device and backend is applied beside the raw figure."""
     inp = input_from_recipe(recipe)
     calib = calibration.get((inp.device, recipe.launch.backend)) if calibration else None
-    p = plan(inp, calibration=calib, recipe_name=recipe.name)
+    p = plan(inp, calibration=calib, recipe_name=recipe.name, samples=recipe.data.samples,
+             grad_accum=recipe.train.grad_accum)
     p.data_advice = recommended_samples_note(inp.arch, recipe.data.samples)
     return p
 

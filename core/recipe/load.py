@@ -17,6 +17,7 @@ import tomli_w
 import tomllib
 from pydantic import ValidationError
 from zerodeck.core.errors import BadInput
+from zerodeck.core.recipe.files import file_problems
 from zerodeck.core.recipe.model import Recipe
 from zerodeck.core.recipe.placeholders import template_problems
 
@@ -195,6 +196,59 @@ def _member_template_problems(recipe: Recipe, members: list[Recipe], path: str, 
             problems.append(Problem(path, lines.find(("grid", axis)), f"grid.{axis}",
                                     f"member {member.name}: launch.{field}[{i}]: {msg}"))
     return problems
+
+
+def file_problem_lines(recipe: Recipe, path: str, lines: _KeyLines, base_dir: Path | None) -> list[Problem]:
+    """The local files the recipe names that are missing or unreadable, each at its line."""
+    return [Problem(path, lines.find_value(named.loc, named.text), named.field, why)
+            for named, why in file_problems(recipe, base_dir)]
+
+
+def _member_file_problems(recipe: Recipe, members: list[Recipe], path: str, lines: _KeyLines,
+                          base_dir: Path | None) -> list[Problem]:
+    """A grid's files: a path the grid varies is reported per member at its axis, any other once."""
+    problems: list[Problem] = []
+    seen: set[tuple[str, str]] = set()
+    for member in members:
+        for named, why in file_problems(member, base_dir):
+            if (named.field, why) in seen:
+                continue
+            seen.add((named.field, why))
+            if named.field in recipe.grid:
+                problems.append(Problem(path, lines.find(("grid", named.field)), f"grid.{named.field}",
+                                        f"member {member.name}: {why}"))
+            else:
+                problems.append(Problem(path, lines.find_value(named.loc, named.text), named.field, why))
+    return problems
+
+
+def recipe_file_problems(recipe: Recipe, recipe_path: Path | None, base_dir: Path | None) -> list[Problem]:
+    """The local files a loaded recipe names (every member's, for a grid) that are missing or
+    unreadable, each at its line in the recipe file when that can still be read.
+
+    Not part of loading: expanding a grid or showing a recipe must work before its data exists.
+    `recipes validate`, `plan`, `run` and the launch preflight ask for it.
+    """
+    text = ""
+    if recipe_path is not None:
+        try:
+            text = recipe_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            text = ""
+    label = str(recipe_path) if recipe_path is not None else recipe.name
+    lines = _KeyLines(text)
+    if recipe.grid:
+        from zerodeck.core.recipe.grid import expand
+
+        return _member_file_problems(recipe, expand(recipe), label, lines, base_dir)
+    return file_problem_lines(recipe, label, lines, base_dir)
+
+
+def check_recipe_files(recipe: Recipe, recipe_path: Path) -> None:
+    """RecipeError (exit 2, one `PATH:LINE: field: message` per problem) when a named file is missing."""
+    problems = recipe_file_problems(recipe, recipe_path, recipe_path.parent)
+    if problems:
+        raise RecipeError(problems)
 
 
 def _expand_user(path: str) -> Path:

@@ -23,6 +23,7 @@ class PlanScreen(ZerodeckScreen):
     def __init__(self, recipe_name: str) -> None:
         super().__init__()
         self.recipe_name = recipe_name
+        self.file_problems: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield ModeBar()
@@ -48,6 +49,7 @@ class PlanScreen(ZerodeckScreen):
             advice = services.data_advice(self.recipe_name)
         except Exception as exc:
             advice = {"error": str(exc)}
+        self.file_problems = missing_files(services, self.recipe_name)
         self.post_message(PlanBuilt(plan, advice))
 
     def on_plan_built(self, msg: PlanBuilt) -> None:
@@ -58,12 +60,26 @@ class PlanScreen(ZerodeckScreen):
         plan, advice = msg.plan, msg.advice
         numbers = plan_numbers(plan)
         self.query_one("#plan-bars", PlanBars).show(numbers)
-        self.query_one("#plan-advice", Static).update(advice_text(plan, numbers))
+        text = advice_text(plan, numbers)
+        for line in self.file_problems:
+            text.append(f"{line} (a launch would fail)\n", style="red")
+        self.query_one("#plan-advice", Static).update(text)
         self.query_one("#plan-data", Static).update(data_text(advice))
 
     def action_launch(self) -> None:
         self.app.pop_screen()
         self.app.post_message(LaunchRequested(self.recipe_name))
+
+
+def missing_files(services: Any, name: str) -> list[str]:
+    """`PATH:LINE: field: message` for each local file the recipe names that is not there now."""
+    from zerodeck.core.recipe.load import recipe_file_problems
+
+    try:
+        recipe, path = services.recipe(name)
+        return [str(p) for p in recipe_file_problems(recipe, path, path.parent)]
+    except Exception as exc:  # the plan above already says what is wrong with the recipe itself
+        return [f"cannot check the recipe's files: {exc}"]
 
 
 def _attr(obj: Any, *names: str) -> Any:
@@ -80,7 +96,8 @@ def advice_text(plan: Any, numbers: dict[str, Any]) -> Text:
     host = numbers.get("host_gib")
     if host is not None:
         t.append(f"host RAM: {host:.1f} GiB\n")
-    mb = _attr(plan, "max_micro_batch") or _attr(raw, "max_micro_batch")
+    text_of = getattr(plan, "max_micro_batch_text", None)
+    mb = text_of() if callable(text_of) else _attr(raw, "max_micro_batch")
     if mb is not None:
         t.append(f"largest micro-batch that fits: {mb}\n")
     sug = _attr(plan, "suggestion") or _attr(raw, "suggestion")

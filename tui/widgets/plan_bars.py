@@ -1,4 +1,8 @@
-"""The plan's memory breakdown as horizontal bars against the card's capacity."""
+"""The plan's memory breakdown as horizontal bars against the card's capacity.
+
+Every term of the total is drawn, headroom (the allocator's cache and rounding) included, so the
+bars end where the total does; sizes read in the unit that shows them (MiB for a tiny model).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,11 @@ from typing import Any
 
 from rich.text import Text
 from textual.widget import Widget
+from zerodeck.core.values import gib
 from zerodeck.tui.widgets.text import VERDICT_STYLE, verdict_text
 
-TERMS = ("weights", "gradients", "optimizer", "activations", "logits", "buffers", "runtime")
+TERMS = ("weights", "gradients", "optimizer", "activations", "logits", "buffers", "runtime", "headroom")
+VALUE_WIDTH = 10  # "1023.9 MiB", "123.45 GiB"
 
 
 def plan_numbers(plan: Any) -> dict[str, Any]:
@@ -19,6 +25,10 @@ def plan_numbers(plan: Any) -> dict[str, Any]:
         to = getattr(plan, "to_json", None) or getattr(plan, "as_dict", None) or getattr(plan, "to_dict", None)
         data = to() if callable(to) else dict(getattr(plan, "__dict__", {}))
     per = data.get("per_card_gib") or {}
+    breakdown = getattr(plan, "breakdown", None)
+    if breakdown is not None:
+        # The unrounded terms: rounded to 0.01 GiB a tiny model's terms would all read 0.
+        per = {k: getattr(breakdown, k, None) for k in (*TERMS, "total")}
     return {"per_card_gib": {k: per.get(k) for k in (*TERMS, "total")}, "capacity_gib": data.get("capacity_gib"),
             "verdict": data.get("verdict"), "host_gib": data.get("host_gib"), "raw": data}
 
@@ -44,7 +54,7 @@ class PlanBars(Widget):
         cap = self.numbers["capacity_gib"] or 0.0
         total = per.get("total") or sum(v or 0.0 for k, v in per.items() if k != "total")
         scale = max(cap, total) or 1.0
-        width = max(10, (self.size.width or 80) - 12 - 14)
+        width = max(10, (self.size.width or 80) - 12 - VALUE_WIDTH - 3)
         t = Text()
         offset = 0.0
         # Stacked: each term starts where the previous ended, so the bars read as one column of memory.
@@ -56,7 +66,7 @@ class PlanBars(Widget):
             t.append(" " * start)
             t.append("█" * max(0, end - start) or ("▏" if v > 0 else ""), style="cyan")
             t.append(" " * max(0, width - max(end, start + (1 if v > 0 and end == start else 0))))
-            t.append(f" {v:7.2f} GiB\n")
+            t.append(f" {gib(v):>{VALUE_WIDTH}}\n")
             offset += v
         verdict = self.numbers.get("verdict")
         style = VERDICT_STYLE.get(verdict or "", "")
@@ -68,7 +78,7 @@ class PlanBars(Widget):
             if i == cap_at - 1 and cap:
                 ch = "│" if i >= filled else "┃"
             line.append(ch, style=style if i < filled else "dim")
-        line.append(f" {total:7.2f} GiB\n")
+        line.append(f" {gib(total):>{VALUE_WIDTH}}\n")
         t.append_text(line)
         label = f" capacity {cap:.1f} GiB"
         pad = max(0, cap_at - 1)
