@@ -52,7 +52,8 @@ def supervisor_alive(pid: int | None, run_id: int, workdir: str | None) -> bool:
     except (psutil.Error, OSError):
         return False
     # The supervisor runs in its run directory, which tells stores (and so equal run ids) apart.
-    return SUPERVISOR_MODULE in cmd and str(run_id) in cmd and (workdir is None or cwd == workdir)
+    return SUPERVISOR_MODULE in cmd and str(run_id) in cmd and (
+        workdir is None or cwd == workdir or cwd == os.path.realpath(workdir))
 
 
 def signal_group(pgid: int | None, sig: int) -> None:

@@ -91,7 +91,7 @@ class Runner:
                     return handled
                 time.sleep(self.poll)
                 continue
-            self.process(item)
+            self.process_safely(item)
             handled += 1
 
     def recover(self) -> int:
@@ -107,6 +107,27 @@ class Runner:
             self._await(item.id, item.run_id)
             handled += 1
         return handled
+
+    def process_safely(self, item: QueueRecord) -> None:
+        """`process`, but an unexpected error fails this item (and its run) and the queue goes on.
+        The store's own errors still end the runner: nothing can be recorded without it."""
+        from zerodeck.store.errors import StoreError
+
+        try:
+            self.process(item)
+        except StoreError:
+            raise
+        except Exception as exc:
+            reason = api.internal_error(exc)
+            current = self.store.queue_item(item.id)
+            run_id = current.run_id if current is not None else None
+            if run_id is not None:
+                run = self.store.run(run_id)
+                if run is not None and not run.finished:
+                    api.record_failed(self.store, run_id, reason)
+            prefix = f"run {run_id}: failed: " if run_id is not None else "failed: "
+            self.store.update_queue_item(item.id, state="failed", reason=prefix + reason, ended_at=_now())
+            self.on_event(f"queue item {item.id}: {prefix}{reason}")
 
     def process(self, item: QueueRecord) -> None:
         from zerodeck.core.recipe import RecipeError

@@ -19,12 +19,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +45,14 @@ POLL_S = 0.5
 STORE_POLL_S = 1.0
 PIDS_TTL_S = 5.0
 PORT_SETTLE_S = 1.0  # after a failed attempt's processes are gone, before the retry binds its port
+# Below this much free space on the run directory's file system the log can no longer grow: the job
+# is stopped and the run recorded failed. The reserve file is given back first, so the last log line
+# and (when the store shares that disk) the final record still fit.
+LOW_SPACE_BYTES = 256 * 1024
+RESERVE_BYTES = 128 * 1024
+RESERVE_FILE = ".zerodeck-reserve"
+# diagnose()'s reason when a log shows neither an error nor the end of training: nothing can be told.
+UNKNOWN_ENDING = "no completion marker and no known error"
 SUMMARY_FIELDS = ("steps_done", "steps_total", "final_loss", "samples_per_s", "tokens_per_s", "step_time_s",
                   "train_runtime_s")
 
@@ -93,8 +103,23 @@ def telemetry_recorder(sup: Supervisor) -> Recorder:
     from zerodeck.core.telemetry.recorder import RunRecorder
 
     spec = sup.spec
-    return RunRecorder(sup.store, sup.run_id, spec.device if spec else "cpu", sup.job_pids,
-                       visible_devices=list(spec.visible_devices) if spec else None, interval=1.0)
+    recorder = RunRecorder(sup.store, sup.run_id, spec.device if spec else "cpu", sup.job_pids,
+                           visible_devices=list(spec.visible_devices) if spec else None, interval=1.0)
+    if sup.adopting:
+        # The recorder replaces the run's peaks when it writes: start from what the first
+        # supervisor stored, so a re-adopted run keeps the peaks of its whole life.
+        for peak in sup.store.card_peaks(sup.run_id):
+            recorder.peaks[(peak.source, peak.card)] = {
+                "peak_mb": peak.peak_mb, "baseline_mb": peak.baseline_mb, "total_mb": peak.total_mb}
+    return recorder
+
+
+def mount_point(path: Path) -> Path:
+    """The mount point of the file system holding `path` (what `no space left on` names)."""
+    path = path.resolve()
+    while not os.path.ismount(path) and path.parent != path:
+        path = path.parent
+    return path
 
 
 class Supervisor:
@@ -111,6 +136,8 @@ class Supervisor:
         self.sweep: ProcessSweep = sweep or procs.Sweep()
         self.make_recorder = make_recorder
         self.stop_signalled = False
+        self.adopting = False
+        self.no_space: str | None = None  # "no space left on PATH" once the run directory's disk is full
         run = store.run(run_id)
         if run is None:
             raise SystemExit(f"run {run_id} is not in the store")
@@ -138,16 +165,34 @@ class Supervisor:
         if problem:
             self.finish(verdict("failed", problem), exit_code=None)
             return
+        self._reserve()
+        try:
+            self._run_attempts(spec)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            self.finish_no_space(exit_code=None)
+        finally:
+            self._release_reserve()
+
+    def _run_attempts(self, spec: JobSpec) -> None:
         attempts_log: list[dict[str, Any]] = []
         for attempt in range(1, spec.retries + 2):
             if self.stop_wanted():
                 self.finish(verdict("killed", "stopped before it started"), exit_code=None)
+                return
+            if self.space_problem():
+                self.finish_no_space(exit_code=None)
                 return
             start = self.log_path.stat().st_size if self.log_path.exists() else 0
             rc, killed = self._attempt(spec, attempt)
             if rc is None and not killed:
                 return  # could not start at all; already recorded
             text = self._log_text(start)
+            if self.no_space or (rc != 0 and not killed and self.space_problem()):
+                # The job died of (or was stopped for) the full disk: that, not its exit status, is why.
+                self.finish_no_space(exit_code=rc, text=text)
+                return
             if killed:
                 d = diagnose(text, exit_code=rc, stopped_by_user=True)
                 self.finish(dataclasses.replace(d, outcome="killed", reason="stopped on request"), exit_code=rc,
@@ -221,20 +266,25 @@ class Supervisor:
         re-read every few seconds (ranks start once; they do not come and go)."""
         import psutil
 
-        if not self.pgid:
-            return set()
         now = self.monotonic()
         if now - self._pids_at < PIDS_TTL_S:
             return set(self._pids)
-        try:
-            root = psutil.Process(self.pgid)
-            self._pids = {root.pid} | {c.pid for c in root.children(recursive=True)}
-        except psutil.Error:
-            self._pids = set()
+        if self.adopting:
+            # The launcher that led the group may be gone while its ranks live on: find them by tag.
+            self._pids = set(self.sweep.tagged_pids(self.tag))
+        elif not self.pgid:
+            return set()
+        else:
+            try:
+                root = psutil.Process(self.pgid)
+                self._pids = {root.pid} | {c.pid for c in root.children(recursive=True)}
+            except psutil.Error:
+                self._pids = set()
         self._pids_at = now
         return set(self._pids)
 
     def _watch(self, job: Job) -> bool:
+        """Returns True when the job was stopped: on request, or because its disk filled up."""
         last_store = float("-inf")
         while job.poll() is None:
             self.sleep(POLL_S)
@@ -242,12 +292,52 @@ class Supervisor:
             if now - last_store >= STORE_POLL_S:
                 last_store = now
                 self._follow()
+                if self.space_problem():
+                    self.no_space = self.space_problem()
+                    self.sweep.terminate_run(self.tag, self.pgid, GRACE_S)
+                    job.wait()
+                    return False
                 if self.stop_wanted():
                     self._note("stop requested: SIGTERM to the job, then SIGKILL after the grace period")
                     self.sweep.terminate_run(self.tag, self.pgid, GRACE_S)
                     job.wait()
                     return True
         return False
+
+    # -- the run directory's disk ----------------------------------------------------------------
+    def free_bytes(self) -> int | None:
+        try:
+            st = os.statvfs(self.run_dir)
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize
+
+    def space_problem(self) -> str | None:
+        """`no space left on MOUNT` when the run directory's file system is (nearly) full; a statvfs
+        costs microseconds, so the watch loop asks every second."""
+        free = self.free_bytes()
+        if free is None or free >= LOW_SPACE_BYTES:
+            return None
+        return f"no space left on {mount_point(self.run_dir)}"
+
+    def _reserve(self) -> None:
+        with contextlib.suppress(OSError), open(self.run_dir / RESERVE_FILE, "wb") as fh:
+            fh.write(b"\0" * RESERVE_BYTES)
+
+    def _release_reserve(self) -> None:
+        with contextlib.suppress(OSError):
+            (self.run_dir / RESERVE_FILE).unlink()
+
+    def finish_no_space(self, *, exit_code: int | None, text: str = "") -> None:
+        """Record `failed: no space left on PATH`: the reserve is given back first so the last log line
+        fits, and every process of the run is ended (a job writing to a full disk makes no progress)."""
+        reason = self.no_space or self.space_problem() or f"no space left on {mount_point(self.run_dir)}"
+        self.no_space = reason
+        self._release_reserve()
+        if self.sweep.tagged_pids(self.tag):
+            self.sweep.terminate_run(self.tag, self.pgid, GRACE_S)
+        d = diagnose(text, exit_code=exit_code) if text else verdict("failed", reason)
+        self.finish(dataclasses.replace(d, outcome="failed", reason=reason), exit_code=exit_code, text=text)
 
     def _follow(self) -> None:
         """Read what the log gained since last time, store new metric points and progress."""
@@ -303,6 +393,12 @@ class Supervisor:
         numbers = cast(FinishFields, {key: summary[key] for key in SUMMARY_FIELDS if summary.get(key) is not None})
         run = self.store.run(self.run_id)
         recorded = run.summary if run is not None else {}
+        if run is not None and run.measured_peak_gib is None:
+            # Peaks the recorder checkpointed before its supervisor vanished still give the run its peak.
+            device = [p.peak_mb for p in self.store.card_peaks(self.run_id)
+                      if p.source not in ("host", "swap") and p.peak_mb is not None]
+            if device:
+                numbers["measured_peak_gib"] = round(max(device) / 1024, 3)
         fields: FinishFields = {
             **numbers, "outcome_device": d.device, "outcome_code": d.code, "outcome_rank": d.rank,
             "outcome_excerpt": d.excerpt or None, "exit_code": exit_code,
@@ -315,30 +411,53 @@ class Supervisor:
 
     # -- re-adoption --------------------------------------------------------------------------------
     def adopt(self) -> None:
-        """Watch a job whose supervisor died, until its processes are gone; then classify the log."""
+        """Watch a job whose supervisor died, until its processes are gone; then judge it by its log."""
         run = self.store.run(self.run_id)
         self.pgid = run.pgid if run is not None else None
+        self.adopting = True
         self.store.update_run(self.run_id, supervisor_pid=os.getpid())
         self._note("supervisor re-adopted the run")
+        self._reserve()
+        recorder = self._recorder()
         killed = False
-        while self.sweep.tagged_pids(self.tag):
-            self._follow()
-            if self.stop_wanted():
-                live = self.sweep.tagged_pids(self.tag)
-                self.sweep.terminate_run(self.tag, self.pgid if self.pgid in live else None, GRACE_S)
-                killed = True
-                break
-            self.sleep(STORE_POLL_S)
-        self._follow()
-        text = self._log_text(0)
+        try:
+            while self.sweep.tagged_pids(self.tag):
+                self._follow()
+                self.no_space = self.space_problem()
+                if self.stop_wanted() or self.no_space:
+                    live = self.sweep.tagged_pids(self.tag)
+                    self.sweep.terminate_run(self.tag, self.pgid if self.pgid in live else None, GRACE_S)
+                    killed = not self.no_space
+                    break
+                self.sleep(STORE_POLL_S)
+        finally:
+            if recorder is not None:
+                recorder.stop(failed=True)
+            self._release_reserve()
         if killed:
+            self._follow()
             self.finish(verdict("killed", "stopped on request"), exit_code=None)
             return
-        done = '"zerodeck": "done"' in text
-        d = diagnose(text, exit_code=0 if done else None)
-        if d.outcome == "succeeded" and not done:
-            d = verdict("lost", "re-adopted; the job ended without a visible exit code")
-        self.finish(d, exit_code=None)
+        self.conclude("re-adopted")
+
+    def conclude(self, how: str) -> str:
+        """Record a run none of whose processes is left, from what its log proves (the path re-adoption
+        ends on, and the one the reconciler takes for a run that ended while nobody watched): its metric
+        points and summary, succeeded or the diagnosed failure, and `lost` only when the log tells
+        nothing. No exit status was seen, so none is recorded and none is claimed. Returns the outcome."""
+        self._follow()
+        text = self._log_text(0)
+        if self.no_space or (self.space_problem() and '"zerodeck": "done"' not in text):
+            self.finish_no_space(exit_code=None, text=text)
+            return "failed"
+        d = diagnose(text, exit_code=None)
+        if d.outcome is None or (d.outcome == "failed" and (d.reason or "").startswith(UNKNOWN_ENDING)):
+            last = next((ln for ln in reversed(text.splitlines()) if ln.strip() and not ln.startswith("# zerodeck")),
+                        "")
+            why = f"{how}; the log shows neither an error nor the end of training"
+            d = dataclasses.replace(d, outcome="lost", reason=why + (f"; last line: {last[:160]}" if last else ""))
+        self.finish(d, exit_code=None, text=text)
+        return d.outcome or "lost"
 
 
 def _on_stop(sup: Supervisor) -> Any:
@@ -388,12 +507,30 @@ def main(argv: list[str] | None = None) -> int:
             sup.adopt()
         else:
             sup.run()
-    except Exception as exc:  # record, never vanish silently
-        sup._note(f"supervisor error: {type(exc).__name__}: {exc}")
-        with contextlib.suppress(Exception):
-            sup.finish(verdict("failed", f"supervisor error: {type(exc).__name__}: {exc}"), exit_code=None)
-        raise
+    except Exception as exc:
+        last_resort(sup, exc)
+        return 1
     return 0
+
+
+def last_resort(sup: Supervisor, exc: BaseException) -> None:
+    """A supervisor that meets an unexpected error never dies silently nor leaves its job unwatched:
+    it ends the job, records the run failed with the reason, and says so in its log and stderr."""
+    full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+    reason = (sup.no_space or f"no space left on {mount_point(sup.run_dir)}") if full else \
+        f"internal error: {type(exc).__name__}: {exc}"
+    with contextlib.suppress(Exception):
+        traceback.print_exc(file=sys.stderr)
+    print(f"zerodeck supervisor: run {sup.run_id}: {reason}", file=sys.stderr, flush=True)
+    sup._release_reserve()
+    with contextlib.suppress(Exception):
+        if sup.sweep.tagged_pids(sup.tag):
+            sup.sweep.terminate_run(sup.tag, sup.pgid, GRACE_S)
+    sup._note(f"supervisor error: {reason}")
+    try:
+        sup.finish(verdict("failed", reason), exit_code=None)
+    except Exception as again:  # the store itself failed (full, read-only): the next reader reconciles
+        print(f"zerodeck supervisor: run {sup.run_id}: cannot record the failure: {again}", file=sys.stderr)
 
 
 if __name__ == "__main__":
