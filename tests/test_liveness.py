@@ -264,3 +264,36 @@ def test_full_disk_fails_the_run_with_its_reason_and_stops_the_job(cli, small_ho
     tail = Path(run.log_path).read_text(errors="replace").rstrip().splitlines()[-1]
     assert tail.endswith(f"finished: failed (no space left on {small_home})")
     assert tagged_pids(run.workdir) == set()
+
+
+def test_watchers_noticing_the_same_death_start_exactly_one_adopter(zd_home: Path) -> None:
+    import sys
+    import threading
+
+    from zerodeck.core.launch.reconcile import reconcile
+
+    run_id = orphan_run(zd_home, done_log(1).splitlines()[0] + "\n")
+    row = run_row(run_id)
+    env = {**os.environ, "ZERODECK_RUN_TAG": row.workdir}
+    code = f"import time; time.sleep(3); open({row.log_path!r}, 'a').write({done_log(1)!r})"
+    rank = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
+    results: list[list[tuple[int, str]]] = []
+    barrier = threading.Barrier(6)
+
+    def watcher() -> None:
+        store = home_store()
+        barrier.wait()
+        results.append(reconcile(store))
+
+    threads = [threading.Thread(target=watcher) for _ in range(6)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sum(what == "adopted" for r in results for _, what in r) == 1
+        final = wait_for(lambda: (r := run_row(run_id)).finished and r, 60)
+    finally:
+        rank.wait(30)
+    assert final.outcome == "succeeded"
+    assert Path(row.log_path).read_text().count("supervisor re-adopted the run") == 1

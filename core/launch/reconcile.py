@@ -11,6 +11,9 @@ when the log tells nothing. On a read-only store nothing is written and nothing 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from zerodeck.store.records import RunRecord
 
 # A run created this recently may not have its supervisor yet; leave it alone.
 SPAWN_GRACE = timedelta(seconds=20)
+LOCK_FILE = ".reconcile.lock"
 
 
 def supervisor_gone(run: RunRecord, now: datetime | None = None) -> bool:
@@ -54,9 +58,32 @@ def reconcile_run(store: Store, run: RunRecord, now: datetime | None = None) -> 
     """Re-adopt or conclude one unfinished run whose supervisor is gone; None when it needs nothing."""
     if not supervisor_gone(run, now):
         return None
-    fresh = store.run(run.id)  # the supervisor may have recorded the end just before it exited
-    if fresh is None or fresh.finished:
-        return None
+    with _run_lock(run.workdir):
+        # Under the lock, look again: another watcher may have adopted or concluded it meanwhile, or
+        # the supervisor recorded the end just before it exited.
+        fresh = store.run(run.id)
+        if fresh is None or fresh.finished or not supervisor_gone(fresh, now):
+            return None
+        return _reconcile_locked(store, fresh)
+
+
+@contextlib.contextmanager
+def _run_lock(workdir: str | None) -> Iterator[None]:
+    """One reconciler per run at a time (a foreground `run`, `logs -f` and the TUI may all notice the
+    same death in the same second): exactly one adopter is started."""
+    fh = None
+    if workdir:
+        with contextlib.suppress(OSError):
+            fh = open(Path(workdir) / LOCK_FILE, "a")  # noqa: SIM115  (closed below)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        if fh is not None:
+            fh.close()
+
+
+def _reconcile_locked(store: Store, fresh: RunRecord) -> str | None:
     if fresh.workdir and procs.tagged_pids(fresh.workdir):
         # Writing first (the same value) finds a read-only store before an adopter is started for nothing.
         store.update_run(fresh.id, supervisor_pid=fresh.supervisor_pid)

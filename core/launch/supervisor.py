@@ -39,6 +39,7 @@ from zerodeck.core.launch.spec import JobSpec, SpecError
 from zerodeck.core.outcome.classify import Diagnosis, diagnose
 from zerodeck.core.outcome.metrics import MetricsFollower
 from zerodeck.store.api import FinishFields, Store
+from zerodeck.store.errors import StoreBusy
 
 GRACE_S = 8.0  # between SIGTERM and SIGKILL on stop
 POLL_S = 0.5
@@ -149,6 +150,7 @@ class Supervisor:
         self.pgid: int | None = None
         self.points = 0
         self._pids: set[int] = set()
+        self._unsaved: list[dict[str, Any]] = []
         self._pids_at = -1e9
 
     def stop_wanted(self) -> bool:
@@ -291,13 +293,17 @@ class Supervisor:
             now = self.monotonic()
             if now - last_store >= STORE_POLL_S:
                 last_store = now
-                self._follow()
+                try:
+                    self._follow()
+                    stop = self.stop_wanted()
+                except StoreBusy:
+                    continue  # a busy store is asked again next tick; the job goes on meanwhile
                 if self.space_problem():
                     self.no_space = self.space_problem()
                     self.sweep.terminate_run(self.tag, self.pgid, GRACE_S)
                     job.wait()
                     return False
-                if self.stop_wanted():
+                if stop:
                     self._note("stop requested: SIGTERM to the job, then SIGKILL after the grace period")
                     self.sweep.terminate_run(self.tag, self.pgid, GRACE_S)
                     job.wait()
@@ -310,7 +316,8 @@ class Supervisor:
             st = os.statvfs(self.run_dir)
         except OSError:
             return None
-        return st.f_bavail * st.f_frsize
+        # root may write into the blocks reserved for it, so for root those count as free.
+        return (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
 
     def space_problem(self) -> str | None:
         """`no space left on MOUNT` when the run directory's file system is (nearly) full; a statvfs
@@ -353,9 +360,17 @@ class Supervisor:
         self._store_points(self.follower.feed_text(data.decode("utf-8", errors="replace")))
 
     def _store_points(self, points: list[dict[str, Any]]) -> None:
+        points = self._unsaved + points
         if not points:
             return
-        self.store.upsert_metrics(self.run_id, points)
+        try:
+            self.store.upsert_metrics(self.run_id, points)
+        except StoreBusy:
+            # Another process held the write lock past the busy timeout: keep the points for the
+            # next tick rather than lose them or give up on the job.
+            self._unsaved = points
+            return
+        self._unsaved = []
         self.points += len(points)
         summary = self.follower.summary()
         self.store.update_run(self.run_id, steps_done=summary.get("steps_done"),
@@ -419,6 +434,9 @@ class Supervisor:
         self._note("supervisor re-adopted the run")
         self._reserve()
         recorder = self._recorder()
+        if recorder is not None and run is not None and run.baseline:
+            # The recorder's first reading is taken mid-run; the baseline before the job started stays.
+            self.store.update_run(self.run_id, baseline=run.baseline)
         killed = False
         try:
             while self.sweep.tagged_pids(self.tag):
@@ -432,7 +450,8 @@ class Supervisor:
                 self.sleep(STORE_POLL_S)
         finally:
             if recorder is not None:
-                recorder.stop(failed=True)
+                failed = killed or bool(self.no_space) or diagnose(self._log_text(0)).outcome != "succeeded"
+                recorder.stop(failed=failed)
             self._release_reserve()
         if killed:
             self._follow()
