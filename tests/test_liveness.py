@@ -213,8 +213,8 @@ def test_runner_survives_an_internal_error_before_the_run_exists(cli, tmp_path: 
 
 
 @pytest.fixture
-def small_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """ZERODECK_HOME (the run directories) on a 2 MiB tmpfs, the store on the normal disk."""
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs (root only): fills fast, and can be remounted read-only even for root."""
     if os.geteuid() != 0:
         pytest.skip("mounting a size-limited tmpfs needs root")
     mnt = tmp_path / "small"
@@ -222,8 +222,6 @@ def small_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    monkeypatch.setenv("ZERODECK_HOME", str(mnt))
-    monkeypatch.setenv("ZERODECK_DB", f"sqlite:///{tmp_path / 'store.db'}")
     try:
         yield mnt
     finally:
@@ -232,7 +230,32 @@ def small_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
 
         forget_store()
         reset_engines()
+        subprocess.run(["mount", "-o", "remount,rw", str(mnt)], capture_output=True)
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def small_home(tmpfs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """ZERODECK_HOME (the run directories) on the tmpfs, the store on the normal disk."""
+    monkeypatch.setenv("ZERODECK_HOME", str(tmpfs))
+    monkeypatch.setenv("ZERODECK_DB", f"sqlite:///{tmp_path / 'store.db'}")
+    return tmpfs
+
+
+def test_read_commands_on_a_read_only_store_skip_the_reconcile(cli, tmpfs: Path, monkeypatch) -> None:
+    from zerodeck.core.cli.context import forget_store
+    from zerodeck.store.engine import reset_engines
+
+    monkeypatch.setenv("ZERODECK_HOME", str(tmpfs))
+    run_id = orphan_run(tmpfs, done_log(2))
+    forget_store()
+    reset_engines()
+    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
+    for argv in (["runs", "--json"], ["show", str(run_id), "--json"]):
+        code, out, err = cli(*argv)
+        assert code == 0, err
+        assert "supervisor was gone" not in err
+    assert json.loads(out)["status"] == "running"  # nothing could be written, and nothing failed
 
 
 FLOOD = """
@@ -297,3 +320,16 @@ def test_watchers_noticing_the_same_death_start_exactly_one_adopter(zd_home: Pat
         rank.wait(30)
     assert final.outcome == "succeeded"
     assert Path(row.log_path).read_text().count("supervisor re-adopted the run") == 1
+
+
+def test_run_whose_supervisor_died_of_a_full_disk_is_failed_by_the_next_command(cli, small_home: Path) -> None:
+    run_id = orphan_run(small_home, done_log(2).splitlines()[0] + "\n")
+    with contextlib.suppress(OSError), open(small_home / "filler", "wb", buffering=0) as f:
+        while True:
+            f.write(b"\0" * 65536)
+    code, out, err = cli("runs", "--json")
+    assert code == 0, err
+    assert f"run {run_id}: supervisor was gone; recorded failed from its log" in err
+    run = run_row(run_id)
+    assert (run.outcome, run.reason) == ("failed", f"no space left on {small_home}")
+    assert run.steps_done == 1

@@ -446,3 +446,23 @@ def test_an_adopted_run_without_a_usable_spec_uses_the_store_its_spawner_named(
     assert spec is None and store.url == h.store.url
     with pytest.raises(SpecError, match="missing"):
         sup_mod.open_spec_and_store(h.run_dir, adopt=False)  # a new run never starts from a guess
+
+
+def test_a_busy_store_during_the_watch_loses_no_points_and_keeps_the_job(tmp_path: Path) -> None:
+    from zerodeck.store.errors import StoreBusy
+
+    h = Harness(tmp_path, [(0.5, step(1)), (1.5, step(2)), (3.0, step(3)), (4.0, DONE), (4.2, Exit(0))])
+    real = h.store.upsert_metrics
+    busy = {"left": 2}
+
+    def flaky(run_id: int, points: Any) -> None:
+        if busy["left"]:
+            busy["left"] -= 1
+            raise StoreBusy("scripted.db: the database is locked by another process; try again in a moment")
+        real(run_id, points)
+
+    h.store.upsert_metrics = flaky  # type: ignore[method-assign]
+    h.sup.run()
+    run = h.record()
+    assert busy["left"] == 0 and run.outcome == "succeeded" and h.spawner.jobs[0].signals == []
+    assert [p.step for p in h.store.metrics(h.run_id)] == [1, 2, 3]
