@@ -1,4 +1,4 @@
-"""Runs whose supervisor vanished: re-adopted while their processes live, else recorded `lost`."""
+"""Runs whose supervisor vanished: re-adopted while their processes live, else recorded as their log says."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_run_whose_processes_live_is_readopted_and_finished(cli, zd_home: Path) 
     run_id = orphan_run(zd_home, "")
     row = run_row(run_id)
     # A rank that outlived its supervisor: tagged, writes the done line to the log, then exits.
-    code = (f"import time; time.sleep(2); open({row.log_path!r}, 'a').write({DONE!r} + '\\n')")
+    code = (f"import time; time.sleep(5); open({row.log_path!r}, 'a').write({DONE!r} + '\\n')")
     env = {**os.environ, "ZERODECK_RUN_TAG": row.workdir}
     rank = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
     try:
@@ -49,4 +49,10 @@ def test_run_whose_processes_live_is_readopted_and_finished(cli, zd_home: Path) 
     finally:
         rank.wait(30)
     assert final.outcome == "succeeded" and final.steps_done == 3
+    assert final.exit_code is None and "exit status" not in (final.reason or "")
     assert "re-adopted" in Path(row.log_path).read_text()
+    # The adopter runs telemetry too: the rank it watched has a recorded peak.
+    from tests.launch_helpers import home_store
+
+    peaks = [p for p in home_store().card_peaks(run_id) if p.source == "cpu"]
+    assert peaks and all(p.peak_mb for p in peaks)
