@@ -466,11 +466,14 @@ class Supervisor:
         nothing. No exit status was seen, so none is recorded and none is claimed. Returns the outcome."""
         self._follow()
         text = self._log_text(0)
-        if self.no_space or (self.space_problem() and '"zerodeck": "done"' not in text):
+        d = diagnose(text, exit_code=None)
+        unknown = d.outcome is None or (d.outcome == "failed" and (d.reason or "").startswith(UNKNOWN_ENDING))
+        # A full disk explains a log that stops short (the job could not write its error), not one
+        # that says how the run ended.
+        if self.no_space or (unknown and self.space_problem()):
             self.finish_no_space(exit_code=None, text=text)
             return "failed"
-        d = diagnose(text, exit_code=None)
-        if d.outcome is None or (d.outcome == "failed" and (d.reason or "").startswith(UNKNOWN_ENDING)):
+        if unknown:
             last = next((ln for ln in reversed(text.splitlines()) if ln.strip() and not ln.startswith("# zerodeck")),
                         "")
             why = f"{how}; the log shows neither an error nor the end of training"
@@ -538,9 +541,9 @@ def last_resort(sup: Supervisor, exc: BaseException) -> None:
     full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
     reason = (sup.no_space or f"no space left on {mount_point(sup.run_dir)}") if full else \
         f"internal error: {type(exc).__name__}: {exc}"
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception):  # stderr is supervisor.log, which may sit on the full disk
         traceback.print_exc(file=sys.stderr)
-    print(f"zerodeck supervisor: run {sup.run_id}: {reason}", file=sys.stderr, flush=True)
+        print(f"zerodeck supervisor: run {sup.run_id}: {reason}", file=sys.stderr, flush=True)
     sup._release_reserve()
     with contextlib.suppress(Exception):
         if sup.sweep.tagged_pids(sup.tag):
@@ -549,7 +552,8 @@ def last_resort(sup: Supervisor, exc: BaseException) -> None:
     try:
         sup.finish(verdict("failed", reason), exit_code=None)
     except Exception as again:  # the store itself failed (full, read-only): the next reader reconciles
-        print(f"zerodeck supervisor: run {sup.run_id}: cannot record the failure: {again}", file=sys.stderr)
+        with contextlib.suppress(Exception):
+            print(f"zerodeck supervisor: run {sup.run_id}: cannot record the failure: {again}", file=sys.stderr)
 
 
 if __name__ == "__main__":
