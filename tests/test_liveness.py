@@ -333,3 +333,15 @@ def test_run_whose_supervisor_died_of_a_full_disk_is_failed_by_the_next_command(
     run = run_row(run_id)
     assert (run.outcome, run.reason) == ("failed", f"no space left on {small_home}")
     assert run.steps_done == 1
+
+
+def test_a_full_disk_at_launch_fails_the_run_with_its_reason(cli, small_home: Path, tmp_path: Path) -> None:
+    recipe = command_recipe(tmp_path, steps_program(total=1, every=0.01))
+    (small_home / "runs").mkdir()
+    with contextlib.suppress(OSError), open(small_home / "filler", "wb", buffering=0) as f:
+        while True:
+            f.write(b"\0" * 65536)
+    code, _, err = cli("run", str(recipe))
+    assert code == 1 and f"failed: no space left on {small_home}" in err
+    (run,) = home_store().runs()
+    assert (run.status, run.outcome, run.reason) == ("finished", "failed", f"no space left on {small_home}")

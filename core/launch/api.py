@@ -7,6 +7,7 @@ owns it. Every function takes the caller's `Store` and returns `RunRecord`s, nev
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -95,6 +96,13 @@ def launch_recorded(store: Store, run_id: int, recipe: Recipe, path: Path | None
         _launch(store, run_id, recipe, path)
     except (OperationFailed, StoreError):
         raise
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            _fail(store, run_id, internal_error(exc))
+        from zerodeck.core import paths
+        from zerodeck.core.launch.supervisor import mount_point
+
+        _fail(store, run_id, f"no space left on {mount_point(paths.runs_dir())}")
     except Exception as exc:
         _fail(store, run_id, internal_error(exc))
 
