@@ -4,7 +4,8 @@ An item holds the content-hashed snapshot of the recipe as it was when added, so
 later never changes what runs; a file deleted since is a recorded failure, and the queue goes on.
 Claiming is atomic in the store and the item points at its run before the run starts, so a
 runner killed at any moment neither loses nor repeats an item when it starts again. One runner
-at a time (a lock file), and each run's processes must be gone before the next one starts.
+at a time (a lock file), and each run's processes must be gone before the next one starts. An
+unexpected error in one item fails that item (and its run) with the reason; the queue goes on.
 """
 
 from __future__ import annotations

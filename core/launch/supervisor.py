@@ -6,7 +6,13 @@ CLI or a quit TUI never reaches it. It reads the run's `JobSpec` (which names it
 the job in its own process group with stdout+stderr going to the run's log file, records each
 state change and the metric points in the store, polls the run's stop request, and records how
 the job ended. `--adopt` watches a job whose first supervisor vanished (the reconciler starts it)
-until its processes are gone.
+until its processes are gone; `conclude` judges a run none of whose processes is left by its log,
+for the adopter and for the reconciler alike.
+
+It never leaves a run `running` behind it: the run directory's disk is checked every second (a
+small reserve file is given back when it fills, so the last log line and the record still fit)
+and a full disk ends the job as `failed: no space left on PATH`; any unexpected error ends the
+job and records `failed: internal error: ...` (`last_resort`).
 
 `Supervisor` takes its collaborators (the store, how a job starts, the clock, sleep, the process
 sweep, telemetry) as arguments with real defaults, so tests drive it with scripted process
