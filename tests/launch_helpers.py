@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,21 @@ def demo_copy(tmp: Path, stage: int = 3, **overrides: str) -> Path:
     return path
 
 
+def command_recipe(tmp: Path, program: str, retries: int = 0, name: str | None = None) -> Path:
+    """A `command` recipe running `program` (Python, dedented) with the run directory as its argument:
+    the supervisor's real path without training, fast enough for every test."""
+    prog = tmp / "prog.py"
+    prog.write_text(textwrap.dedent(program))
+    argv = json.dumps([sys.executable, str(prog), "{run_dir}"])
+    text = demo_copy(tmp, 0).read_text().replace(
+        '[launch]\nbackend = "builtin"', f'[launch]\nbackend = "command"\nargv = {argv}\nretries = {retries}')
+    if name is not None:
+        text = text.replace('name = "demo-cpu-zero0"', f'name = "{name}"', 1)
+    path = tmp / "cmd.toml"
+    path.write_text(text)
+    return path
+
+
 def home_store() -> Any:
     """The store the test's CLI calls use (the conftest points ZERODECK_HOME at a fresh directory)."""
     from zerodeck.store.api import Store
@@ -46,3 +65,21 @@ def wait_for(pred: Any, timeout: float, poll: float = 0.5) -> Any:
             return value
         time.sleep(poll)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+def orphan_run(zd_home: Path, log: str) -> int:
+    """A run recorded as running whose supervisor is gone (a dead PID) and whose processes are gone."""
+    from zerodeck.core.launch.api import create_run
+    from zerodeck.core.recipe import load_recipe_file
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    recipe_path = DEMO / "demo-cpu-zero0.toml"
+    store = home_store()
+    run_id = create_run(store, load_recipe_file(recipe_path), recipe_path)
+    run_dir = zd_home / "runs" / str(run_id)
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.log").write_text(log)
+    store.update_run(run_id, status="running", supervisor_pid=dead.pid, workdir=str(run_dir),
+                     log_path=str(run_dir / "run.log"))
+    return run_id

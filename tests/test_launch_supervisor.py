@@ -7,25 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import textwrap
 from pathlib import Path
 
-from tests.launch_helpers import demo_copy, run_row, wait_for
+from tests.launch_helpers import command_recipe, run_row, wait_for
 
 FLAKE = ("RuntimeError: [/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:144] "
          "Gloo connectFullMesh failed with Connection refused")
-
-
-def _command_recipe(tmp: Path, program: str, retries: int = 0) -> Path:
-    prog = tmp / "prog.py"
-    prog.write_text(textwrap.dedent(program))
-    argv = json.dumps([sys.executable, str(prog), "{run_dir}"])
-    text = demo_copy(tmp, 0).read_text().replace(
-        '[launch]\nbackend = "builtin"', f'[launch]\nbackend = "command"\nargv = {argv}\nretries = {retries}')
-    path = tmp / "cmd.toml"
-    path.write_text(text)
-    return path
 
 
 STEPS = """
@@ -40,7 +27,7 @@ STEPS = """
 
 
 def test_supervised_command_records_metrics_argv_env_and_success(cli, tmp_path: Path) -> None:
-    code, out, err = cli("run", str(_command_recipe(tmp_path, STEPS)), "--json")
+    code, out, err = cli("run", str(command_recipe(tmp_path, STEPS)), "--json")
     assert code == 0, err
     (run,) = json.loads(out)
     assert run["outcome"] == "succeeded" and run["exit_code"] == 0
@@ -68,7 +55,7 @@ def test_transient_start_failure_is_retried_and_recorded(cli, tmp_path: Path) ->
         sys.exit(1)
     print("second attempt fine", flush=True)
     """
-    code, out, err = cli("run", str(_command_recipe(tmp_path, program, retries=1)), "--json")
+    code, out, err = cli("run", str(command_recipe(tmp_path, program, retries=1)), "--json")
     assert code == 0, err
     (run,) = json.loads(out)
     assert run["outcome"] == "succeeded" and run["attempts"] == 2
@@ -82,7 +69,7 @@ def test_transient_failure_without_retries_is_comm_error(cli, tmp_path: Path) ->
     print({FLAKE!r}, flush=True)
     sys.exit(1)
     """
-    code, out, _ = cli("run", str(_command_recipe(tmp_path, program)), "--json")
+    code, out, _ = cli("run", str(command_recipe(tmp_path, program)), "--json")
     (run,) = json.loads(out)
     assert code == 1 and run["outcome"] == "comm_error" and run["attempts"] == 1
 
@@ -97,7 +84,7 @@ def test_stop_reaches_a_child_in_another_session(cli, tmp_path: Path) -> None:
     """
     from zerodeck.core.launch.procs import tagged_pids
 
-    code, out, err = cli("run", "--detach", str(_command_recipe(tmp_path, program)))
+    code, out, err = cli("run", "--detach", str(command_recipe(tmp_path, program)))
     assert code == 0, err
     run_id = int(out)
     wait_for(lambda: len(tagged_pids(run_row(run_id).workdir)) == 2, 60)

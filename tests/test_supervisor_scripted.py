@@ -288,13 +288,142 @@ def test_adopted_job_is_watched_until_its_processes_are_gone(tmp_path: Path) -> 
     assert "re-adopted" in h.log.read_text()
 
 
-def test_adopted_job_that_ends_without_a_completion_marker_is_failed(tmp_path: Path) -> None:
+def test_adopted_job_that_ends_without_a_completion_marker_is_lost(tmp_path: Path) -> None:
+    # Neither an error nor the end of training in the log, and no exit status seen: nothing can be told.
     h = Harness(tmp_path, [(2.0, step(1)), (3.0, Exit(0))])
     with open(h.log, "ab", buffering=0) as log:
         h.spawner(["train"], env={}, cwd=None, stdout=log)
         h.sup.adopt()
     run = h.record()
-    assert run.outcome == "failed" and "no completion marker" in (run.reason or "") and run.exit_code is None
+    assert run.outcome == "lost" and run.exit_code is None
+    assert "re-adopted; the log shows neither an error nor the end of training" in (run.reason or "")
+    assert run.steps_done == 1  # its points are kept all the same
+
+
+def test_adopted_success_claims_no_exit_status_it_never_saw(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [(1.0, step(5)), (1.5, DONE), (2.0, Exit(0))])
+    with open(h.log, "ab", buffering=0) as log:
+        h.spawner(["train"], env={}, cwd=None, stdout=log)
+        h.sup.adopt()
+    run = h.record()
+    assert (run.outcome, run.exit_code) == ("succeeded", None)
+    assert "exit status" not in (run.reason or "") and "exit status" not in h.log.read_text()
+    assert "completion marker" in (run.reason or "")
+
+
+def test_adopted_job_that_failed_is_recorded_with_its_diagnosis(tmp_path: Path) -> None:
+    oom = "[rank1]: RuntimeError: DefaultCPUAllocator: can't allocate memory"
+    h = Harness(tmp_path, [(1.0, step(1)), (1.5, oom), (2.0, Exit(1))])
+    with open(h.log, "ab", buffering=0) as log:
+        h.spawner(["train"], env={}, cwd=None, stdout=log)
+        h.sup.adopt()
+    run = h.record()
+    assert (run.outcome, run.outcome_device, run.outcome_rank) == ("oom", "cpu", 1)
+
+
+class PeakRecorder:
+    """A recorder that stores one card peak when it stops, as the real one does through the store."""
+
+    def __init__(self, sup: Supervisor, peak_mb: float) -> None:
+        self.sup = sup
+        self.peak_mb = peak_mb
+        self.started = False
+        self.seeded: list[Any] = []
+
+    def start(self) -> None:
+        self.started = True
+        self.seeded = self.sup.store.card_peaks(self.sup.run_id)
+
+    def stop(self, failed: bool) -> None:
+        from zerodeck.store.records import CardPeakRecord
+
+        old = max((p.peak_mb or 0 for p in self.seeded), default=0)
+        self.sup.store.replace_telemetry(self.sup.run_id, [], [CardPeakRecord("npu-smi", "0", max(old, self.peak_mb))])
+
+
+def test_adopting_supervisor_records_card_peaks_through_its_recorder(tmp_path: Path) -> None:
+    from zerodeck.store.records import CardPeakRecord
+
+    h = Harness(tmp_path, [(1.0, step(5)), (1.5, DONE), (2.0, Exit(0))])
+    # What the first supervisor's recorder checkpointed before it was killed.
+    h.store.replace_telemetry(h.run_id, [], [CardPeakRecord("npu-smi", "0", 30_000.0, 3_000.0, 65_536.0)])
+    recorders: list[PeakRecorder] = []
+
+    def make(sup: Supervisor) -> PeakRecorder:
+        recorders.append(PeakRecorder(sup, 20_000.0))
+        return recorders[-1]
+
+    h.sup.make_recorder = make
+    with open(h.log, "ab", buffering=0) as log:
+        h.spawner(["train"], env={}, cwd=None, stdout=log)
+        h.sup.adopt()
+    assert recorders and recorders[0].started
+    run = h.record()
+    assert run.outcome == "succeeded" and run.measured_peak_gib == round(30_000 / 1024, 3)
+    assert [(p.card, p.peak_mb) for p in h.store.card_peaks(h.run_id)] == [("0", 30_000.0)]
+
+
+def test_the_real_recorder_of_an_adopter_starts_from_the_stored_peaks(tmp_path: Path) -> None:
+    from zerodeck.store.records import CardPeakRecord
+
+    h = Harness(tmp_path)
+    h.store.replace_telemetry(h.run_id, [], [CardPeakRecord("cpu", "rank0", 900.0, 100.0, None)])
+    h.sup.adopting = True
+    recorder = sup_mod.telemetry_recorder(h.sup)
+    assert recorder.peaks[("cpu", "rank0")]["peak_mb"] == 900.0  # type: ignore[attr-defined]
+
+
+def test_disk_filling_up_stops_the_job_and_records_no_space(tmp_path: Path) -> None:
+    free = {"bytes": 10 << 30}
+
+    def disk_fills() -> None:
+        free["bytes"] = 4096
+
+    h = Harness(tmp_path, [(0.5, step(1)), (2.0, disk_fills), (600.0, DONE), (600.0, Exit(0))])
+    h.sup.free_bytes = lambda: free["bytes"]  # type: ignore[method-assign]
+    h.sup.run()
+    job = h.spawner.jobs[0]
+    assert job.signals == ["SIGTERM"] and h.clock.now < 10
+    run = h.record()
+    assert run.status == "finished" and run.outcome == "failed"
+    assert (run.reason or "").startswith("no space left on /")
+    assert h.log.read_text().rstrip().endswith(f"finished: failed ({run.reason})")
+    assert not (h.run_dir / sup_mod.RESERVE_FILE).exists()
+
+
+def test_a_full_disk_before_the_start_starts_nothing(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.sup.free_bytes = lambda: 0  # type: ignore[method-assign]
+    h.sup.run()
+    run = h.record()
+    assert run.outcome == "failed" and "no space left on" in (run.reason or "") and h.spawner.calls == []
+
+
+def test_reserve_is_kept_while_the_job_runs_and_given_back_after(tmp_path: Path) -> None:
+    seen: list[bool] = []
+    h: Harness
+    h = Harness(tmp_path, [(0.5, lambda: seen.append((h.run_dir / sup_mod.RESERVE_FILE).exists())),
+                           (1.0, DONE), (1.2, Exit(0))])
+    h.sup.run()
+    assert seen == [True] and not (h.run_dir / sup_mod.RESERVE_FILE).exists()
+
+
+def test_unexpected_error_in_the_supervisor_ends_the_job_and_records_it(tmp_path: Path) -> None:
+    def bug() -> None:
+        raise ZeroDivisionError("division by zero")
+
+    h = Harness(tmp_path, [(0.5, step(1)), (1.0, bug), (600.0, Exit(0))])
+    try:
+        h.sup.run()
+    except ZeroDivisionError as exc:
+        sup_mod.last_resort(h.sup, exc)
+    else:
+        raise AssertionError("the scripted bug did not surface")
+    run = h.record()
+    assert (run.status, run.outcome) == ("finished", "failed")
+    assert run.reason == "internal error: ZeroDivisionError: division by zero"
+    assert h.spawner.jobs[0].signals == ["SIGTERM"]  # no job is left running unwatched
+    assert "supervisor error: internal error: ZeroDivisionError" in h.log.read_text()
 
 
 def test_supervisor_module_reads_its_store_from_the_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -317,3 +446,23 @@ def test_an_adopted_run_without_a_usable_spec_uses_the_store_its_spawner_named(
     assert spec is None and store.url == h.store.url
     with pytest.raises(SpecError, match="missing"):
         sup_mod.open_spec_and_store(h.run_dir, adopt=False)  # a new run never starts from a guess
+
+
+def test_a_busy_store_during_the_watch_loses_no_points_and_keeps_the_job(tmp_path: Path) -> None:
+    from zerodeck.store.errors import StoreBusy
+
+    h = Harness(tmp_path, [(0.5, step(1)), (1.5, step(2)), (3.0, step(3)), (4.0, DONE), (4.2, Exit(0))])
+    real = h.store.upsert_metrics
+    busy = {"left": 2}
+
+    def flaky(run_id: int, points: Any) -> None:
+        if busy["left"]:
+            busy["left"] -= 1
+            raise StoreBusy("scripted.db: the database is locked by another process; try again in a moment")
+        real(run_id, points)
+
+    h.store.upsert_metrics = flaky  # type: ignore[method-assign]
+    h.sup.run()
+    run = h.record()
+    assert busy["left"] == 0 and run.outcome == "succeeded" and h.spawner.jobs[0].signals == []
+    assert [p.step for p in h.store.metrics(h.run_id)] == [1, 2, 3]

@@ -86,7 +86,13 @@ def reconciled(store: Store) -> None:
     from zerodeck.core.launch.reconcile import reconcile
 
     for run_id, what in reconcile(store):
-        err(f"run {run_id}: supervisor was gone; {'re-adopted' if what == 'adopted' else 'marked lost'}")
+        err(f"run {run_id}: supervisor was gone; {_reconciled_as(what)}")
+
+
+def _reconciled_as(what: str) -> str:
+    if what == "adopted":
+        return "re-adopted"
+    return "marked lost" if what == "lost" else f"recorded {what} from its log"
 
 
 def _row(r: RunRecord) -> dict[str, Any]:
@@ -248,7 +254,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
                 sys.stdout.write(chunk.decode("utf-8", errors="replace"))
                 sys.stdout.flush()
                 continue
-            if not args.follow or api.get_run(store, args.run).finished:
+            # refresh: a follower notices a dead supervisor too, so `logs -f` never waits forever.
+            if not args.follow or api.refresh(store, args.run).finished:
                 rest = fh.read()
                 if rest:
                     sys.stdout.write(rest.decode("utf-8", errors="replace"))

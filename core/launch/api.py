@@ -7,6 +7,7 @@ owns it. Every function takes the caller's `Store` and returns `RunRecord`s, nev
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -77,15 +78,37 @@ def start_run(store: Store, recipe: Recipe, path: Path | None, detach: bool = Tr
     `failed` with the reason and OperationFailed is raised with the same line.
     """
     run_id = create_run(store, recipe, path)
-    _launch(store, run_id, recipe, path)
+    launch_recorded(store, run_id, recipe, path)
     if not detach:
         wait_run(store, run_id)
     return run_id
 
 
 def launch_recorded(store: Store, run_id: int, recipe: Recipe, path: Path | None) -> None:
-    """Start a run already recorded by `create_run` (the queue records first, then launches)."""
-    _launch(store, run_id, recipe, path)
+    """Start a run already recorded by `create_run` (the queue records first, then launches).
+
+    Nothing raises past it but OperationFailed (the run is then recorded failed with the same
+    reason) and the store's own errors: an unexpected error fails this run, `internal error: ...`,
+    instead of leaving it queued and the caller (the queue runner) dead."""
+    from zerodeck.store.errors import StoreError
+
+    try:
+        _launch(store, run_id, recipe, path)
+    except (OperationFailed, StoreError):
+        raise
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            _fail(store, run_id, internal_error(exc))
+        from zerodeck.core import paths
+        from zerodeck.core.launch.supervisor import mount_point
+
+        _fail(store, run_id, f"no space left on {mount_point(paths.runs_dir())}")
+    except Exception as exc:
+        _fail(store, run_id, internal_error(exc))
+
+
+def internal_error(exc: BaseException) -> str:
+    return f"internal error: {type(exc).__name__}: {exc}"
 
 
 def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None) -> None:
@@ -132,7 +155,8 @@ def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None) -> Non
     problem = preflight.check(recipe, launch, port, env_path, recipe_path=path, recipe_dir=recipe_dir)
     if problem:
         return _fail(store, run_id, problem)
-    spawn_supervisor(store, run_id, run_dir)
+    # Recorded at once, so a supervisor that dies before it writes anything is noticed by the first poll.
+    store.update_run(run_id, supervisor_pid=spawn_supervisor(store, run_id, run_dir))
 
 
 def _fail(store: Store, run_id: int, reason: str) -> None:
@@ -172,14 +196,34 @@ def list_runs(store: Store, limit: int | None = None) -> list[RunRecord]:
 
 def wait_run(store: Store, run_id: int, poll: float = 1.0,
              on_progress: Callable[[RunRecord], None] | None = None) -> RunRecord:
-    """Block until the run is finished; `on_progress(run)` is called after each poll."""
+    """Block until the run is finished; `on_progress(run)` is called after each poll.
+
+    Each poll also checks that the run's supervisor lives (`refresh`), so a killed supervisor is
+    re-adopted or its run concluded within a poll or two, never waited on forever."""
     while True:
-        current = get_run(store, run_id)
+        current = refresh(store, run_id)
         if on_progress is not None:
             on_progress(current)
         if current.finished:
             return current
         time.sleep(poll)
+
+
+def refresh(store: Store, run_id: int) -> RunRecord:
+    """The run as recorded, after reconciling it if its supervisor is gone (the watcher's liveness check)."""
+    from zerodeck.store.errors import StoreReadOnly
+
+    current = get_run(store, run_id)
+    if current.finished or procs.supervisor_alive(current.supervisor_pid, run_id, current.workdir):
+        return current
+    from zerodeck.core.launch.reconcile import reconcile_run
+
+    try:
+        if reconcile_run(store, current) is None:
+            return current
+    except StoreReadOnly:
+        return current
+    return get_run(store, run_id)
 
 
 def stop_run(store: Store, run_id: int, wait: float = STOP_WAIT_S) -> RunRecord:

@@ -40,7 +40,9 @@ def tagged_pids(tag: str | None) -> set[int]:
 
 
 def supervisor_alive(pid: int | None, run_id: int, workdir: str | None) -> bool:
-    """True when `pid` is still this run's supervisor (not a recycled PID, not another store's)."""
+    """True when `pid` is still this run's supervisor (not a recycled PID, not another store's).
+
+    Cheap (a few /proc reads): every watcher asks it on each poll."""
     if not pid:
         return False
     try:
@@ -48,11 +50,18 @@ def supervisor_alive(pid: int | None, run_id: int, workdir: str | None) -> bool:
         if proc.status() == psutil.STATUS_ZOMBIE:
             return False
         cmd = proc.cmdline()
+    except (psutil.Error, OSError):
+        return False
+    if SUPERVISOR_MODULE not in cmd or str(run_id) not in cmd:
+        return False
+    try:
         cwd = proc.cwd()
+    except psutil.AccessDenied:
+        return True  # another user's supervisor of this run: it cannot be told apart, so never judged dead
     except (psutil.Error, OSError):
         return False
     # The supervisor runs in its run directory, which tells stores (and so equal run ids) apart.
-    return SUPERVISOR_MODULE in cmd and str(run_id) in cmd and (workdir is None or cwd == workdir)
+    return workdir is None or cwd == workdir or cwd == os.path.realpath(workdir)
 
 
 def signal_group(pgid: int | None, sig: int) -> None:

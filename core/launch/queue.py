@@ -4,7 +4,8 @@ An item holds the content-hashed snapshot of the recipe as it was when added, so
 later never changes what runs; a file deleted since is a recorded failure, and the queue goes on.
 Claiming is atomic in the store and the item points at its run before the run starts, so a
 runner killed at any moment neither loses nor repeats an item when it starts again. One runner
-at a time (a lock file), and each run's processes must be gone before the next one starts.
+at a time (a lock file), and each run's processes must be gone before the next one starts. An
+unexpected error in one item fails that item (and its run) with the reason; the queue goes on.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class Runner:
                     return handled
                 time.sleep(self.poll)
                 continue
-            self.process(item)
+            self.process_safely(item)
             handled += 1
 
     def recover(self) -> int:
@@ -107,6 +108,27 @@ class Runner:
             self._await(item.id, item.run_id)
             handled += 1
         return handled
+
+    def process_safely(self, item: QueueRecord) -> None:
+        """`process`, but an unexpected error fails this item (and its run) and the queue goes on.
+        The store's own errors still end the runner: nothing can be recorded without it."""
+        from zerodeck.store.errors import StoreError
+
+        try:
+            self.process(item)
+        except StoreError:
+            raise
+        except Exception as exc:
+            reason = api.internal_error(exc)
+            current = self.store.queue_item(item.id)
+            run_id = current.run_id if current is not None else None
+            if run_id is not None:
+                run = self.store.run(run_id)
+                if run is not None and not run.finished:
+                    api.record_failed(self.store, run_id, reason)
+            prefix = f"run {run_id}: failed: " if run_id is not None else "failed: "
+            self.store.update_queue_item(item.id, state="failed", reason=prefix + reason, ended_at=_now())
+            self.on_event(f"queue item {item.id}: {prefix}{reason}")
 
     def process(self, item: QueueRecord) -> None:
         from zerodeck.core.recipe import RecipeError

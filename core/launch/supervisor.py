@@ -6,7 +6,13 @@ CLI or a quit TUI never reaches it. It reads the run's `JobSpec` (which names it
 the job in its own process group with stdout+stderr going to the run's log file, records each
 state change and the metric points in the store, polls the run's stop request, and records how
 the job ended. `--adopt` watches a job whose first supervisor vanished (the reconciler starts it)
-until its processes are gone.
+until its processes are gone; `conclude` judges a run none of whose processes is left by its log,
+for the adopter and for the reconciler alike.
+
+It never leaves a run `running` behind it: the run directory's disk is checked every second (a
+small reserve file is given back when it fills, so the last log line and the record still fit)
+and a full disk ends the job as `failed: no space left on PATH`; any unexpected error ends the
+job and records `failed: internal error: ...` (`last_resort`).
 
 `Supervisor` takes its collaborators (the store, how a job starts, the clock, sleep, the process
 sweep, telemetry) as arguments with real defaults, so tests drive it with scripted process
@@ -19,12 +25,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,12 +45,21 @@ from zerodeck.core.launch.spec import JobSpec, SpecError
 from zerodeck.core.outcome.classify import Diagnosis, diagnose
 from zerodeck.core.outcome.metrics import MetricsFollower
 from zerodeck.store.api import FinishFields, Store
+from zerodeck.store.errors import StoreBusy
 
 GRACE_S = 8.0  # between SIGTERM and SIGKILL on stop
 POLL_S = 0.5
 STORE_POLL_S = 1.0
 PIDS_TTL_S = 5.0
 PORT_SETTLE_S = 1.0  # after a failed attempt's processes are gone, before the retry binds its port
+# Below this much free space on the run directory's file system the log can no longer grow: the job
+# is stopped and the run recorded failed. The reserve file is given back first, so the last log line
+# and (when the store shares that disk) the final record still fit.
+LOW_SPACE_BYTES = 256 * 1024
+RESERVE_BYTES = 128 * 1024
+RESERVE_FILE = ".zerodeck-reserve"
+# diagnose()'s reason when a log shows neither an error nor the end of training: nothing can be told.
+UNKNOWN_ENDING = "no completion marker and no known error"
 SUMMARY_FIELDS = ("steps_done", "steps_total", "final_loss", "samples_per_s", "tokens_per_s", "step_time_s",
                   "train_runtime_s")
 
@@ -93,8 +110,23 @@ def telemetry_recorder(sup: Supervisor) -> Recorder:
     from zerodeck.core.telemetry.recorder import RunRecorder
 
     spec = sup.spec
-    return RunRecorder(sup.store, sup.run_id, spec.device if spec else "cpu", sup.job_pids,
-                       visible_devices=list(spec.visible_devices) if spec else None, interval=1.0)
+    recorder = RunRecorder(sup.store, sup.run_id, spec.device if spec else "cpu", sup.job_pids,
+                           visible_devices=list(spec.visible_devices) if spec else None, interval=1.0)
+    if sup.adopting:
+        # The recorder replaces the run's peaks when it writes: start from what the first
+        # supervisor stored, so a re-adopted run keeps the peaks of its whole life.
+        for peak in sup.store.card_peaks(sup.run_id):
+            recorder.peaks[(peak.source, peak.card)] = {
+                "peak_mb": peak.peak_mb, "baseline_mb": peak.baseline_mb, "total_mb": peak.total_mb}
+    return recorder
+
+
+def mount_point(path: Path) -> Path:
+    """The mount point of the file system holding `path` (what `no space left on` names)."""
+    path = path.resolve()
+    while not os.path.ismount(path) and path.parent != path:
+        path = path.parent
+    return path
 
 
 class Supervisor:
@@ -111,6 +143,8 @@ class Supervisor:
         self.sweep: ProcessSweep = sweep or procs.Sweep()
         self.make_recorder = make_recorder
         self.stop_signalled = False
+        self.adopting = False
+        self.no_space: str | None = None  # "no space left on PATH" once the run directory's disk is full
         run = store.run(run_id)
         if run is None:
             raise SystemExit(f"run {run_id} is not in the store")
@@ -122,6 +156,7 @@ class Supervisor:
         self.pgid: int | None = None
         self.points = 0
         self._pids: set[int] = set()
+        self._unsaved: list[dict[str, Any]] = []
         self._pids_at = -1e9
 
     def stop_wanted(self) -> bool:
@@ -138,16 +173,34 @@ class Supervisor:
         if problem:
             self.finish(verdict("failed", problem), exit_code=None)
             return
+        self._reserve()
+        try:
+            self._run_attempts(spec)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            self.finish_no_space(exit_code=None)
+        finally:
+            self._release_reserve()
+
+    def _run_attempts(self, spec: JobSpec) -> None:
         attempts_log: list[dict[str, Any]] = []
         for attempt in range(1, spec.retries + 2):
             if self.stop_wanted():
                 self.finish(verdict("killed", "stopped before it started"), exit_code=None)
+                return
+            if self.space_problem():
+                self.finish_no_space(exit_code=None)
                 return
             start = self.log_path.stat().st_size if self.log_path.exists() else 0
             rc, killed = self._attempt(spec, attempt)
             if rc is None and not killed:
                 return  # could not start at all; already recorded
             text = self._log_text(start)
+            if self.no_space or (rc != 0 and not killed and self.space_problem()):
+                # The job died of (or was stopped for) the full disk: that, not its exit status, is why.
+                self.finish_no_space(exit_code=rc, text=text)
+                return
             if killed:
                 d = diagnose(text, exit_code=rc, stopped_by_user=True)
                 self.finish(dataclasses.replace(d, outcome="killed", reason="stopped on request"), exit_code=rc,
@@ -221,33 +274,83 @@ class Supervisor:
         re-read every few seconds (ranks start once; they do not come and go)."""
         import psutil
 
-        if not self.pgid:
-            return set()
         now = self.monotonic()
         if now - self._pids_at < PIDS_TTL_S:
             return set(self._pids)
-        try:
-            root = psutil.Process(self.pgid)
-            self._pids = {root.pid} | {c.pid for c in root.children(recursive=True)}
-        except psutil.Error:
-            self._pids = set()
+        if self.adopting:
+            # The launcher that led the group may be gone while its ranks live on: find them by tag.
+            self._pids = set(self.sweep.tagged_pids(self.tag))
+        elif not self.pgid:
+            return set()
+        else:
+            try:
+                root = psutil.Process(self.pgid)
+                self._pids = {root.pid} | {c.pid for c in root.children(recursive=True)}
+            except psutil.Error:
+                self._pids = set()
         self._pids_at = now
         return set(self._pids)
 
     def _watch(self, job: Job) -> bool:
+        """Returns True when the job was stopped: on request, or because its disk filled up."""
         last_store = float("-inf")
         while job.poll() is None:
             self.sleep(POLL_S)
             now = self.monotonic()
             if now - last_store >= STORE_POLL_S:
                 last_store = now
-                self._follow()
-                if self.stop_wanted():
+                try:
+                    self._follow()
+                    stop = self.stop_wanted()
+                except StoreBusy:
+                    continue  # a busy store is asked again next tick; the job goes on meanwhile
+                if self.space_problem():
+                    self.no_space = self.space_problem()
+                    self.sweep.terminate_run(self.tag, self.pgid, GRACE_S)
+                    job.wait()
+                    return False
+                if stop:
                     self._note("stop requested: SIGTERM to the job, then SIGKILL after the grace period")
                     self.sweep.terminate_run(self.tag, self.pgid, GRACE_S)
                     job.wait()
                     return True
         return False
+
+    # -- the run directory's disk ----------------------------------------------------------------
+    def free_bytes(self) -> int | None:
+        try:
+            st = os.statvfs(self.run_dir)
+        except OSError:
+            return None
+        # root may write into the blocks reserved for it, so for root those count as free.
+        return (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
+
+    def space_problem(self) -> str | None:
+        """`no space left on MOUNT` when the run directory's file system is (nearly) full; a statvfs
+        costs microseconds, so the watch loop asks every second."""
+        free = self.free_bytes()
+        if free is None or free >= LOW_SPACE_BYTES:
+            return None
+        return f"no space left on {mount_point(self.run_dir)}"
+
+    def _reserve(self) -> None:
+        with contextlib.suppress(OSError), open(self.run_dir / RESERVE_FILE, "wb") as fh:
+            fh.write(b"\0" * RESERVE_BYTES)
+
+    def _release_reserve(self) -> None:
+        with contextlib.suppress(OSError):
+            (self.run_dir / RESERVE_FILE).unlink()
+
+    def finish_no_space(self, *, exit_code: int | None, text: str = "") -> None:
+        """Record `failed: no space left on PATH`: the reserve is given back first so the last log line
+        fits, and every process of the run is ended (a job writing to a full disk makes no progress)."""
+        reason = self.no_space or self.space_problem() or f"no space left on {mount_point(self.run_dir)}"
+        self.no_space = reason
+        self._release_reserve()
+        if self.sweep.tagged_pids(self.tag):
+            self.sweep.terminate_run(self.tag, self.pgid, GRACE_S)
+        d = diagnose(text, exit_code=exit_code) if text else verdict("failed", reason)
+        self.finish(dataclasses.replace(d, outcome="failed", reason=reason), exit_code=exit_code, text=text)
 
     def _follow(self) -> None:
         """Read what the log gained since last time, store new metric points and progress."""
@@ -263,9 +366,17 @@ class Supervisor:
         self._store_points(self.follower.feed_text(data.decode("utf-8", errors="replace")))
 
     def _store_points(self, points: list[dict[str, Any]]) -> None:
+        points = self._unsaved + points
         if not points:
             return
-        self.store.upsert_metrics(self.run_id, points)
+        try:
+            self.store.upsert_metrics(self.run_id, points)
+        except StoreBusy:
+            # Another process held the write lock past the busy timeout: keep the points for the
+            # next tick rather than lose them or give up on the job.
+            self._unsaved = points
+            return
+        self._unsaved = []
         self.points += len(points)
         summary = self.follower.summary()
         self.store.update_run(self.run_id, steps_done=summary.get("steps_done"),
@@ -303,6 +414,12 @@ class Supervisor:
         numbers = cast(FinishFields, {key: summary[key] for key in SUMMARY_FIELDS if summary.get(key) is not None})
         run = self.store.run(self.run_id)
         recorded = run.summary if run is not None else {}
+        if run is not None and run.measured_peak_gib is None:
+            # Peaks the recorder checkpointed before its supervisor vanished still give the run its peak.
+            device = [p.peak_mb for p in self.store.card_peaks(self.run_id)
+                      if p.source not in ("host", "swap") and p.peak_mb is not None]
+            if device:
+                numbers["measured_peak_gib"] = round(max(device) / 1024, 3)
         fields: FinishFields = {
             **numbers, "outcome_device": d.device, "outcome_code": d.code, "outcome_rank": d.rank,
             "outcome_excerpt": d.excerpt or None, "exit_code": exit_code,
@@ -315,30 +432,60 @@ class Supervisor:
 
     # -- re-adoption --------------------------------------------------------------------------------
     def adopt(self) -> None:
-        """Watch a job whose supervisor died, until its processes are gone; then classify the log."""
+        """Watch a job whose supervisor died, until its processes are gone; then judge it by its log."""
         run = self.store.run(self.run_id)
         self.pgid = run.pgid if run is not None else None
+        self.adopting = True
         self.store.update_run(self.run_id, supervisor_pid=os.getpid())
         self._note("supervisor re-adopted the run")
+        self._reserve()
+        recorder = self._recorder()
+        if recorder is not None and run is not None and run.baseline:
+            # The recorder's first reading is taken mid-run; the baseline before the job started stays.
+            self.store.update_run(self.run_id, baseline=run.baseline)
         killed = False
-        while self.sweep.tagged_pids(self.tag):
-            self._follow()
-            if self.stop_wanted():
-                live = self.sweep.tagged_pids(self.tag)
-                self.sweep.terminate_run(self.tag, self.pgid if self.pgid in live else None, GRACE_S)
-                killed = True
-                break
-            self.sleep(STORE_POLL_S)
-        self._follow()
-        text = self._log_text(0)
+        try:
+            while self.sweep.tagged_pids(self.tag):
+                self._follow()
+                self.no_space = self.space_problem()
+                if self.stop_wanted() or self.no_space:
+                    live = self.sweep.tagged_pids(self.tag)
+                    self.sweep.terminate_run(self.tag, self.pgid if self.pgid in live else None, GRACE_S)
+                    killed = not self.no_space
+                    break
+                self.sleep(STORE_POLL_S)
+        finally:
+            if recorder is not None:
+                failed = killed or bool(self.no_space) or diagnose(self._log_text(0)).outcome != "succeeded"
+                recorder.stop(failed=failed)
+            self._release_reserve()
         if killed:
+            self._follow()
             self.finish(verdict("killed", "stopped on request"), exit_code=None)
             return
-        done = '"zerodeck": "done"' in text
-        d = diagnose(text, exit_code=0 if done else None)
-        if d.outcome == "succeeded" and not done:
-            d = verdict("lost", "re-adopted; the job ended without a visible exit code")
-        self.finish(d, exit_code=None)
+        self.conclude("re-adopted")
+
+    def conclude(self, how: str) -> str:
+        """Record a run none of whose processes is left, from what its log proves (the path re-adoption
+        ends on, and the one the reconciler takes for a run that ended while nobody watched): its metric
+        points and summary, succeeded or the diagnosed failure, and `lost` only when the log tells
+        nothing. No exit status was seen, so none is recorded and none is claimed. Returns the outcome."""
+        self._follow()
+        text = self._log_text(0)
+        d = diagnose(text, exit_code=None)
+        unknown = d.outcome is None or (d.outcome == "failed" and (d.reason or "").startswith(UNKNOWN_ENDING))
+        # A full disk explains a log that stops short (the job could not write its error), not one
+        # that says how the run ended.
+        if self.no_space or (unknown and self.space_problem()):
+            self.finish_no_space(exit_code=None, text=text)
+            return "failed"
+        if unknown:
+            last = next((ln for ln in reversed(text.splitlines()) if ln.strip() and not ln.startswith("# zerodeck")),
+                        "")
+            why = f"{how}; the log shows neither an error nor the end of training"
+            d = dataclasses.replace(d, outcome="lost", reason=why + (f"; last line: {last[:160]}" if last else ""))
+        self.finish(d, exit_code=None, text=text)
+        return d.outcome or "lost"
 
 
 def _on_stop(sup: Supervisor) -> Any:
@@ -388,12 +535,31 @@ def main(argv: list[str] | None = None) -> int:
             sup.adopt()
         else:
             sup.run()
-    except Exception as exc:  # record, never vanish silently
-        sup._note(f"supervisor error: {type(exc).__name__}: {exc}")
-        with contextlib.suppress(Exception):
-            sup.finish(verdict("failed", f"supervisor error: {type(exc).__name__}: {exc}"), exit_code=None)
-        raise
+    except Exception as exc:
+        last_resort(sup, exc)
+        return 1
     return 0
+
+
+def last_resort(sup: Supervisor, exc: BaseException) -> None:
+    """A supervisor that meets an unexpected error never dies silently nor leaves its job unwatched:
+    it ends the job, records the run failed with the reason, and says so in its log and stderr."""
+    full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+    reason = (sup.no_space or f"no space left on {mount_point(sup.run_dir)}") if full else \
+        f"internal error: {type(exc).__name__}: {exc}"
+    with contextlib.suppress(Exception):  # stderr is supervisor.log, which may sit on the full disk
+        traceback.print_exc(file=sys.stderr)
+        print(f"zerodeck supervisor: run {sup.run_id}: {reason}", file=sys.stderr, flush=True)
+    sup._release_reserve()
+    with contextlib.suppress(Exception):
+        if sup.sweep.tagged_pids(sup.tag):
+            sup.sweep.terminate_run(sup.tag, sup.pgid, GRACE_S)
+    sup._note(f"supervisor error: {reason}")
+    try:
+        sup.finish(verdict("failed", reason), exit_code=None)
+    except Exception as again:  # the store itself failed (full, read-only): the next reader reconciles
+        with contextlib.suppress(Exception):
+            print(f"zerodeck supervisor: run {sup.run_id}: cannot record the failure: {again}", file=sys.stderr)
 
 
 if __name__ == "__main__":
