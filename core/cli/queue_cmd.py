@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from zerodeck.core.cli.output import emit, err
+from zerodeck.core.cli.output import add_json_flag, emit, err
 from zerodeck.core.errors import EXIT_OK
 
 QUEUE_COLUMNS = ["id", "recipe", "state", "run_id", "added_at", "reason"]
@@ -13,12 +13,12 @@ QUEUE_COLUMNS = ["id", "recipe", "state", "run_id", "added_at", "reason"]
 
 def register(sub: Any) -> None:
     p = sub.add_parser("queue", help="the run queue: list it, or `queue add RECIPE...`")
-    p.add_argument("--json", action="store_true")
+    add_json_flag(p)
     p.set_defaults(handler=cmd_list)
     qs = p.add_subparsers(dest="queue_command", metavar="COMMAND")
     add = qs.add_parser("add", help="append recipes (files or catalog names) to the queue")
     add.add_argument("recipes", nargs="+", metavar="RECIPE")
-    add.add_argument("--json", action="store_true")
+    add_json_flag(add)
     add.set_defaults(handler=cmd_add)
 
     r = sub.add_parser("runner", help="run queued recipes one after another")

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zerodeck.core.cli.output import emit, err, say
+from zerodeck.core.cli.output import add_json_flag, emit, err, say
 from zerodeck.core.errors import EXIT_FAILED, EXIT_OK, BadInput, OperationFailed
 from zerodeck.core.values import printable
 
@@ -29,17 +29,17 @@ def register(sub: Any) -> None:
     p = sub.add_parser("run", help="launch recipes headless (the run survives the terminal)")
     p.add_argument("recipes", nargs="+", metavar="RECIPE", help="recipe file or catalog name")
     p.add_argument("--detach", action="store_true", help="return at once, printing the run id(s)")
-    p.add_argument("--json", action="store_true")
+    add_json_flag(p)
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("runs", help="list runs")
     p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--json", action="store_true")
+    add_json_flag(p)
     p.set_defaults(handler=cmd_runs)
 
     p = sub.add_parser("show", help="one run: outcome, argv, environment, versions, metrics summary")
     p.add_argument("run", type=int, metavar="RUN")
-    p.add_argument("--json", action="store_true")
+    add_json_flag(p)
     p.set_defaults(handler=cmd_show)
 
     p = sub.add_parser("logs", help="print a run's log")
@@ -49,7 +49,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("stop", help="stop a run: SIGTERM, a grace period, then SIGKILL to every process")
     p.add_argument("run", type=int, metavar="RUN")
-    p.add_argument("--json", action="store_true")
+    add_json_flag(p)
     p.set_defaults(handler=cmd_stop)
 
 
