@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 from zerodeck.core.errors import BadInput
@@ -54,6 +55,5 @@ def user_recipes_dir() -> Path:
 
 def shipped_recipes_dir() -> Path:
     """The catalog that ships inside the package (recipes/ in the source tree)."""
-    from importlib.resources import files
 
     return Path(str(files("zerodeck.recipes")))

@@ -18,12 +18,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zerodeck.core.errors import BadInput, OperationFailed
-from zerodeck.core.launch import procs
-from zerodeck.core.launch.environment import RUN_ID_VAR, RUN_TAG
+from zerodeck.core import paths
+from zerodeck.core.errors import BadInput, OperationFailed, ZerodeckError
+from zerodeck.core.launch import preflight, procs
+from zerodeck.core.launch.backends import render, resolve
+from zerodeck.core.launch.context import RenderContext
+from zerodeck.core.launch.environment import RUN_ID_VAR, RUN_TAG, host_info, mask_env, versions
+from zerodeck.core.launch.ports import pick_port
+from zerodeck.core.launch.procs import SUPERVISOR_MODULE
 from zerodeck.core.launch.spec import JobSpec
+from zerodeck.core.launch.supervisor import mount_point
+from zerodeck.core.plan.verdict import plan_recipe
+from zerodeck.core.recipe.load import content_hash, to_toml
 from zerodeck.core.recipe.model import Recipe
 from zerodeck.store.api import Store
+from zerodeck.store.errors import StoreError, StoreReadOnly
 from zerodeck.store.records import RunRecord
 
 STOP_WAIT_S = 30.0
@@ -42,7 +51,6 @@ def recipe_axes(recipe: Recipe) -> dict[str, Any]:
 
 def create_run(store: Store, recipe: Recipe, path: Path | None) -> int:
     """Snapshot the recipe and add its Run row (queued)."""
-    from zerodeck.core.recipe.load import content_hash, to_toml
 
     digest = content_hash(recipe)
     source = str(path) if path else None
@@ -58,8 +66,6 @@ def create_run(store: Store, recipe: Recipe, path: Path | None) -> int:
 
 def predicted_peak_gib(recipe: Recipe) -> float | None:
     """The planner's raw per-card peak, kept with the run so calibration compares like with like."""
-    from zerodeck.core.errors import ZerodeckError
-    from zerodeck.core.plan.verdict import plan_recipe
 
     try:
         return round(plan_recipe(recipe).breakdown.total, 3)
@@ -90,7 +96,6 @@ def launch_recorded(store: Store, run_id: int, recipe: Recipe, path: Path | None
     Nothing raises past it but OperationFailed (the run is then recorded failed with the same
     reason) and the store's own errors: an unexpected error fails this run, `internal error: ...`,
     instead of leaving it queued and the caller (the queue runner) dead."""
-    from zerodeck.store.errors import StoreError
 
     try:
         _launch(store, run_id, recipe, path)
@@ -99,8 +104,6 @@ def launch_recorded(store: Store, run_id: int, recipe: Recipe, path: Path | None
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             _fail(store, run_id, internal_error(exc))
-        from zerodeck.core import paths
-        from zerodeck.core.launch.supervisor import mount_point
 
         _fail(store, run_id, f"no space left on {mount_point(paths.runs_dir())}")
     except Exception as exc:
@@ -112,12 +115,6 @@ def internal_error(exc: BaseException) -> str:
 
 
 def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None) -> None:
-    from zerodeck.core import paths
-    from zerodeck.core.launch import preflight
-    from zerodeck.core.launch.backends import render, resolve
-    from zerodeck.core.launch.context import RenderContext
-    from zerodeck.core.launch.environment import host_info, mask_env, versions
-    from zerodeck.core.launch.ports import pick_port
 
     run_dir = paths.runs_dir() / str(run_id)
     try:
@@ -170,7 +167,6 @@ def spawn_supervisor(store: Store, run_id: int, run_dir: Path, adopt: bool = Fal
     It reads its store from the run's launch spec. An adopted run may have none, or one written by
     an older zerodeck, so its supervisor is also told the store in the environment given to the
     child (never by changing ours)."""
-    from zerodeck.core.launch.procs import SUPERVISOR_MODULE
 
     env = {k: v for k, v in os.environ.items() if k not in (RUN_TAG, RUN_ID_VAR)}
     if adopt:
@@ -211,14 +207,14 @@ def wait_run(store: Store, run_id: int, poll: float = 1.0,
 
 def refresh(store: Store, run_id: int) -> RunRecord:
     """The run as recorded, after reconciling it if its supervisor is gone (the watcher's liveness check)."""
-    from zerodeck.store.errors import StoreReadOnly
 
     current = get_run(store, run_id)
     if current.finished or procs.supervisor_alive(current.supervisor_pid, run_id, current.workdir):
         return current
-    from zerodeck.core.launch.reconcile import reconcile_run
 
     try:
+        # launch.reconcile imports this module (spawn_supervisor): a cycle at import time.
+        from zerodeck.core.launch.reconcile import reconcile_run
         if reconcile_run(store, current) is None:
             return current
     except StoreReadOnly:

@@ -18,6 +18,7 @@ from zerodeck.core.launch.backends import RenderError, resolve
 from zerodeck.core.launch.context import Launch, RenderContext
 from zerodeck.core.launch.ds_config import dumps, render_ds_config
 from zerodeck.core.launch.environment import job_env
+from zerodeck.core.plan.registry import lookup
 from zerodeck.core.recipe.model import Recipe
 
 JOB_FILE = "job.json"
@@ -26,7 +27,6 @@ OPTIONS = {"rlimit_as_extra_mb", "rlimit_ranks", "dist_backend", "master_port"}
 
 
 def job_spec(recipe: Recipe, ctx: RenderContext) -> dict[str, Any]:
-    from zerodeck.core.plan.registry import lookup
 
     if not recipe.model.name:
         raise RenderError("model.name: the builtin trainer needs a registry model such as 'zerodeck-tiny'")

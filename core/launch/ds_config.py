@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from zerodeck.core.plan.registry import from_config, lookup
 from zerodeck.core.recipe.model import Recipe
 
 # HF Trainer's default max_grad_norm, what "gradient_clipping": "auto" resolves to.
@@ -29,7 +30,6 @@ FALLBACK_HIDDEN = 4096
 
 def model_hidden(recipe: Recipe) -> int:
     """The model's hidden size, for the ZeRO-3 bucket sizes the HF integration derives from it."""
-    from zerodeck.core.plan.registry import from_config, lookup
 
     try:
         if recipe.model.name:

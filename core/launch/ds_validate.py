@@ -27,6 +27,7 @@ def validate_ds_config(path: Path, world_size: int, python: str | None = None, t
 
 
 def _check(path: str, world_size: int) -> None:
+    # Runs in a child process: DeepSpeed (seconds to import, and DS_ACCELERATOR first) never loads in the CLI.
     import os
 
     os.environ.setdefault("DS_ACCELERATOR", "cpu")

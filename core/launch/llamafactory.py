@@ -37,6 +37,7 @@ from zerodeck.core.launch.context import Launch, RenderContext
 from zerodeck.core.launch.ds_config import dumps as ds_dumps
 from zerodeck.core.launch.ds_config import render_ds_config
 from zerodeck.core.launch.environment import job_env, ops_cache_dir
+from zerodeck.core.plan.registry import lookup
 from zerodeck.core.recipe.model import ModelSpec, Recipe
 
 BACKEND = "llamafactory"
@@ -80,7 +81,6 @@ def model_name_or_path(model: ModelSpec, recipe_dir: Path) -> str:
     name = model.name or ""
     if "/" in name:
         return name  # already a hub id such as "Qwen/Qwen2.5-7B-Instruct"
-    from zerodeck.core.plan.registry import lookup
 
     try:
         canonical = lookup(name).name

@@ -18,18 +18,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from zerodeck.core import paths
 from zerodeck.core.errors import OperationFailed
 from zerodeck.core.launch import api, procs
 from zerodeck.core.launch.reconcile import reconcile
+from zerodeck.core.recipe import RecipeError
+from zerodeck.core.recipe.load import content_hash, load_recipe, parse_toml, to_toml
 from zerodeck.core.recipe.model import Recipe
 from zerodeck.store.api import Store
+from zerodeck.store.errors import StoreError
 from zerodeck.store.records import QueueRecord
 
 GONE_WAIT_S = 60.0
 
 
 def add(store: Store, refs: list[tuple[Recipe, Path]]) -> list[int]:
-    from zerodeck.core.recipe.load import content_hash, to_toml
 
     ids = []
     for recipe, path in refs:
@@ -44,7 +47,6 @@ def items(store: Store) -> list[dict[str, Any]]:
 
 
 def _snapshot_recipe(store: Store, item: QueueRecord) -> Recipe:
-    from zerodeck.core.recipe.load import load_recipe, parse_toml
 
     toml = store.snapshot_text(item.recipe_hash) if item.recipe_hash else None
     if toml is None:
@@ -64,7 +66,6 @@ class Runner:
         self._lock_fh: Any = None
 
     def lock(self) -> None:
-        from zerodeck.core import paths
 
         path = paths.ensure_home() / "runner.lock"
         fh = open(path, "a+")  # noqa: SIM115  (held for the runner's lifetime)
@@ -112,7 +113,6 @@ class Runner:
     def process_safely(self, item: QueueRecord) -> None:
         """`process`, but an unexpected error fails this item (and its run) and the queue goes on.
         The store's own errors still end the runner: nothing can be recorded without it."""
-        from zerodeck.store.errors import StoreError
 
         try:
             self.process(item)
@@ -131,7 +131,6 @@ class Runner:
             self.on_event(f"queue item {item.id}: {prefix}{reason}")
 
     def process(self, item: QueueRecord) -> None:
-        from zerodeck.core.recipe import RecipeError
 
         try:
             recipe = _snapshot_recipe(self.store, item)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from zerodeck.core.launch import procs
 from zerodeck.core.launch.api import spawn_supervisor
+from zerodeck.core.launch.spec import JobSpec, SpecError
+from zerodeck.core.launch.supervisor import Supervisor
 from zerodeck.store.api import Store
 from zerodeck.store.errors import StoreReadOnly
 from zerodeck.store.records import RunRecord
@@ -95,8 +97,6 @@ def _reconcile_locked(store: Store, fresh: RunRecord) -> str | None:
 
 def conclude(store: Store, run: RunRecord) -> str:
     """Record a run with no process left from what its log proves; returns the outcome recorded."""
-    from zerodeck.core.launch.spec import JobSpec, SpecError
-    from zerodeck.core.launch.supervisor import Supervisor
 
     if not run.workdir:
         # Never launched (its launcher died between recording and starting it): there is no log.

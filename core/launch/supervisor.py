@@ -38,12 +38,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
 
+import psutil
 from zerodeck.core.launch import procs
 from zerodeck.core.launch.environment import RUN_ID_VAR, RUN_TAG
 from zerodeck.core.launch.outcome_bridge import is_transient, llamafactory_results, verdict
 from zerodeck.core.launch.spec import JobSpec, SpecError
 from zerodeck.core.outcome.classify import Diagnosis, diagnose
 from zerodeck.core.outcome.metrics import MetricsFollower
+from zerodeck.core.telemetry.recorder import RunRecorder
 from zerodeck.store.api import FinishFields, Store
 from zerodeck.store.errors import StoreBusy
 
@@ -107,7 +109,6 @@ def start_job(argv: Sequence[str], *, env: dict[str, str], cwd: str | None, stdo
 
 
 def telemetry_recorder(sup: Supervisor) -> Recorder:
-    from zerodeck.core.telemetry.recorder import RunRecorder
 
     spec = sup.spec
     recorder = RunRecorder(sup.store, sup.run_id, spec.device if spec else "cpu", sup.job_pids,
@@ -272,7 +273,6 @@ class Supervisor:
     def job_pids(self) -> set[int]:
         """The job's process tree, for telemetry. Walking /proc costs milliseconds, so the tree is
         re-read every few seconds (ranks start once; they do not come and go)."""
-        import psutil
 
         now = self.monotonic()
         if now - self._pids_at < PIDS_TTL_S:

@@ -118,6 +118,8 @@ def train(cfg: dict[str, Any]) -> None:
     device = cfg["device"]
     if device == "cpu":
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    # Here, not at the top: only a rank process trains; torch and DeepSpeed cost seconds and GBs to import,
+    # and DS_ACCELERATOR must be set before DeepSpeed is imported.
     import warnings
 
     import torch

@@ -211,8 +211,9 @@ def inspect_data(path: str | Path, model: str | None = None, *, store: Store | N
     arch = None
     model_dir = None
     if model:
-        from zerodeck.core.plan.verdict import resolve_model
 
+        # plan.verdict imports this module at its top: a cycle at import time.
+        from zerodeck.core.plan.verdict import resolve_model
         arch = resolve_model(model)
         if Path(model).expanduser().is_dir():
             model_dir = Path(model).expanduser()

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from zerodeck.core.errors import BadInput
 from zerodeck.core.plan import memory
 from zerodeck.core.plan.calibration import CalibrationTable
+from zerodeck.core.plan.data import data_verdict, recommended_samples
 from zerodeck.core.plan.memory import LORA_MODULES, Breakdown, PlanInput, estimate
 from zerodeck.core.plan.registry import REGISTRY, ModelArch, UnknownModel, from_config, lookup
 
@@ -329,7 +330,6 @@ def largest_micro_batch(inp: PlanInput, fits: Callable[[PlanInput], bool], *, sa
 def recommended_samples_note(arch: ModelArch, samples: int | None) -> str | None:
     if not samples:
         return None
-    from zerodeck.core.plan.data import data_verdict, recommended_samples
 
     rec = recommended_samples(arch.params())
     return f"{samples} samples, {rec} recommended: {data_verdict(samples, rec)}"

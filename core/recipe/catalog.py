@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from zerodeck.core import paths
+from zerodeck.core.errors import BadInput
 from zerodeck.core.recipe.grid import expand
 from zerodeck.core.recipe.load import Problem, RecipeError, load_recipe_file
 from zerodeck.core.recipe.model import Recipe
@@ -89,7 +90,6 @@ def find_recipe(ref: str, dirs: list[Path] | None = None) -> tuple[Recipe, Path]
         recipe = load_recipe_file(p)
         members = expand(recipe)
         if len(members) != 1:
-            from zerodeck.core.errors import BadInput
 
             names = ", ".join(m.name for m in members[:4])
             raise BadInput(f"{p}: a grid of {len(members)} recipes; name one ({names}, ...) "
@@ -99,7 +99,6 @@ def find_recipe(ref: str, dirs: list[Path] | None = None) -> tuple[Recipe, Path]
         for member in entry.members:
             if member.name == ref:
                 return member, entry.path
-    from zerodeck.core.errors import BadInput
 
     raise BadInput(f"{ref}: no such recipe file or catalog name (see `zerodeck recipes list`)")
 

@@ -17,7 +17,9 @@ import tomli_w
 import tomllib
 from pydantic import ValidationError
 from zerodeck.core.errors import BadInput
+from zerodeck.core.plan.registry import UnknownModel, lookup
 from zerodeck.core.recipe.files import file_problems
+from zerodeck.core.recipe.grid import GridError, expand, grid_problems
 from zerodeck.core.recipe.model import Recipe
 from zerodeck.core.recipe.placeholders import template_problems
 
@@ -143,7 +145,6 @@ def load_recipe(data: dict[str, Any], path: str, text: str = "", base_dir: Path 
 
 
 def _check_references(recipe: Recipe, path: str, lines: _KeyLines, base_dir: Path | None) -> list[Problem]:
-    from zerodeck.core.plan.registry import UnknownModel, lookup
 
     problems: list[Problem] = []
     for field, i, text, msg in template_problems(recipe.launch.backend, recipe.launch.argv, recipe.launch.args):
@@ -161,7 +162,6 @@ def _check_references(recipe: Recipe, path: str, lines: _KeyLines, base_dir: Pat
             problems.append(
                 Problem(path, lines.find(("model", "path")), "model.path", f"{mp}: no config.json there")
             )
-    from zerodeck.core.recipe.grid import GridError, expand, grid_problems
 
     grid_errs = grid_problems(recipe)
     problems += [Problem(path, lines.find(("grid", key)), f"grid.{key}", msg) for key, msg in grid_errs]
@@ -238,7 +238,6 @@ def recipe_file_problems(recipe: Recipe, recipe_path: Path | None, base_dir: Pat
     label = str(recipe_path) if recipe_path is not None else recipe.name
     lines = _KeyLines(text)
     if recipe.grid:
-        from zerodeck.core.recipe.grid import expand
 
         return _member_file_problems(recipe, expand(recipe), label, lines, base_dir)
     return file_problem_lines(recipe, label, lines, base_dir)

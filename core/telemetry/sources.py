@@ -293,6 +293,7 @@ class CpuRankSource:
         self._procs: dict[int, Any] = {}
 
     def _candidates(self, wanted: Iterable[int] | None) -> list[Any]:
+        # psutil is imported where it is used so a broken install degrades to an error on the snapshot.
         import psutil
 
         if wanted is not None:
