@@ -181,7 +181,7 @@ def test_zerodeck_run_records_succeeded_with_loss_points(lf_venv: Path, recipe_f
     store = home_store()
     points = [(p.step, p.loss) for p in store.metrics(run["id"]) if p.loss is not None]
     assert [step for step, _ in points] == [1, 2, 3, 4, 5, 6]
-    assert all(math.isfinite(loss) and loss > 0 for _, loss in points)
+    assert all(math.isfinite(loss) and loss > 0 for _, loss in points), points
     log = Path(run["log_path"]).read_text(errors="replace")
     assert "Detected DeepSpeed ZeRO-3" in log and "world size: 2" in log
     # The rendered files are recorded with the run, the CLI environment's versions among them.
