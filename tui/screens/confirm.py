@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -157,7 +158,7 @@ def launch_details(services: Services, name: str) -> Text:
     t.append(f"{name}\n")
     t.append("backend  ", style="dim")
     t.append(f"{recipe.launch.backend}\n")
-    t.append("cards    ", style="dim")
+    t.append("where    ", style="dim")
     if hw.device == "cpu":
         t.append(f"{hw.cards} rank(s) on the CPU (cpu)\n")
     else:
@@ -176,8 +177,16 @@ def launch_details(services: Services, name: str) -> Text:
     if busy:
         ids = ", ".join(f"{r.id} {r.name}" for r in busy[:3])
         t.append(f"\nalready running on {hw.device}: {ids}", style="bold yellow")
-    t.append(f"\nfrom {path}", style="dim")
+    t.append(f"\nfrom {_shown_path(path)}", style="dim")
     return t
+
+
+def _shown_path(path: Path) -> str:
+    """Relative to the working directory when under it: shorter, and the same in every checkout."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def launch_screen(services: Services, name: str, queue: bool = False) -> ConfirmScreen:
