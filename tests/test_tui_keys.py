@@ -78,7 +78,7 @@ def test_after_slash_every_key_is_text_q_and_digits_included() -> None:
         await typed(pilot, ["down"])
         assert table.cursor_row == 1
         keys = a.screen.active_bindings
-        assert keys["slash"].binding.description == "Filter" and keys["escape"].binding.description == "Clear filter"
+        assert keys["slash"].binding.description == "Filter" and keys["escape"].binding.description == "Clear"
         await typed(pilot, ["escape"])  # in the table, Esc clears the filter
         assert box.value == "" and "r:demo-cpu-zero3" in _rows(table)
         assert "escape" not in a.screen.active_bindings  # nothing to clear: not offered

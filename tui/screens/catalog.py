@@ -45,7 +45,7 @@ class CatalogScreen(ZerodeckScreen):
         Binding("e", "edit", "Edit"),
         Binding("g,space", "expand", "Grid±"),
         Binding("v", "columns", "Columns"),
-        Binding("escape", "clear_filter", "Clear filter", key_display="esc"),
+        Binding("escape", "clear_filter", "Clear", key_display="esc"),
     ]
 
     def __init__(self) -> None:
@@ -64,7 +64,7 @@ class CatalogScreen(ZerodeckScreen):
             # The recipe name stays put while Left / Right scroll the other columns.
             yield DataTable(id="catalog", cursor_type="row", zebra_stripes=False, fixed_columns=1)
             yield Static("", id="problems")
-        yield Footer()
+        yield Footer(compact=True)  # every command fits at 80 columns
 
     def on_mount(self) -> None:
         table = self.query_one("#catalog", DataTable)

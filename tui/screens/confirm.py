@@ -160,7 +160,7 @@ def launch_details(services: Services, name: str) -> Text:
     t.append(f"{recipe.launch.backend}\n")
     t.append("where    ", style="dim")
     if hw.device == "cpu":
-        t.append(f"{hw.cards} rank(s) on the CPU (cpu)\n")
+        t.append(f"{hw.cards} rank(s) on the CPU\n")
     else:
         t.append(f"cards {device_ids(devices)} ({hw.device})\n", style="bold")
     t.append("plan     ", style="dim")
