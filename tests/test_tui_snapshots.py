@@ -120,7 +120,9 @@ def test_catalog_filtering(snap_compare: Any, size: tuple[int, int]) -> None:
 
     async def ready(pilot: Any) -> None:
         await until(pilot, lambda: catalog_loaded(a))
+        a.screen.query_one("#filter").cursor_blink = False  # a blinking cursor would flip the picture
         await pilot.press("slash", *"qwen2.5-72")
+        await until(pilot, lambda: a.screen.query_one("#catalog", DataTable).row_count == 4)
         await pilot.pause(0.3)
 
     assert snap_compare(a, terminal_size=size, run_before=ready)
