@@ -42,7 +42,7 @@ def test_catalog_filter_by_typing_and_expand_grid() -> None:
     async def body(pilot: Any) -> None:
         await until(pilot, lambda: catalog_loaded(a))
         table = a.screen.query_one("#catalog", DataTable)
-        await pilot.press("z")  # not a key: starts the filter
+        await pilot.press("slash", "z")  # typing goes to the filter only after `/`
         assert a.screen.query_one("#filter", Input).value == "z"
         for ch in "ero3":
             await pilot.press(ch)
@@ -63,8 +63,8 @@ def test_catalog_filter_by_typing_and_expand_grid() -> None:
 
 
 def test_filter_keeps_a_burst_of_letters_that_are_also_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Over SSH a typed word arrives in one burst, before the filter box has focus: `e` and `3`
-    inside a word are letters of the filter, not Edit and the Runs screen."""
+    """Over SSH a typed word arrives in one burst: after `/`, `e` and `3` inside it are letters of
+    the filter, not Edit and the Runs screen; once the filter is left, keys are commands again."""
     monkeypatch.setenv("EDITOR", "false")
     a = app()
 
@@ -72,10 +72,7 @@ def test_filter_keeps_a_burst_of_letters_that_are_also_keys(monkeypatch: pytest.
         await until(pilot, lambda: catalog_loaded(a))
         table = a.screen.query_one("#catalog", DataTable)
         screen = a.screen
-        await pilot.press("z")
-        table.focus()  # the box has not taken focus yet when the rest of the word arrives
-        await pilot.pause()
-        await pilot.press("e", "r", "o", "3")
+        await pilot.press("slash", "z", "e", "r", "o", "3")
         assert a.screen is screen
         assert screen.query_one("#filter", Input).value == "zero3"
         await pilot.press("enter")
@@ -247,13 +244,19 @@ def test_launch_from_catalog_watch_and_stop() -> None:
         await until(pilot, lambda: catalog_loaded(a))
         table = a.screen.query_one("#catalog", DataTable)
         table.move_cursor(row=_rows(table).index("r:sleeper"))
-        await pilot.press("l")
+        await pilot.press("l")  # asks first: the recipe and where it runs
+        await until(pilot, lambda: getattr(a.screen, "ready", False))
+        await pilot.press("y")
         await until(pilot, lambda: a.current_mode == "live" and a.progress is not None, timeout=30)
         await until(pilot, lambda: a.progress.run.status == "running", timeout=30)
         run_id = a.progress.run.id
         logw = a.screen.query_one("#log", Log)
         await until(pilot, lambda: any("sleeping" in ln for ln in logw.lines), timeout=30)
-        await pilot.press("s")
+        await until(pilot, lambda: any(r.id == run_id for r in a.active_runs))
+        await pilot.press("s")  # asks first, with the run's name and age
+        assert a.screen.__class__.__name__ == "ConfirmScreen"
+        assert a.screen.question.startswith(f"stop run {run_id} sleeper")
+        await pilot.press("enter")
         await until(pilot, lambda: a.progress.run.status == "finished", timeout=60)
         assert a.progress.run.outcome == "killed"
         await pilot.press("3")
@@ -298,7 +301,9 @@ def test_queue_adds_the_recipe_for_the_runner() -> None:
         await until(pilot, lambda: catalog_loaded(a))
         table = a.screen.query_one("#catalog", DataTable)
         table.move_cursor(row=_rows(table).index("r:demo-cpu-zero2"))
-        await pilot.press("a")
+        await pilot.press("a")  # asks first, like a launch: a running runner would start it
+        await until(pilot, lambda: getattr(a.screen, "ready", False))
+        await pilot.press("y")
 
         def queued() -> list[Any]:
             return store().queue_items(states=["pending"])

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from textual.widgets import DataTable
 
-from .tui_support import A3_16, BAD_RECIPES, NPU8, app, catalog_loaded, seeded, until
+from .tui_support import A3_16, BAD_RECIPES, NPU8, add_running, app, catalog_loaded, seeded, until
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 
@@ -111,3 +111,65 @@ def test_compare(snap_compare: Any, size: tuple[int, int]) -> None:
         await pilot.pause()
 
     assert snap_compare(a, terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_catalog_filtering(snap_compare: Any, size: tuple[int, int]) -> None:
+    """After `/` the mode bar says keys are text and the footer offers only the filter's keys."""
+    a = app()
+
+    async def ready(pilot: Any) -> None:
+        await until(pilot, lambda: catalog_loaded(a))
+        a.screen.query_one("#filter").cursor_blink = False  # a blinking cursor would flip the picture
+        await pilot.press("slash", *"qwen2.5-72")
+        await until(pilot, lambda: a.screen.query_one("#catalog", DataTable).row_count == 4)
+        await pilot.pause(0.3)
+
+    assert snap_compare(a, terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_confirm_launch(snap_compare: Any, size: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    from zerodeck.core import paths
+
+    monkeypatch.chdir(paths.shipped_recipes_dir().parent)  # the recipe's path, the same in any checkout
+    a = app()
+
+    async def ready(pilot: Any) -> None:
+        await until(pilot, lambda: catalog_loaded(a))
+        table = a.screen.query_one("#catalog", DataTable)
+        table.move_cursor(row=_keys(table).index("g:qwen2.5-32b-lora"))
+        await pilot.press("g", "down", "down", "down", "l")
+        await until(pilot, lambda: getattr(a.screen, "ready", False))
+        await pilot.pause(0.3)
+
+    assert snap_compare(a, terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_runs_marked(snap_compare: Any, size: tuple[int, int]) -> None:
+    """Two marked rows: a mark for NO_COLOR terminals and a style for a glance."""
+    seeded()
+    a = app(None)
+
+    async def ready(pilot: Any) -> None:
+        await pilot.press("3")
+        await until(pilot, lambda: a.screen.query_one("#runs", DataTable).row_count == 4)
+        await pilot.press("down", "space", "down", "space")
+        await pilot.pause(0.3)
+
+    assert snap_compare(a, terminal_size=size, run_before=ready)
+
+
+def test_stop_asked(snap_compare: Any, tmp_path: Path) -> None:
+    add_running(tmp_path / "run.log")
+    a = app(None)
+
+    async def ready(pilot: Any) -> None:
+        await pilot.press("3")
+        await until(pilot, lambda: a.screen.query_one("#runs", DataTable).row_count == 1)
+        await until(pilot, lambda: a.active_runs)
+        await pilot.press("s")
+        await pilot.pause(0.3)
+
+    assert snap_compare(a, terminal_size=(80, 24), run_before=ready)

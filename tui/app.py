@@ -82,6 +82,8 @@ class ZerodeckApp(App[int]):
         Binding("2", "switch_mode('live')", "Live", show=False),
         Binding("3", "switch_mode('runs')", "Runs", show=False),
         Binding("4", "switch_mode('compare')", "Compare", show=False),
+        # Outside a filter box only: there, q is a letter (an Input consumes printable keys, so
+        # this binding is neither run nor shown). Quitting closes the UI; runs keep going.
         Binding("q", "quit", "Quit"),
     ]
 
@@ -276,7 +278,21 @@ class ZerodeckApp(App[int]):
 
     # -- launching ---------------------------------------------------------------------------
     def on_launch_requested(self, msg: LaunchRequested) -> None:
-        self._launch(msg.name)
+        self.ask_launch(msg.name)
+
+    def ask_launch(self, name: str) -> None:
+        """Launch a catalog recipe once the user has seen where it runs and said yes (Enter / y).
+
+        Screens call this from a key handler: the dialog is on the stack before the next key is
+        read, so the rest of a word typed by mistake goes to the dialog, which ignores it."""
+        from zerodeck.tui.screens.confirm import launch_screen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.notify(f"launching {name} …", timeout=3)
+                self._launch(name)
+
+        self.push_screen(launch_screen(self.services, name), answered)
 
     @work(thread=True, group="launch")
     def _launch(self, name: str) -> None:

@@ -1,13 +1,18 @@
 """Catalog: every recipe, shipped and the user's, grouped by grid, with the planner's verdict.
 
 Bad recipe files stay visible at the bottom with their `PATH:LINE: field: message` problems.
-Typing a character that is not a key filters the table (so does `/`).
+
+The key model (the same on every list): every key is a command, and none of them starts anything
+alone: `l` (launch) and `a` (queue) ask first, showing the recipe's cards. Typing goes to the filter
+only after `/`; there `q` and digits are text, and Enter, Down or Esc (which clears) go back to the
+table. The footer shows which of the two the keys are doing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import subprocess
+import time
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -15,10 +20,11 @@ from textual import events, on, work
 from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import DataTable, Footer, Input, Static
-from zerodeck.tui.messages import CatalogLoaded, LaunchRequested, LoadFailed, RunQueued
+from textual.widgets import DataTable, Footer, Static
+from zerodeck.tui.messages import CatalogLoaded, LoadFailed, RunQueued
 from zerodeck.tui.screens.base import ZerodeckScreen
 from zerodeck.tui.view import BadFile, CatalogRow
+from zerodeck.tui.widgets.filter import FilterInput
 from zerodeck.tui.widgets.modebar import ModeBar
 from zerodeck.tui.widgets.text import verdict_text
 
@@ -32,13 +38,14 @@ def zero_label(row: CatalogRow) -> str:
 
 class CatalogScreen(ZerodeckScreen):
     BINDINGS = [
+        Binding("slash", "filter", "Filter", key_display="/"),
         Binding("p", "plan", "Plan"),
-        Binding("l", "launch", "Launch"),
-        Binding("a", "queue", "Queue"),
+        Binding("l", "launch", "Launch…"),
+        Binding("a", "queue", "Queue…"),
         Binding("e", "edit", "Edit"),
-        Binding("g,space", "expand", "Grid ±"),
-        Binding("slash", "filter", "Filter", show=False),
-        Binding("escape", "clear_filter", "Clear", show=False),
+        Binding("g,space", "expand", "Grid±"),
+        Binding("v", "columns", "Columns"),
+        Binding("escape", "clear_filter", "Clear", key_display="esc"),
     ]
 
     def __init__(self) -> None:
@@ -46,15 +53,18 @@ class CatalogScreen(ZerodeckScreen):
         self.rows: list[CatalogRow] = []
         self.bad: list[BadFile] = []
         self.expanded: set[str] = set()
+        self.hidden: frozenset[str] = frozenset()
         self.loaded = False
+        self._hinted = 0.0
 
     def compose(self) -> ComposeResult:
         yield ModeBar()
         with Vertical(id="catalog-body"):
-            yield Input(placeholder="filter (type to filter, Esc clears)", id="filter", select_on_focus=False)
-            yield DataTable(id="catalog", cursor_type="row", zebra_stripes=False)
+            yield FilterInput(placeholder="/ to filter", id="filter", select_on_focus=False)
+            # The recipe name stays put while Left / Right scroll the other columns.
+            yield DataTable(id="catalog", cursor_type="row", zebra_stripes=False, fixed_columns=1)
             yield Static("", id="problems")
-        yield Footer()
+        yield Footer(compact=True)  # every command fits at 80 columns
 
     def on_mount(self) -> None:
         table = self.query_one("#catalog", DataTable)
@@ -62,6 +72,15 @@ class CatalogScreen(ZerodeckScreen):
             table.add_column(col, key=col)
         table.focus()
         self.load()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        boxes = self.query("#filter")
+        box = boxes.first(FilterInput) if boxes else None
+        if action == "clear_filter":  # shown only when there is a filter to clear
+            return bool(box and box.value)
+        if action == "filter":  # in the box, `/` is a character
+            return not (box and box.has_focus)
+        return True
 
     @work(thread=True, exclusive=True, group="catalog")
     def load(self) -> None:
@@ -86,7 +105,7 @@ class CatalogScreen(ZerodeckScreen):
 
     # -- table --------------------------------------------------------------------------------
     def shown_rows(self) -> list[tuple[str, tuple[object, ...]]]:
-        needle = self.query_one("#filter", Input).value.strip().lower()
+        needle = self.query_one("#filter", FilterInput).value.strip().lower()
         out: list[tuple[str, tuple[object, ...]]] = []
         groups: dict[str | None, list[CatalogRow]] = {}
         for r in self.rows:
@@ -115,12 +134,14 @@ class CatalogScreen(ZerodeckScreen):
         shown = self.shown_rows()
         # Explicit widths: a table refilled from a worker kept its header widths at 80 columns and
         # cut every recipe name to "demo-c".
-        for i, col in enumerate(COLUMNS):
+        visible = [i for i, col in enumerate(COLUMNS) if i == 0 or col not in self.hidden]
+        for i in visible:
+            col = COLUMNS[i]
             width = max([len(col)] + [c.cell_len if isinstance(c, Text) else cell_len(str(c))
                                       for c in (cells[i] for _, cells in shown)])
             table.add_column(col, key=col, width=width)
         for key, cells in shown:
-            table.add_row(*cells, key=key)
+            table.add_row(*(cells[i] for i in visible), key=key)
         if keep is not None:
             with contextlib.suppress(Exception):
                 table.move_cursor(row=table.get_row_index(keep))
@@ -154,42 +175,36 @@ class CatalogScreen(ZerodeckScreen):
         return None
 
     # -- filter -------------------------------------------------------------------------------
-    @on(Input.Changed, "#filter")
+    @on(FilterInput.Changed, "#filter")
     def _filter_changed(self) -> None:
         if self.rows:
             self.render_table()
+        self.refresh_bindings()
 
-    @on(Input.Submitted, "#filter")
-    def _filter_done(self) -> None:
-        self._typing = False
+    @on(FilterInput.Left, "#filter")
+    def _filter_left(self) -> None:
         self.query_one("#catalog", DataTable).focus()
+        self.refresh_bindings()
 
     @on(DataTable.RowSelected, "#catalog")
     def _row_selected(self) -> None:
         self.action_plan()
 
     def on_key(self, event: events.Key) -> None:
-        table = self.query_one("#catalog", DataTable)
-        if self.focused is not table or not event.is_printable or not event.character:
-            return
-        # Once a word has started, its next letters belong to it even before the filter box has
-        # taken focus (a fast typist, or a paste over SSH, sends them in one burst).
-        typing = getattr(self, "_typing", False)
-        if not typing and (event.key in self.active_bindings or event.character in "0123456789"):
-            return
-        self._typing = True
-        box = self.query_one("#filter", Input)
-        box.value += event.character
-        box.cursor_position = len(box.value)
-        box.focus()
-        event.stop()
+        # A letter that is no command here does nothing; say once in a while how to filter, for a
+        # person who started typing a name (the keys before it may have opened a question: that
+        # question swallows the rest of the word).
+        if (self.focused is self.query_one("#catalog", DataTable) and event.is_printable
+                and event.character and not event.character.isdigit()
+                and event.key not in self.active_bindings and time.monotonic() - self._hinted > 5):
+            self._hinted = time.monotonic()
+            self.notify("keys are commands here: press / to type a filter", timeout=4)
 
     def action_filter(self) -> None:
-        self.query_one("#filter", Input).focus()
+        self.query_one("#filter", FilterInput).focus()
 
     def action_clear_filter(self) -> None:
-        self._typing = False
-        self.query_one("#filter", Input).value = ""
+        self.query_one("#filter", FilterInput).value = ""
         self.query_one("#catalog", DataTable).focus()
 
     # -- actions ------------------------------------------------------------------------------
@@ -219,13 +234,29 @@ class CatalogScreen(ZerodeckScreen):
     def action_launch(self) -> None:
         name = self.current_recipe()
         if name:
-            self.notify(f"launching {name} …", timeout=3)
-            self.app.post_message(LaunchRequested(name))
+            self.zapp.ask_launch(name)  # the dialog is up before the next key is read
 
     def action_queue(self) -> None:
         name = self.current_recipe()
-        if name:
-            self._queue(name)
+        if not name:
+            return
+        from zerodeck.tui.screens.confirm import launch_screen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._queue(name)
+
+        self.app.push_screen(launch_screen(self.zapp.services, name, queue=True), answered)
+
+    def action_columns(self) -> None:
+        from zerodeck.tui.screens.columns import ColumnChooser
+
+        def chosen(hidden: frozenset[str] | None) -> None:
+            if hidden is not None and hidden != self.hidden:
+                self.hidden = hidden
+                self.render_table()
+
+        self.app.push_screen(ColumnChooser(COLUMNS[1:], self.hidden), chosen)
 
     @work(thread=True, group="queue")
     def _queue(self, name: str) -> None:

@@ -2,6 +2,7 @@
 
 `d` keeps only the columns that differ, `p` cycles the pivots (e.g. model × ZeRO stage with peak
 GiB), `g` widens the selection to the grid of the first run, `e` exports in the compare formats.
+The run and recipe columns stay fixed while Left / Right scroll the rest; `v` hides or shows columns.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class CompareScreen(ZerodeckScreen):
         Binding("d", "diff", "Diff only"),
         Binding("p", "pivot", "Pivot"),
         Binding("g", "grid", "Whole grid"),
-        Binding("e", "export", "Export"),
+        Binding("e", "export", "Export…"),
+        Binding("v", "columns", "Columns"),
     ]
 
     def __init__(self) -> None:
@@ -39,6 +41,8 @@ class CompareScreen(ZerodeckScreen):
         self.diff_only = False
         self.pivot_i = 0
         self.ids: list[int] = []
+        self.hidden: frozenset[str] = frozenset()
+        self.last: CompareLoaded | None = None
 
     def compose(self) -> ComposeResult:
         yield ModeBar()
@@ -74,12 +78,8 @@ class CompareScreen(ZerodeckScreen):
 
     def on_compare_loaded(self, msg: CompareLoaded) -> None:
         self.ids = msg.ids
-        table = self.query_one("#compare", DataTable)
-        table.clear(columns=True)
-        for h in msg.headers:
-            table.add_column(str(h))
-        for r in msg.rows:
-            table.add_row(*[str(c) for c in r])
+        self.last = msg
+        self.render_table(msg)
         title = Text(f" Compare: {len(msg.ids)} run(s)", style="bold")
         mode = ["diff only" if self.diff_only else "all columns"]
         pivot = PIVOTS[self.pivot_i]
@@ -89,6 +89,33 @@ class CompareScreen(ZerodeckScreen):
         if msg.error:
             title.append(f"\n {msg.error}", style="red")
         self.query_one("#compare-title", Static).update(title)
+
+    def render_table(self, msg: CompareLoaded) -> None:
+        table = self.query_one("#compare", DataTable)
+        table.clear(columns=True)
+        headers = [str(h) for h in msg.headers]
+        fixed = fixed_count(headers)
+        table.fixed_columns = fixed
+        shown = [i for i, h in enumerate(headers) if i < fixed or h not in self.hidden]
+        for i in shown:
+            table.add_column(headers[i])
+        for r in msg.rows:
+            table.add_row(*[str(r[i]) for i in shown])
+
+    def action_columns(self) -> None:
+        from zerodeck.tui.screens.columns import ColumnChooser
+
+        if self.last is None:
+            return
+        headers = [str(h) for h in self.last.headers]
+
+        def chosen(hidden: frozenset[str] | None) -> None:
+            if hidden is not None and self.last is not None:
+                # Names of columns not in this table (another pivot) stay hidden for when they return.
+                self.hidden = (self.hidden - set(headers)) | hidden
+                self.render_table(self.last)
+
+        self.app.push_screen(ColumnChooser(headers[fixed_count(headers):], self.hidden & set(headers)), chosen)
 
     def action_diff(self) -> None:
         self.diff_only = not self.diff_only
@@ -132,6 +159,14 @@ class CompareScreen(ZerodeckScreen):
             self.post_message(LoadFailed(f"export {fmt}: {exc}"))
 
 
+def fixed_count(headers: list[str]) -> int:
+    """The identifying columns kept in place: the run and its recipe, else the pivot's row label."""
+    n = 0
+    while n < len(headers) and headers[n] in ("run", "recipe"):
+        n += 1
+    return max(1, n) if headers else 0
+
+
 def _ext(fmt: str) -> str:
     return {"latex": "tex"}.get(fmt, fmt)
 
@@ -143,6 +178,11 @@ class ExportDialog(ModalScreen[str | None]):
         with Vertical(id="export-dialog"):
             yield Static("Export the comparison as", id="export-title")
             yield OptionList(*FORMATS, id="export-formats")
+            hint = Text()
+            for key, what in (("↑↓", "choose"), ("Enter", "export"), ("Esc", "cancel")):
+                hint.append(key, style="bold")
+                hint.append(f" {what}  ")
+            yield Static(hint, id="export-keys")
 
     @on(OptionList.OptionSelected)
     def _picked(self, event: OptionList.OptionSelected) -> None:

@@ -1,6 +1,8 @@
 """Runs: the history, newest first, with outcome (OOM in its own colour), duration, peak GiB per card
-against the prediction, throughput and final loss. Enter opens a run's full record; `s` stops one;
-space marks runs for Compare."""
+against the prediction, throughput and final loss. Enter opens a run's full record; `s` stops one
+(after asking); Space marks runs for Compare. A marked row shows a `●` and is drawn bold and
+coloured: the character for NO_COLOR terminals, the style for a glance. The id and name stay fixed
+while Left / Right scroll the rest; `v` chooses the columns shown."""
 
 from __future__ import annotations
 
@@ -19,15 +21,20 @@ from zerodeck.tui.widgets.modebar import ModeBar
 from zerodeck.tui.widgets.text import outcome_text
 
 COLUMNS = ("", "id", "recipe", "outcome", "time", "peak/pred GiB", "samples/s", "loss")
+KEYS = tuple(c or "mark" for c in COLUMNS)
+FIXED = 3  # mark, id, recipe: what tells one row from another
 SHOWN = 1000  # the newest runs listed; the title says how many the store holds
+MARK = "●"
+MARKED_STYLE = "bold magenta"  # the mark, the id and the name; the other cells turn bold only
 
 
 class RunsScreen(StopsRuns):
     BINDINGS = [
         Binding("o", "open", "Open"),  # Enter opens too (the table selects the row)
-        Binding("s", "stop", "Stop"),
+        Binding("s", "stop", "Stop…"),
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare marked"),
+        Binding("v", "columns", "Columns"),
         Binding("r", "reload", "Reload"),
     ]
 
@@ -36,19 +43,26 @@ class RunsScreen(StopsRuns):
         self.runs: list[RunRecord] = []
         self.total = -1  # nothing loaded yet
         self.marked: set[int] = set()
+        self.hidden: frozenset[str] = frozenset()
 
     def compose(self) -> ComposeResult:
         yield ModeBar()
         yield Static("", id="runs-title")
-        yield DataTable(id="runs", cursor_type="row")
+        yield DataTable(id="runs", cursor_type="row", fixed_columns=FIXED)
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one("#runs", DataTable)
-        for col in COLUMNS:
-            table.add_column(col, key=col or "mark")
-        table.focus()
+        self._add_columns()
+        self.query_one("#runs", DataTable).focus()
         self.load()
+
+    def shown_columns(self) -> list[int]:
+        return [i for i, key in enumerate(KEYS) if i < FIXED or key not in self.hidden]
+
+    def _add_columns(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        for i in self.shown_columns():
+            table.add_column(COLUMNS[i], key=KEYS[i])
 
     def on_screen_resume(self) -> None:
         self.load()
@@ -80,13 +94,13 @@ class RunsScreen(StopsRuns):
         row = table.cursor_row
         table.clear()
         now = self.zapp.clock()
+        visible = self.shown_columns()
         for r in self.runs:
-            table.add_row(*run_cells(r, now, r.id in self.marked), key=str(r.id))
+            cells = run_cells(r, now, r.id in self.marked)
+            table.add_row(*(cells[i] for i in visible), key=str(r.id))
         if self.runs:
             table.move_cursor(row=min(row, len(self.runs) - 1))
-        shown = f"{len(self.runs)} of {self.total}" if self.total > len(self.runs) else str(self.total)
-        marked = f" · {len(self.marked)} marked" if self.marked else ""
-        self.query_one("#runs-title", Static).update(Text(f" Runs: {shown}{marked}", style="bold"))
+        self.render_title()
 
     def current(self) -> RunRecord | None:
         table = self.query_one("#runs", DataTable)
@@ -111,14 +125,32 @@ class RunsScreen(StopsRuns):
             return
         self.marked ^= {r.id}
         table = self.query_one("#runs", DataTable)
-        table.update_cell(str(r.id), "mark", "●" if r.id in self.marked else "")
+        cells = run_cells(r, self.zapp.clock(), r.id in self.marked)
+        for i in self.shown_columns():  # the whole row changes style, not only its mark
+            table.update_cell(str(r.id), KEYS[i], cells[i])
         table.move_cursor(row=table.cursor_row + 1)
         self.render_title()
 
     def render_title(self) -> None:
         shown = f"{len(self.runs)} of {self.total}" if self.total > len(self.runs) else str(self.total)
-        marked = f" · {len(self.marked)} marked" if self.marked else ""
-        self.query_one("#runs-title", Static).update(Text(f" Runs: {shown}{marked}", style="bold"))
+        title = Text(f" Runs: {shown}", style="bold")
+        if self.marked:
+            title.append(f" · {MARK} {len(self.marked)} marked", style=MARKED_STYLE)
+            title.append("  c compares them", style="dim")
+        self.query_one("#runs-title", Static).update(title)
+
+    def action_columns(self) -> None:
+        from zerodeck.tui.screens.columns import ColumnChooser
+
+        def chosen(hidden: frozenset[str] | None) -> None:
+            if hidden is not None and hidden != self.hidden:
+                self.hidden = hidden
+                table = self.query_one("#runs", DataTable)
+                table.clear(columns=True)
+                self._add_columns()
+                self.render_table()
+
+        self.app.push_screen(ColumnChooser(KEYS[FIXED:], self.hidden), chosen)
 
     def action_compare(self) -> None:
         current = self.current()
@@ -131,7 +163,7 @@ class RunsScreen(StopsRuns):
         if r is None or not r.active:
             self.notify("that run is not running", severity="warning")
             return
-        self._stop(r.id)
+        self.ask_stop(r)
 
 
 def run_cells(r: RunRecord, now: datetime, marked: bool = False) -> tuple[object, ...]:
@@ -139,5 +171,13 @@ def run_cells(r: RunRecord, now: datetime, marked: bool = False) -> tuple[object
     pred = "-" if r.predicted_peak_gib is None else f"{r.predicted_peak_gib:.1f}"
     sps = "-" if r.samples_per_s is None else f"{r.samples_per_s:.2f}"
     loss = "-" if r.final_loss is None else f"{r.final_loss:.4f}"
-    return ("●" if marked else "", str(r.id), r.name, outcome_text(run_label(r)),
-            fmt_duration(run_duration_s(r, now)), f"{peak}/{pred}", sps, loss)
+    cells: tuple[object, ...] = (MARK if marked else " ", str(r.id), r.name, outcome_text(run_label(r)),
+                                 fmt_duration(run_duration_s(r, now)), f"{peak}/{pred}", sps, loss)
+    if not marked:
+        return cells
+    out: list[object] = []
+    for i, c in enumerate(cells):
+        t = c.copy() if isinstance(c, Text) else Text(str(c))
+        t.stylize(MARKED_STYLE if i < FIXED else "bold")  # the outcome keeps its colour
+        out.append(t)
+    return tuple(out)

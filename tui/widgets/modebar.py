@@ -1,4 +1,5 @@
-"""The top line: the four screens and their number keys, the current one highlighted.
+"""The top line: the four screens and their number keys, the current one highlighted, and what the
+keys do right now: commands (the footer lists them), or text for a filter box after `/`.
 
 It replaces a title bar, so the number keys need no room in the footer at 80 columns.
 """
@@ -9,6 +10,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.widget import Widget
+from textual.widgets import Input
 
 MODES = (("1", "catalog", "Catalog"), ("2", "live", "Live"), ("3", "runs", "Runs"), ("4", "compare", "Compare"))
 
@@ -20,6 +22,13 @@ class ModeBar(Widget):
         super().__init__(**kw)
         self.title = title
 
+    def on_mount(self) -> None:
+        # Redrawn when focus moves in or out of a filter box: the line says which keys mean what.
+        self.watch(self.screen, "focused", self._focus_moved, init=False)
+
+    def _focus_moved(self) -> None:
+        self.refresh()
+
     def render(self) -> Text:
         current = getattr(self.app, "current_mode", "")
         t = Text(" zerodeck ", style="bold")
@@ -30,4 +39,6 @@ class ModeBar(Widget):
             t.append(" ")
         if self.title:
             t.append(f"  {self.title}", style="dim")
+        if isinstance(self.screen.focused, Input):
+            t.append("  typing: filter ", style="reverse bold")
         return t
