@@ -67,7 +67,7 @@ class PlanScreen(ZerodeckScreen):
         self.query_one("#plan-data", Static).update(data_text(advice))
 
     def action_launch(self) -> None:
-        self.app.pop_screen()
+        # The plan stays under the confirmation, so a cancelled launch comes back to it.
         self.app.post_message(LaunchRequested(self.recipe_name))
 
 
