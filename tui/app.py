@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,7 +38,7 @@ from zerodeck.tui.messages import (
 from zerodeck.tui.screens.base import ZerodeckScreen
 from zerodeck.tui.services import LogFollower, Services, progress_of, utcnow
 from zerodeck.tui.telemetry import History, frame_from_snapshot
-from zerodeck.tui.view import Frame, Progress
+from zerodeck.tui.view import Curves, Frame, Progress
 
 if TYPE_CHECKING:
     from zerodeck.store.api import Store  # SQLAlchemy: imported by the first worker, after the first paint
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 LOG_KEEP = 500
 LOSS_KEEP = 600  # loss points kept for the live sparkline
+CURVE_KEEP = 5000  # points per live curve: bounded, so a week-long run keeps the view's memory flat
 SCOPE_EVERY_S = 5.0  # how often the followed run's process list is re-read
 
 
@@ -207,6 +209,8 @@ class ZerodeckApp(App[int]):
         last_active: list[RunRecord] | None = None
         last_progress: Progress | None = None
         losses: deque[float] = deque(maxlen=LOSS_KEEP)
+        loss_curve: deque[tuple[int, float]] = deque(maxlen=CURVE_KEEP)
+        sps_curve: deque[tuple[int, float]] = deque(maxlen=CURVE_KEEP)
         last_point = None
         if self.reconcile_on_start:
             try:
@@ -231,6 +235,8 @@ class ZerodeckApp(App[int]):
                 following = run_id
                 follower = None
                 losses.clear()
+                loss_curve.clear()
+                sps_curve.clear()
                 last_point = None
             progress = None
             lines: list[str] = []
@@ -238,8 +244,11 @@ class ZerodeckApp(App[int]):
                 try:
                     run, points = self.services.run_and_points(run_id, last_point.step if last_point else None)
                     losses.extend(p.loss for p in points if p.loss is not None)
+                    loss_curve.extend((p.step, p.loss) for p in points if p.loss is not None)
+                    sps_curve.extend((p.step, p.samples_per_s) for p in points if p.samples_per_s is not None)
                     last_point = points[-1] if points else last_point
-                    progress = progress_of(run, tuple(losses), last_point, self.clock())
+                    progress = replace(progress_of(run, tuple(losses), last_point, self.clock()),
+                                       curves=Curves(loss=tuple(loss_curve), samples_per_s=tuple(sps_curve)))
                     if follower is None:
                         follower = LogFollower(run.log_path)
                     elif follower.path != run.log_path:
