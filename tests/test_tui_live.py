@@ -4,6 +4,7 @@ fit 80 columns, elapsed time counts from the start, curves are drawn, and a CPU 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -118,17 +119,15 @@ def ranks() -> Any:
     procs = []
     for rank in (0, 1):
         env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank))
-        procs.append(subprocess.Popen([sys.executable, "-c", RANK_SCRIPT if rank == 0 else "import time; time.sleep(60)"],
-                                      env=env, stdout=subprocess.PIPE, text=True))
+        script = RANK_SCRIPT if rank == 0 else "import time; time.sleep(60)"
+        procs.append(subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True))
     child = int(procs[0].stdout.readline())  # type: ignore[union-attr]
     yield procs, child
     for p in procs:
         p.kill()
         p.wait()
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(child, 9)
-    except ProcessLookupError:
-        pass
 
 
 def test_cpu_rank_children_are_processes_of_their_rank_not_cards(ranks: Any) -> None:

@@ -30,10 +30,10 @@ def frame_from_snapshot(snap: Snapshot, run_pids: Collection[int] | None = None)
     pids: dict[str, list[int]] = {}
     procs: list[ProcView] = []
     for p in snap.processes:
-        key = by_slot.get((p.npu, p.chip or 0))
-        if key is None or p.pid is None:
+        found = by_slot.get((p.npu, p.chip or 0))
+        if found is None or p.pid is None:
             continue
-        pid = int(p.pid)
+        key, pid = found, int(p.pid)
         pids.setdefault(key, []).append(pid)
         procs.append(ProcView(card=key, pid=pid, name=str(p.name or ""), mem_mb=_num(p.memory_mb),
                               child=bool(rank_pids) and pid not in rank_pids, mine=pid in wanted))
@@ -55,7 +55,7 @@ def frame_from_snapshot(snap: Snapshot, run_pids: Collection[int] | None = None)
 def _unique(keys: list[str], cards: Sequence[Card]) -> list[str]:
     """Card keys made unique: two runs' rank 0 on one machine are two rows, not one row drawn twice."""
     seen: set[str] = set()
-    out = []
+    out: list[str] = []
     for key, c in zip(keys, cards):
         if key in seen:
             key = f"{key}@{c.pid}" if c.pid is not None else f"{key}#{len(out)}"
