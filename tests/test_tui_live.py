@@ -91,17 +91,21 @@ def test_status_rows_fit_80_columns_and_elapsed_counts_from_the_start() -> None:
 
 
 def test_curves_render_their_points() -> None:
-    plot = CurvesPlot()
     loss = tuple((i, 3.0 / (1 + i / 20)) for i in range(1, 221))
-    plot.show(Curves(loss=loss, eval_loss=((100, 1.5), (200, 1.2)),
-                     samples_per_s=tuple((i, 12.0 + i % 5) for i in range(1, 221))))
-    text = plot.plot_text(78, 12)
-    assert "loss 0.2500  eval 1.2000  12.0 samples/s" in text  # the newest values, in the title
-    assert "eval loss" in text and "samples/s" in text and "step" in text
-    assert sum(text.count(ch) for ch in "⡇⢸⣿⠁⠉⠒⠤⣀⡜⢕") > 20  # braille points of the lines
-    assert "220" in text  # the x axis reaches the newest step
-    empty = CurvesPlot()
-    assert "no loss points yet" in empty.plot_text(40, 6)
+    curves = Curves(loss=loss, eval_loss=((100, 1.5), (200, 1.2)),
+                    samples_per_s=tuple((i, 12.0 + i % 5) for i in range(1, 221)))
+    plot = CurvesPlot("loss")
+    plot.show(curves)
+    text = plot.plot_text(78, 14)
+    assert "loss 0.2500  eval loss 1.2000" in text  # the newest values, in the title
+    assert "eval loss" in text and "step" in text and "220" in text  # the x axis reaches the newest step
+    assert sum(ch in text for ch in "⠁⠂⠄⡀⠈⠐⠠⢀⠉⠒⠤⣀") >= 3 and text.count("•") >= 2  # braille loss, eval dots
+    speed = CurvesPlot("throughput")
+    speed.show(curves)
+    assert "samples/s 12.0" in speed.plot_text(78, 10)
+    short = plot.plot_text(78, 5)  # a short plot keeps its points, not its title
+    assert "loss 0.2500" not in short and "┤" in short
+    assert "no loss points yet" in CurvesPlot("loss").plot_text(40, 8)
 
 
 RANK_SCRIPT = """

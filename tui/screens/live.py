@@ -53,7 +53,9 @@ class LiveScreen(StopsRuns):
             yield Static("", id="progress")
             with Horizontal(id="run-body"):
                 yield LogTail(id="log")
-                yield CurvesPlot(id="curves")
+                with Vertical(id="curves"):
+                    yield CurvesPlot("loss", id="loss-plot")
+                    yield CurvesPlot("throughput", id="speed-plot")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -71,7 +73,8 @@ class LiveScreen(StopsRuns):
         wide = width >= WIDE
         self.query_one("#log").display = wide or not self.curves_first
         self.query_one("#curves").display = wide or self.curves_first
-        self.query_one("#run-panel").set_class(height >= TALL, "-tall")
+        # Curves instead of the log on a narrow terminal: the run panel takes rows from the card list.
+        self.query_one("#run-panel").set_class(height >= TALL or (self.curves_first and not wide), "-tall")
 
     def action_toggle_curves(self) -> None:
         self.curves_first = not self.curves_first
@@ -123,7 +126,8 @@ class LiveScreen(StopsRuns):
         if lines:
             log.write_lines(lines)
         if progress is not None:
-            self.query_one("#curves", CurvesPlot).show(progress.curves)
+            for plot in self.query(CurvesPlot):
+                plot.show(progress.curves)
         self._set(self.query_one("#progress", Static), progress_text(progress, self.zapp.clock(), self._width()))
 
     def show_active(self, active: list[RunRecord]) -> None:

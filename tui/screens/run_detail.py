@@ -9,7 +9,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Footer, Log, Static
 from zerodeck.tui.messages import LoadFailed, RunDetailLoaded, RunStopped
 from zerodeck.tui.screens.stopping import StopsRuns
@@ -34,8 +34,10 @@ class RunDetailScreen(StopsRuns):
         yield ModeBar()
         with VerticalScroll(id="detail-body"):
             yield Static(f"run {self.run_id} …", id="detail-head")
+            with Vertical(id="detail-curves"):
+                yield CurvesPlot("loss", id="detail-loss")
+                yield CurvesPlot("throughput", id="detail-speed")
             yield Static("", id="detail-peaks")
-            yield CurvesPlot(id="detail-curves")
             yield Static("", id="detail-fields")
             yield Static("", id="detail-failure")
         yield Log(id="detail-log", max_lines=500)
@@ -74,9 +76,10 @@ class RunDetailScreen(StopsRuns):
             fields.append(f"{v}\n")
         self.query_one("#detail-fields", Static).update(fields)
         self.query_one("#detail-peaks", Static).update(peaks_text(d))
-        plot = self.query_one("#detail-curves", CurvesPlot)
-        plot.display = bool(d.curves)
-        plot.show(d.curves)
+        self.query_one("#detail-curves").display = bool(d.curves)
+        self.query_one("#detail-speed").display = bool(d.curves.samples_per_s)
+        for plot in self.query(CurvesPlot):
+            plot.show(d.curves)
         failure = Text()
         if d.failure_snapshot:
             failure.append("card snapshot at failure\n", style="bold")

@@ -57,7 +57,7 @@ def header_text(kind: str, width: int) -> Text:
     t.append(f"{'':<{bar_w}}")
     if spark_w:
         t.append(" " + "history"[:spark_w].ljust(spark_w), style="dim")
-    t.append(" " + _cells(post, [c[0] for c in post]), style="bold")
+    t.append(" " + _cells(post, [c[0] for c in post]) + " " * MARK, style="bold")
     return t
 
 

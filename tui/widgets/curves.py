@@ -1,21 +1,24 @@
-"""Training curves as a terminal plot (textual-plotext): loss over steps, eval loss where the log has
-it, and throughput on the right axis. People judge a run by its curve, in Live and in the run record.
+"""Training curves as terminal plots (textual-plotext): loss over steps with eval loss where the log
+has it, and throughput over steps in a plot of its own (on one plot the throughput's jitter buries the
+loss). People judge a run by its curve, in Live and in the run record.
 
-The plot is rebuilt only when the points change: rendering it costs a few milliseconds, and an idle
-live view redraws nothing.
+A plot is rebuilt only when its points change: rendering costs a few milliseconds, and an idle live
+view redraws nothing. A short plot drops its title and axis label to keep the points.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from rich.console import RenderableType
 from textual_plotext import PlotextPlot
 from zerodeck.tui.view import Curves
 
 MAX_POINTS = 400  # plotted per series: a terminal has fewer columns than that
+Points = tuple[tuple[int, float], ...]
 
 
-def thin(points: tuple[tuple[int, float], ...], most: int = MAX_POINTS) -> tuple[tuple[int, float], ...]:
+def thin(points: Points, most: int = MAX_POINTS) -> Points:
     """At most `most` points, evenly kept, the last always included (the newest step is the one watched)."""
     if len(points) <= most:
         return points
@@ -25,11 +28,15 @@ def thin(points: tuple[tuple[int, float], ...], most: int = MAX_POINTS) -> tuple
 
 
 class CurvesPlot(PlotextPlot):
-    DEFAULT_CSS = "CurvesPlot { height: 1fr; min-height: 5; }"
+    """`series="loss"`: loss and eval loss; `series="throughput"`: samples/s."""
 
-    def __init__(self, **kw: Any) -> None:
+    DEFAULT_CSS = "CurvesPlot { height: 1fr; min-height: 4; }"
+
+    def __init__(self, series: str = "loss", **kw: Any) -> None:
         super().__init__(**kw)
+        self.series = series
         self.curves = Curves()
+        self._title = ""
         self._draw()
 
     def show(self, curves: Curves) -> None:
@@ -43,28 +50,38 @@ class CurvesPlot(PlotextPlot):
         plt = self.plt
         plt.clear_figure()
         c = self.curves
-        plt.xlabel("step")
-        if not c:
-            plt.title("no loss points yet")
+        steps = [s for s, _ in (c.samples_per_s if self.series == "throughput" else c.loss + c.eval_loss)]
+        if steps:  # whole steps on the x axis, not 55.8
+            lo, hi = min(steps), max(steps)
+            plt.xticks(sorted({round(lo + (hi - lo) * k / 4) for k in range(5)}))
+        if self.series == "throughput":
+            sps = thin(c.samples_per_s)
+            if sps:
+                plt.plot([s for s, _ in sps], [v for _, v in sps], color="yellow", marker="braille")
+            self._title = f"samples/s {sps[-1][1]:.1f}" if sps else "no throughput points yet"
             return
-        loss, evals, sps = thin(c.loss), thin(c.eval_loss), thin(c.samples_per_s)
+        loss, evals = thin(c.loss), thin(c.eval_loss)
         if loss:
-            plt.plot([s for s, _ in loss], [v for _, v in loss], label="loss", color="cyan", marker="braille")
+            plt.plot([s for s, _ in loss], [v for _, v in loss], label="loss" if evals else None, color="cyan",
+                     marker="braille")
         if evals:
-            plt.plot([s for s, _ in evals], [v for _, v in evals], label="eval loss", color="magenta",
-                     marker="dot")
-        if sps:
-            plt.plot([s for s, _ in sps], [v for _, v in sps], label="samples/s", color="yellow",
-                     marker="braille", yside="right")
-        last = f"loss {loss[-1][1]:.4f}" if loss else ""
+            plt.plot([s for s, _ in evals], [v for _, v in evals], label="eval loss", color="magenta", marker="dot")
+        title = f"loss {loss[-1][1]:.4f}" if loss else "no loss points yet"
         if evals:
-            last += f"  eval {evals[-1][1]:.4f}"
-        if sps:
-            last += f"  {sps[-1][1]:.1f} samples/s"
-        plt.title(last.strip())
+            title += f"  eval loss {evals[-1][1]:.4f}"
+        self._title = title
+
+    def _decorate(self, height: int) -> None:
+        self.plt.title(self._title if height >= 8 or not (self.curves.loss or self.curves.samples_per_s) else "")
+        self.plt.xlabel("step" if height >= 12 else "")
+
+    def render(self) -> RenderableType:
+        self._decorate(self.size.height)
+        return super().render()
 
     def plot_text(self, width: int, height: int) -> str:
         """The plot as plain text at this size (tests assert on what a user would see)."""
+        self._decorate(height)
         self.plt.plotsize(width, height)
         self.plt._set_size(width, height)  # textual-plotext does the same before each build
         return str(self.plt.build())
