@@ -134,11 +134,12 @@ class LiveScreen(StopsRuns):
         pass  # the progress line says what is followed; active runs are reached with `n`
 
     def _set(self, widget: Static, text: Text) -> None:
-        # Only touch the widget when its text changes: nothing is redrawn on an idle screen.
+        # Only touch the widget when its text changes: nothing is redrawn on an idle screen. Both lines
+        # have fixed heights, so a new text needs no layout pass (the costliest part of a frame).
         shown = (text.plain, tuple(text.spans))
         if self._shown_text.get(widget.id) != shown:
             self._shown_text[widget.id] = shown
-            widget.update(text)
+            widget.update(text, layout=False)
 
     def action_next_run(self) -> None:
         active = self.zapp.active_runs

@@ -2,19 +2,22 @@
 has it, and throughput over steps in a plot of its own (on one plot the throughput's jitter buries the
 loss). People judge a run by its curve, in Live and in the run record.
 
-A plot is rebuilt only when its points change: rendering costs a few milliseconds, and an idle live
-view redraws nothing. A short plot drops its title and axis label to keep the points.
+A plot is rebuilt only when its points change, and at most every few seconds while a run is going
+(a rebuild costs a few milliseconds and a curve needs no 1 Hz refresh); an idle live view redraws
+nothing. A short plot drops its title and axis label to keep the points.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from rich.console import RenderableType
+from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 from zerodeck.tui.view import Curves
 
 MAX_POINTS = 400  # plotted per series: a terminal has fewer columns than that
+REDRAW_S = 5.0  # the least time between two rebuilds of a growing curve
 Points = tuple[tuple[int, float], ...]
 
 
@@ -37,12 +40,30 @@ class CurvesPlot(PlotextPlot):
         self.series = series
         self.curves = Curves()
         self._title = ""
+        self._drawn_at = 0.0
+        self._pending: Curves | None = None
         self._draw()
 
     def show(self, curves: Curves) -> None:
-        if curves == self.curves:
+        if curves == (self._pending or self.curves):
             return
+        wait = self._drawn_at + REDRAW_S - time.monotonic()
+        if self.curves and curves and wait > 0:  # a curve that grows: redrawn a little later, once
+            if self._pending is None:
+                self.set_timer(wait, self._flush)
+            self._pending = curves
+            return
+        self._pending = None
+        self._replot(curves)
+
+    def _flush(self) -> None:
+        if self._pending is not None:
+            curves, self._pending = self._pending, None
+            self._replot(curves)
+
+    def _replot(self, curves: Curves) -> None:
         self.curves = curves
+        self._drawn_at = time.monotonic()
         self._draw()
         self.refresh()
 
@@ -75,7 +96,7 @@ class CurvesPlot(PlotextPlot):
         self.plt.title(self._title if height >= 8 or not (self.curves.loss or self.curves.samples_per_s) else "")
         self.plt.xlabel("step" if height >= 12 else "")
 
-    def render(self) -> RenderableType:
+    def render(self) -> RenderResult:
         self._decorate(self.size.height)
         return super().render()
 
