@@ -177,3 +177,27 @@ def test_live_shows_one_row_per_rank_with_cpu_headers(ranks: Any) -> None:
         assert f"{child}" in procs_text and "child of rank" in procs_text
 
     drive(a, body)
+
+
+def test_eval_loss_comes_from_the_log_into_live_and_the_record(tmp_path: Path) -> None:
+    from zerodeck.tui.services import eval_points
+
+    log = tmp_path / "run.log"
+    log.write_text(
+        " 50%|█████     | 10/20 [00:05<00:05,  2.00it/s]\n"
+        "{'loss': 2.1, 'learning_rate': 1e-4, 'epoch': 0.5}\n"
+        "{'eval_loss': 1.9, 'eval_runtime': 0.3, 'epoch': 0.5}\n"
+        '{"current_steps": 20, "total_steps": 20, "eval_loss": 1.5, "epoch": 1.0}\n', encoding="utf-8")
+    assert eval_points(str(log)) == [(10, 1.9), (20, 1.5)]
+    assert eval_points(str(tmp_path / "missing.log")) == [] and eval_points(None) == []
+    run_id = add_running(log)
+    a = app(None)
+
+    async def body(pilot: Any) -> None:
+        await pilot.press("2")
+        await until(pilot, lambda: a.progress is not None and a.progress.curves.eval_loss == ((10, 1.9), (20, 1.5)))
+        await pilot.pause(0.2)
+        assert "eval 1.5000" in text_of(a.screen.query_one("#progress", Static))
+        assert a.progress.run.id == run_id
+
+    drive(a, body)

@@ -212,6 +212,9 @@ class ZerodeckApp(App[int]):
         loss_curve: deque[tuple[int, float]] = deque(maxlen=CURVE_KEEP)
         sps_curve: deque[tuple[int, float]] = deque(maxlen=CURVE_KEEP)
         last_point = None
+        from zerodeck.core.outcome.metrics import MetricsFollower  # in this thread: not on the first paint
+
+        evals = MetricsFollower()
         if self.reconcile_on_start:
             try:
                 for lost_id, what in self.services.reconcile():
@@ -247,14 +250,19 @@ class ZerodeckApp(App[int]):
                     loss_curve.extend((p.step, p.loss) for p in points if p.loss is not None)
                     sps_curve.extend((p.step, p.samples_per_s) for p in points if p.samples_per_s is not None)
                     last_point = points[-1] if points else last_point
-                    progress = replace(progress_of(run, tuple(losses), last_point, self.clock()),
-                                       curves=Curves(loss=tuple(loss_curve), samples_per_s=tuple(sps_curve)))
-                    if follower is None:
+                    if follower is None or follower.path != run.log_path:
+                        reset = reset or follower is not None
                         follower = LogFollower(run.log_path)
-                    elif follower.path != run.log_path:
-                        follower = LogFollower(run.log_path)
-                        reset = True
+                        evals = MetricsFollower()
                     lines = follower.poll()
+                    for line in lines:
+                        # Eval loss is only in the log (the store keeps training points). Only eval lines
+                        # and tqdm bars (their step) are fed, so the follower holds no per-step points.
+                        if "eval_loss" in line or "%|" in line:
+                            evals.feed(line)
+                    progress = replace(progress_of(run, tuple(losses), last_point, self.clock()), curves=Curves(
+                        loss=tuple(loss_curve), samples_per_s=tuple(sps_curve),
+                        eval_loss=tuple(evals.eval_points[-CURVE_KEEP:])))
                 except Exception:
                     progress = None
             if reset or lines or progress != last_progress:
