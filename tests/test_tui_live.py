@@ -201,3 +201,54 @@ def test_eval_loss_comes_from_the_log_into_live_and_the_record(tmp_path: Path) -
         assert a.progress.run.id == run_id
 
     drive(a, body)
+
+
+LAUNCHER = """
+import os, subprocess, sys, time
+rank = "import subprocess, time; subprocess.Popen(['sleep', '60']); print('rank up', flush=True); time.sleep(60)"
+for r in (0, 1):
+    subprocess.Popen([sys.executable, "-c", rank], env=dict(os.environ, RANK=str(r), LOCAL_RANK=str(r)))
+time.sleep(60)
+"""
+
+
+def test_a_real_run_with_a_child_under_each_rank_shows_one_row_per_rank(tmp_path: Path) -> None:
+    """A real run through its supervisor: a launcher starts two ranks (RANK=0, 1), each starts a child
+    (`sleep`, standing in for ninja / cc1plus). The live view draws two rank rows, with the children
+    listed under their ranks."""
+    from zerodeck.core.launch import api
+    from zerodeck.core.recipe.load import load_recipe_file
+
+    from .tui_support import far_run_ids
+
+    far_run_ids()
+    recipe_path = tmp_path / "ranks.toml"
+    recipe_path.write_text(
+        'name = "ranks"\n[model]\nname = "zerodeck-tiny"\n[method]\nkind = "full"\n'
+        '[hardware]\ndevice = "cpu"\ncards = 2\ncard_gb = 4.0\n'
+        f'[launch]\nbackend = "command"\nargv = {json.dumps([sys.executable, "-c", LAUNCHER])}\n', encoding="utf-8")
+    run_id = api.start_run(store(), load_recipe_file(recipe_path), recipe_path, detach=True)
+    a = app(None, poll_interval=0.3, watch_interval=0.2)
+    a.source = CpuRankSource(pids=a._run_pids_or_none)
+
+    def children_seen() -> bool:
+        frame = a.latest_frame
+        return frame is not None and len([p for p in frame.processes if p.child]) == 2
+
+    async def body(pilot: Any) -> None:
+        await pilot.press("2")
+        await until(pilot, lambda: a.followed_run == run_id and a.progress is not None, timeout=30)
+        await until(pilot, lambda: bool(a.run_pids), timeout=30)
+        await until(pilot, children_seen, timeout=30)
+        await pilot.pause(0.3)
+        frame = a.latest_frame
+        assert [c.key for c in frame.cards] == ["rank0", "rank1"]
+        assert list(a.screen.rows) == ["rank0", "rank1"]
+        assert {p.card for p in frame.processes if p.child} == {"rank0", "rank1"}
+        assert all(p.name == "sleep" for p in frame.processes if p.child)
+        assert "cpu: 2 rank(s), 4 process(es)" in text_of(a.screen.query_one("#live-status", Static))
+
+    try:
+        drive(a, body)
+    finally:
+        api.stop_run(store(), run_id)

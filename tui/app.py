@@ -110,6 +110,7 @@ class ZerodeckApp(App[int]):
         self.followed_run: int | None = None
         self.compare_ids: list[int] = []
         self.run_scope_id: int | None = None  # the followed run while it is active
+        self.run_scope_tag: str | None = None  # its processes' ZERODECK_RUN_TAG: the run directory
         self.run_pids: set[int] | None = None  # its processes, by the launcher's tag
         self._scope_for: int | None = None
         self._scope_at = 0.0
@@ -163,8 +164,8 @@ class ZerodeckApp(App[int]):
 
     def _refresh_scope(self, now: float) -> None:
         """The followed run's processes, by the launcher's tag; a scan of /proc, so every few polls."""
-        run_id = self.run_scope_id
-        if run_id is None:
+        run_id, tag = self.run_scope_id, self.run_scope_tag
+        if run_id is None or not tag:
             self.run_pids = None
             return
         if run_id == self._scope_for and now - self._scope_at < SCOPE_EVERY_S:
@@ -172,7 +173,7 @@ class ZerodeckApp(App[int]):
         try:
             from zerodeck.core.launch.procs import tagged_pids  # psutil and the launcher: ~45 ms of start-up
 
-            self.run_pids = tagged_pids(str(run_id))
+            self.run_pids = tagged_pids(tag)  # the launcher tags a run's processes with its directory
         except Exception:
             self.run_pids = None
         self._scope_for, self._scope_at = run_id, now
@@ -284,6 +285,7 @@ class ZerodeckApp(App[int]):
         self.progress = msg.progress
         run = msg.progress.run if msg.progress is not None else None
         self.run_scope_id = run.id if run is not None and run.active else None
+        self.run_scope_tag = run.workdir if self.run_scope_id is not None and run is not None else None
         if msg.reset_log:
             self.log_lines.clear()
         self.log_lines.extend(msg.log_lines)
