@@ -1,9 +1,10 @@
-"""TUI figures (issue 6): start-up to first paint with 10,000 runs, CPU of the live view of 16 A3
-dies at 1 Hz, and memory over a long live view.
+"""TUI figures (issues 6, 12): start-up to first paint with 10,000 runs, CPU of the live view of 16 A3
+dies at 1 Hz (also while it follows a run whose log and curves grow every second), and memory over a
+long live view.
 
 Each figure runs the app as a separate process on a pseudo-terminal, as over SSH, so the bytes the
 app writes to the terminal are counted too.
-Run: .venv/bin/python bench/bench_tui.py [--cpu-seconds 60] [--mem-seconds 120] [--runs 10000]
+Run: .venv/bin/python bench/bench_tui.py [--cpu-seconds 60] [--mem-seconds 120] [--runs 10000] [--live-only]
 """
 
 from __future__ import annotations
@@ -160,21 +161,62 @@ def variants(n: int) -> list[str]:
     return out
 
 
-def live_child(poll: float, n: int) -> None:
+def live_child(poll: float, n: int, with_run: bool = False) -> None:
     """The app on the live screen, fed by the 16-die replay (a real npu-smi would run in a child)."""
     from zerodeck.core.telemetry.sources import ReplaySource
     from zerodeck.tui.app import make_app
 
-    make_app(source=ReplaySource("npu-smi", variants(n)), poll_interval=poll, mode="live").run()
+    # The followed run has no supervisor here: reconciling would mark it lost.
+    make_app(source=ReplaySource("npu-smi", variants(n)), poll_interval=poll, mode="live",
+             reconcile=not with_run).run()
 
 
-def watch_live(seconds: float, poll: float, label: str, sample_every: float) -> list[tuple[float, float, float]]:
+class RunWriter(threading.Thread):
+    """A run as its supervisor leaves it: a step line in its log and a metric point every `every` s."""
+
+    def __init__(self, home: str, every: float) -> None:
+        super().__init__(daemon=True)
+        from zerodeck.store.api import Store
+
+        self.store = Store.open(f"sqlite:///{home}/zerodeck.db")
+        self.log = Path(home) / "run.log"
+        self.log.write_text("", encoding="utf-8")
+        now = datetime.now(timezone.utc)
+        self.store.save_snapshot(hash="hb", name="bench", toml='name = "bench"\n', source_path=None)
+        self.run_id = self.store.add_run(name="bench", recipe_hash="hb", status="running", device="npu", cards=16,
+                                         backend="builtin", log_path=str(self.log), created_at=now, started_at=now,
+                                         steps_total=100_000)
+        self.every = every
+        self.halt = False
+
+    def run(self) -> None:
+        import json
+
+        step = 0
+        while not self.halt:
+            step += 1
+            loss = 2.0 / (1 + step / 500)
+            with self.log.open("a", encoding="utf-8") as f:
+                f.write(json.dumps({"zerodeck": "step", "step": step, "total_steps": 100_000, "loss": loss,
+                                    "lr": 1e-4, "samples_per_s": 12.0, "rank": 0}) + "\n")
+            self.store.upsert_metrics(self.run_id, [{"step": step, "loss": loss, "samples_per_s": 12.0}])
+            self.store.update_run(self.run_id, steps_done=step)
+            time.sleep(self.every)
+
+
+def watch_live(seconds: float, poll: float, label: str, sample_every: float,
+               with_run: bool = False) -> list[tuple[float, float, float]]:
     import psutil
 
     with tempfile.TemporaryDirectory() as home:
-        env = {**os.environ, "ZERODECK_HOME": home}
+        env = {**os.environ, "ZERODECK_HOME": home, "ZERODECK_DB": f"sqlite:///{home}/zerodeck.db"}
+        writer = None
+        if with_run:
+            writer = RunWriter(home, poll)
+            writer.start()
         n = int(seconds / poll) + 50
-        proc, master = spawn_on_pty([sys.executable, __file__, "--live-child", str(poll), str(n)], env, 120, 40)
+        argv = [sys.executable, __file__, "--live-child", str(poll), str(n)] + (["--with-run"] if with_run else [])
+        proc, master = spawn_on_pty(argv, env, 120, 40)
         drain = Drain(master, [b"16 card(s)"])
         drain.start()
         t0 = time.perf_counter()
@@ -192,6 +234,9 @@ def watch_live(seconds: float, poll: float, label: str, sample_every: float) -> 
         sent = drain.bytes - bytes0
         drain.stop = True
         quit_app(proc, master)
+        if writer is not None:
+            writer.halt = True
+            writer.join()
     print(f"{label}: CPU {100 * cpu / wall:.1f} % of a core over {wall:.0f} s; "
           f"{sent / wall / 1024:.1f} KiB/s written to the terminal")
     return samples
@@ -204,17 +249,22 @@ def main() -> None:
     ap.add_argument("--cpu-seconds", type=float, default=60)
     ap.add_argument("--mem-seconds", type=float, default=120)
     ap.add_argument("--mem-poll", type=float, default=0.1, help="poll interval of the memory run (accelerated)")
+    ap.add_argument("--live-only", action="store_true", help="skip the start-up figures (10,000 runs to seed)")
     ap.add_argument("--live-child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--with-run", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.live_child:
-        live_child(float(args.live_child[0]), int(args.live_child[1]))
+        live_child(float(args.live_child[0]), int(args.live_child[1]), args.with_run)
         return
-    startup(args.runs, args.repeat)
+    if not args.live_only:
+        startup(args.runs, args.repeat)
     watch_live(args.cpu_seconds, 1.0, "live view, 16 A3 dies at 1 Hz (120x40)", 5.0)
+    watch_live(args.cpu_seconds, 1.0, "live view, 16 A3 dies at 1 Hz, following a run (log tail, curves)", 5.0,
+               with_run=True)
     polls = args.mem_seconds / args.mem_poll
     samples = watch_live(args.mem_seconds, args.mem_poll,
-                         f"memory run, 16 dies at {1 / args.mem_poll:.0f} Hz ({polls:.0f} polls = "
-                         f"{polls / 60:.0f} min at 1 Hz)", args.mem_seconds / 12)
+                         f"memory run, 16 dies at {1 / args.mem_poll:.0f} Hz following a run ({polls:.0f} polls = "
+                         f"{polls / 60:.0f} min at 1 Hz)", args.mem_seconds / 12, with_run=True)
     print("  polls(1 Hz-min)   RSS MiB")
     for t, rss, _cpu in samples:
         print(f"  {t / args.mem_poll / 60:8.1f}        {rss:7.1f}")

@@ -138,7 +138,7 @@ def test_live_reattaches_to_a_running_run_and_follows_its_log(tmp_path: Path) ->
         assert a.followed_run == run_id
         progress = text_of(a.screen.query_one("#progress", Static))
         assert f"run {run_id} demo-cpu-zero3" in progress and "step 5/20" in progress
-        logw = a.screen.query_one("#log", Log)
+        logw = a.screen.query_one("#log")
         await until(pilot, lambda: logw.line_count >= 2)
         with log.open("a", encoding="utf-8") as f:
             f.write("step 6 loss 1.4\n")
@@ -250,7 +250,7 @@ def test_launch_from_catalog_watch_and_stop() -> None:
         await until(pilot, lambda: a.current_mode == "live" and a.progress is not None, timeout=30)
         await until(pilot, lambda: a.progress.run.status == "running", timeout=30)
         run_id = a.progress.run.id
-        logw = a.screen.query_one("#log", Log)
+        logw = a.screen.query_one("#log")
         await until(pilot, lambda: any("sleeping" in ln for ln in logw.lines), timeout=30)
         await until(pilot, lambda: any(r.id == run_id for r in a.active_runs))
         await pilot.press("s")  # asks first, with the run's name and age

@@ -6,13 +6,17 @@ The store, the clock and the telemetry are fixed, so a diff is a change in what 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from textual.widgets import DataTable
+from zerodeck.core.telemetry.sources import ReplaySource
 
-from .tui_support import A3_16, BAD_RECIPES, NPU8, add_running, app, catalog_loaded, seeded, until
+from .tui_support import A3_16, BAD_RECIPES, FIXTURES, NPU8, add_running, app, catalog_loaded, seeded, store, until
+
+H200 = FIXTURES / "gpu" / "nvidia-smi_query.csv"
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 
@@ -53,14 +57,46 @@ def test_plan(snap_compare: Any, size: tuple[int, int]) -> None:
 
 
 @pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("fixture", [pytest.param(NPU8, id="8x910b"), pytest.param(A3_16, id="a3-16dies")])
+@pytest.mark.parametrize("fixture", [pytest.param(NPU8, id="8x910b"), pytest.param(A3_16, id="a3-16dies"),
+                                     pytest.param(H200, id="h200")])
 def test_live(snap_compare: Any, size: tuple[int, int], fixture: Path) -> None:
     a = app(fixture)
+    if fixture == H200:  # the NVIDIA columns: nvidia-smi's CSV through the real parser
+        a.source = ReplaySource("nvidia", [fixture.read_text(encoding="utf-8")])
 
     async def ready(pilot: Any) -> None:
         await pilot.press("2")
         await until(pilot, lambda: len(getattr(a.screen, "rows", {})) > 0)
         await pilot.pause()
+
+    assert snap_compare(a, terminal_size=size, run_before=ready)
+
+
+def _step(i: int) -> str:
+    return json.dumps({"zerodeck": "step", "step": i, "total_steps": 500, "loss": round(2.0 / (1 + i / 40), 4),
+                       "lr": 1e-4, "samples_per_s": 12.0 + i % 3, "rank": 0})
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("curves", [pytest.param(False, id="log"), pytest.param(True, id="curves")])
+def test_live_following_a_run(snap_compare: Any, size: tuple[int, int], curves: bool, tmp_path: Path) -> None:
+    """A run at step 220 of 500: the tail shows its newest step lines as text; the curves (`c` on a
+    narrow terminal, beside the log on a wide one) show loss and throughput over the steps."""
+    log = tmp_path / "run.log"
+    log.write_text("".join(_step(i) + "\n" for i in range(1, 221)), encoding="utf-8")
+    run_id = add_running(log, name="qwen2.5-7b-lora-zero3")
+    store().update_run(run_id, steps_total=500, steps_done=220)
+    store().upsert_metrics(run_id, [{"step": i, "loss": round(2.0 / (1 + i / 40), 4), "samples_per_s": 12.0 + i % 3}
+                                    for i in range(6, 221)])
+    a = app(NPU8)
+
+    async def ready(pilot: Any) -> None:
+        await pilot.press("2")
+        await until(pilot, lambda: len(getattr(a.screen, "rows", {})) > 0 and a.progress is not None
+                    and a.progress.step == 220 and len(a.progress.curves.loss) == 220)
+        if curves:
+            await pilot.press("c")
+        await pilot.pause(0.3)
 
     assert snap_compare(a, terminal_size=size, run_before=ready)
 
@@ -90,6 +126,26 @@ def test_run_record(snap_compare: Any, size: tuple[int, int], tmp_path: Path,
         table = a.screen.query_one("#runs", DataTable)
         await until(pilot, lambda: table.row_count == 4)
         table.move_cursor(row=_keys(table).index(str(ids["oom"])))
+        await pilot.press("enter")
+        await until(pilot, lambda: getattr(a.screen, "detail", None) is not None)
+        await pilot.pause()
+
+    assert snap_compare(a, terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_run_record_curves(snap_compare: Any, size: tuple[int, int]) -> None:
+    """A finished run's record with its loss and throughput curves."""
+    ids = seeded()
+    store().upsert_metrics(ids["z0"], [{"step": s, "loss": round(1.5 + 0.5 * 0.996 ** s + (s % 7) / 200, 4),
+                                        "samples_per_s": 11.0 + (s % 5) / 5} for s in range(2, 1000, 9)])
+    a = app(None)
+
+    async def ready(pilot: Any) -> None:
+        await pilot.press("3")
+        table = a.screen.query_one("#runs", DataTable)
+        await until(pilot, lambda: table.row_count == 4)
+        table.move_cursor(row=_keys(table).index(str(ids["z0"])))
         await pilot.press("enter")
         await until(pilot, lambda: getattr(a.screen, "detail", None) is not None)
         await pilot.pause()

@@ -167,3 +167,41 @@ def test_a_failed_read_keeps_the_last_cards_marked_stale() -> None:
     frame = a.latest_frame
     assert frame is not None and frame.error == "npu-smi: timed out after 10 s"
     assert [c.key for c in frame.cards] == ["0"] and frame.cards[0].used_mb == 10
+
+
+def test_card_columns_follow_the_source_and_fit_the_width() -> None:
+    from zerodeck.tui.widgets.cards import card_text, header_text
+
+    npu = CardView(key="7.1", health="Warning", used_mb=30000, total_mb=65536, util_pct=97, temp_c=61, power_w=350)
+    gpu = CardView(key="0", used_mb=1024, total_mb=143771, util_pct=37, temp_c=40, power_w=300.5)
+    cpu = CardView(key="rank0", name="python3.11-with-a-long-name", used_mb=2048, total_mb=32768, util_pct=99.5,
+                   pids=(4242,))
+    for width in (80, 120, 200):
+        heads = {kind: header_text(kind, width).plain for kind in ("npu", "gpu", "cpu")}
+        assert all(len(h) <= width for h in heads.values()), heads
+        assert "HBM used/total" in heads["npu"] and "AICore%" in heads["npu"] and "Health" in heads["npu"]
+        assert "Mem used/total" in heads["gpu"] and "Util%" in heads["gpu"] and "Health" not in heads["gpu"]
+        assert "RSS" in heads["cpu"] and "CPU%" in heads["cpu"]
+        assert not any(w in heads["cpu"] for w in ("HBM", "AICore", "Power", "Temp"))
+        rows = {"npu": card_text("npu", npu, [0.1, 0.4], True, width).plain,
+                "gpu": card_text("gpu", gpu, [], False, width).plain,
+                "cpu": card_text("cpu", cpu, [], False, width).plain}
+        for kind, row in rows.items():
+            assert len(row) == len(heads[kind]), (kind, row, heads[kind])  # columns line up
+        assert "29.3/64.0G" in rows["npu"] and "97%" in rows["npu"] and "Warning" in rows["npu"]
+        assert rows["npu"].endswith(" *")
+        assert "4242" in rows["cpu"] and "2.0G" in rows["cpu"] and "100%" in rows["cpu"]
+        # each value sits under its header
+        assert heads["npu"].index("Health") == rows["npu"].index("Warning")
+        assert heads["cpu"].index("PID") + 3 == rows["cpu"].index("4242") + 4  # right-aligned together
+
+
+def test_frame_lists_processes_under_cards_and_keeps_duplicate_ranks_apart() -> None:
+    snap = Snapshot(source="cpu", cards=[Card(npu=0, chip=0, pid=10), Card(npu=0, chip=0, pid=20)],
+                    processes=[Process(npu=0, chip=0, pid=10, name="python", memory_mb=500),
+                               Process(npu=0, chip=0, pid=11, name="cc1plus", memory_mb=1500)])
+    frame = frame_from_snapshot(snap, {10, 11})
+    assert [c.key for c in frame.cards] == ["rank0", "rank0@20"]  # two runs' rank 0: two rows
+    assert frame.kind == "cpu" and frame.mine == frozenset({"rank0"})
+    assert [(p.pid, p.child, p.mine) for p in frame.processes] == [(10, False, True), (11, True, True)]
+    assert Frame(source="npu-smi").kind == "npu" and Frame(source="nvidia").kind == "gpu"

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,7 +38,7 @@ from zerodeck.tui.messages import (
 from zerodeck.tui.screens.base import ZerodeckScreen
 from zerodeck.tui.services import LogFollower, Services, progress_of, utcnow
 from zerodeck.tui.telemetry import History, frame_from_snapshot
-from zerodeck.tui.view import Frame, Progress
+from zerodeck.tui.view import Curves, Frame, Progress
 
 if TYPE_CHECKING:
     from zerodeck.store.api import Store  # SQLAlchemy: imported by the first worker, after the first paint
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 LOG_KEEP = 500
 LOSS_KEEP = 600  # loss points kept for the live sparkline
+CURVE_KEEP = 5000  # points per live curve: bounded, so a week-long run keeps the view's memory flat
 SCOPE_EVERY_S = 5.0  # how often the followed run's process list is re-read
 
 
@@ -110,6 +112,7 @@ class ZerodeckApp(App[int]):
         self.followed_run: int | None = None
         self.compare_ids: list[int] = []
         self.run_scope_id: int | None = None  # the followed run while it is active
+        self.run_scope_tag: str | None = None  # its processes' ZERODECK_RUN_TAG: the run directory
         self.run_pids: set[int] | None = None  # its processes, by the launcher's tag
         self._scope_for: int | None = None
         self._scope_at = 0.0
@@ -163,8 +166,8 @@ class ZerodeckApp(App[int]):
 
     def _refresh_scope(self, now: float) -> None:
         """The followed run's processes, by the launcher's tag; a scan of /proc, so every few polls."""
-        run_id = self.run_scope_id
-        if run_id is None:
+        run_id, tag = self.run_scope_id, self.run_scope_tag
+        if run_id is None or not tag:
             self.run_pids = None
             return
         if run_id == self._scope_for and now - self._scope_at < SCOPE_EVERY_S:
@@ -172,7 +175,7 @@ class ZerodeckApp(App[int]):
         try:
             from zerodeck.core.launch.procs import tagged_pids  # psutil and the launcher: ~45 ms of start-up
 
-            self.run_pids = tagged_pids(str(run_id))
+            self.run_pids = tagged_pids(tag)  # the launcher tags a run's processes with its directory
         except Exception:
             self.run_pids = None
         self._scope_for, self._scope_at = run_id, now
@@ -209,7 +212,12 @@ class ZerodeckApp(App[int]):
         last_active: list[RunRecord] | None = None
         last_progress: Progress | None = None
         losses: deque[float] = deque(maxlen=LOSS_KEEP)
+        loss_curve: deque[tuple[int, float]] = deque(maxlen=CURVE_KEEP)
+        sps_curve: deque[tuple[int, float]] = deque(maxlen=CURVE_KEEP)
         last_point = None
+        from zerodeck.core.outcome.metrics import MetricsFollower  # in this thread: not on the first paint
+
+        evals = MetricsFollower()
         if self.reconcile_on_start:
             try:
                 for lost_id, what in self.services.reconcile():
@@ -233,6 +241,8 @@ class ZerodeckApp(App[int]):
                 following = run_id
                 follower = None
                 losses.clear()
+                loss_curve.clear()
+                sps_curve.clear()
                 last_point = None
             progress = None
             lines: list[str] = []
@@ -240,14 +250,22 @@ class ZerodeckApp(App[int]):
                 try:
                     run, points = self.services.run_and_points(run_id, last_point.step if last_point else None)
                     losses.extend(p.loss for p in points if p.loss is not None)
+                    loss_curve.extend((p.step, p.loss) for p in points if p.loss is not None)
+                    sps_curve.extend((p.step, p.samples_per_s) for p in points if p.samples_per_s is not None)
                     last_point = points[-1] if points else last_point
-                    progress = progress_of(run, tuple(losses), last_point, self.clock())
-                    if follower is None:
+                    if follower is None or follower.path != run.log_path:
+                        reset = reset or follower is not None
                         follower = LogFollower(run.log_path)
-                    elif follower.path != run.log_path:
-                        follower = LogFollower(run.log_path)
-                        reset = True
+                        evals = MetricsFollower()
                     lines = follower.poll()
+                    for line in lines:
+                        # Eval loss is only in the log (the store keeps training points). Only eval lines
+                        # and tqdm bars (their step) are fed, so the follower holds no per-step points.
+                        if "eval_loss" in line or "%|" in line:
+                            evals.feed(line)
+                    progress = replace(progress_of(run, tuple(losses), last_point, self.clock()), curves=Curves(
+                        loss=tuple(loss_curve), samples_per_s=tuple(sps_curve),
+                        eval_loss=tuple(evals.eval_points[-CURVE_KEEP:])))
                 except Exception:
                     progress = None
             if reset or lines or progress != last_progress:
@@ -269,6 +287,7 @@ class ZerodeckApp(App[int]):
         self.progress = msg.progress
         run = msg.progress.run if msg.progress is not None else None
         self.run_scope_id = run.id if run is not None and run.active else None
+        self.run_scope_tag = run.workdir if self.run_scope_id is not None and run is not None else None
         if msg.reset_log:
             self.log_lines.clear()
         self.log_lines.extend(msg.log_lines)

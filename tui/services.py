@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zerodeck.tui.view import BadFile, CardPeakView, CatalogRow, Progress, RunDetail, run_duration_s
+from zerodeck.tui.view import BadFile, CardPeakView, CatalogRow, Curves, Progress, RunDetail, run_duration_s
 
 # The store and the core modules below are imported where they are used, in worker threads: the first
 # screen paints without waiting for SQLAlchemy (~0.45 s) and the planner, launcher and compare modules
@@ -154,11 +154,15 @@ class Services:
         if run is None:
             raise KeyError(run_id)
         peaks = tuple(CardPeakView(p.card, p.peak_mb, _capacity_mb(run, p)) for p in self.store.card_peaks(run_id))
-        losses = tuple(m.loss for m in self.store.metrics(run_id) if m.loss is not None)
+        metrics = self.store.metrics(run_id)
+        losses = tuple(m.loss for m in metrics if m.loss is not None)
+        curves = Curves(loss=tuple((m.step, m.loss) for m in metrics if m.loss is not None),
+                        samples_per_s=tuple((m.step, m.samples_per_s) for m in metrics if m.samples_per_s is not None),
+                        eval_loss=tuple(eval_points(run.log_path)))
         order = [*FIELD_ORDER, *(k for k in RECORD_FIELDS if k not in FIELD_ORDER)]
         shown = tuple((k, _show(k, getattr(run, k))) for k in order if k != "failure_snapshot")
         return RunDetail(run=run, fields=shown, peaks=peaks, losses=losses, failure_snapshot=run.failure_snapshot,
-                         log_tail=tuple(tail(run.log_path, LOG_TAIL_LINES)))
+                         log_tail=tuple(tail(run.log_path, LOG_TAIL_LINES)), curves=curves)
 
     def run_and_points(self, run_id: int, after_step: int | None = None) -> tuple[RunRecord, list[MetricRecord]]:
         """A run and its metric points after `after_step`: the live view reads only what is new each
@@ -254,6 +258,32 @@ def tail(path: str | None, lines: int) -> list[str]:
     except OSError:
         return []
     return data.decode("utf-8", "replace").splitlines()[-lines:]
+
+
+EVAL_SCAN_BYTES = 16 * 1024 * 1024
+
+
+def eval_points(path: str | None) -> list[tuple[int, float]]:
+    """(step, eval loss) from a run's log: the store keeps training points only. Reads at most the
+    last 16 MiB, a line at a time, feeding the parser just eval lines and tqdm bars (their step)."""
+    from zerodeck.core.outcome.metrics import MetricsFollower
+
+    if not path:
+        return []
+    follower = MetricsFollower()
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            start = max(0, f.tell() - EVAL_SCAN_BYTES)
+            f.seek(start)
+            if start:
+                f.readline()  # a partial first line
+            for raw in f:
+                if b"eval_loss" in raw or b"%|" in raw:
+                    follower.feed(raw.decode("utf-8", "replace"))
+    except OSError:
+        return []
+    return follower.eval_points
 
 
 class LogFollower:

@@ -8,23 +8,35 @@ marking and time-out, the card key and the HBM-or-memory choice); this module on
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
-from zerodeck.core.telemetry.model import Snapshot, card_keys
-from zerodeck.tui.view import CardView, Frame, HostView
+from zerodeck.core.telemetry.model import Card, Snapshot, card_keys
+from zerodeck.tui.view import CardView, Frame, HostView, ProcView
 
 HISTORY = 300  # samples kept per card: five minutes at 1 Hz
 
 
 def frame_from_snapshot(snap: Snapshot, run_pids: Collection[int] | None = None) -> Frame:
-    """A frame from a core snapshot; with `run_pids`, the cards running those processes are marked."""
-    keys = card_keys(snap.cards)
-    by_slot = {(c.npu, c.chip or 0): key for c, key in zip(snap.cards, keys)}
+    """A frame from a core snapshot; with `run_pids`, the cards running those processes are marked.
+
+    Each process is listed under its card; on the CPU a rank's children (a compiler) are marked as
+    such, so their memory reads as theirs, not the rank's."""
+    keys = _unique(card_keys(snap.cards), snap.cards)
+    by_slot: dict[tuple[int | None, int], str] = {}
+    rank_pids = {c.pid for c in snap.cards if c.pid is not None}
+    for c, key in zip(snap.cards, keys):
+        by_slot.setdefault((c.npu, c.chip or 0), key)
+    wanted = set(run_pids or ())
     pids: dict[str, list[int]] = {}
+    procs: list[ProcView] = []
     for p in snap.processes:
-        key = by_slot.get((p.npu, p.chip or 0))
-        if key is not None and p.pid is not None:
-            pids.setdefault(key, []).append(int(p.pid))
+        found = by_slot.get((p.npu, p.chip or 0))
+        if found is None or p.pid is None:
+            continue
+        key, pid = found, int(p.pid)
+        pids.setdefault(key, []).append(pid)
+        procs.append(ProcView(card=key, pid=pid, name=str(p.name or ""), mem_mb=_num(p.memory_mb),
+                              child=bool(rank_pids) and pid not in rank_pids, mine=pid in wanted))
     views = tuple(
         CardView(key=key, name=str(c.name or ""), health=c.health, used_mb=c.device_used_mb,
                  total_mb=c.device_total_mb, util_pct=c.aicore_pct, temp_c=c.temp_c, power_w=c.power_w,
@@ -34,10 +46,26 @@ def frame_from_snapshot(snap: Snapshot, run_pids: Collection[int] | None = None)
     if snap.host is not None:
         host = HostView(used_mb=snap.host.ram_used_mb, total_mb=snap.host.ram_total_mb, cpu_pct=snap.host.cpu_pct)
     mine: frozenset[str] = frozenset()
-    if run_pids:
-        wanted = set(run_pids)
+    if wanted:
         mine = frozenset(v.key for v in views if wanted & set(v.pids))
-    return Frame(source=snap.source or "?", cards=views, host=host, error=snap.error, stale=snap.stale, mine=mine)
+    return Frame(source=snap.source or "?", cards=views, host=host, error=snap.error, stale=snap.stale, mine=mine,
+                 processes=tuple(procs))
+
+
+def _unique(keys: list[str], cards: Sequence[Card]) -> list[str]:
+    """Card keys made unique: two runs' rank 0 on one machine are two rows, not one row drawn twice."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for key, c in zip(keys, cards):
+        if key in seen:
+            key = f"{key}@{c.pid}" if c.pid is not None else f"{key}#{len(out)}"
+        seen.add(key)
+        out.append(key)
+    return out
+
+
+def _num(value: float | int | None) -> float | None:
+    return None if value is None else float(value)
 
 
 class History:

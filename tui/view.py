@@ -47,6 +47,18 @@ class CardPeakView:
 
 
 @dataclass(frozen=True)
+class Curves:
+    """A run's training curves by step, for the terminal plots (Live and the run record)."""
+
+    loss: tuple[tuple[int, float], ...] = ()
+    eval_loss: tuple[tuple[int, float], ...] = ()
+    samples_per_s: tuple[tuple[int, float], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.loss or self.eval_loss or self.samples_per_s)
+
+
+@dataclass(frozen=True)
 class RunDetail:
     run: RunRecord
     fields: tuple[tuple[str, str], ...]
@@ -54,6 +66,7 @@ class RunDetail:
     losses: tuple[float, ...] = ()
     failure_snapshot: dict[str, Any] = field(default_factory=dict)
     log_tail: tuple[str, ...] = ()
+    curves: Curves = field(default_factory=Curves)
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,7 @@ class Progress:
     total: int | None = None
     samples_per_s: float | None = None
     eta_s: float | None = None
+    curves: Curves = field(default_factory=Curves)
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,19 @@ class CardView:
 
 
 @dataclass(frozen=True)
+class ProcView:
+    """One process on a card: a rank (npu-smi's or NVIDIA's process table, or a CPU rank itself) or,
+    on the CPU, a child of a rank (a compiler), whose memory is its own, not the rank's."""
+
+    card: str
+    pid: int
+    name: str = ""
+    mem_mb: float | None = None
+    child: bool = False  # a CPU rank's child process, listed under the rank
+    mine: bool = False  # one of the followed run's processes
+
+
+@dataclass(frozen=True)
 class HostView:
     used_mb: float | None = None
     total_mb: float | None = None
@@ -106,6 +133,12 @@ class Frame:
     error: str | None = None
     stale: bool = False  # the cards are the last good read; `error` says why this one failed
     mine: frozenset[str] = frozenset()  # keys of the cards running the followed run's processes
+    processes: tuple[ProcView, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        """What the cards are, for the column headers: npu, gpu or cpu (ranks)."""
+        return {"npu-smi": "npu", "nvidia": "gpu", "cuda": "gpu"}.get(self.source, "cpu")
 
 
 def run_label(run: RunRecord) -> str:

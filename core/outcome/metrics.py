@@ -115,6 +115,7 @@ class MetricsFollower:
         self._clock_day: str | None = None
         self._clock_start: float | None = None
         self._clock_now: float | None = None
+        self._evals: dict[int, float] = {}  # step -> eval loss (HF eval dicts, LLaMA-Factory eval lines)
 
     # -- input -------------------------------------------------------------------------------------
     def feed(self, line: str) -> list[dict[str, Any]]:
@@ -147,6 +148,11 @@ class MetricsFollower:
         return self.feed(rest) if rest else []
 
     # -- output ------------------------------------------------------------------------------------
+    @property
+    def eval_points(self) -> list[tuple[int, float]]:
+        """(step, eval loss) of every evaluation the log reported, by step."""
+        return sorted(self._evals.items())
+
     @property
     def points(self) -> list[dict[str, Any]]:
         return [dict(p) for p in sorted(self._points.values(), key=lambda p: p["step"])]
@@ -291,6 +297,7 @@ class MetricsFollower:
                     self._final[ours] = _num(obj.get(key))
             return []
         if "current_steps" in obj:  # LLaMA-Factory trainer_log.jsonl
+            self._eval(_int(obj.get("current_steps")), obj.get("eval_loss"))
             total = _int(obj.get("total_steps"))
             if total:
                 self._steps_total = total
@@ -312,6 +319,8 @@ class MetricsFollower:
             if "train_runtime" in items:
                 for key, value in items.items():
                     self._final_value(key, value)
+            elif "eval_loss" in items:
+                self._eval(self._hf_step(items) if self._points or self._bar else None, items["eval_loss"])
             elif "loss" in items:
                 touched += self._merge(self._hf_step(items), {
                     "t": self._bar[2] if self._bar else None,
@@ -319,6 +328,11 @@ class MetricsFollower:
                     "epoch": _num(items.get("epoch")), "grad_norm": _num(items.get("grad_norm")),
                 })
         return touched
+
+    def _eval(self, step: int | None, value: Any) -> None:
+        loss = _num(value)
+        if step is not None and step >= 0 and loss is not None:
+            self._evals[step] = loss
 
     def _hf_step(self, items: dict[str, str]) -> int:
         """The HF console dict has no step: take tqdm's, else map the epoch, else count."""

@@ -281,9 +281,11 @@ class CpuRankSource:
     """Each rank process of a CPU run is a card: RSS as its memory, CPU % as its utilisation.
 
     Ranks are the processes of the run's tree that carry a RANK / LOCAL_RANK environment variable
-    (what torchrun and the deepspeed launcher set); when none does, every process of the tree is
-    one. With no `pids`, or when it returns None (a live view that follows no run), every rank
-    process of this user on the machine is shown.
+    (what torchrun and the deepspeed launcher set); when none does, every process of the tree whose
+    parent is outside it is one. A rank's children inherit its RANK (ninja, cc1plus and sh while
+    DeepSpeed builds an op): they are listed as processes of that rank, never as cards, and their
+    memory is not the rank's (a compiler's 1 GiB is not the model's). With no `pids`, or when it
+    returns None (a live view that follows no run), every rank process of this user is shown.
     """
 
     name = "cpu"
@@ -323,17 +325,26 @@ class CpuRankSource:
             return snap
         total_mb = round(psutil.virtual_memory().total / 2**20)
         wanted = self.pids() if self.pids is not None else None
-        ranked: list[tuple[int, Any]] = []
-        plain: list[Any] = []
+        ranks: dict[int, int] = {}  # pid -> RANK
+        procs: dict[int, Any] = {}
         for proc in self._candidates(wanted):
             rank = _rank_of(proc)
-            if rank is not None:
-                ranked.append((rank, proc))
-            elif wanted is not None:
-                plain.append(proc)
-        chosen = sorted(ranked, key=lambda rp: (rp[0], rp[1].pid)) if ranked else list(enumerate(plain))
+            if rank is not None or wanted is not None:
+                procs[proc.pid] = proc
+                if rank is not None:
+                    ranks[proc.pid] = rank
+        if ranks:  # a run's tree with ranks: its launcher and helpers without RANK are no cards
+            procs = {pid: p for pid, p in procs.items() if pid in ranks}
+        parents = {pid: _ppid(p) for pid, p in procs.items()}
+        roots = sorted((pid for pid in procs if _root_of(pid, parents, ranks) == pid),
+                       key=lambda pid: (ranks.get(pid, 0), pid))
+        index = {pid: ranks.get(pid, i) for i, pid in enumerate(roots)}
         alive: dict[int, Any] = {}
-        for rank, proc in chosen:
+        members: list[tuple[int, int, bool]] = sorted(
+            ((index[_root_of(pid, parents, ranks)], pid, pid in index) for pid in procs),
+            key=lambda m: (m[0], not m[2], m[1]))
+        for rank, pid, is_root in members:
+            proc = procs[pid]
             try:
                 with proc.oneshot():
                     rss = proc.memory_info().rss
@@ -343,16 +354,34 @@ class CpuRankSource:
             except psutil.Error:
                 continue
             alive[proc.pid] = proc
-            # psutil's first cpu_percent call has no interval to measure: NA, not 0.
-            card = Card(npu=rank, chip=0, name=name, health="running", pid=proc.pid, logical_id=rank,
-                        aicore_pct=None if first else round(cpu, 1), memory_used_mb=round(rss / 2**20, 1),
-                        memory_total_mb=total_mb)
-            snap.cards.append(card)
-            snap.processes.append(Process(npu=rank, chip=0, pid=proc.pid, name=name,
-                                          memory_mb=card.memory_used_mb))
+            mem = round(rss / 2**20, 1)
+            if is_root:
+                # psutil's first cpu_percent call has no interval to measure: NA, not 0.
+                snap.cards.append(Card(npu=rank, chip=0, name=name, health="running", pid=proc.pid, logical_id=rank,
+                                       aicore_pct=None if first else round(cpu, 1), memory_used_mb=mem,
+                                       memory_total_mb=total_mb))
+            snap.processes.append(Process(npu=rank, chip=0, pid=proc.pid, name=name, memory_mb=mem))
         self._procs = alive
         snap.duration_s = time.monotonic() - start
         return snap
+
+
+def _ppid(proc: Any) -> int | None:
+    try:
+        return int(proc.ppid())
+    except Exception:  # gone
+        return None
+
+
+def _root_of(pid: int, parents: dict[int, int | None], ranks: dict[int, int]) -> int:
+    """The top-most process above `pid` in the same rank (same RANK, or any when there are no ranks)."""
+    seen = {pid}
+    while True:
+        parent = parents.get(pid)
+        if parent is None or parent not in parents or parent in seen or ranks.get(parent) != ranks.get(pid):
+            return pid
+        seen.add(parent)
+        pid = parent
 
 
 def _rank_of(proc: Any) -> int | None:

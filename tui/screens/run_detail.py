@@ -1,5 +1,5 @@
-"""One run's full record: every stored field, peaks per card against the prediction, the loss curve,
-the card snapshot taken at failure, and the log's tail."""
+"""One run's full record: every stored field, peaks per card against the prediction, the loss and
+throughput curves, the card snapshot taken at failure, and the log's tail."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Footer, Log, Static
 from zerodeck.tui.messages import LoadFailed, RunDetailLoaded, RunStopped
 from zerodeck.tui.screens.stopping import StopsRuns
 from zerodeck.tui.view import RunDetail, run_label
+from zerodeck.tui.widgets.curves import CurvesPlot
 from zerodeck.tui.widgets.modebar import ModeBar
 from zerodeck.tui.widgets.text import bar, outcome_text, sparkline
 
@@ -33,8 +34,11 @@ class RunDetailScreen(StopsRuns):
         yield ModeBar()
         with VerticalScroll(id="detail-body"):
             yield Static(f"run {self.run_id} …", id="detail-head")
-            yield Static("", id="detail-fields")
+            with Vertical(id="detail-curves"):
+                yield CurvesPlot("loss", id="detail-loss")
+                yield CurvesPlot("throughput", id="detail-speed")
             yield Static("", id="detail-peaks")
+            yield Static("", id="detail-fields")
             yield Static("", id="detail-failure")
         yield Log(id="detail-log", max_lines=500)
         yield Footer()
@@ -72,6 +76,10 @@ class RunDetailScreen(StopsRuns):
             fields.append(f"{v}\n")
         self.query_one("#detail-fields", Static).update(fields)
         self.query_one("#detail-peaks", Static).update(peaks_text(d))
+        self.query_one("#detail-curves").display = bool(d.curves)
+        self.query_one("#detail-speed").display = bool(d.curves.samples_per_s)
+        for plot in self.query(CurvesPlot):
+            plot.show(d.curves)
         failure = Text()
         if d.failure_snapshot:
             failure.append("card snapshot at failure\n", style="bold")

@@ -6,6 +6,7 @@ the words (fits, TIGHT, OOM) and the bars' lengths.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from rich.text import Text
@@ -63,3 +64,60 @@ def outcome_text(label: str | None) -> Text:
 
 def gib(mb: float | None) -> str:
     return "N/A" if mb is None else f"{mb / 1024:.1f}"
+
+
+_JSON = json.JSONDecoder()
+
+
+def fmt_lr(lr: float) -> str:
+    """A learning rate as people write it: 1e-4, 2.5e-5, 0.01."""
+    if lr == 0 or abs(lr) >= 0.01:
+        return f"{lr:.3g}"
+    mant, exp = f"{lr:.1e}".split("e")
+    return f"{mant.rstrip('0').rstrip('.')}e{int(exp)}"
+
+
+def log_line(line: str) -> str:
+    """A log line as the live tail shows it: the trainer's `{"zerodeck": "step", ...}` JSON as
+    `step 220/500  loss 1.2340  lr 1e-4  12.3 samples/s`; every other line as it was printed."""
+    start = line.find('{"zerodeck"')
+    if start < 0:
+        return line.replace("\t", "    ")
+    try:
+        obj, _ = _JSON.raw_decode(line, start)
+    except ValueError:
+        return line
+    if not isinstance(obj, dict):
+        return line
+    parts: list[str] = []
+    kind = obj.get("zerodeck")
+    num = (int, float)
+    if kind == "step":
+        total = obj.get("total_steps")
+        parts.append(f"step {obj.get('step', '?')}" + (f"/{total}" if total is not None else ""))
+        if isinstance(obj.get("loss"), num):
+            parts.append(f"loss {obj['loss']:.4f}")
+        if isinstance(obj.get("lr"), num):
+            parts.append(f"lr {fmt_lr(obj['lr'])}")
+        if isinstance(obj.get("samples_per_s"), num):
+            parts.append(f"{obj['samples_per_s']:.1f} samples/s")
+        if isinstance(obj.get("peak_mem_mb"), num):
+            parts.append(f"peak {obj['peak_mem_mb'] / 1024:.1f}G")
+    elif kind == "done":
+        parts.append(f"done: {obj.get('steps', '?')} steps")
+        if isinstance(obj.get("train_runtime"), num):
+            parts.append(f"in {obj['train_runtime']:.1f}s")
+        if isinstance(obj.get("train_loss"), num):
+            parts.append(f"train loss {obj['train_loss']:.4f}")
+        if isinstance(obj.get("samples_per_s"), num):
+            parts.append(f"{obj['samples_per_s']:.1f} samples/s")
+    else:
+        return line
+    return "  ".join(parts)
+
+
+def crop(text: str, width: int) -> str:
+    """One line cut to `width` cells with an ellipsis, never wrapped onto the next row."""
+    if width <= 0:
+        return ""
+    return text if len(text) <= width else text[:max(0, width - 1)] + "…"
