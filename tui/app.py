@@ -96,6 +96,7 @@ class ZerodeckApp(App[int]):
         self.start_mode = mode
         self.reconcile_on_start = reconcile
         self.services = services
+        services.watch_supervisors = reconcile
         self.source = source  # None: the best source of this machine, chosen in the polling thread
         self.poll_interval = poll_interval
         self.watch_interval = watch_interval

@@ -54,6 +54,9 @@ class Services:
         self._store_lock = threading.Lock()
         self.catalog_dirs = catalog_dirs
         self.clock = clock
+        # The live view reconciles the run it follows when its supervisor dies (issue 11: every watcher
+        # notices); the app turns this off with `reconcile=False` (tests whose runs have no supervisor).
+        self.watch_supervisors = True
         self._recipes: dict[str, tuple[Recipe, Path]] = {}
 
     @property
@@ -170,6 +173,10 @@ class Services:
         run = self.store.run(run_id)
         if run is None:
             raise KeyError(run_id)
+        if self.watch_supervisors and not run.finished:
+            from zerodeck.core.launch import api
+
+            run = api.refresh(self.store, run_id)
         return run, self.store.metrics(run_id, after_step=after_step)
 
     # -- launch / queue / stop ---------------------------------------------------------------
