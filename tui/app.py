@@ -9,6 +9,7 @@ only closes the UI: runs belong to their supervisors and keep going.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -140,7 +141,13 @@ class ZerodeckApp(App[int]):
         self._stop.set()
         poller = self.poller
         if poller is not None:
-            poller.stop(join_timeout=0)  # the read in flight ends on its own time-out
+            poller.stop(join_timeout=0)
+            # This worker runs the poller's loop itself, so stop() has no thread to wait for: kill a probe
+            # still in flight (a hung npu-smi) rather than let the worker linger until its time-out.
+            cancel = getattr(poller.source, "cancel", None)
+            if callable(cancel):
+                with contextlib.suppress(Exception):
+                    cancel()
 
     # -- telemetry --------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="telemetry", exit_on_error=False)
