@@ -9,6 +9,7 @@ import pytest
 from textual.widgets import DataTable
 from zerodeck.core import paths
 from zerodeck.tui.app import make_app
+from zerodeck.tui.screens.confirm import ConfirmScreen
 
 from .tui_support import drive, far_run_ids, until
 
@@ -23,7 +24,9 @@ def test_cpu_demo_from_catalog_to_runs() -> None:
         await until(pilot, lambda: getattr(a.screen, "loaded", False), timeout=30)
         table = a.screen.query_one("#catalog", DataTable)
         table.move_cursor(row=[str(k.value) for k in table.rows].index("r:demo-cpu-zero3"))
-        await pilot.press("l")
+        await pilot.press("l")  # launching asks first: what will run on which cards
+        await until(pilot, lambda: isinstance(a.screen, ConfirmScreen) and a.screen.ready, timeout=30)
+        await pilot.press("y")
         await until(pilot, lambda: a.current_mode == "live" and a.followed_run is not None, timeout=60)
         run_id = a.followed_run
 
