@@ -77,3 +77,17 @@ def test_cpu_demo_capacity_agrees_in_recipe_plan_compare_and_chart(cpu_run: tupl
     assert code == 0 and "capacity 4 GiB" in svg and "23.5" not in svg
     code, svg, _ = cli("chart", "peaks", str(rid))
     assert code == 0 and "capacity 4.0 GiB" in svg
+
+
+def test_live_view_bars_a_cpu_rank_against_the_runs_card_gb() -> None:
+    """The live view follows the same capacity rule: a CPU rank's bar is against the recipe's card_gb, an
+    NPU's against the total npu-smi reads."""
+    from zerodeck.core.telemetry.model import Card, Snapshot
+    from zerodeck.tui.telemetry import frame_from_snapshot
+
+    cpu = Snapshot(source="cpu", cards=[Card(npu=0, chip=0, name="rank0", memory_used_mb=512.0,
+                                             memory_total_mb=24_000.0)])
+    assert frame_from_snapshot(cpu, card_gb=4.0).cards[0].total_mb == 4096.0
+    assert frame_from_snapshot(cpu).cards[0].total_mb == 24_000.0  # no run followed: nothing better known
+    npu = Snapshot(source="npu-smi", cards=[Card(npu=0, chip=0, hbm_used_mb=3000.0, hbm_total_mb=65536.0)])
+    assert frame_from_snapshot(npu, card_gb=64.0).cards[0].total_mb == 65536.0

@@ -170,7 +170,9 @@ class ZerodeckApp(App[int]):
     def _snapshot_read(self, snap: Snapshot) -> None:
         """In the polling thread: the frame, with the followed run's cards marked, to the event loop."""
         self._refresh_scope(time.monotonic())
-        self.post_message(TelemetrySnapshot(frame_from_snapshot(snap, self.run_pids)))
+        progress = self.progress
+        card_gb = progress.run.card_gb if progress is not None and progress.run.id == self.followed_run else None
+        self.post_message(TelemetrySnapshot(frame_from_snapshot(snap, self.run_pids, card_gb)))
 
     def _refresh_scope(self, now: float) -> None:
         """The followed run's processes, by the launcher's tag; a scan of /proc, so every few polls."""

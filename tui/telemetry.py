@@ -10,14 +10,18 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Collection, Sequence
 
+from zerodeck.core.capacity import MB_PER_GIB, card_capacity_gib
 from zerodeck.core.telemetry.model import Card, Snapshot, card_keys
 from zerodeck.tui.view import CardView, Frame, HostView, ProcView
 
 HISTORY = 300  # samples kept per card: five minutes at 1 Hz
 
 
-def frame_from_snapshot(snap: Snapshot, run_pids: Collection[int] | None = None) -> Frame:
+def frame_from_snapshot(snap: Snapshot, run_pids: Collection[int] | None = None,
+                        card_gb: float | None = None) -> Frame:
     """A frame from a core snapshot; with `run_pids`, the cards running those processes are marked.
+    A card's capacity follows `core.capacity` (a CPU rank's is the followed run's `card_gb`, not the
+    host's RAM), so the bar reads as the plan and compare read it.
 
     Each process is listed under its card; on the CPU a rank's children (a compiler) are marked as
     such, so their memory reads as theirs, not the rank's."""
@@ -39,8 +43,8 @@ def frame_from_snapshot(snap: Snapshot, run_pids: Collection[int] | None = None)
                               child=bool(rank_pids) and pid not in rank_pids, mine=pid in wanted))
     views = tuple(
         CardView(key=key, name=str(c.name or ""), health=c.health, used_mb=c.device_used_mb,
-                 total_mb=c.device_total_mb, util_pct=c.aicore_pct, temp_c=c.temp_c, power_w=c.power_w,
-                 pids=tuple(pids.get(key, ())))
+                 total_mb=_capacity_mb(snap.source, card_gb, c.device_total_mb), util_pct=c.aicore_pct,
+                 temp_c=c.temp_c, power_w=c.power_w, pids=tuple(pids.get(key, ())))
         for c, key in zip(snap.cards, keys))
     host = None
     if snap.host is not None:
@@ -50,6 +54,12 @@ def frame_from_snapshot(snap: Snapshot, run_pids: Collection[int] | None = None)
         mine = frozenset(v.key for v in views if wanted & set(v.pids))
     return Frame(source=snap.source or "?", cards=views, host=host, error=snap.error, stale=snap.stale, mine=mine,
                  processes=tuple(procs))
+
+
+def _capacity_mb(source: str | None, card_gb: float | None, total_mb: float | None) -> float | None:
+    device = "cpu" if source == "cpu" else None
+    gib = card_capacity_gib(device=device, card_gb=card_gb, source=source, total_mb=total_mb)
+    return total_mb if gib is None else gib * MB_PER_GIB
 
 
 def _unique(keys: list[str], cards: Sequence[Card]) -> list[str]:
