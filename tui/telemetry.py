@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Collection, Sequence
 
-from zerodeck.core.capacity import MB_PER_GIB, card_capacity_gib
+from zerodeck.core.capacity import DEVICE_SOURCES, MB_PER_GIB, card_capacity_gib
 from zerodeck.core.telemetry.model import Card, Snapshot, card_keys
 from zerodeck.tui.view import CardView, Frame, HostView, ProcView
 
@@ -57,8 +57,9 @@ def frame_from_snapshot(snap: Snapshot, run_pids: Collection[int] | None = None,
 
 
 def _capacity_mb(source: str | None, card_gb: float | None, total_mb: float | None) -> float | None:
-    device = "cpu" if source == "cpu" else None
-    gib = card_capacity_gib(device=device, card_gb=card_gb, source=source, total_mb=total_mb)
+    if source in DEVICE_SOURCES:  # the card's own total, unrounded
+        return total_mb
+    gib = card_capacity_gib(device="cpu", card_gb=card_gb, source=source, total_mb=total_mb)
     return total_mb if gib is None else gib * MB_PER_GIB
 
 
