@@ -148,7 +148,7 @@ def startup(n_runs: int, repeat: int) -> None:
         # Keys on screens already loaded, and Enter on the newest run: the latency a person feels.
         time.sleep(1.0)
         steps = [(b"1", b"Plan", "key `1` back to the Catalog"), (b"3", b"Runs: 1000 of", "key `3` back to Runs"),
-                 (b"\r", b"outcome_code", f"Enter to the run record ({n_runs} runs)"),
+                 (b"\r", f"run {n_runs} ".encode(), f"Enter to the run record ({n_runs} runs)"),
                  (b"\x1b", b"Runs: 1000 of", "Esc back to Runs")]
         for key, marker, label in steps:
             drain.tail, drain.markers, drain.seen = b"", [marker], {}

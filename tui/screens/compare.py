@@ -55,7 +55,11 @@ class CompareScreen(ZerodeckScreen):
         self.reload()
 
     def on_screen_resume(self) -> None:
-        self.reload()
+        # The same runs as last time: paint what is shown, then refresh (see Runs).
+        if list(self.zapp.compare_ids) == self.ids and self.ids:
+            self.set_timer(0.3, self.reload)
+        else:
+            self.reload()
 
     def reload(self) -> None:
         self.ids = list(self.zapp.compare_ids)

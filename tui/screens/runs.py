@@ -24,6 +24,7 @@ COLUMNS = ("", "id", "recipe", "outcome", "time", "peak/pred GiB", "samples/s", 
 KEYS = tuple(c or "mark" for c in COLUMNS)
 FIXED = 3  # mark, id, recipe: what tells one row from another
 SHOWN = 1000  # the newest runs listed; the title says how many the store holds
+RESUME_RELOAD_S = 0.3
 MARK = "●"
 MARKED_STYLE = "bold magenta"  # the mark, the id and the name; the other cells turn bold only
 
@@ -65,7 +66,12 @@ class RunsScreen(StopsRuns):
             table.add_column(COLUMNS[i], key=KEYS[i])
 
     def on_screen_resume(self) -> None:
-        self.load()
+        # Coming back, the table already shown is painted first and refreshed just after: reading a
+        # thousand runs in a worker still holds the GIL long enough to delay the paint by half a second.
+        if self.runs:
+            self.set_timer(RESUME_RELOAD_S, self.load)
+        else:
+            self.load()
 
     def show_active(self, active: list[RunRecord]) -> None:
         self.load()  # a run started or ended: its row changed
