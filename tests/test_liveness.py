@@ -213,28 +213,6 @@ def test_runner_survives_an_internal_error_before_the_run_exists(cli, tmp_path: 
 
 
 @pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs (root only): fills fast, and can be remounted read-only even for root."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a size-limited tmpfs needs root")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        from zerodeck.core.cli.context import forget_store
-        from zerodeck.store.engine import reset_engines
-
-        forget_store()
-        reset_engines()
-        subprocess.run(["mount", "-o", "remount,rw", str(mnt)], capture_output=True)
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-@pytest.fixture
 def small_home(tmpfs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """ZERODECK_HOME (the run directories) on the tmpfs, the store on the normal disk."""
     monkeypatch.setenv("ZERODECK_HOME", str(tmpfs))

@@ -222,25 +222,6 @@ def test_read_only_file_or_directory(cli, shared_home: Path, case: str, reason: 
 # -- limited file systems (tmpfs: root only) ------------------------------------------------------
 
 
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs: fills fast, and can be remounted read-only even for root."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a size-limited tmpfs needs root")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        reset_engines()
-        subprocess.run(["mount", "-o", "remount,rw", str(mnt)], capture_output=True)
-        subprocess.run(["umount", str(mnt)], check=True)
-
-
 def _fill(folder: Path) -> None:
     with open(folder / "filler", "wb") as f, contextlib.suppress(OSError):
         while True:
@@ -248,11 +229,11 @@ def _fill(folder: Path) -> None:
             f.flush()
 
 
-def test_full_disk_reads_work_and_writes_say_no_space(cli, small_fs: Path, monkeypatch) -> None:
-    monkeypatch.setenv("ZERODECK_HOME", str(small_fs))
-    db = small_fs / "zerodeck.db"
+def test_full_disk_reads_work_and_writes_say_no_space(cli, tmpfs: Path, monkeypatch) -> None:
+    monkeypatch.setenv("ZERODECK_HOME", str(tmpfs))
+    db = tmpfs / "zerodeck.db"
     ids = _seed(db)
-    _fill(small_fs)
+    _fill(tmpfs)
     before = _state(db)
     code, out, err = cli("runs", "--json")
     assert code == 0, err
@@ -264,15 +245,15 @@ def test_full_disk_reads_work_and_writes_say_no_space(cli, small_fs: Path, monke
     assert _state(db) == before
 
 
-def test_full_disk_while_the_store_is_open_says_no_space(cli, small_fs: Path, monkeypatch) -> None:
+def test_full_disk_while_the_store_is_open_says_no_space(cli, tmpfs: Path, monkeypatch) -> None:
     """A live reader keeps the -shm file, so SQLite itself reaches the full disk on the write."""
-    monkeypatch.setenv("ZERODECK_HOME", str(small_fs))
-    db = small_fs / "zerodeck.db"
+    monkeypatch.setenv("ZERODECK_HOME", str(tmpfs))
+    db = tmpfs / "zerodeck.db"
     _seed(db)
     keep = sqlite3.connect(db)
     keep.execute("SELECT COUNT(*) FROM run").fetchone()
     try:
-        _fill(small_fs)
+        _fill(tmpfs)
         store = Store.open(f"sqlite:///{db}")
         with pytest.raises(StoreReadOnly, match="no space left on device"):
             for i in range(200):  # a page or two of WAL may still fit
@@ -281,11 +262,11 @@ def test_full_disk_while_the_store_is_open_says_no_space(cli, small_fs: Path, mo
         keep.close()
 
 
-def test_read_only_file_system_reads_work_and_writes_say_why(cli, small_fs: Path, monkeypatch) -> None:
-    monkeypatch.setenv("ZERODECK_HOME", str(small_fs))
-    db = small_fs / "zerodeck.db"
+def test_read_only_file_system_reads_work_and_writes_say_why(cli, tmpfs: Path, monkeypatch) -> None:
+    monkeypatch.setenv("ZERODECK_HOME", str(tmpfs))
+    db = tmpfs / "zerodeck.db"
     ids = _seed(db)
-    subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
     code, out, err = cli("runs", "--json")
     assert code == 0, err
     assert str(ids[0]) in out
@@ -296,18 +277,18 @@ def test_read_only_file_system_reads_work_and_writes_say_why(cli, small_fs: Path
                               "read commands still work")
 
 
-def test_an_old_store_on_a_full_disk_is_left_alone(cli, small_fs: Path, monkeypatch) -> None:
-    monkeypatch.setenv("ZERODECK_HOME", str(small_fs))
-    db = small_fs / "zerodeck.db"
+def test_an_old_store_on_a_full_disk_is_left_alone(cli, tmpfs: Path, monkeypatch) -> None:
+    monkeypatch.setenv("ZERODECK_HOME", str(tmpfs))
+    db = tmpfs / "zerodeck.db"
     shutil.copy(FIXTURES / "zerodeck-v1.db", db)
-    _fill(small_fs)
+    _fill(tmpfs)
     before = _state(db)
     code, _out, err = cli("runs", "--json")
     assert code == 1
     assert _one_line(err) == (f"zerodeck: {db}: cannot write: no space left on device; it needs an upgrade of "
                               "its schema from version 1 to 2 first (the file was not changed)")
     assert _state(db) == before
-    assert not (small_fs / "zerodeck.db.v1.bak").exists()
+    assert not (tmpfs / "zerodeck.db.v1.bak").exists()
 
 
 # -- damaged files --------------------------------------------------------------------------------
