@@ -179,9 +179,16 @@ class Store:
 
     # -- runs: writes --------------------------------------------------------------------------
     def add_run(self, **fields: Unpack[RunFields]) -> int:
-        values = _encoded(dict(fields))
+        return self._insert_run(None, dict(fields))
+
+    def add_run_at(self, run_id: int, **fields: Unpack[RunFields]) -> int:
+        """A run under a chosen id: tests keep their run ids apart from another store's on the same
+        machine."""
+        return self._insert_run(run_id, dict(fields))
+
+    def _insert_run(self, run_id: int | None, fields: dict[str, Any]) -> int:
         with self._session() as s:
-            run = Run(**values)
+            run = Run(id=run_id, **_encoded(fields))
             s.add(run)
             s.commit()
             assert run.id is not None
@@ -385,7 +392,8 @@ class Store:
             assert item.id is not None
             return item.id
 
-    def queue_items(self, *, states: Sequence[str] | None = None) -> list[QueueRecord]:
+    def queue_items(self, *, states: Sequence[str] | None = None, item_id: int | None = None,
+                    limit: int | None = None) -> list[QueueRecord]:
         q = (select(_QUEUE.c.id, _QUEUE.c.recipe_ref, _QUEUE.c.recipe_hash, _QUEUE.c.state,
                     _QUEUE.c.run_id, _QUEUE.c.reason, _SNAP.c.name, _QUEUE.c.added_at,
                     _QUEUE.c.started_at, _QUEUE.c.ended_at)
@@ -393,15 +401,20 @@ class Store:
              .order_by(_QUEUE.c.id))
         if states:
             q = q.where(_QUEUE.c.state.in_(list(states)))
+        if item_id is not None:
+            q = q.where(_QUEUE.c.id == item_id)
+        if limit:
+            q = q.limit(limit)
         return [QueueRecord(*r) for r in self._rows(q)]
 
     def queue_item(self, item_id: int) -> QueueRecord | None:
-        return next((i for i in self.queue_items() if i.id == item_id), None)
+        found = self.queue_items(item_id=item_id)
+        return found[0] if found else None
 
     def claim_next(self) -> QueueRecord | None:
         """Mark the oldest pending item running, atomically (UPDATE ... WHERE state='pending')."""
         while True:
-            pending = self.queue_items(states=["pending"])
+            pending = self.queue_items(states=["pending"], limit=1)
             if not pending:
                 return None
             item = pending[0]
@@ -417,16 +430,6 @@ class Store:
         with self._session() as s:
             s.execute(update(QueueItem).where(_QUEUE.c.id == item_id).values(**fields))
             s.commit()
-
-    # -- added by tui
-    def add_run_at(self, run_id: int, **fields: Unpack[RunFields]) -> int:
-        """A run under a chosen id: tests keep their run ids apart from another store's on the same
-        machine (launched processes are tagged with the run id alone)."""
-        values = _encoded(dict(fields))
-        with self._session() as s:
-            s.add(Run(id=run_id, **values))
-            s.commit()
-        return run_id
 
 
 def _like_literal(text: str) -> str:

@@ -131,7 +131,7 @@ class RunRecord:
     summary: dict[str, Any] = field(default_factory=dict)
     baseline: dict[str, Any] = field(default_factory=dict)
     failure_snapshot: dict[str, Any] = field(default_factory=dict)
-    # Filled by bulk reads for comparison only (`Store.run_records(..., with_peaks=True)`).
+    # Filled only by the bulk read for comparison (`Store.run_records`).
     card_peaks: tuple[PeakSummary, ...] = ()
 
     @property

@@ -210,3 +210,15 @@ def test_cli_refuses_newer_database_in_one_line(cli, zd_home: Path) -> None:
     assert "newer than this zerodeck" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert _db(zd_home).read_bytes() == before
+
+
+def test_the_run_table_the_read_model_and_the_typed_writes_name_the_same_columns() -> None:
+    """The columns are written out three times on purpose (SQL table, frozen record, TypedDict for mypy);
+    this keeps a column added to one from going missing in another."""
+    from zerodeck.store.api import FinishFields, RunFields
+    from zerodeck.store.records import RECORD_FIELDS
+
+    table = set(models.Run.model_fields)
+    assert set(RECORD_FIELDS) == table
+    assert set(RunFields.__annotations__) == table - {"id"}
+    assert set(RunFields.__annotations__) - set(FinishFields.__annotations__) == {"status", "outcome", "reason"}
