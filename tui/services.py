@@ -173,10 +173,10 @@ class Services:
         run = self.store.run(run_id)
         if run is None:
             raise KeyError(run_id)
-        if self.watch_supervisors and not run.finished:
+        if self.watch_supervisors:
             from zerodeck.core.launch import api
 
-            run = api.refresh(self.store, run_id)
+            run = api.checked(self.store, run)
         return run, self.store.metrics(run_id, after_step=after_step)
 
     # -- launch / queue / stop ---------------------------------------------------------------

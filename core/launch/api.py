@@ -207,19 +207,23 @@ def wait_run(store: Store, run_id: int, poll: float = 1.0,
 
 def refresh(store: Store, run_id: int) -> RunRecord:
     """The run as recorded, after reconciling it if its supervisor is gone (the watcher's liveness check)."""
+    return checked(store, get_run(store, run_id))
 
-    current = get_run(store, run_id)
-    if current.finished or procs.supervisor_alive(current.supervisor_pid, run_id, current.workdir):
+
+def checked(store: Store, current: RunRecord) -> RunRecord:
+    """`refresh` for a run the caller has just read: reconciled (and read again) only when it is
+    unfinished and its supervisor is gone."""
+    if current.finished or procs.supervisor_alive(current.supervisor_pid, current.id, current.workdir):
         return current
-
     try:
         # launch.reconcile imports this module (spawn_supervisor): a cycle at import time.
         from zerodeck.core.launch.reconcile import reconcile_run
+
         if reconcile_run(store, current) is None:
             return current
     except StoreReadOnly:
         return current
-    return get_run(store, run_id)
+    return get_run(store, current.id)
 
 
 def stop_run(store: Store, run_id: int, wait: float = STOP_WAIT_S) -> RunRecord:
