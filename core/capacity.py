@@ -14,9 +14,17 @@ DEVICE_SOURCES = frozenset({"npu-smi", "nvidia"})
 MB_PER_GIB = 1024.0
 
 
+def card_capacity_mb(*, device: str | None, card_gb: float | None, source: str | None = None,
+                     total_mb: float | None = None) -> float | None:
+    """A card's capacity in MB: the device's measured total, else the recipe's card_gb."""
+    if device != "cpu" and source in DEVICE_SOURCES and total_mb:
+        return float(total_mb)
+    return float(card_gb) * MB_PER_GIB if card_gb else None
+
+
 def card_capacity_gib(*, device: str | None, card_gb: float | None, source: str | None = None,
                       total_mb: float | None = None) -> float | None:
-    """A card's capacity in GiB: the device's measured total, else the recipe's card_gb."""
+    """A card's capacity in GiB (`card_capacity_mb`, rounded for display)."""
     if device != "cpu" and source in DEVICE_SOURCES and total_mb:
         return round(total_mb / MB_PER_GIB, 3)
     return float(card_gb) if card_gb else None

@@ -340,9 +340,8 @@ def _show(key: str, value: Any) -> str:
 def _capacity_mb(run: RunRecord, peak: CardPeakRecord) -> float | None:
     """A card's capacity by the one rule (`core.capacity`): a CPU rank's is the recipe's card_gb, not
     the host RAM its samples carry; the host's own row keeps the host's total."""
-    from zerodeck.core.capacity import card_capacity_gib
+    from zerodeck.core.capacity import card_capacity_mb
 
     if peak.source == "host":
         return peak.total_mb
-    cap = card_capacity_gib(device=run.device, card_gb=run.card_gb, source=peak.source, total_mb=peak.total_mb)
-    return None if cap is None else cap * 1024.0
+    return card_capacity_mb(device=run.device, card_gb=run.card_gb, source=peak.source, total_mb=peak.total_mb)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Collection, Sequence
 
-from zerodeck.core.capacity import DEVICE_SOURCES, MB_PER_GIB, card_capacity_gib
+from zerodeck.core.capacity import card_capacity_mb
 from zerodeck.core.telemetry.model import Card, Snapshot, card_keys
 from zerodeck.tui.view import CardView, Frame, HostView, ProcView
 
@@ -57,10 +57,9 @@ def frame_from_snapshot(snap: Snapshot, run_pids: Collection[int] | None = None,
 
 
 def _capacity_mb(source: str | None, card_gb: float | None, total_mb: float | None) -> float | None:
-    if source in DEVICE_SOURCES:  # the card's own total, unrounded
-        return total_mb
-    gib = card_capacity_gib(device="cpu", card_gb=card_gb, source=source, total_mb=total_mb)
-    return total_mb if gib is None else gib * MB_PER_GIB
+    # With no run followed a CPU rank has no card_gb: its bar stays against what telemetry read.
+    cap = card_capacity_mb(device=None, card_gb=card_gb, source=source, total_mb=total_mb)
+    return total_mb if cap is None else cap
 
 
 def _unique(keys: list[str], cards: Sequence[Card]) -> list[str]:
