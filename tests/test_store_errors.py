@@ -21,6 +21,7 @@ from zerodeck.store.engine import reset_engines
 from zerodeck.store.errors import StoreDamaged, StoreReadOnly
 
 RECIPE = "demo-cpu-zero0"
+ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "store"
 WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "ALTER", "DROP")
 
@@ -175,13 +176,25 @@ def _in_child_as_nobody(out: int, err: int, argv: tuple[str, ...]) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
+def _perm_recipe(home: Path) -> str:
+    return str(home.parent / "catalog" / f"{RECIPE}.toml")
+
+
 @pytest.fixture
 def shared_home(cli, monkeypatch) -> Iterator[Path]:
     """A ZERODECK_HOME that `nobody` can reach (pytest's tmp_path is private to root)."""
     base = Path(tempfile.mkdtemp(prefix="zd-perm-"))
     base.chmod(0o755)
+    # The recipe beside the store, not in the checkout: a checkout may sit in a folder `nobody` cannot
+    # enter (a fresh clone under `mktemp -d` is 0700).
+    shipped = ROOT / "recipes"
+    (base / "catalog").mkdir()
+    shutil.copy(shipped / f"{RECIPE}.toml", base / "catalog")
+    shutil.copytree(shipped / "data", base / "catalog" / "data")
+    for path in (base / "catalog", *(base / "catalog").rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
     monkeypatch.setenv("ZERODECK_HOME", str(base / "warm"))
-    for argv in (("runs", "--json"), ("queue", "add", RECIPE), ("queue",)):
+    for argv in (("runs", "--json"), ("queue", "add", _perm_recipe(base / "zdhome")), ("queue",)):
         cli(*argv)  # load every module the child will need
     reset_engines()
     home = base / "zdhome"
@@ -212,7 +225,7 @@ def test_read_only_file_or_directory(cli, shared_home: Path, case: str, reason: 
     code, out, err = _unprivileged(cli, "runs", "--json")
     assert code == 0, err
     assert str(ids[0]) in out
-    code, _out, err = _unprivileged(cli, "queue", "add", RECIPE)
+    code, _out, err = _unprivileged(cli, "queue", "add", _perm_recipe(shared_home))
     assert code == 1, err
     assert _one_line(err) == f"zerodeck: {db}: cannot write: the store is read-only ({reason}); " \
                              "read commands still work"
