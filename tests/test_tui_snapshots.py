@@ -14,7 +14,19 @@ import pytest
 from textual.widgets import DataTable
 from zerodeck.core.telemetry.sources import ReplaySource
 
-from .tui_support import A3_16, BAD_RECIPES, FIXTURES, NPU8, add_running, app, catalog_loaded, seeded, store, until
+from .tui_support import (
+    A3_16,
+    BAD_RECIPES,
+    FIXTURES,
+    NPU8,
+    add_running,
+    app,
+    catalog_loaded,
+    seeded,
+    store,
+    table_settled,
+    until,
+)
 
 H200 = FIXTURES / "gpu" / "nvidia-smi_query.csv"
 
@@ -108,7 +120,7 @@ def test_runs(snap_compare: Any, size: tuple[int, int]) -> None:
 
     async def ready(pilot: Any) -> None:
         await pilot.press("3")
-        await until(pilot, lambda: a.screen.query_one("#runs", DataTable).row_count == 4)
+        await until(pilot, lambda: table_settled(a.screen.query_one("#runs", DataTable), 4))
         await pilot.pause()
 
     assert snap_compare(a, terminal_size=size, run_before=ready)
@@ -161,7 +173,7 @@ def test_compare(snap_compare: Any, size: tuple[int, int]) -> None:
 
     async def ready(pilot: Any) -> None:
         await pilot.press("4")
-        await until(pilot, lambda: a.screen.query_one("#compare", DataTable).row_count == 3)
+        await until(pilot, lambda: table_settled(a.screen.query_one("#compare", DataTable), 3))
         await pilot.press("d")
         await pilot.pause(0.3)
         await pilot.pause()
@@ -178,7 +190,7 @@ def test_catalog_filtering(snap_compare: Any, size: tuple[int, int]) -> None:
         await until(pilot, lambda: catalog_loaded(a))
         a.screen.query_one("#filter").cursor_blink = False  # a blinking cursor would flip the picture
         await pilot.press("slash", *"qwen2.5-72")
-        await until(pilot, lambda: a.screen.query_one("#catalog", DataTable).row_count == 4)
+        await until(pilot, lambda: table_settled(a.screen.query_one("#catalog", DataTable), 4))
         await pilot.pause(0.3)
 
     assert snap_compare(a, terminal_size=size, run_before=ready)
@@ -210,7 +222,7 @@ def test_runs_marked(snap_compare: Any, size: tuple[int, int]) -> None:
 
     async def ready(pilot: Any) -> None:
         await pilot.press("3")
-        await until(pilot, lambda: a.screen.query_one("#runs", DataTable).row_count == 4)
+        await until(pilot, lambda: table_settled(a.screen.query_one("#runs", DataTable), 4))
         await pilot.press("down", "space", "down", "space")
         await pilot.pause(0.3)
 
@@ -223,7 +235,7 @@ def test_stop_asked(snap_compare: Any, tmp_path: Path) -> None:
 
     async def ready(pilot: Any) -> None:
         await pilot.press("3")
-        await until(pilot, lambda: a.screen.query_one("#runs", DataTable).row_count == 1)
+        await until(pilot, lambda: table_settled(a.screen.query_one("#runs", DataTable), 1))
         await until(pilot, lambda: a.active_runs)
         await pilot.press("s")
         await pilot.pause(0.3)

@@ -113,3 +113,9 @@ def far_run_ids() -> None:
     s.save_snapshot(hash="old", name="old", toml='name = "old"\n', source_path=None)
     s.add_run_at(7000 + os.getpid() % 1000, name="old", recipe_hash="old", status="finished", outcome="succeeded",
                  created_at=T0)
+
+
+def table_settled(table: Any, rows: int) -> bool:
+    """`rows` rows added and the column widths computed from them: DataTable measures its cells on a
+    later refresh, and a picture taken in between has every column at its header's width."""
+    return bool(table.row_count == rows and not table._require_update_dimensions)
