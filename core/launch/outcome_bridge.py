@@ -1,6 +1,7 @@
 """What the launcher reads besides the console log: LLaMA-Factory's output directory
 (`trainer_log.jsonl`, `train_results.json`) and ms-swift's (`logging.jsonl`), which are more exact
-than their consoles (transformers 5 prints four significant digits), and the retry rule. Classification itself is `zerodeck.core.outcome.classify.diagnose`, used directly.
+than their consoles (transformers 5 prints four significant digits), and the retry rule.
+Classification itself is `zerodeck.core.outcome.classify.diagnose`, used directly.
 """
 
 from __future__ import annotations
