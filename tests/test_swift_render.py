@@ -55,7 +55,9 @@ def pairs(argv: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def test_seed_recipe_lora_zero3_on_eight_npus(tmp_path: Path, fake_swift: Path) -> None:
+def test_seed_recipe_lora_zero3_on_eight_npus(tmp_path: Path, fake_swift: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
     recipe = swift_recipe(zero={"stage": 3}, data={"dataset": None, "path": "data/train.jsonl"})
     ctx = ctx_for(tmp_path)
     launch = render(recipe, ctx)
@@ -75,6 +77,8 @@ def test_seed_recipe_lora_zero3_on_eight_npus(tmp_path: Path, fake_swift: Path) 
         ["1"], ["8"], ["2048"])
     assert (a["num_train_epochs"], a["learning_rate"], a["torch_dtype"]) == (["3.0"], ["0.0001"], ["bfloat16"])
     assert a["gradient_checkpointing"] == ["true"] and a["attn_impl"] == ["sdpa"]
+    assert (a["bf16"], a["fp16"]) == (["true"], ["false"])  # as the DeepSpeed JSON says
+    assert ds["bf16"]["enabled"] is True and ds["fp16"]["enabled"] is False
     # The output stays where zerodeck looks for logging.jsonl: no v0-<timestamp> folder.
     assert a["output_dir"] == [str(ctx.run_dir / "output")] and a["add_version"] == ["false"]
     assert a["report_to"] == ["none"] and a["split_dataset_ratio"] == ["0.0"]
@@ -84,6 +88,8 @@ def test_seed_recipe_lora_zero3_on_eight_npus(tmp_path: Path, fake_swift: Path) 
     assert env["NPROC_PER_NODE"] == "8" and env["MASTER_PORT"] == str(ctx.master_port)
     assert env["ASCEND_RT_VISIBLE_DEVICES"] == "0,1,2,3,4,5,6,7" and "CUDA_VISIBLE_DEVICES" not in env
     assert env["ZERODECK_RUN_TAG"] == str(ctx.run_dir)
+    # DeepSpeed's JIT ops are cached per environment: the swift CLI's, not zerodeck's own.
+    assert env["TORCH_EXTENSIONS_DIR"] == str(llamafactory.extensions_dir(fake_swift))
     assert json.loads(launch.files[ENV_NAME])["ms_swift"] == "4.6.0"
 
 
@@ -100,6 +106,7 @@ def test_devices_steps_cpu_and_cuda(tmp_path: Path, fake_swift: Path) -> None:
     launch = render(recipe, ctx_for(tmp_path, devices=[4, 6]))
     a = pairs(launch.argv[2:])
     assert a["max_steps"] == ["50"] and a["torch_dtype"] == ["float16"] and a["attn_impl"] == ["flash_attn"]
+    assert (a["bf16"], a["fp16"]) == (["false"], ["true"])
     assert a["gradient_checkpointing"] == ["false"] and a["dataset"] == ["train_sft#20000"]
     assert launch.env["CUDA_VISIBLE_DEVICES"] == "4,6" and launch.env["NPROC_PER_NODE"] == "2"
 
@@ -164,3 +171,13 @@ def test_context_is_untouched_by_render(tmp_path: Path, fake_swift: Path) -> Non
     ctx: RenderContext = ctx_for(tmp_path)
     render(swift_recipe(zero={"stage": 2}), ctx)
     assert not ctx.run_dir.exists()  # rendering writes nothing: the supervisor writes the files
+
+
+def test_the_swift_example_recipe_validates_and_renders(tmp_path: Path, fake_swift: Path) -> None:
+    from zerodeck.core.recipe import load_recipe_file
+
+    from .conftest import FIXTURES
+
+    recipe = load_recipe_file(FIXTURES / "recipes" / "swift" / "qwen2.5-7b-lora-swift.toml")
+    a = pairs(render(recipe, ctx_for(tmp_path)).argv[2:])
+    assert a["model"] == ["Qwen/Qwen2.5-7B-Instruct"] and a["dataset"] == ["AI-ModelScope/alpaca-gpt4-data-zh#20000"]

@@ -29,7 +29,7 @@ from zerodeck.core.launch.context import Launch, RenderContext
 from zerodeck.core.launch.ds_config import dumps as ds_dumps
 from zerodeck.core.launch.ds_config import render_ds_config
 from zerodeck.core.launch.environment import job_env
-from zerodeck.core.launch.llamafactory import dist_text, model_name_or_path
+from zerodeck.core.launch.llamafactory import dist_text, extensions_dir, model_name_or_path
 from zerodeck.core.recipe.model import ModelSpec, Recipe
 
 BACKEND = "swift"
@@ -71,7 +71,7 @@ def render(recipe: Recipe, ctx: RenderContext) -> Launch:
     args = training_args(recipe, ctx, files, swift_version(cli))
     files[ENV_NAME] = json.dumps(cli_environment(cli), indent=2) + "\n"
     command = "pt" if recipe.data.format == "text" else "sft"
-    return Launch(backend=BACKEND, argv=[str(cli), command, *to_argv(args)], env=launch_env(recipe, ctx),
+    return Launch(backend=BACKEND, argv=[str(cli), command, *to_argv(args)], env=launch_env(recipe, ctx, cli),
                   files=files, cwd=ctx.run_dir, ranks=recipe.hardware.cards)
 
 
@@ -85,6 +85,9 @@ def training_args(recipe: Recipe, ctx: RenderContext, files: dict[str, str],
     # 3.x names it train_type; 4.x tuner_type, with no alias. Unknown: the current name.
     tuner = "train_type" if version is not None and version < (4, 0) else "tuner_type"
     args: dict[str, Any] = {"model": model_path, tuner: method.kind, "torch_dtype": _DTYPE[train.precision],
+                            # Said outright: ms-swift turns fp16 mixed precision on for float32 weights,
+                            # which then contradicts the DeepSpeed JSON (HF refuses the mismatch).
+                            "bf16": train.precision == "bf16", "fp16": train.precision == "fp16",
                             "attn_impl": _ATTN[train.attn]}
     if method.kind == "lora":
         target = ["all-linear"] if method.target in ("all", ["all"]) else (
@@ -146,11 +149,13 @@ def to_argv(args: dict[str, Any]) -> list[str]:
     return out
 
 
-def launch_env(recipe: Recipe, ctx: RenderContext) -> dict[str, str]:
+def launch_env(recipe: Recipe, ctx: RenderContext, cli: Path) -> dict[str, str]:
     """ms-swift's documented multi-card variables on top of what every backend sets."""
     env = job_env(recipe, ctx)
     env.update({"NPROC_PER_NODE": str(recipe.hardware.cards), "MASTER_PORT": str(ctx.master_port),
                 "MASTER_ADDR": "127.0.0.1"})
+    if "TORCH_EXTENSIONS_DIR" not in os.environ:
+        env["TORCH_EXTENSIONS_DIR"] = str(extensions_dir(cli))  # the CLI's DeepSpeed ops, not zerodeck's
     if recipe.hardware.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU recipe stays on the CPU even on a GPU host
     env.update(recipe.launch.env)
