@@ -283,3 +283,15 @@ def test_ms_swift_completion_is_recognised() -> None:
     assert diagnose(crash).outcome is None  # the excerpt stops before the exception line
     end = [ln for ln in text.splitlines() if "End time of running main" in ln]
     assert end and diagnose("Train: 100%\n" + end[0] + "\n").outcome == "succeeded"
+
+
+def test_diagnose_cli_on_a_log_that_tells_nothing(cli) -> None:
+    path = str(LOGS / "issue_lf5627_npu910b_grad_norm_nan.txt")
+    code, out, _ = cli("diagnose", path, "--json")
+    data = json.loads(out)
+    assert code == 0 and list(data)[:5] == ["outcome", "device", "code", "rank", "excerpt"]
+    assert data["outcome"] is None and data["reason"].startswith("no error and no completion in the log")
+    code, out, _ = cli("diagnose", path)
+    assert code == 0 and out.splitlines()[0].split() == ["outcome", "unknown"]
+    code, out, _ = cli("diagnose", path, "--exit-code", "1", "--json")
+    assert json.loads(out)["outcome"] == "failed"
