@@ -7,6 +7,9 @@ cd "$ROOT"
 # from its cache. If it cannot be built, those tests skip and say why; the rest still run.
 export ZERODECK_LF_VENV=${ZERODECK_LF_VENV:-$HOME/.cache/zerodeck/lf-venv}
 bash scripts/lf-venv.sh >/dev/null || echo "zerodeck: no LLaMA-Factory environment; its tests will skip" >&2
+# The same for the real ms-swift test (ms-swift 4.6 over that environment; a few minutes once).
+export ZERODECK_SWIFT_VENV=${ZERODECK_SWIFT_VENV:-$HOME/.cache/zerodeck/swift-venv}
+bash scripts/swift-venv.sh >/dev/null || echo "zerodeck: no ms-swift environment; its test will skip" >&2
 "$VENV/bin/ruff" check core store tui tests bench
 MYPY="$VENV/bin/mypy" bash scripts/mypy.sh core store tui
 # The layering contracts in pyproject.toml [tool.importlinter] (ARCHITECTURE.md, "Layers").

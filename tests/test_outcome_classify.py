@@ -12,6 +12,7 @@ from zerodeck.core.outcome import diagnose, diagnose_file, is_transient_startup_
 
 from .conftest import FIXTURES
 
+SWIFT = FIXTURES / "swift"
 LOGS = FIXTURES / "logs"
 NPU = FIXTURES / "npu-smi-errors"
 SMI = FIXTURES / "npu-smi"  # npu-smi's own failures live with its other outputs
@@ -64,9 +65,14 @@ CASES: list[tuple[Path, int | None, tuple[str, str | None, str | None, int | Non
     (NPU / "err_eh9999_fftsplus_timeout_507048_4.txt", None, ("failed", "npu", "EH9999", None)),
     (SMI / "npusmi_err_dcmi_-8005.txt", None, ("failed", "npu", "dcmi -8005", None)),
     (SMI / "npusmi_err_dcmi_-8020.txt", None, ("failed", "npu", "dcmi -8020", None)),
-    # cut-short excerpts with no end: failed, "no completion marker"
-    (LOGS / "issue_cla534_ds_fp16_overflow_loss_scale.txt", None, ("failed", None, None, None)),
-    (LOGS / "issue_lf5627_npu910b_grad_norm_nan.txt", None, ("failed", None, None, None)),
+    # Ascend runtime / operator failures with no E-code on their line still happened on the NPU
+    (LOGS / "issue_lf3670_npu_rts_hwts_aicore_exception.txt", 1, ("failed", "npu", None, None)),
+    (LOGS / "issue_vllmascend4859_npu_function_error_aclnn.txt", None, ("failed", "npu", "561103", None)),
+    (LOGS / "issue_ascendpt66_npu_function_error_err00100.txt", 1, ("failed", "npu", "507035", None)),
+    (LOGS / "issue_ptodsl90_aicore_exception_ez9999.txt", None, ("failed", "npu", "EZ9999", None)),
+    # cut-short excerpts with no error and no end, read without an exit status: nothing can be told
+    (LOGS / "issue_cla534_ds_fp16_overflow_loss_scale.txt", None, (None, None, None, None)),
+    (LOGS / "issue_lf5627_npu910b_grad_norm_nan.txt", None, (None, None, None, None)),
 ]
 
 
@@ -216,7 +222,9 @@ _FRAGMENTS = [
 def test_garbage_never_raises(parts: list[str], exit_code: int | None, stopped: bool) -> None:
     text = "\n".join(parts)
     d = diagnose(text, exit_code=exit_code, stopped_by_user=stopped)
-    assert d.outcome in ("succeeded", "oom", "comm_error", "failed", "killed")
+    assert d.outcome in ("succeeded", "oom", "comm_error", "failed", "killed", None)
+    # Only a bare log can leave the outcome open: an exit status or a stop always decides it.
+    assert d.outcome is not None or (exit_code is None and not stopped)
     assert d.device in (None, "npu", "cuda", "cpu", "host")
     json.dumps(d.to_json())
     is_transient_startup_failure(text)
@@ -256,3 +264,34 @@ def test_long_log_reads_head_and_tail(tmp_path: Path) -> None:
 def test_shell_reported_kill() -> None:
     d = diagnose("step 10\n/bin/sh: line 1: 48213 Killed                  python train.py\n", exit_code=137)
     assert (d.outcome, d.device, d.code) == ("oom", "host", "-9")
+
+
+def test_a_bare_log_with_no_error_and_no_end_is_not_called_failed() -> None:
+    text = "loading model\n{'loss': 1.5, 'learning_rate': 1e-4, 'epoch': 0.1}\n"
+    d = diagnose(text)
+    assert d.outcome is None and d.device is None
+    assert d.reason.startswith("no error and no completion in the log")
+    assert diagnose(text, exit_code=1).outcome == "failed"
+    assert diagnose(text, exit_code=0).outcome == "succeeded"
+
+
+def test_ms_swift_completion_is_recognised() -> None:
+    text = (SWIFT / "run_swift460_cpu_lora_console.log").read_text()
+    assert diagnose(text).outcome == "succeeded"
+    # ms-swift logs `last_model_checkpoint` in a `finally`, after a crash too: never proof of the end.
+    crash = (SWIFT / "issue_swift4366_checkpoint_line_then_traceback.txt").read_text()
+    assert diagnose(crash).outcome is None  # the excerpt stops before the exception line
+    end = [ln for ln in text.splitlines() if "End time of running main" in ln]
+    assert end and diagnose("Train: 100%\n" + end[0] + "\n").outcome == "succeeded"
+
+
+def test_diagnose_cli_on_a_log_that_tells_nothing(cli) -> None:
+    path = str(LOGS / "issue_lf5627_npu910b_grad_norm_nan.txt")
+    code, out, _ = cli("diagnose", path, "--json")
+    data = json.loads(out)
+    assert code == 0 and list(data)[:5] == ["outcome", "device", "code", "rank", "excerpt"]
+    assert data["outcome"] is None and data["reason"].startswith("no error and no completion in the log")
+    code, out, _ = cli("diagnose", path)
+    assert code == 0 and out.splitlines()[0].split() == ["outcome", "unknown"]
+    code, out, _ = cli("diagnose", path, "--exit-code", "1", "--json")
+    assert json.loads(out)["outcome"] == "failed"

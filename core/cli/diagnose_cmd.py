@@ -37,6 +37,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         return EXIT_OK
     data = diagnosis.to_json()
     head = {k: data[k] for k in COLUMNS}
+    if head["outcome"] is None:
+        head["outcome"] = "unknown"  # JSON keeps null (the contract); a person reads a word
     emit(head, as_json=False)
     say("\n" + diagnosis.excerpt)
     return EXIT_OK

@@ -29,6 +29,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser("run", help="launch recipes headless (the run survives the terminal)")
     p.add_argument("recipes", nargs="+", metavar="RECIPE", help="recipe file or catalog name")
     p.add_argument("--detach", action="store_true", help="return at once, printing the run id(s)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what would be launched (argv, environment, rendered files); start and record nothing")
     add_json_flag(p)
     p.set_defaults(handler=cmd_run)
 
@@ -138,6 +140,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from zerodeck.core.launch import api
 
     todo = expand_refs(args.recipes)
+    if args.dry_run:
+        return dry_run(todo, as_json=args.json)
     store = cli_store()
     reconciled(store)
     ids: list[int] = []
@@ -182,6 +186,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         emit([r.brief() for r in results], as_json=True)
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def dry_run(todo: list[tuple[Any, Path]], as_json: bool) -> int:
+    """Render every recipe as `run` would and print it; no store is opened, nothing is started.
+    Exit 1 when the launch preflight says one would fail at once (the reason is printed with it)."""
+    import shlex
+
+    from zerodeck.core.launch.dryrun import dry_run as render_dry
+
+    shown = [render_dry(recipe, path) for recipe, path in todo]
+    if as_json:
+        emit(shown, as_json=True)
+    else:
+        for i, d in enumerate(shown):
+            if i:
+                print()
+            head = f"# {d['name']} ({d['recipe_path'] or '-'}): backend {d['backend']}, {d['ranks']} rank(s)"
+            print(printable(head))
+            print(printable(f"# would run in {d['cwd'] or '.'}; {d['run_dir']} stands for the run's directory"))
+            for key, value in d["env"].items():
+                print(printable(f"{key}={shlex.quote(value)}"))
+            print(printable(shlex.join(d["argv"])))
+            for name, content in d["files"].items():
+                print(printable(f"# --- {name} ---"))
+                print("\n".join(printable(line) for line in content.rstrip("\n").split("\n")))
+            if d["problem"]:
+                print(printable(f"# would fail: {d['problem']}"))
+    for d in shown:
+        if d["problem"]:
+            err(f"{d['name']}: would fail: {d['problem']}")
+    return EXIT_FAILED if any(d["problem"] for d in shown) else EXIT_OK
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

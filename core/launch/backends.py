@@ -21,6 +21,7 @@ BACKENDS: dict[str, str] = {
     "torchrun": "zerodeck.core.launch.script_backends:render_torchrun",
     "command": "zerodeck.core.launch.script_backends:render_command",
     "llamafactory": "zerodeck.core.launch.llamafactory",
+    "swift": "zerodeck.core.launch.swift",
 }
 
 

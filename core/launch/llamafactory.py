@@ -130,6 +130,10 @@ def training_args(recipe: Recipe, ctx: RenderContext, files: dict[str, str]) -> 
         args.update(lora_rank=method.rank, lora_alpha=method.alpha, lora_dropout=method.dropout, lora_target=target)
     elif method.kind == "freeze":
         args["freeze_trainable_layers"] = method.freeze_trainable_layers
+    if method.quant_bits:
+        # QLoRA: bitsandbytes quantises at load. A GPTQ / AWQ checkpoint needs nothing here: LLaMA-Factory
+        # reads its quantization_config and refuses quantization_bit on an already quantised model.
+        args.update(quantization_bit=method.quant_bits, quantization_method="bnb")
     if recipe.zero.stage > 0:
         ds_recipe = recipe
         if recipe.model.path:  # so the ZeRO-3 bucket sizes come from the model's own config.json
@@ -270,11 +274,11 @@ def extensions_dir(cli: Path) -> Path:
     py = next((d.name for d in sorted(root.glob("lib/python3*"))), "python")
     py_tag = py.replace("thon", "").replace(".", "")
     # torch and DeepSpeed live under the environment's root, so the root keys their paths too.
-    return ops_cache_dir(python=py_tag, torch=_dist_text(root, "torch"), deepspeed=_dist_text(root, "deepspeed"),
+    return ops_cache_dir(python=py_tag, torch=dist_text(root, "torch"), deepspeed=dist_text(root, "deepspeed"),
                          install_paths=[root])
 
 
-def _dist_text(env_root: Path, dist: str) -> str:
+def dist_text(env_root: Path, dist: str) -> str:
     """The version of `dist` installed in the environment at `env_root`, from its dist-info name."""
     for info in sorted(env_root.glob(f"lib/python3*/site-packages/{dist}-*.dist-info")):
         return info.name[len(dist) + 1 : -len(".dist-info")]
@@ -286,13 +290,13 @@ def cli_environment(cli: Path) -> dict[str, str | None]:
     root = cli.parent.parent
     out: dict[str, str | None] = {"cli": str(cli)}
     for dist in ENV_PACKAGES:
-        text = _dist_text(root, dist)
+        text = dist_text(root, dist)
         out[dist] = None if text == "unknown" else text
     return out
 
 
 def _dist_version(env_root: Path, dist: str) -> tuple[int, ...] | None:
-    m = re.match(r"(\d+)\.(\d+)", _dist_text(env_root, dist))
+    m = re.match(r"(\d+)\.(\d+)", dist_text(env_root, dist))
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 

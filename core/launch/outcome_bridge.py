@@ -1,6 +1,7 @@
 """What the launcher reads besides the console log: LLaMA-Factory's output directory
-(`trainer_log.jsonl`, `train_results.json`), which is more exact than its console, and the retry
-rule. Classification itself is `zerodeck.core.outcome.classify.diagnose`, used directly.
+(`trainer_log.jsonl`, `train_results.json`) and ms-swift's (`logging.jsonl`), which are more exact
+than their consoles (transformers 5 prints four significant digits), and the retry rule.
+Classification itself is `zerodeck.core.outcome.classify.diagnose`, used directly.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ def is_transient(text: str, exit_code: int | None) -> bool:
 
 
 def llamafactory_results(output_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Summary keys and metric points from LLaMA-Factory's files in `output_dir` (empty if none)."""
+    """Summary keys and metric points from LLaMA-Factory's or ms-swift's files in `output_dir` (empty if none)."""
     summary: dict[str, Any] = {}
     points: list[dict[str, Any]] = []
     log = output_dir / "trainer_log.jsonl"
+    if not log.is_file():
+        log = output_dir / "logging.jsonl"  # ms-swift: the same parser reads its lines
     if log.is_file():
         m = parse_trainer_log_jsonl(log)
         points = m.points

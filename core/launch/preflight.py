@@ -14,7 +14,7 @@ from zerodeck.core.launch.ports import port_is_free
 from zerodeck.core.recipe.load import recipe_file_problems
 from zerodeck.core.recipe.model import Recipe
 
-LAUNCHERS = {"deepspeed", "torchrun", "llamafactory-cli"}
+LAUNCHERS = {"deepspeed", "torchrun", "llamafactory-cli", "swift"}
 
 
 def check(recipe: Recipe, launch: Launch, port: int, env_path: str | None, *,

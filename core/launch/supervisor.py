@@ -60,8 +60,6 @@ PORT_SETTLE_S = 1.0  # after a failed attempt's processes are gone, before the r
 LOW_SPACE_BYTES = 256 * 1024
 RESERVE_BYTES = 128 * 1024
 RESERVE_FILE = ".zerodeck-reserve"
-# diagnose()'s reason when a log shows neither an error nor the end of training: nothing can be told.
-UNKNOWN_ENDING = "no completion marker and no known error"
 SUMMARY_FIELDS = ("steps_done", "steps_total", "final_loss", "samples_per_s", "tokens_per_s", "step_time_s",
                   "train_runtime_s")
 
@@ -473,7 +471,7 @@ class Supervisor:
         self._follow()
         text = self._log_text(0)
         d = diagnose(text, exit_code=None)
-        unknown = d.outcome is None or (d.outcome == "failed" and (d.reason or "").startswith(UNKNOWN_ENDING))
+        unknown = d.outcome is None  # the log shows neither an error nor the end of training
         # A full disk explains a log that stops short (the job could not write its error), not one
         # that says how the run ended.
         if self.no_space or (unknown and self.space_problem()):

@@ -22,16 +22,21 @@ Precedence (first rule that applies wins):
                                    Above comm errors: ranks torn down by Ctrl+C report broken pipes.
 6. collective communication     -> comm_error, device npu (HCCL, EI codes), cuda (NCCL), cpu (gloo);
                                    the first one in the log.
-7. other Ascend error codes     -> failed, device npu, code (EE9999, EH9999, dcmi ...).
+7. other Ascend runtime errors  -> failed, device npu, code (EE9999, EH9999, dcmi ..., else the ACL
+                                   return value or ERR00100): E-codes first, then torch_npu's
+                                   `NPU function error` / `call aclnn... failed` / `ERR00100 PTA`, the
+                                   `RTS_HWTS` exception dump and `aicore exception`.
 8. a Python traceback           -> failed; reason is the last exception line that is not a launcher
                                    wrapper (ChildFailedError, CalledProcessError), preferring the
                                    root-cause rank's own.
 9. anything else non-zero       -> failed with the exit status.
 
 With no exit status (a log read on its own), a completion marker (`exits successfully`, the HF
-`train_runtime` dict or `***** train metrics *****`, zerodeck's `done` line) that comes *after* the
-last failure signature means succeeded; no marker and no signature means failed, "no completion
-marker" (the log was cut short or the run is still going).
+`train_runtime` dict or `***** train metrics *****`, ms-swift's `End time of running main`, zerodeck's
+`done` line) that comes *after* the last failure signature means succeeded; no marker and no
+signature means the log cannot tell: outcome None (JSON `null`), reason "no error and no completion
+in the log" (it was cut short, or the run is still going). Only an exit status or an error makes it
+`failed`.
 
 A long log is read as its first 64 KiB and its last 8 MiB (`HEAD_CHARS`, `TAIL_CHARS`): the evidence
 of a crash is at the end (ranks blocked on a dead peer print nothing more) and this keeps a 50 MB
@@ -68,7 +73,7 @@ MAX_LINE = 300
 
 @dataclass(frozen=True)
 class Diagnosis:
-    outcome: str
+    outcome: str | None  # None: a bare log showing neither an error nor a completion
     device: str | None
     code: str | None
     rank: int | None
@@ -384,13 +389,10 @@ def diagnose(text: str, exit_code: int | None = None, stopped_by_user: bool = Fa
         return Diagnosis("comm_error", hit.signature.device, code, rank, log.excerpt(hit.start), reason,
                          transient=is_transient_startup_failure(text))
 
-    # 7. Other Ascend runtime errors.
-    hit = _first(hits, "npu_error")
+    # 7. Other Ascend runtime errors: an E-code is the most specific evidence, else the first one.
+    hit = next((h for h in hits if h.signature.name in ("ascend_code", "dcmi")), None) or _first(hits, "npu_error")
     if hit is not None:
-        code = hit.match.group(1)
-        if hit.signature.name == "dcmi":
-            code = f"dcmi {code}"
-        return Diagnosis("failed", "npu", code, _rank_near(log, hit.start), log.excerpt(hit.start),
+        return Diagnosis("failed", "npu", _npu_code(hit, hits), _rank_near(log, hit.start), log.excerpt(hit.start),
                          _richest(log, hits, hit))
 
     # 8. A Python traceback.
@@ -412,8 +414,23 @@ def diagnose(text: str, exit_code: int | None = None, stopped_by_user: bool = Fa
     if launcher is not None:
         return Diagnosis("failed", None, None, root_rank, log.excerpt(launcher.start),
                          "the launcher tore the ranks down; the cause is not in the log (pass the exit status)")
-    return Diagnosis("failed", None, None, None, _tail(text),
-                     "no completion marker and no known error: the log is cut short or the run is still going")
+    return Diagnosis(None, None, None, None, _tail(text), UNKNOWN_REASON)
+
+
+UNKNOWN_REASON = "no error and no completion in the log: it was cut short, or the run is still going"
+# Signatures whose first group is a code (an ACL return value, torch_npu's ERRxxxxx), not a description.
+_CODE_GROUP = ("npu_function_error", "aclnn_failed", "pta_error")
+
+
+def _npu_code(hit: Hit, hits: list[Hit]) -> str | None:
+    name = hit.signature.name
+    if name == "ascend_code":
+        return hit.match.group(1)
+    if name == "dcmi":
+        return f"dcmi {hit.match.group(1)}"
+    coded = [h for h in hits if h.signature.name in _CODE_GROUP and h.match.group(1)]
+    own = hit.match.group(1) if name in _CODE_GROUP else None
+    return own or (coded[0].match.group(1) if coded else None)
 
 
 def _rank_from_launcher(log: _Log, hit: Hit) -> int | None:

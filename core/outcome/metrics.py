@@ -3,7 +3,10 @@
 One run's log mixes formats: LLaMA-Factory's `trainer_log.jsonl` lines, the HF Trainer's console dicts
 (floats in transformers 4, strings in 5: `{'loss': '6.412', ...}`), its final `train_runtime` dict and
 `***** train metrics *****` block, tqdm bars (the only place the console gives the step number and an
-ETA), DeepSpeed's `step=N, skipped=0, lr=[...]` and timer lines, and zerodeck's own JSON lines. The
+ETA), DeepSpeed's `step=N, skipped=0, lr=[...]` and timer lines, ms-swift's dicts and `logging.jsonl`
+lines (the HF keys plus `'global_step/max_steps': '5/100'`, `'memory(GiB)'`, `'elapsed_time': '1h 2m 3s'`,
+`'remaining_time'`, `'train_speed(iter/s)'` in 3.x or `'train_speed(s/it)'` in 4.x), and zerodeck's own
+JSON lines. The
 supervisor tails the log while the run goes and needs live progress, so the parser is incremental
 (`MetricsFollower`), and `parse_metrics` just feeds it every line.
 
@@ -31,7 +34,11 @@ SUMMARY_KEYS = ("steps_done", "steps_total", "final_loss", "samples_per_s", "tok
 
 _JSON_DECODER = json.JSONDecoder()
 _HF_DICT = re.compile(r"\{'[^{}\n]*\}")
-_HF_ITEM = re.compile(r"'(\w+)':\s*('[^']*'|[^,}]+)")
+# Keys as ms-swift writes them too: `'global_step/max_steps'`, `'memory(GiB)'`, `'train_speed(s/it)'`.
+_HF_ITEM = re.compile(r"'(\w[\w/()%.-]*)':\s*('[^']*'|[^,}]+)")
+SWIFT_PROGRESS = "global_step/max_steps"
+_SWIFT_STEPS = re.compile(r"^\s*'?(\d+)/(\d+)'?\s*$")
+_SWIFT_TIME = re.compile(r"^\s*'?(?:(\d+)d ?)?(?:(\d+)h ?)?(?:(\d+)m ?)?(?:(\d+(?:\.\d+)?)s)?'?\s*$")
 _TQDM = re.compile(
     r"(\d{1,3})%\|[^|\n]*\|\s*(\d+)/(\d+)\s*\[([\d:]+)<([\d:?]+),\s*([\d.]+|\?)\s*(it/s|s/it)"
 )
@@ -70,6 +77,17 @@ def _num(value: Any) -> float | None:
         except ValueError:
             return _duration(text)
     return None
+
+
+def _swift_time(value: Any) -> float | None:
+    """ms-swift's `format_time`: `'3h 38m 49s'`, `'1d 2h 0m 5s'`, `'0s'` -> seconds; None otherwise."""
+    if not isinstance(value, str):
+        return None
+    m = _SWIFT_TIME.match(value)
+    if m is None or not any(m.groups()):
+        return None
+    d, h, mi, sec = (float(g) if g else 0.0 for g in m.groups())
+    return ((d * 24 + h) * 60 + mi) * 60 + sec
 
 
 def _int(value: Any) -> int | None:
@@ -296,6 +314,8 @@ class MetricsFollower:
                 if _num(obj.get(key)) is not None:
                     self._final[ours] = _num(obj.get(key))
             return []
+        if SWIFT_PROGRESS in obj:  # ms-swift logging.jsonl
+            return self._swift(obj)
         if "current_steps" in obj:  # LLaMA-Factory trainer_log.jsonl
             self._eval(_int(obj.get("current_steps")), obj.get("eval_loss"))
             total = _int(obj.get("total_steps"))
@@ -316,7 +336,9 @@ class MetricsFollower:
         touched: list[int] = []
         for m in _HF_DICT.finditer(seg):
             items = {k: v.strip() for k, v in _HF_ITEM.findall(m.group(0))}
-            if "train_runtime" in items:
+            if SWIFT_PROGRESS in items:
+                touched += self._swift(items)
+            elif "train_runtime" in items:
                 for key, value in items.items():
                     self._final_value(key, value)
             elif "eval_loss" in items:
@@ -328,6 +350,34 @@ class MetricsFollower:
                     "epoch": _num(items.get("epoch")), "grad_norm": _num(items.get("grad_norm")),
                 })
         return touched
+
+    def _swift(self, items: dict[str, Any]) -> list[int]:
+        """One ms-swift log dict (console or logging.jsonl): it names its own step and total."""
+        m = _SWIFT_STEPS.match(str(items.get(SWIFT_PROGRESS, "")))
+        if m is None:
+            return []
+        step, total = int(m.group(1)), int(m.group(2))
+        if total:
+            self._steps_total = total
+        remaining = _swift_time(items.get("remaining_time"))
+        if remaining is not None:
+            self._eta = remaining
+        if "train_runtime" in items:
+            for key, value in items.items():
+                self._final_value(key, str(value))
+            self._status_step = max(step, self._status_step or 0)
+            return []
+        if "eval_loss" in items:
+            self._eval(step, items["eval_loss"])
+            return []
+        if "loss" not in items:
+            self._status_step = max(step, self._status_step or 0)
+            return []
+        return self._merge(step, {
+            "t": _swift_time(items.get("elapsed_time")), "loss": _num(items.get("loss")),
+            "lr": _num(items.get("learning_rate")), "epoch": _num(items.get("epoch")),
+            "grad_norm": _num(items.get("grad_norm")), "mem_gib": _num(items.get("memory(GiB)")),
+        })
 
     def _eval(self, step: int | None, value: Any) -> None:
         loss = _num(value)

@@ -91,6 +91,19 @@ SIGNATURES: tuple[Signature, ...] = (
     # -- other Ascend runtime errors (not memory, not HCCL): failed on the NPU with the code --------
     Signature("ascend_code", "npu_error", "npu", _p(r"(E[A-HJ-Z]\d{4})(?=[:\[(])[^\n]*")),
     Signature("dcmi", "npu_error", "npu", _p(r"dcmi mod(?:ule|el) initiali[sz]ed? failed[^\n]*?ret is (-?\d+)[^\n]*")),
+    # Runtime and operator failures that carry no E-code on their own line: torch_npu's
+    # `NPU function error: call aclnnInplaceZero failed, error code is 561103` (the code is the ACL
+    # return value), its `[ERROR] ... ERR00100 PTA call acl api failed`, the device exception dump's
+    # `RTS_HWTS: aicore exception, slot_id=31`, and the runtime's `[aicore exception]` / `The aicore
+    # execution is abnormal`. Without them such a crash read as a bare traceback, device unknown.
+    Signature("npu_function_error", "npu_error", "npu",
+              _p(r"NPU function error:(?:[^\n]*?error code is (\d+))?[^\n]*")),
+    Signature("aclnn_failed", "npu_error", "npu", _p(r"call aclnn\w* failed(?:[^\n]*?error code is (\d+))?[^\n]*")),
+    Signature("pta_error", "npu_error", "npu", _p(r"(ERR\d{5}) PTA[^\n]*")),
+    Signature("rts_hwts", "npu_error", "npu", _p(r"RTS_HWTS: ([a-z ]+?(?:exception|error))[^\n]*")),
+    Signature("aicore_exception", "npu_error", "npu",
+              _p(r"(?:\[(aicore exception)\]|there is an? (?:exception of )?(?:fftsplus )?(aicore error)(?: exception)?"
+                 r"|The (aicore) execution is abnormal)[^\n]*")),
     # -- the launcher tore the job down (cause must come from elsewhere) ---------------------------
     Signature("ds_rc_nonzero", "launcher_kill", None, _p(r"exits with return code = (-?\d+)[^\n]*")),
     Signature("ds_killing", "launcher_kill", None, _p(r"sigkill_handler\] Killing subprocess[^\n]*")),
@@ -100,6 +113,9 @@ SIGNATURES: tuple[Signature, ...] = (
     Signature("hf_train_runtime", "success", None, _p(r"\{'train_runtime': [^\n]*")),
     Signature("hf_completed", "success", None, _p(r"Training completed\. Do not forget[^\n]*")),
     Signature("zerodeck_done", "success", None, _p(r"\{\"zerodeck\": ?\"done\"[^\n]*")),
+    # ms-swift logs this only after its pipeline returned (swift/pipelines/base.py: main); its
+    # `last_model_checkpoint:` line is no proof, it is written in a `finally` after a crash too.
+    Signature("swift_main_end", "success", None, _p(r"End time of running main: [^\n]*")),
 )
 
 LINE_PREFIX_ONLY = re.compile(LINE_PREFIX + r"[ \t]*")

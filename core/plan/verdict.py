@@ -154,7 +154,18 @@ def input_from_recipe(recipe: Any) -> PlanInput:
         stage=recipe.zero.stage, offload=recipe.zero.offload, cards=recipe.hardware.cards,
         card_gb=recipe.hardware.card_gb, device=recipe.hardware.device, micro_batch=t.micro_batch,
         seq_len=t.seq_len, grad_ckpt=t.grad_ckpt, attn=t.attn, precision=t.precision,
+        **_quant(recipe),
     )
+
+
+def _quant(recipe: Any) -> dict[str, Any]:
+    """QLoRA base weights for the memory model's existing terms: bitsandbytes at load (`method.quant_bits`),
+    or a GPTQ / AWQ checkpoint (published at 4 bits; both lay out linear weights with group scales)."""
+    if recipe.method.quant_bits:
+        return {"quant_bits": recipe.method.quant_bits, "quant_format": "bnb"}
+    if recipe.model.quantization:
+        return {"quant_bits": 4, "quant_format": "gptq"}
+    return {}
 
 
 def validate_input(inp: PlanInput) -> None:

@@ -22,6 +22,7 @@ from zerodeck.core.recipe.files import file_problems
 from zerodeck.core.recipe.grid import GridError, expand, grid_problems
 from zerodeck.core.recipe.model import Recipe
 from zerodeck.core.recipe.placeholders import template_problems
+from zerodeck.core.recipe.quant import QUANT_AXES, quant_problems
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,8 @@ def _check_references(recipe: Recipe, path: str, lines: _KeyLines, base_dir: Pat
     problems: list[Problem] = []
     for field, i, text, msg in template_problems(recipe.launch.backend, recipe.launch.argv, recipe.launch.args):
         problems.append(Problem(path, lines.find_value(("launch", field), text), f"launch.{field}[{i}]", msg))
+    for field, msg in quant_problems(recipe):
+        problems.append(Problem(path, lines.find(tuple(field.split("."))), field, msg))
     if recipe.model.name and not recipe.model.path:
         try:
             lookup(recipe.model.name)
@@ -173,6 +176,7 @@ def _check_references(recipe: Recipe, path: str, lines: _KeyLines, base_dir: Pat
             problems.append(Problem(path, lines.find(("grid", exc.axis or "")), field, str(exc)))
         else:
             problems += _member_template_problems(recipe, members, path, lines)
+            problems += _member_quant_problems(recipe, members, path, lines)
             for member in members:
                 if member.model.name and not member.model.path:
                     try:
@@ -196,6 +200,17 @@ def _member_template_problems(recipe: Recipe, members: list[Recipe], path: str, 
             problems.append(Problem(path, lines.find(("grid", axis)), f"grid.{axis}",
                                     f"member {member.name}: launch.{field}[{i}]: {msg}"))
     return problems
+
+
+def _member_quant_problems(recipe: Recipe, members: list[Recipe], path: str, lines: _KeyLines) -> list[Problem]:
+    """Quantisation a grid axis makes impossible (`hardware.device` or `method.quant_bits` as an axis)."""
+    if recipe.grid and quant_problems(recipe):
+        return []  # already reported once for the recipe itself
+    for member in members:
+        for field, msg in quant_problems(member):
+            axis = next((key for key in recipe.grid if key in QUANT_AXES), field)
+            return [Problem(path, lines.find(("grid", axis)), f"grid.{axis}", f"member {member.name}: {field}: {msg}")]
+    return []
 
 
 def file_problem_lines(recipe: Recipe, path: str, lines: _KeyLines, base_dir: Path | None) -> list[Problem]:
@@ -289,7 +304,15 @@ def to_toml(recipe: Recipe) -> str:
     return tomli_w.dumps(to_dict(recipe))
 
 
+LATER_KEYS = (("model", "quantization"), ("method", "quant_bits"))
+
+
 def content_hash(recipe: Recipe) -> str:
     """Stable across key order and formatting: the snapshot id a run points at."""
-    canonical = json.dumps(recipe.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    data = recipe.model_dump(mode="json")
+    # Keys added later are left out while unset, so a recipe keeps the id it had before they existed.
+    for section, key in LATER_KEYS:
+        if data.get(section, {}).get(key) is None:
+            data[section].pop(key, None)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -69,6 +69,8 @@ Argument = Annotated[str, AfterValidator(_argument)]
 class ModelSpec(_Section):
     name: str | None = None
     path: str | None = None
+    # A checkpoint already quantised (GPTQ / AWQ, 4-bit as published): loaded as it is, LoRA on top.
+    quantization: Literal["gptq", "awq"] | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> ModelSpec:
@@ -90,6 +92,8 @@ class MethodSpec(_Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     target: str | list[str] = "all"
     freeze_trainable_layers: int = Field(2, ge=1)
+    # QLoRA: the base weights quantised at load by bitsandbytes (NF4 at 4, LLM.int8 at 8).
+    quant_bits: Literal[4, 8] | None = None
 
 
 class ZeroSpec(_Section):
@@ -153,7 +157,7 @@ class HardwareSpec(_Section):
 
 
 class LaunchSpec(_Section):
-    backend: Literal["llamafactory", "deepspeed", "torchrun", "command", "builtin"] = "llamafactory"
+    backend: Literal["llamafactory", "swift", "deepspeed", "torchrun", "command", "builtin"] = "llamafactory"
     script: str | None = None
     args: list[str] = Field(default_factory=list)
     argv: list[Argument] | None = None  # the `command` backend's full argv; placeholders like {ds_config}
