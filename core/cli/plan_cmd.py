@@ -96,6 +96,14 @@ def _calibration() -> CalibrationTable:
     return calibration_table(existing_store())
 
 
+def _probes() -> dict[tuple[Any, ...], Any]:
+    """This machine's probe runs, read from an existing store only."""
+    from zerodeck.core.cli.context import existing_store
+    from zerodeck.core.plan.calibration import probe_measurements
+
+    return probe_measurements(existing_store())
+
+
 def _plan_recipes(ref: str) -> list[Any]:
     from zerodeck.core.plan.verdict import plan_recipe
     from zerodeck.core.recipe.catalog import find_recipe
@@ -113,8 +121,8 @@ def _plan_recipes(ref: str) -> list[Any]:
         member, found = find_recipe(ref)
         check_recipe_files(member, Path(found))
         members = [member]
-    calibration = _calibration()
-    return [plan_recipe(m, calibration=calibration) for m in members]
+    calibration, probes = _calibration(), _probes()
+    return [plan_recipe(m, calibration=calibration, probes=probes) for m in members]
 
 
 def _show(plan_objs: list[Plan], as_json: bool) -> None:
@@ -138,6 +146,11 @@ def _show(plan_objs: list[Plan], as_json: bool) -> None:
         if d["calibrated_total_gib"] is not None:
             print(f"  calibrated  {d['calibrated_total_gib']:.2f} GiB (x{d['calibration_factor']} from "
                   f"{d['calibration_runs']} run(s) on this machine)")
+        lo, hi = d["range_gib"]
+        basis = {"model": "the model's spread on published measurements",
+                 "calibrated": f"this machine's {d['calibration_runs']} run(s)",
+                 "probed": f"probe run {d['probe_run_id']}"}[d["basis"]]
+        print(f"  range       {gib(lo)} .. {gib(hi)} ({basis})")
         print(f"  host RAM    {d['host_gib']:.0f} GiB per node")
         if d["suggestion"]:
             say(f"  to fit      {d['suggestion']}")
@@ -160,6 +173,6 @@ def _matrix(args: argparse.Namespace) -> int:
     table = [{"model": r["model"], "params_b": r["params_b"],
               **{f"zero{s}": f"{r[f'z{s}_gib']:.1f} {r[f'z{s}']}" for s in range(4)}} for r in rows]
     print(f"{args.method} on {args.cards} x {args.card_gb:g} GiB {args.device}, seq_len {args.seq_len}, "
-          f"micro_batch {args.micro_batch}: per-card GiB and verdict")
+          f"micro_batch {args.micro_batch}: per-card GiB that must fit, and verdict")
     emit(table, as_json=False)
     return EXIT_OK
