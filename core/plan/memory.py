@@ -29,7 +29,9 @@ Terms (bytes per card; P parameters, T trainable, N data-parallel ranks, t = mic
   adapters), so they cost 16 bytes each whatever the stage.
   "Pure" 16-bit training (HF Trainer without DeepSpeed, weights loaded in bf16) keeps no master
   copy: 2 + 2 + 4 bytes, plus the 2-byte temporary of torch's foreach Adam step (torch.optim.adam
-  `_multi_tensor_adam`: `_foreach_sqrt` allocates a full copy).
+  `_multi_tensor_adam`: `_foreach_sqrt` allocates a full copy). That temporary is one copy of
+  whatever trains without DeepSpeed, LoRA adapters (fp32) and their modules_to_save copies
+  included: for a base model whose embeddings train it is a GiB, not noise.
   Under DeepSpeed (ZeRO 1-3) the engine casts the whole module to bf16/fp16 before training
   (`DeepSpeedEngine._configure_distributed_model`: `self.module.bfloat16()`), adapters included:
   they then cost 2 (weight) + 2 (gradient, 1/N from ZeRO-2) + 12 (fp32 master and moments, 1/N
@@ -347,9 +349,11 @@ def estimate(inp: PlanInput) -> Breakdown:
     # temporaries (torch's foreach Adam: one copy of the trainable parameters) only compete with
     # the static terms.
     step_temp = 0.0
-    if (inp.pure_16bit or inp.precision == "fp32") and not lora:
-        step_temp = t_params * b
-    elif not lora and z >= 1 and inp.offload == "none":
+    if z == 0 and (lora or inp.pure_16bit or inp.precision == "fp32"):
+        # torch's foreach Adam copies the trainable parameters once, in their own dtype (fp32
+        # adapters, or the 16-bit copies LoRA trains with modules_to_save in a pure-16-bit model).
+        step_temp = t_params * (w_train_b if lora and not inp.pure_16bit else b)
+    elif z >= 1 and inp.offload == "none":
         # DeepSpeed's mixed-precision step upcasts the gradient partition to fp32: the whole
         # partition at ZeRO-1/2 (stage_1_and_2.py), one sub-group (sub_group_size 1e9) at ZeRO-3.
         part = t_params / n
