@@ -162,6 +162,11 @@ def input_from_recipe(recipe: Any) -> PlanInput:
         card_gb=recipe.hardware.card_gb, device=recipe.hardware.device, micro_batch=t.micro_batch,
         seq_len=t.seq_len, grad_ckpt=t.grad_ckpt, attn=t.attn, precision=t.precision,
         lora_dropout=recipe.method.dropout,
+        # Every batch is seq_len tokens when the trainer packs: the builtin trainer cuts one byte
+        # stream into seq_len rows, and LLaMA-Factory packs pre-training text into cutoff_len blocks
+        # (`packing` is on for stage pt). Then the allocator keeps no blocks of other lengths.
+        fixed_length=recipe.launch.backend == "builtin" or (recipe.launch.backend == "llamafactory"
+                                                              and recipe.data.format == "text"),
     )
 
 
