@@ -100,12 +100,15 @@ cat "$WORK/run.json"
 echo "== 2. a forced CUDA OOM"
 "${ZD[@]}" run "$WORK/gpu-oom.toml" --json > "$WORK/oom.json" || true
 OOM_ID=$("${ZD[@]}" runs --json | "$PY" -c 'import json,sys; print(max(r["id"] for r in json.load(sys.stdin) if r["name"] == "gpu-oom"))')
-"${ZD[@]}" show "$OOM_ID" --json | "$PY" -c '
+"${ZD[@]}" show "$OOM_ID" --json > "$WORK/oom-show.json"
+"$PY" - "$WORK/oom-show.json" <<'PYEOF' || fail=1
 import json, sys
-d = json.load(sys.stdin)
+d = json.load(open(sys.argv[1]))
 ok = d.get("outcome") == "oom" and d.get("outcome_device") == "cuda"
-print(f"run {d[\"id\"]}: outcome {d.get(\"outcome\")} / {d.get(\"outcome_device\")}: " + ("OK" if ok else "FAIL (want oom / cuda)"))
-sys.exit(0 if ok else 1)' || fail=1
+verdict = "OK" if ok else "FAIL (want oom / cuda)"
+print(f"run {d.get('id')}: outcome {d.get('outcome')} / {d.get('outcome_device')}: {verdict}")
+sys.exit(0 if ok else 1)
+PYEOF
 
 echo "== 3. probes"
 for r in gpu-z2 gpu-z3-ckpt; do
