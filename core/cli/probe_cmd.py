@@ -57,4 +57,4 @@ def show(res: Any) -> None:
     say(f"  step time   {step}")
     say(f"  predicted   {gib(res.predicted_gib)} (the planner's figure)")
     cap = f" against {res.capacity_gib:g} GiB per card" if res.capacity_gib else ""
-    say(f"  verdict     {res.verdict.upper()}{cap}")
+    say(f"  verdict     {(res.verdict or 'no peak measured').upper()}{cap}")

@@ -39,7 +39,7 @@ class ProbeResult:
     per_card_peak_gib: list[float]
     step_s: float | None
     predicted_gib: float
-    verdict: str
+    verdict: str | None  # fits / tight / oom; None when no card reported a peak
     outcome: str | None = None
     capacity_gib: float | None = None
     steps: int = 0
@@ -106,9 +106,9 @@ def result_of(store: Store, run: RunRecord, predicted: float, wall_s: float = 0.
     capacity = run.card_gb
     top = max(per_card) if per_card else None
     if run.outcome == "oom":
-        verdict = "oom"
+        verdict: str | None = "oom"
     elif top is None or not capacity:
-        verdict = "unknown"
+        verdict = None
     else:
         verdict = ranges.verdict_with_range(top, top * ranges.probed_band().high, capacity)
     return ProbeResult(run_id=run.id, per_card_peak_gib=per_card, step_s=_step_s(store, run),
