@@ -1,4 +1,5 @@
-"""Accuracy of the memory model against published measurements (tests/fixtures/memory/measured-dev.csv).
+"""Accuracy of the memory model against published measurements (tests/fixtures/memory/measured-dev.csv,
+a copy of ../shared/corpus/memory/measured-dev.csv).
 
 Prints the median and worst absolute percentage error of the predicted per-card peak against every
 measured row it can map, the fits/OOM agreement on every row with an outcome, the excluded rows
@@ -105,12 +106,24 @@ def to_input(r: dict[str, str]) -> PlanInput:
     off = "all" if "param" in offload else ("optimizer" if "optimizer" in offload else "none")
     seq = int(r["seq_len"] or 512)  # Qwen scripts' default model_max_length
     source_qwen_readme = "Qwen v1 README profiling" in notes
+    qwen_v1 = r["model"].startswith("Qwen-")
+    stage = int(r["zero_stage"])
+    # Unstated gradient checkpointing: a user's own HF Trainer script with its own ds_config gets
+    # the Trainer's default, off (TrainingArguments.gradient_checkpointing=False); the Qwen
+    # repositories' scripts and LLaMA-Factory, which the Qwen2 README points to, turn it on.
+    own_script = "ds_config stage" in notes or "same ds_config" in notes
+    ckpt = r["grad_ckpt"] == "true" or (not r["grad_ckpt"] and not own_script)
+    # Qwen v1's finetune/ds_config_zero2.json: reduce_bucket_size 2e8, overlap_comm true. Other
+    # DeepSpeed sources state no bucket: DeepSpeed's default, 5e8 elements, one buffer.
+    bucket, overlap = 5e8, "overlap_comm true" in notes
+    if qwen_v1 and stage in (1, 2):
+        bucket, overlap = 2e8, True
     return PlanInput(
         arch=arch, method=kind, lora_rank=int(r["lora_rank"] or 8), lora_target=target,  # type: ignore[arg-type]
         freeze_layers=freeze_layers, stage=int(r["zero_stage"]), offload=off,  # type: ignore[arg-type]
         cards=int(r["n_devices"]), card_gb=float(r["device_mem_gb"]), device="cuda",
         micro_batch=int(r["micro_batch"] or 1), seq_len=seq,
-        grad_ckpt=r["grad_ckpt"] != "false",
+        grad_ckpt=ckpt, reduce_bucket=bucket, overlap_comm=overlap,
         attn="eager" if ("use_flash_attn=False" in notes or "eager" in notes) else "flash",
         precision="fp16" if prec.startswith("fp16") else "bf16",
         pure_16bit=prec.startswith("bf16-pure"),
@@ -122,7 +135,14 @@ def to_input(r: dict[str, str]) -> PlanInput:
         reserved_only="max_memory_reserved" in notes,
         # Qwen v1's remote code computes CrossEntropyLoss on the 16-bit logits; only autocast (HF
         # Trainer without DeepSpeed) would upcast them, and DeepSpeed runs without autocast.
-        loss_fp32=not (r["model"].startswith("Qwen-") and int(r["zero_stage"]) > 0),
+        # Qwen v1's remote code takes the cross-entropy of the 16-bit logits; whether anything
+        # upcasts them depends on the precision: the source's own fp16 Q-LoRA series under
+        # DeepSpeed grows by ~9 bytes per vocab entry and token (16-bit loss), its bf16 LoRA series
+        # under DeepSpeed by ~14 (fp32 loss, as the single-card bf16 runs under autocast).
+        loss_fp32=not (qwen_v1 and stage > 0 and prec.startswith("fp16")),
+        # Qwen v1's remote modeling code upcasts the logits in the model and copies the shifted
+        # logits (`shift_logits = lm_logits[..., :-1, :].contiguous()`).
+        loss_impl="shift_copy" if qwen_v1 else "hf",
     )
 
 
@@ -156,6 +176,8 @@ def evaluate(verbose: bool = False) -> dict[str, Any]:
                 wrong.append(f"row {i} {r['model']} {r['method']} z{r['zero_stage']} s{inp.seq_len}: "
                              f"predicted {pred} ({bd.hard:.1f} GiB must fit), observed {r['outcome']}")
     abs_err = sorted(abs(e[0]) for e in errors)
+    # measured / predicted: its 5th and 95th percentiles are the model-basis range of `plan --json`.
+    cuts = statistics.quantiles([meas / pred for _, _, _, pred, meas in errors], n=20, method="inclusive")
     if verbose:
         for e, i, m, pred, meas in errors:
             print(f"  row {i:3d} {m:<22} predicted {pred:6.1f}  measured {meas:6.1f}  {e:+6.1f} %")
@@ -165,6 +187,7 @@ def evaluate(verbose: bool = False) -> dict[str, Any]:
         "p90_abs_pct": abs_err[int(0.9 * (len(abs_err) - 1))],
         "worst_row": max(errors, key=lambda e: abs(e[0]))[1],
         "median16": statistics.median(errors16), "worst16": max(errors16), "n16": len(errors16),
+        "ratio_spread": (round(cuts[0], 3), round(cuts[-1], 3)),
         "outcomes": total_outcomes, "agree": agree, "wrong": wrong, "excluded": excl,
     }
 
@@ -191,6 +214,8 @@ def main() -> None:
           f"worst {res['worst_abs_pct']:.1f} % (row {res['worst_row']})")
     print(f"16-bit bases only (what recipes plan; no QLoRA), {res['n16']} rows: median {res['median16']:.1f} %, "
           f"worst {res['worst16']:.1f} %")
+    lo, hi = res["ratio_spread"]
+    print(f"measured / predicted, 5th-95th percentile: {lo:.3f} .. {hi:.3f} (the model-basis range)")
     print(f"fits/OOM agreement: {res['agree']} of {res['outcomes']} "
           f"({100 * res['agree'] / max(1, res['outcomes']):.1f} %)")
     for w in res["wrong"]:

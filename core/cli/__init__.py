@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "zerodeck.core.cli.cards_cmd",
     "zerodeck.core.cli.doctor_cmd",
     "zerodeck.core.cli.plan_cmd",
+    "zerodeck.core.cli.probe_cmd",
     "zerodeck.core.cli.data_cmd",
     "zerodeck.core.cli.run_cmd",
     "zerodeck.core.cli.queue_cmd",

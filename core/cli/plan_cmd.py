@@ -61,6 +61,11 @@ def register(sub: Any) -> None:
     p.add_argument("--attn", choices=["sdpa", "flash", "eager"], default="sdpa")
     p.add_argument("--precision", choices=["bf16", "fp16", "fp32"], default="bf16")
     p.add_argument("--matrix", action="store_true", help="models x ZeRO stages for this machine")
+    p.add_argument("--frontier", choices=["micro_batch", "seq_len"],
+                   help="the largest micro_batch or seq_len that fits (from the planner, or --probe)")
+    p.add_argument("--probe", action="store_true",
+                   help="with --frontier: confirm by at most three probe runs (each recorded, tag `probe`)")
+    p.add_argument("--probe-steps", type=_positive_int, default=3, help="steps per frontier probe (default 3)")
     add_json_flag(p)
     p.set_defaults(handler=cmd_plan)
 
@@ -68,6 +73,10 @@ def register(sub: Any) -> None:
 def cmd_plan(args: argparse.Namespace) -> int:
     if args.matrix:
         return _matrix(args)
+    if args.probe and not args.frontier:
+        raise BadInput("--probe goes with --frontier micro_batch|seq_len (a single probe is `zerodeck probe`)")
+    if args.frontier:
+        return _frontier(args)
     if args.recipe and args.model:
         raise BadInput("give a RECIPE or --model, not both")
     if args.recipe:
@@ -96,6 +105,14 @@ def _calibration() -> CalibrationTable:
     return calibration_table(existing_store())
 
 
+def _probes() -> dict[tuple[Any, ...], Any]:
+    """This machine's probe runs, read from an existing store only."""
+    from zerodeck.core.cli.context import existing_store
+    from zerodeck.core.plan.calibration import probe_measurements
+
+    return probe_measurements(existing_store())
+
+
 def _plan_recipes(ref: str) -> list[Any]:
     from zerodeck.core.plan.verdict import plan_recipe
     from zerodeck.core.recipe.catalog import find_recipe
@@ -113,8 +130,8 @@ def _plan_recipes(ref: str) -> list[Any]:
         member, found = find_recipe(ref)
         check_recipe_files(member, Path(found))
         members = [member]
-    calibration = _calibration()
-    return [plan_recipe(m, calibration=calibration) for m in members]
+    calibration, probes = _calibration(), _probes()
+    return [plan_recipe(m, calibration=calibration, probes=probes) for m in members]
 
 
 def _show(plan_objs: list[Plan], as_json: bool) -> None:
@@ -138,6 +155,11 @@ def _show(plan_objs: list[Plan], as_json: bool) -> None:
         if d["calibrated_total_gib"] is not None:
             print(f"  calibrated  {d['calibrated_total_gib']:.2f} GiB (x{d['calibration_factor']} from "
                   f"{d['calibration_runs']} run(s) on this machine)")
+        lo, hi = d["range_gib"]
+        basis = {"model": "the model's spread on published measurements",
+                 "calibrated": f"this machine's {d['calibration_runs']} run(s)",
+                 "probed": f"probe run {d['probe_run_id']}"}[d["basis"]]
+        print(f"  range       {gib(lo)} .. {gib(hi)} ({basis})")
         print(f"  host RAM    {d['host_gib']:.0f} GiB per node")
         if d["suggestion"]:
             say(f"  to fit      {d['suggestion']}")
@@ -160,6 +182,79 @@ def _matrix(args: argparse.Namespace) -> int:
     table = [{"model": r["model"], "params_b": r["params_b"],
               **{f"zero{s}": f"{r[f'z{s}_gib']:.1f} {r[f'z{s}']}" for s in range(4)}} for r in rows]
     print(f"{args.method} on {args.cards} x {args.card_gb:g} GiB {args.device}, seq_len {args.seq_len}, "
-          f"micro_batch {args.micro_batch}: per-card GiB and verdict")
+          f"micro_batch {args.micro_batch}: per-card GiB that must fit, and verdict")
     emit(table, as_json=False)
     return EXIT_OK
+
+
+def _frontier(args: argparse.Namespace) -> int:
+    """`plan --frontier AXIS [--probe]`: the largest value that fits, planned or probed."""
+    from zerodeck.core.plan.memory import PlanInput
+    from zerodeck.core.plan.verdict import input_from_recipe, resolve_model, validate_input
+    from zerodeck.core.probe.frontier import planned_frontier
+
+    axis = args.frontier
+    recipe = path = None
+    if args.recipe:
+        from zerodeck.core.cli.run_cmd import resolve_recipe
+
+        recipe, path = resolve_recipe(args.recipe)
+        if recipe.is_grid:
+            raise BadInput(f"{args.recipe}: a grid; give one member (zerodeck recipes expand)")
+        inp = input_from_recipe(recipe)
+        backend = recipe.launch.backend
+    elif args.model:
+        if args.probe:
+            raise BadInput("--probe needs a RECIPE to run")
+        inp = PlanInput(arch=resolve_model(args.model), method=args.method, lora_rank=args.lora_rank,
+                        stage=args.stage, offload=args.offload, cards=args.cards, card_gb=args.card_gb,
+                        device=args.device, micro_batch=args.micro_batch, seq_len=args.seq_len,
+                        grad_ckpt=args.grad_ckpt, attn=args.attn, precision=args.precision)
+        backend = "builtin" if args.device == "cpu" else "llamafactory"
+    else:
+        raise BadInput("--frontier needs a RECIPE (or --model NAME)")
+    validate_input(inp)
+    calib = _calibration().get((inp.device, backend)) or {}
+    planned = planned_frontier(inp, axis, float(calib.get("factor") or 1.0))
+    if args.probe:
+        assert recipe is not None
+        result = _probed_frontier(recipe, path, axis, planned, args.probe_steps)
+    else:
+        from zerodeck.core.probe.frontier import Frontier
+
+        result = Frontier(axis=axis, planned=planned, value=planned, basis="calibrated" if calib else "model")
+    d = {"recipe": recipe.name if recipe else None, "model": inp.arch.name, "capacity_gib": inp.card_gb,
+         **result.to_dict()}
+    if args.json:
+        print_json(d)
+        return EXIT_OK
+    head = d["recipe"] or d["model"]
+    value = "nothing fits" if d["value"] is None else str(d["value"])
+    say(f"{head}: largest {axis} that fits {inp.card_gb:g} GiB per card: {value} ({d['basis']})")
+    if args.probe:
+        print(f"  planner     {planned if planned is not None else 'nothing fits'}")
+        for p in result.probes:
+            peak = "-" if p.peak_gib is None else f"{p.peak_gib:.2f} GiB"
+            print(f"  probe run {p.run_id}: {axis} {p.value}: {p.outcome} (peak {peak})")
+        if result.first_oom is not None:
+            print(f"  first OOM   {axis} {result.first_oom}")
+    return EXIT_OK
+
+
+def _probed_frontier(recipe: Any, path: Any, axis: str, planned: int | None, steps: int) -> Any:
+    from zerodeck.core.cli.context import cli_store
+    from zerodeck.core.errors import OperationFailed
+    from zerodeck.core.probe.frontier import FrontierProbe, probed_frontier
+    from zerodeck.core.probe.run import probe
+
+    store = cli_store()
+
+    def run_probe(value: int) -> FrontierProbe:
+        res = probe(store, recipe, path, steps=steps, **{axis: value})
+        if res.outcome not in ("succeeded", "oom"):
+            raise OperationFailed(f"probe run {res.run_id} ({axis} {value}) ended {res.outcome}: "
+                                  f"neither a fit nor an OOM (zerodeck show {res.run_id})")
+        peak = max(res.per_card_peak_gib) if res.per_card_peak_gib else None
+        return FrontierProbe(value, res.run_id, res.outcome, res.outcome == "succeeded", peak)
+
+    return probed_frontier(axis, planned, run_probe)  # type: ignore[arg-type]

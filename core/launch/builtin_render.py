@@ -6,7 +6,9 @@ from the registry, the dataset resolved against the recipe file, batch, steps), 
 interpreter, so no console script has to be on PATH.
 
 `launch.options`: `rlimit_as_extra_mb` caps each rank's address space that many MiB above its
-size after start-up (`rlimit_ranks` picks ranks) — the CPU stand-in for running out of memory.
+size after start-up (`rlimit_ranks` picks ranks) — the CPU stand-in for running out of memory;
+`card_limit = true` holds each CPU rank to `hardware.card_gb` of resident memory (what `zerodeck
+probe` sets, so a configuration that does not fit the recipe's card fails as a device would).
 """
 
 from __future__ import annotations
@@ -18,22 +20,33 @@ from zerodeck.core.launch.backends import RenderError, resolve
 from zerodeck.core.launch.context import Launch, RenderContext
 from zerodeck.core.launch.ds_config import dumps, render_ds_config
 from zerodeck.core.launch.environment import job_env
-from zerodeck.core.plan.registry import lookup
+from zerodeck.core.plan.registry import from_config, lookup
 from zerodeck.core.recipe.model import Recipe
 
 JOB_FILE = "job.json"
 DS_CONFIG = "ds_config.json"
-OPTIONS = {"rlimit_as_extra_mb", "rlimit_ranks", "dist_backend", "master_port"}
+OPTIONS = {"rlimit_as_extra_mb", "rlimit_ranks", "dist_backend", "master_port", "card_limit"}
 
 
 def job_spec(recipe: Recipe, ctx: RenderContext) -> dict[str, Any]:
 
-    if not recipe.model.name:
+    hf_config = None
+    if recipe.model.path:
+        # A local HF config (e.g. a tiny Qwen2 for bench/gpu_check.sh): the real architecture,
+        # randomly initialised from config.json, trained by the same loop (needs transformers).
+        model_dir = resolve(recipe.model.path, ctx.recipe_dir)
+        try:
+            arch = from_config(model_dir)
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise RenderError(f"model.path: {exc}") from None
+        hf_config = str(model_dir)
+    elif not recipe.model.name:
         raise RenderError("model.name: the builtin trainer needs a registry model such as 'zerodeck-tiny'")
-    try:
-        arch = lookup(recipe.model.name)
-    except LookupError as exc:
-        raise RenderError(f"model.name: {exc}") from None
+    else:
+        try:
+            arch = lookup(recipe.model.name)
+        except LookupError as exc:
+            raise RenderError(f"model.name: {exc}") from None
     if not recipe.data.path:
         raise RenderError("data.path: the builtin trainer needs a dataset file (alpaca JSONL)")
     unknown = set(recipe.launch.options) - OPTIONS
@@ -53,6 +66,9 @@ def job_spec(recipe: Recipe, ctx: RenderContext) -> dict[str, Any]:
         "dist_backend": opts.get("dist_backend") or ("gloo" if recipe.hardware.device == "cpu" else None),
         "rlimit_as_extra_mb": opts.get("rlimit_as_extra_mb"),
         "rlimit_ranks": opts.get("rlimit_ranks", list(range(recipe.hardware.cards))),
+        # CPU ranks held to hardware.card_gb (a probe sets it, so an OOM probe is a real OOM).
+        "card_limit_mb": recipe.hardware.card_gb * 1024 if opts.get("card_limit") else None,
+        "hf_config": hf_config, "grad_ckpt": recipe.train.grad_ckpt, "attn": recipe.train.attn,
     }
 
 

@@ -26,6 +26,8 @@ from zerodeck.core.recipe.model import Recipe
 DEFAULT_GRAD_CLIP = 1.0
 # Used when the model's hidden size cannot be known (a path without a readable config.json).
 FALLBACK_HIDDEN = 4096
+# DeepSpeed's and LLaMA-Factory's reduce / all-gather bucket, in elements.
+BUCKET_DEFAULT = 500_000_000
 
 
 def model_hidden(recipe: Recipe) -> int:
@@ -39,6 +41,21 @@ def model_hidden(recipe: Recipe) -> int:
     except (LookupError, OSError, ValueError, KeyError):
         pass
     return FALLBACK_HIDDEN
+
+
+def reduce_bucket_elems(recipe: Recipe) -> int:
+    """ZeRO-1/2's gradient bucket: DeepSpeed allocates `reduce_bucket_size` elements at every
+    backward whatever the trainable count (stage_1_and_2.py: `torch.empty(int(self.reduce_bucket_size))`),
+    so a LoRA run with 20M adapter weights would carry a 1 GiB bucket; no bucket needs to be larger
+    than the trainable parameters (the planner counts the same, `core/plan/memory.py`)."""
+    from zerodeck.core.plan.memory import trainable_params
+    from zerodeck.core.plan.verdict import input_from_recipe
+
+    try:
+        trainable = trainable_params(input_from_recipe(recipe))
+    except Exception:  # noqa: BLE001 - an unreadable model keeps DeepSpeed's default bucket
+        return BUCKET_DEFAULT
+    return max(1, min(BUCKET_DEFAULT, trainable))
 
 
 def _offload(device: str, pin: bool) -> dict[str, Any]:
@@ -75,10 +92,10 @@ def _zero_section(recipe: Recipe) -> dict[str, Any]:
         zero.update(
             {
                 "allgather_partitions": True,
-                "allgather_bucket_size": 500_000_000,
+                "allgather_bucket_size": BUCKET_DEFAULT,
                 "overlap_comm": False,
                 "reduce_scatter": True,
-                "reduce_bucket_size": 500_000_000,
+                "reduce_bucket_size": reduce_bucket_elems(recipe),
                 "contiguous_gradients": True,
                 "round_robin_gradients": stage in (1, 2),
             }

@@ -65,6 +65,28 @@ def _limit_address_space(extra_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+def _status_kb(key: str) -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(ln.split()[1]) for ln in fh if ln.startswith(key + ":"))
+
+
+def _limit_to_card(card_mb: float) -> None:
+    """Hold this rank to its recipe's card: a CPU "card" is the rank's resident memory, and
+    `hardware.card_gb` is what the planner's verdict was made against (core/capacity.py). The
+    address space may grow by what the card has left over the rank's resident size now, so an
+    allocation past the card fails in torch's allocator as it would on a device ("DefaultCPUAllocator:
+    not enough memory"), and the run is recorded oom / cpu. No cgroup needed."""
+    rss_mb = _status_kb("VmRSS") / 1024.0
+    left_mb = card_mb - rss_mb
+    if left_mb <= 0:
+        sys.stderr.write(f"RuntimeError: [enforce fail at alloc_cpu.cpp] DefaultCPUAllocator: not enough memory: "
+                         f"the rank holds {rss_mb:.0f} MiB before training, the card has {card_mb:.0f} MiB\n")
+        sys.stderr.flush()
+        os._exit(1)
+    limit = _status_kb("VmSize") * 1024 + int(left_mb * 2**20)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
 def _build_model(torch: Any, cfg: dict[str, Any]) -> Any:
     nn: Any = torch.nn
     f: Any = torch.nn.functional
@@ -109,6 +131,30 @@ def _build_model(torch: Any, cfg: dict[str, Any]) -> Any:
     return TinyLM()
 
 
+def _build_hf_model(torch: Any, cfg: dict[str, Any]) -> Any:
+    """A transformers causal LM from a local config.json, randomly initialised (no weights to
+    download), returning its own loss: HF's ForCausalLMLoss, checkpointing and attention as the
+    recipe says, so a GPU check measures the code path the planner models."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    attn = {"flash": "flash_attention_2"}.get(cfg.get("attn") or "sdpa", cfg.get("attn") or "sdpa")
+    conf = AutoConfig.from_pretrained(cfg["hf_config"])
+    conf.use_cache = False
+    lm = AutoModelForCausalLM.from_config(conf, attn_implementation=attn)
+    if cfg.get("grad_ckpt"):
+        lm.gradient_checkpointing_enable()
+
+    class WithLoss(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lm = lm
+
+        def forward(self, ids: Any) -> Any:
+            return self.lm(input_ids=ids, labels=ids).loss
+
+    return WithLoss()
+
+
 def _emit(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
@@ -144,7 +190,7 @@ def train(cfg: dict[str, Any]) -> None:
 
     torch.manual_seed(cfg["seed"])
     ds_cfg = json.loads(Path(cfg["ds_config"]).read_text())
-    model = _build_model(torch, cfg)
+    model = _build_hf_model(torch, cfg) if cfg.get("hf_config") else _build_model(torch, cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"])
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_cfg)
 
@@ -156,6 +202,8 @@ def train(cfg: dict[str, Any]) -> None:
     dtype_ids = torch.long
     if cfg.get("rlimit_as_extra_mb") is not None and rank in cfg.get("rlimit_ranks", [rank]):
         _limit_address_space(int(cfg["rlimit_as_extra_mb"]))
+    elif cfg.get("card_limit_mb") and device == "cpu":
+        _limit_to_card(float(cfg["card_limit_mb"]))
 
     def batch(index: int) -> Any:
         # Packed byte stream, cycled: every sample is exactly seq_len tokens, each rank its own slice.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 CalibrationTable = dict[tuple[str, str], dict[str, Any]]
 
 MIN_RUNS = 1
+PROBE_TAG = "probe"
 # A ratio outside this range is a broken record (a wrong unit, a peak of a different job), not drift.
 SANE = (0.3, 3.0)
 
@@ -45,5 +47,38 @@ def calibration_table(store: Store | None) -> CalibrationTable:
     table: CalibrationTable = {}
     for key, rs in ratios(store.calibration_rows()).items():
         if len(rs) >= MIN_RUNS:
-            table[key] = {"factor": statistics.median(rs), "runs": len(rs)}
+            med = statistics.median(rs)
+            # How far this machine's runs scatter around the factor (the calibrated range, ranges.py).
+            table[key] = {"factor": med, "runs": len(rs), "spread": (min(rs) / med, max(rs) / med)}
     return table
+
+
+@dataclass(frozen=True)
+class ProbeMeasurement:
+    """The newest probe of one configuration: its run, the largest per-card peak and its outcome."""
+
+    run_id: int
+    peak_gib: float | None
+    outcome: str | None
+
+
+def probe_key(name: str, backend: str, device: str, cards: int, micro_batch: int | None,
+              seq_len: int | None, zero_stage: int | None, offload: str | None) -> tuple[Any, ...]:
+    return (name, backend, device, cards, micro_batch, seq_len, zero_stage, offload)
+
+
+def probe_measurements(store: Store | None) -> dict[tuple[Any, ...], ProbeMeasurement]:
+    """The newest finished probe run (tagged `probe`) per configuration; empty without a store.
+
+    An OOM probe counts: it says this configuration does not fit these cards."""
+    if store is None:
+        return {}
+    out: dict[tuple[Any, ...], ProbeMeasurement] = {}
+    for r in store.run_records(tag=PROBE_TAG):
+        if not r.finished or r.outcome not in ("succeeded", "oom", "killed"):
+            continue
+        if r.outcome != "oom" and r.measured_peak_gib is None:
+            continue
+        key = probe_key(r.name, r.backend, r.device, r.cards, r.micro_batch, r.seq_len, r.zero_stage, r.offload)
+        out[key] = ProbeMeasurement(r.id, r.measured_peak_gib, r.outcome)  # id order: the newest wins
+    return out

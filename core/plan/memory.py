@@ -29,19 +29,38 @@ Terms (bytes per card; P parameters, T trainable, N data-parallel ranks, t = mic
   adapters), so they cost 16 bytes each whatever the stage.
   "Pure" 16-bit training (HF Trainer without DeepSpeed, weights loaded in bf16) keeps no master
   copy: 2 + 2 + 4 bytes, plus the 2-byte temporary of torch's foreach Adam step (torch.optim.adam
-  `_multi_tensor_adam`: `_foreach_sqrt` allocates a full copy).
+  `_multi_tensor_adam`: `_foreach_sqrt` allocates a full copy). That temporary is one copy of
+  whatever trains without DeepSpeed, LoRA adapters (fp32) and their modules_to_save copies
+  included: for a base model whose embeddings train it is a GiB, not noise.
+  Under DeepSpeed (ZeRO 1-3) the engine casts the whole module to bf16/fp16 before training
+  (`DeepSpeedEngine._configure_distributed_model`: `self.module.bfloat16()`), adapters included:
+  they then cost 2 (weight) + 2 (gradient, 1/N from ZeRO-2) + 12 (fp32 master and moments, 1/N
+  from ZeRO-1) bytes, like any DeepSpeed-trained parameter. Only without DeepSpeed (HF Trainer with
+  autocast, ZeRO-0) do they stay fp32: 4 + 4 + 8.
 - LoRA trainable count: rank x (in + out) for every targeted linear (Hu et al. 2021; PEFT).
 - activations: with gradient checkpointing (HF per-decoder-layer checkpointing) each layer keeps
   its input, t x h x 2 bytes, and the backward pass recomputes one layer at a time; without it
-  each layer keeps everything its backward needs. Per token and layer, FIT from the flash/eager
-  and checkpointing ablations: ~12 h + 8 I + 4 kv_dim bytes (the norms' fp32 upcast, q/k/v and
-  RoPE copies, the SwiGLU's four I-wide tensors; Korthikanti et al. 2022 §4 derive the same
-  shape, 34 h for a GPT block). Eager attention also stores the softmax of the scores,
-  heads x seq^2 per sequence at 6 bytes (fp32 softmax + its 16-bit cast, HF `eager_attention_forward`);
-  sdpa / flash never materialise it (Dao et al. 2022).
-- logits and cross-entropy: t x vocab elements: the 16-bit logits, their fp32 upcast, the saved
-  log-softmax and its gradient, 14 bytes (HF `ForCausalLMLoss` upcasts logits to fp32; so does
-  autocast, which HF Trainer runs without DeepSpeed). For Qwen's 152k vocabulary this is 4 GiB at
+  each layer keeps everything its backward needs. Per token and layer, counted from what each op
+  of an HF Qwen2/LLaMA decoder layer saves for backward (autograd saves an input only when the
+  other input needs a gradient): each RMSNorm keeps its fp32 upcast (4 h) and its 16-bit output,
+  the input of the next linears (2 h): 12 h for the two; attention keeps the RoPE'd q and k and v
+  (sdpa / flash save their inputs: 2 q_dim + 4 kv_dim), its output (2 q_dim) and the reshaped copy
+  o_proj saves (2 q_dim); the SwiGLU keeps gate, silu(gate), up and their product (8 I). Total
+  12 h + 6 q_dim + 4 kv_dim + 8 I bytes (Korthikanti et al. 2022 §4 derive the same shape, 34 h
+  for a GPT block). An earlier FIT of 12 h + 8 I + 4 kv_dim left out the attention's three
+  q_dim-wide tensors. LoRA dropout (p > 0) adds, per targeted linear, the dropped copy of its
+  input (2 bytes) and the boolean mask (1 byte) that PEFT's `lora_A(dropout(x))` keeps. Eager
+  attention also stores the softmax of the scores, heads x seq^2 per sequence at 6 bytes (fp32
+  softmax + its 16-bit cast, HF `eager_attention_forward`); sdpa / flash never materialise it (Dao et al. 2022).
+- logits and cross-entropy: t x vocab elements. Current transformers (>= 4.46, `ForCausalLMLoss`)
+  computes `logits.float()` inside the loss and shifts the labels, not the logits: the forward
+  holds the 16-bit logits, the fp32 upcast and the log-softmax (10 bytes); HF Trainer's
+  `compute_loss` drops the model output before `backward`, and the upcast is not saved (the
+  log-softmax saves its output), so the backward holds the saved log-softmax, the dense fp32
+  gradient nll_loss writes, and the log-softmax gradient: 12 bytes, the peak. The 16-bit logits'
+  block stays in the allocator's cache (2 bytes, counted as headroom). Older transformers and
+  remote code (Qwen v1) upcast in the model and then copy `shift_logits = logits[..., :-1,
+  :].contiguous()`: 2 + 4 + 4 + 4 = 14 bytes (`loss_impl="shift_copy"`). For Qwen's 152k vocabulary this is 4 GiB at
   2048 tokens, more than a 7B's checkpointed activations. Model code that calls CrossEntropyLoss
   on the 16-bit logits without an upcast (Qwen v1's remote code) under DeepSpeed, which manages
   precision itself and runs no autocast (HF Trainer: "deepspeed ... manage their own half
@@ -50,12 +69,20 @@ Terms (bytes per card; P parameters, T trainable, N data-parallel ranks, t = mic
   DeepSpeed) grows by ~9 bytes per vocab entry and token from 4k to 8k tokens, not 14.
   Peak memory is the larger of the loss phase (logits live) and the backward phase (one layer's
   recomputed activations and their gradients), not their sum.
-- buffers: ZeRO-1/2 reduce and all-gather buckets (DeepSpeed defaults 5e8 elements each, sized down
-  to the trainable count; the reduce bucket double-buffered with overlap_comm: 3 x the bucket. The
-  DeepSpeed config docs' "4.5 x" worst case would not let the ZeRO tutorial's GPT-2 10B fit on
-  32 GB); ZeRO-3 gathers whole layers (the current one and the prefetched one) and the lm_head at
+- buffers: ZeRO-1/2 allocate the gradient bucket (`ipg_buffer`) at every backward with
+  contiguous_gradients: `reduce_bucket_size` elements in the compute dtype, twice with
+  overlap_comm (DeepSpeed `stage_1_and_2.py: backward`, `torch.empty(int(self.reduce_bucket_size))`
+  whatever the trainable count). The all-gather after the step writes into the existing flat
+  16-bit groups. zerodeck renders reduce_bucket_size = min(5e8, trainable parameters) and
+  overlap_comm false (`core/launch/ds_config.py`), so a LoRA run does not carry a 1 GiB bucket
+  for 20M adapter weights; ZeRO-3 gathers whole layers (the current one and the prefetched one) and the lm_head at
   the loss (stage3_prefetch_bucket_size, stage3_max_live_parameters);
   DDP at ZeRO-0 keeps a flat copy of the gradients in its buckets (torch DDP docs).
+- ZeRO stages and offload are monotone by construction: each stage partitions a superset of what
+  the previous one does (ZeRO paper §5: P_os, P_os+g, P_os+g+p) and a bucket is never larger than
+  the DDP bucket copy it replaces (trainable-sized), so for the same run stage 1 <= 0, 2 <= 1,
+  3 <= 2 and offload <= no offload on the card (`tests/test_plan_monotone.py`, every registry
+  model).
 - runtime: what the device uses before the first tensor: an idle Ascend 910B already shows ~3 GB in
   npu-smi (the CANN runtime; a 910B4 with no process shows 2871 MB of HBM in use); a CUDA context
   ~1 GiB as nvidia-smi shows it (PyTorch CUDA semantics notes; FIT 1.0). On the CPU a "card" is a
@@ -91,15 +118,16 @@ from zerodeck.core.plan.registry import ModelArch
 GIB = 1024**3
 
 # FIT constants (see module docstring and bench/bench_plan_accuracy.py).
-ACT_H, ACT_I, ACT_KV = 12.0, 8.0, 4.0  # bytes per token per layer, times hidden / intermediate / kv dim
+# Bytes per token per layer saved for backward, times hidden / q_dim / intermediate / kv dim (docstring).
+ACT_H, ACT_Q, ACT_I, ACT_KV = 12.0, 6.0, 8.0, 4.0
 EAGER_SCORE_BYTES = 6.0
-LOGIT_BYTES = 14.0
+LOGIT_BYTES = 12.0  # current transformers ForCausalLMLoss, backward peak (see docstring)
 LOGIT_BYTES_16 = 8.0  # cross-entropy left in 16 bit: logits, log-softmax, its gradient, the logits' gradient
 DYNAMIC_FRAG = 1.5  # logits-sized blocks the allocator keeps cached when batch lengths vary
 STATIC_HEADROOM = 0.10
+LOGIT_BYTES_SHIFT_COPY = 14.0  # older transformers / remote code: fp32 logits plus a contiguous shifted copy
 RUNTIME_GIB = {"npu": 3.0, "cuda": 1.0, "cpu": 0.4}
 BUCKET_ELEMS = 5e8
-OVERLAP_FACTOR = 3.0
 SUB_GROUP_ELEMS = 1e9
 BNB_UNQUANT_BYTES = 4.0  # fp32 after prepare_model_for_kbit_training
 BNB_ABSMAX_BYTES = 4.0 / 64  # one fp32 absmax per 64-weight block
@@ -135,6 +163,11 @@ class PlanInput:
     fixed_length: bool = False  # every batch padded to seq_len (no shape-driven fragmentation)
     reserved_only: bool = False  # the figure wanted is torch's reserved memory (no runtime context)
     loss_fp32: bool = True  # cross-entropy upcast to fp32 (HF ForCausalLMLoss, or autocast without DeepSpeed)
+    loss_impl: Literal["hf", "shift_copy"] = "hf"  # current ForCausalLMLoss, or fp32 logits + shifted copy
+    lora_dropout: float = 0.0
+    # DeepSpeed ZeRO-1/2 gradient bucket: None is what zerodeck renders (min(5e8, trainable)).
+    reduce_bucket: float | None = None
+    overlap_comm: bool = False
 
     def with_(self, **changes: object) -> PlanInput:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -204,7 +237,11 @@ def _weight_bytes(inp: PlanInput) -> float:
 
 def act_bytes_per_token_layer(inp: PlanInput) -> float:
     a = inp.arch
-    per = ACT_H * a.hidden + ACT_I * a.intermediate + ACT_KV * a.kv_heads * a.head_dim
+    per = ACT_H * a.hidden + ACT_Q * a.q_dim + ACT_I * a.intermediate + ACT_KV * a.kv_heads * a.head_dim
+    if inp.method == "lora" and inp.lora_dropout > 0:
+        ins = {"q_proj": a.hidden, "k_proj": a.hidden, "v_proj": a.hidden, "o_proj": a.q_dim,
+               "gate_proj": a.hidden, "up_proj": a.hidden, "down_proj": a.intermediate}
+        per += 3.0 * sum(ins[m] for m in inp.lora_target if m in ins)  # dropped copy (2) + mask (1)
     if inp.attn == "eager":
         per += EAGER_SCORE_BYTES * a.heads * inp.seq_len
     return per * (2 if inp.precision == "fp32" else 1)
@@ -225,7 +262,11 @@ def estimate(inp: PlanInput) -> Breakdown:
 
     # weights
     base = _weight_bytes(inp)
-    if lora:
+    deepspeed = z >= 1
+    if lora and deepspeed and not inp.pure_16bit and inp.precision != "fp32":
+        # DeepSpeed casts the module, adapters included, to 16 bit; the fp32 copy is the optimizer's.
+        w_train_b, g_b, opt_b = float(b), float(b), 12.0
+    elif lora:
         w_train_b, g_b, opt_b = 4.0, 4.0, 8.0  # fp32 adapters: weight, grad, two moments
     elif inp.pure_16bit or inp.precision == "fp32":
         w_train_b, g_b, opt_b = 0.0, float(b), 2.0 * b  # moments in the parameters' dtype
@@ -270,10 +311,16 @@ def estimate(inp: PlanInput) -> Breakdown:
         # bitsandbytes dequantises each layer's weights to 16 bit for its matmuls, forward and
         # backward (MatMul4Bit): one layer's worth is live while that layer runs.
         working += a.layer_params() * 2
+    logit_cache = 0.0  # the 16-bit logits' freed block, cached by the allocator through the backward
     if inp.precision == "fp32":
-        logits = tokens * a.vocab * LOGIT_BYTES * 2
+        logits = tokens * a.vocab * LOGIT_BYTES_SHIFT_COPY * 2
+    elif not inp.loss_fp32:
+        logits = tokens * a.vocab * LOGIT_BYTES_16
+    elif inp.loss_impl == "shift_copy":
+        logits = tokens * a.vocab * LOGIT_BYTES_SHIFT_COPY
     else:
-        logits = tokens * a.vocab * (LOGIT_BYTES if inp.loss_fp32 else LOGIT_BYTES_16)
+        logits = tokens * a.vocab * LOGIT_BYTES
+        logit_cache = tokens * a.vocab * b
     loss_phase = logits
     if bnb:
         # Autocast runs the fp32 lm_head in 16 bit: the cast copy of its weight is saved for the
@@ -292,9 +339,9 @@ def estimate(inp: PlanInput) -> Breakdown:
         lm_head = a.vocab * a.hidden * b
         buffers: float = max(2 * layer_w, lm_head + layer_w) + 2 * a.hidden**2 * 4
     elif z in (1, 2):
-        # Reduce bucket, double-buffered with overlap_comm, and the all-gather bucket.
-        bucket = min(BUCKET_ELEMS, t_params)
-        buffers = OVERLAP_FACTOR * bucket * b
+        # The gradient bucket DeepSpeed allocates at each backward (twice with overlap_comm).
+        bucket = inp.reduce_bucket if inp.reduce_bucket is not None else min(BUCKET_ELEMS, t_params)
+        buffers = (2 if inp.overlap_comm else 1) * bucket * b
     else:
         buffers = t_params * g_b if n > 1 else 0.0  # DDP's bucket copy of the gradients
 
@@ -302,9 +349,11 @@ def estimate(inp: PlanInput) -> Breakdown:
     # temporaries (torch's foreach Adam: one copy of the trainable parameters) only compete with
     # the static terms.
     step_temp = 0.0
-    if (inp.pure_16bit or inp.precision == "fp32") and not lora:
-        step_temp = t_params * b
-    elif not lora and z >= 1 and inp.offload == "none":
+    if z == 0 and (lora or inp.pure_16bit or inp.precision == "fp32"):
+        # torch's foreach Adam copies the trainable parameters once, in their own dtype (fp32
+        # adapters, or the 16-bit copies LoRA trains with modules_to_save in a pure-16-bit model).
+        step_temp = t_params * (w_train_b if lora and not inp.pure_16bit else b)
+    elif z >= 1 and inp.offload == "none":
         # DeepSpeed's mixed-precision step upcasts the gradient partition to fp32: the whole
         # partition at ZeRO-1/2 (stage_1_and_2.py), one sub-group (sub_group_size 1e9) at ZeRO-3.
         part = t_params / n
@@ -316,7 +365,7 @@ def estimate(inp: PlanInput) -> Breakdown:
     # Variable-length batches leave logits-sized blocks of many sizes in the allocator's cache;
     # states allocated lazily (no DeepSpeed: first backward and first step) settle into them.
     lazy = grads + optim if z == 0 else 0.0
-    frag = 0.0 if inp.fixed_length else max(0.0, DYNAMIC_FRAG * logits - lazy)
+    frag = logit_cache if inp.fixed_length else max(logit_cache, DYNAMIC_FRAG * logits - lazy)
     total = hard + frag
     cap = inp.card_gb * GIB
     if hard <= cap:

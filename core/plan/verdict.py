@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from zerodeck.core.errors import BadInput
-from zerodeck.core.plan import memory
-from zerodeck.core.plan.calibration import CalibrationTable
+from zerodeck.core.plan import memory, ranges
+from zerodeck.core.plan.calibration import CalibrationTable, ProbeMeasurement, probe_key
 from zerodeck.core.plan.data import data_verdict, recommended_samples
 from zerodeck.core.plan.memory import LORA_MODULES, Breakdown, PlanInput, estimate
 from zerodeck.core.plan.registry import REGISTRY, ModelArch, UnknownModel, from_config, lookup
@@ -64,6 +64,10 @@ class Plan:
     data_advice: str | None = None
     recipe: str | None = None
     notes: list[str] = field(default_factory=list)
+    # The honest band around the figure (ranges.py) and what it rests on.
+    range_gib: tuple[float, float] = (0.0, 0.0)
+    basis: ranges.Basis = "model"
+    probe_run_id: int | None = None
 
     @property
     def total_gib(self) -> float:
@@ -108,6 +112,9 @@ class Plan:
             "max_micro_batch": self.max_micro_batch,
             "max_micro_batch_bound": self.max_micro_batch_bound,
             "data_advice": self.data_advice,
+            "range_gib": [round(self.range_gib[0], 2), round(self.range_gib[1], 2)],
+            "basis": self.basis,
+            "probe_run_id": self.probe_run_id,
         }
 
 
@@ -155,6 +162,12 @@ def input_from_recipe(recipe: Any) -> PlanInput:
         card_gb=recipe.hardware.card_gb, device=recipe.hardware.device, micro_batch=t.micro_batch,
         seq_len=t.seq_len, grad_ckpt=t.grad_ckpt, attn=t.attn, precision=t.precision,
         **_quant(recipe),
+        lora_dropout=recipe.method.dropout,
+        # Every batch is seq_len tokens when the trainer packs: the builtin trainer cuts one byte
+        # stream into seq_len rows, and LLaMA-Factory packs pre-training text into cutoff_len blocks
+        # (`packing` is on for stage pt). Then the allocator keeps no blocks of other lengths.
+        fixed_length=recipe.launch.backend == "builtin" or (recipe.launch.backend == "llamafactory"
+                                                              and recipe.data.format == "text"),
     )
 
 
@@ -193,7 +206,8 @@ def verdict_of(gib: float, capacity: float) -> str:
 
 
 def plan(inp: PlanInput, *, calibration: dict[str, Any] | None = None, advise: bool = True,
-         recipe_name: str | None = None, samples: int | None = None, grad_accum: int = 1) -> Plan:
+         recipe_name: str | None = None, samples: int | None = None, grad_accum: int = 1,
+         probe: ProbeMeasurement | None = None) -> Plan:
     validate_input(inp)
     bd = estimate(inp)
     cap = inp.card_gb
@@ -209,7 +223,7 @@ def plan(inp: PlanInput, *, calibration: dict[str, Any] | None = None, advise: b
     if factor:
         p.calibration_factor = factor
         p.calibrated_total_gib = bd.total * factor
-        p.verdict = verdict_of(bd.hard * factor, cap)
+    _apply_range(p, calibration if factor else None, probe)
     if advise:
         fits = _fits_fn(factor)
         if p.verdict == "oom":
@@ -218,6 +232,32 @@ def plan(inp: PlanInput, *, calibration: dict[str, Any] | None = None, advise: b
             p.max_micro_batch, p.max_micro_batch_bound = largest_micro_batch(inp, fits, samples=samples,
                                                                              grad_accum=grad_accum)
     return p
+
+
+def _apply_range(p: Plan, calibration: dict[str, Any] | None, probe: ProbeMeasurement | None) -> None:
+    """The range, its basis and the verdict read from its high end (ranges.py)."""
+    bd, cap = p.breakdown, p.capacity_gib
+    if probe is not None and (probe.outcome == "oom" or probe.peak_gib):
+        p.basis, p.probe_run_id = "probed", probe.run_id
+        if probe.outcome == "oom":
+            # The probe ran out of memory: this configuration does not fit, whatever the model says.
+            p.range_gib = (cap, max(cap, bd.total * ranges.MODEL_SPREAD[1]))
+            p.verdict = "oom"
+            return
+        peak = float(probe.peak_gib or 0.0)
+        band = ranges.probed_band()
+        p.range_gib = (peak * band.low, peak * band.high)
+        p.verdict = ranges.verdict_with_range(peak, peak * band.high, cap)
+        return
+    factor = 1.0
+    band = ranges.model_band()
+    if calibration:
+        factor = float(calibration["factor"])
+        band = ranges.calibrated_band(calibration.get("spread"), int(calibration.get("runs", 0)))
+        p.basis = "calibrated"
+    total, hard = bd.total * factor, bd.hard * factor
+    p.range_gib = (total * band.low, total * band.high)
+    p.verdict = ranges.verdict_with_range(hard, hard * band.high, cap)
 
 
 def _fits_fn(factor: float | None) -> Callable[[PlanInput], bool]:
@@ -346,13 +386,23 @@ def recommended_samples_note(arch: ModelArch, samples: int | None) -> str | None
     return f"{samples} samples, {rec} recommended: {data_verdict(samples, rec)}"
 
 
-def plan_recipe(recipe: Any, *, calibration: CalibrationTable | None = None) -> Plan:
+def recipe_probe_key(recipe: Any) -> tuple[Any, ...]:
+    """The configuration a probe of `recipe` measured (`calibration.probe_measurements` keys)."""
+    return probe_key(recipe.name, recipe.launch.backend, recipe.hardware.device, recipe.hardware.cards,
+                     recipe.train.micro_batch, recipe.train.seq_len, recipe.zero.stage, recipe.zero.offload)
+
+
+def plan_recipe(recipe: Any, *, calibration: CalibrationTable | None = None,
+                probes: dict[tuple[Any, ...], ProbeMeasurement] | None = None) -> Plan:
     """The Plan for one (non-grid) Recipe; with a calibration table (from this machine's runs, see
-    `calibration.calibration_table`) the factor for its device and backend is applied beside the raw figure."""
+    `calibration.calibration_table`) the factor for its device and backend is applied beside the raw
+    figure, and with the store's probes (`calibration.probe_measurements`) a probe of this very
+    configuration decides the range and the verdict."""
     inp = input_from_recipe(recipe)
     calib = calibration.get((inp.device, recipe.launch.backend)) if calibration else None
+    probe = probes.get(recipe_probe_key(recipe)) if probes else None
     p = plan(inp, calibration=calib, recipe_name=recipe.name, samples=recipe.data.samples,
-             grad_accum=recipe.train.grad_accum)
+             grad_accum=recipe.train.grad_accum, probe=probe)
     p.data_advice = recommended_samples_note(inp.arch, recipe.data.samples)
     return p
 
@@ -360,7 +410,8 @@ def plan_recipe(recipe: Any, *, calibration: CalibrationTable | None = None) -> 
 def matrix(*, cards: int = 8, card_gb: float = 64.0, device: Literal["npu", "cuda", "cpu"] = "npu",
            method: Literal["lora", "full", "freeze"] = "lora",
            seq_len: int = 2048, micro_batch: int = 1, models: list[str] | None = None) -> list[dict[str, Any]]:
-    """Models x ZeRO stages: per-card GiB and verdict of each cell."""
+    """Models x ZeRO stages: per-card GiB that must fit (and the figure a monitor would show) and the
+    verdict of each cell."""
     rows = []
     for name in models or MATRIX_MODELS:
         arch = lookup(name)
@@ -370,7 +421,11 @@ def matrix(*, cards: int = 8, card_gb: float = 64.0, device: Literal["npu", "cud
                             device=device, seq_len=seq_len, micro_batch=micro_batch)
             validate_input(inp)
             bd = estimate(inp)
-            row[f"z{stage}_gib"] = round(bd.total, 1)
+            # The figure that must fit (what the verdict reads): monotone across stages, while the
+            # allocator's elastic cache is not (DeepSpeed allocates its states before the first
+            # logits, torch's optimizer after them, into the cache; memory.py, "headroom").
+            row[f"z{stage}_gib"] = round(bd.hard, 1)
+            row[f"z{stage}_shown_gib"] = round(bd.total, 1)
             row[f"z{stage}"] = verdict_of(bd.hard, card_gb)
         rows.append(row)
     return rows
