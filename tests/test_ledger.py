@@ -399,3 +399,51 @@ def test_a_run_found_on_a_card_it_was_not_given_is_reported(tmp_path: Path, zd_b
     assert show["card_ids"] == [0, 1] and "on card 7" in show["placement"]
     assert "placement:" in Path(show["log_path"]).read_text()
     assert isinstance(datetime.fromisoformat(show["started_at"]), datetime)
+
+
+# -- the TUI: a whole grid into the queue, the cards a run holds ---------------------------------
+
+
+@pytest.mark.parametrize("burst", [False, True])
+def test_tui_queues_a_whole_grid_after_asking(burst: bool) -> None:
+    from textual.widgets import DataTable
+
+    from tests.tui_support import app, catalog_loaded, drive, store, until
+
+    a = app(None)
+
+    async def press(pilot: Any, *keys: str) -> None:
+        if burst:
+            await pilot.press(*keys)
+            return
+        for k in keys:
+            await pilot.press(k)
+            await pilot.pause(0.2)
+
+    async def body(pilot: Any) -> None:
+        await until(pilot, lambda: catalog_loaded(a))
+        table = a.screen.query_one("#catalog", DataTable)
+        keys = [str(k.value) for k in table.rows]
+        grid = next(k for k in keys if k.startswith("g:qwen2.5-7b"))
+        members = [r.name for r in a.screen.rows if r.grid == grid[2:]]
+        table.move_cursor(row=keys.index(grid))
+        await press(pilot, "a")
+        await until(pilot, lambda: getattr(a.screen, "ready", False))
+        assert store().queue_items() == []  # nothing before the answer
+        await press(pilot, "y")
+        await until(pilot, lambda: len(store().queue_items(states=["pending"])) == len(members))
+        assert {i.recipe_name for i in store().queue_items()} == set(members) and len(members) > 1
+
+    drive(a, body)
+
+
+def test_runs_list_shows_the_cards_a_run_holds() -> None:
+    from datetime import timezone
+
+    from zerodeck.store.records import RunRecord
+    from zerodeck.tui.screens.runs import run_cells
+
+    now = datetime.now(timezone.utc)
+    held = RunRecord(id=1, name="demo", recipe_hash="x", status="running", card_ids=(2, 3), started_at=now)
+    done = RunRecord(id=2, name="demo", recipe_hash="x", status="finished", card_ids=(2, 3))
+    assert run_cells(held, now)[2] == "demo [cards 2,3]" and run_cells(done, now)[2] == "demo"
