@@ -268,6 +268,10 @@ class Runner:
                 break  # the head reserves the host: what runs drains, then it starts
             if self._start(item, recipe, cards):
                 started += 1
+                peak = self._peak_mb(recipe)
+                if device == "cpu" and peak is not None and view.ram_available_mb is not None:
+                    # Its ranks have allocated nothing yet: what they will take is spoken for (task-spooler #59).
+                    view.ram_available_mb -= peak * need
                 kind = view.kind_for(device)
                 for c in cards:
                     busy[(kind, c)] = None
