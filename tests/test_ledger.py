@@ -447,3 +447,15 @@ def test_runs_list_shows_the_cards_a_run_holds() -> None:
     held = RunRecord(id=1, name="demo", recipe_hash="x", status="running", card_ids=(2, 3), started_at=now)
     done = RunRecord(id=2, name="demo", recipe_hash="x", status="finished", card_ids=(2, 3))
     assert run_cells(held, now)[2] == "demo [cards 2,3]" and run_cells(done, now)[2] == "demo"
+
+
+@pytest.mark.slow
+def test_serial_runner_keeps_one_run_at_a_time(tmp_path: Path, zd_bin: str) -> None:
+    env = _env(tmp_path / "home", ZERODECK_CPU_CARDS="8")
+    paths = [str(_sleeper(tmp_path, f"s{i}", 1.0, cards=1)) for i in range(3)]
+    assert _zd(zd_bin, env, "queue", "add", *paths).returncode == 0
+    done = _zd(zd_bin, env, "runner", "--once", "--serial")
+    assert done.returncode == 0, done.stderr
+    runs = sorted(Store.open(f"sqlite:///{tmp_path / 'home' / 'zerodeck.db'}").runs(), key=lambda r: r.id)
+    assert [r.name for r in runs] == ["s0", "s1", "s2"] and {r.outcome for r in runs} == {"succeeded"}
+    assert not any(_overlap(a, b) for a in runs for b in runs if a.id < b.id)
