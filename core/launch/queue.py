@@ -115,6 +115,7 @@ class Runner:
         self._placement_at = -1e9
         self._host_at = -1e9
         self._peaks: dict[str, float | None] = {}
+        self._waiting: set[int] = set()  # items already said to wait for cards
         self._lock_fh: Any = None
 
     def lock(self) -> None:
@@ -259,6 +260,9 @@ class Runner:
             else:
                 cards = ledger.choose_cards(view, busy, device, need, self._peak_mb(recipe), wanted)
             if cards is None:
+                if item.id not in self._waiting:
+                    self._waiting.add(item.id)
+                    self.on_event(f"queue item {item.id}: waiting for {need} free {device} card(s)")
                 if head is None and self._could_ever_fit(view, device, need):
                     head = item.id
                 if self.serial:
