@@ -15,17 +15,30 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypedDict
 
-from sqlalchemy import Engine, String, Table, delete, func, select, type_coerce, update
+from sqlalchemy import Engine, String, Table, delete, func, insert, select, type_coerce, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from typing_extensions import Unpack
 from zerodeck.store.engine import database_url, get_engine
-from zerodeck.store.models import CardPeak, MetricPoint, QueueItem, RecipeSnapshot, Run, TelemetrySample, utcnow
+from zerodeck.store.models import (
+    CardPeak,
+    HostCard,
+    LedgerHold,
+    MetricPoint,
+    QueueItem,
+    RecipeSnapshot,
+    Run,
+    TelemetrySample,
+    utcnow,
+)
 from zerodeck.store.records import (
     ACTIVE_STATUSES,
     JSON_COLUMNS,
     RECORD_FIELDS,
     TIME_FIELDS,
     CardPeakRecord,
+    HoldRecord,
+    HostCardRecord,
     MetricRecord,
     PeakSummary,
     QueueRecord,
@@ -34,6 +47,7 @@ from zerodeck.store.records import (
     decode_json,
     encode_json,
     records_from_rows,
+    utc,
 )
 
 _CHUNK = 900  # stay far below SQLite's bound-parameter limit
@@ -92,6 +106,10 @@ class FinishFields(TypedDict, total=False):
     summary: dict[str, Any]
     baseline: dict[str, Any]
     failure_snapshot: dict[str, Any]
+    card_ids: Sequence[int]
+    hccl_base_port: int | None
+    hccl_ports: int | None
+    placement: str | None
 
 
 class RunFields(FinishFields, total=False):
@@ -125,6 +143,8 @@ _QUEUE: Table = QueueItem.__table__  # type: ignore[attr-defined]
 _SNAP: Table = RecipeSnapshot.__table__  # type: ignore[attr-defined]
 _PEAK: Table = CardPeak.__table__  # type: ignore[attr-defined]
 _SAMPLE: Table = TelemetrySample.__table__  # type: ignore[attr-defined]
+_HOLD: Table = LedgerHold.__table__  # type: ignore[attr-defined]
+_HOST: Table = HostCard.__table__  # type: ignore[attr-defined]
 _RUN_COLUMNS = [_RUN.c[name] for name in RECORD_FIELDS]
 # Datetimes come back as stored text and are parsed by fromisoformat (C), not per-value type hooks.
 _RUN_SELECT = [type_coerce(c, String) if c.key in TIME_FIELDS else c for c in _RUN_COLUMNS]
@@ -205,9 +225,16 @@ class Store:
 
     def finish_run(self, run_id: int, outcome: str, reason: str | None = None,
                    **fields: Unpack[FinishFields]) -> None:
-        """Record how a run ended (status finished, its outcome, reason and end time)."""
+        """Record how a run ended (status finished, its outcome, reason and end time) and give back
+        what it held in the card ledger, in one transaction: a finished run never keeps a card."""
         fields.setdefault("ended_at", utcnow())
-        self.update_run(run_id, status="finished", outcome=outcome, reason=reason, **fields)
+        values = _encoded({**fields, "status": "finished", "outcome": outcome, "reason": reason})
+        with self._session() as s:
+            res = s.execute(update(Run).where(_RUN.c.id == run_id).values(**values))
+            s.execute(delete(LedgerHold).where(_HOLD.c.run_id == run_id))
+            s.commit()
+        if res.rowcount == 0:  # type: ignore[attr-defined]
+            raise KeyError(run_id)
 
     def request_stop(self, run_id: int) -> None:
         self.update_run(run_id, stop_requested=True)
@@ -429,7 +456,94 @@ class Store:
     def update_queue_item(self, item_id: int, **fields: Unpack[QueueFields]) -> None:
         with self._session() as s:
             s.execute(update(QueueItem).where(_QUEUE.c.id == item_id).values(**fields))
+            if fields.get("state") in ("pending", "done", "failed", "removed"):
+                # An item no longer being started holds nothing; its run's holds go with the run.
+                s.execute(delete(LedgerHold).where(_HOLD.c.item_id == item_id, _HOLD.c.run_id.is_(None)))
             s.commit()
+
+    # -- the card ledger -----------------------------------------------------------------------
+    def admit(self, item_id: int, host: str, holds: Sequence[tuple[str, int]], holder_pid: int) -> bool:
+        """Claim a pending queue item and take its holds (kind, ident) on `host`, all or nothing in one
+        transaction. False when another runner claimed the item or holds any of them: the unique
+        constraint on (host, kind, ident) decides, so two runners can never hold one card."""
+        now = utcnow()
+        rows = [{"host": host, "kind": kind, "ident": ident, "item_id": item_id, "holder_pid": holder_pid,
+                 "taken_at": now} for kind, ident in holds]
+        try:
+            with self._session() as s:
+                res = s.execute(update(QueueItem).where(_QUEUE.c.id == item_id, _QUEUE.c.state == "pending")
+                                .values(state="running", started_at=now))
+                if res.rowcount != 1:  # type: ignore[attr-defined]
+                    return False  # leaving the block rolls back
+                if rows:
+                    s.execute(insert(_HOLD), rows)
+                s.commit()
+        except IntegrityError:
+            return False
+        return True
+
+    def bind_holds(self, item_id: int, run_id: int, **fields: Unpack[RunFields]) -> None:
+        """Point an admitted item and its holds at the run made for it, and record on the run where
+        it was placed (`fields`: host, card_ids, ports), in one transaction."""
+        with self._session() as s:
+            s.execute(update(LedgerHold).where(_HOLD.c.item_id == item_id).values(run_id=run_id))
+            s.execute(update(QueueItem).where(_QUEUE.c.id == item_id).values(run_id=run_id))
+            if fields:
+                s.execute(update(Run).where(_RUN.c.id == run_id).values(**_encoded(dict(fields))))
+            s.commit()
+
+    def holds(self, host: str | None = None) -> list[HoldRecord]:
+        q = select(_HOLD.c.host, _HOLD.c.kind, _HOLD.c.ident, _HOLD.c.run_id, _HOLD.c.item_id,
+                   _HOLD.c.holder_pid, type_coerce(_HOLD.c.taken_at, String)).order_by(_HOLD.c.id)
+        if host is not None:
+            q = q.where(_HOLD.c.host == host)
+        return [HoldRecord(host=r[0], kind=r[1], ident=r[2], run_id=r[3], item_id=r[4], holder_pid=r[5],
+                           taken_at=utc(r[6])) for r in self._rows(q)]
+
+    def hold_states(self) -> list[tuple[int, str, int | None, str | None, str | None, int | None]]:
+        """(hold id, host, holder pid, its run's status or None when it has no run or the run is gone,
+        its item's state, its run id) for every hold: what freeing stale holds decides on."""
+        q = (select(_HOLD.c.id, _HOLD.c.host, _HOLD.c.holder_pid, _RUN.c.status, _QUEUE.c.state, _HOLD.c.run_id)
+             .outerjoin(Run, _RUN.c.id == _HOLD.c.run_id)
+             .outerjoin(QueueItem, _QUEUE.c.id == _HOLD.c.item_id))
+        return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in self._rows(q)]
+
+    def drop_holds(self, hold_ids: Sequence[int]) -> int:
+        if not hold_ids:
+            return 0
+        with self._session() as s:
+            res = s.execute(delete(LedgerHold).where(_HOLD.c.id.in_(list(hold_ids))))
+            s.commit()
+        return int(res.rowcount)  # type: ignore[attr-defined]
+
+    def active_placements(self, host: str) -> list[tuple[int, str, tuple[int, ...]]]:
+        """(run id, device, card_ids) of the unfinished runs placed on `host`: a run started with
+        `zerodeck run` holds no ledger rows, but its cards are busy all the same."""
+        q = select(_RUN.c.id, _RUN.c.device, _RUN.c.card_ids).where(
+            _RUN.c.status.in_(ACTIVE_STATUSES), _RUN.c.host == host)
+        return [(int(rid), dev, tuple(decode_json("card_ids", text))) for rid, dev, text in self._rows(q)]
+
+    def active_hccl_blocks(self) -> list[tuple[int, int]]:
+        q = select(_RUN.c.hccl_base_port, _RUN.c.hccl_ports).where(
+            _RUN.c.status.in_(ACTIVE_STATUSES), _RUN.c.hccl_base_port.is_not(None))
+        return [(int(b), int(n or 0)) for b, n in self._rows(q)]
+
+    def record_host(self, host: str, cards: Sequence[HostCardRecord]) -> None:
+        """Replace the last reading of `host`'s cards."""
+        now = utcnow()
+        with self._session() as s:
+            s.execute(delete(HostCard).where(_HOST.c.host == host))
+            s.add_all([HostCard(host=host, card=c.card, memory_used_mb=c.memory_used_mb,
+                                memory_total_mb=c.memory_total_mb, foreign_pids=encode_json(c.foreign_pids),
+                                seen_at=c.seen_at or now) for c in cards])
+            s.commit()
+
+    def host_cards(self) -> list[HostCardRecord]:
+        q = (select(_HOST.c.host, _HOST.c.card, _HOST.c.memory_used_mb, _HOST.c.memory_total_mb,
+                    _HOST.c.foreign_pids, type_coerce(_HOST.c.seen_at, String))
+             .order_by(_HOST.c.host, _HOST.c.card))
+        return [HostCardRecord(h, int(c), u, t, tuple(json.loads(f or "[]")), utc(seen))
+                for h, c, u, t, f, seen in self._rows(q)]
 
 
 def _like_literal(text: str) -> str:

@@ -64,7 +64,22 @@ def _v2_run_axes(conn: Any) -> None:
             conn.execute(text(f"UPDATE run SET {sets} WHERE recipe_hash = :hash"), {**axes, "hash": digest})
 
 
+_PLACEMENT_TYPES = {"card_ids": "VARCHAR NOT NULL DEFAULT '[]'", "hccl_base_port": "INTEGER",
+                    "hccl_ports": "INTEGER", "placement": "VARCHAR"}
+
+
+def _v3_card_ledger(conn: Any) -> None:
+    """The run's placement columns; older runs held no ledger cards, so `card_ids` starts empty.
+    The ledger tables themselves are new and made by create_all after the steps."""
+    have = {row[1] for row in conn.execute(text("PRAGMA table_info(run)"))} if conn.dialect.name == "sqlite" \
+        else set()
+    for name, sql_type in _PLACEMENT_TYPES.items():
+        if name not in have:
+            conn.execute(text(f"ALTER TABLE run ADD COLUMN {name} {sql_type}"))
+
+
 MIGRATIONS: dict[int, Callable[[Any], None]] = {
     # 1: the first schema; created by create_all, nothing to move.
     2: _v2_run_axes,
+    3: _v3_card_ledger,
 }

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 from zerodeck.store.records import OUTCOMES, STATUSES
 
 # 2: the recipe axes as run columns (model, method, lora_rank, zero_stage, offload, micro_batch,
 #    seq_len, data_samples), so compare and calibration read columns instead of parsing TOML.
-SCHEMA_VERSION = 2
+# 3: the card ledger (ledger_hold, host_card) and the run's placement (card_ids, HCCL port block,
+#    placement warning).
+SCHEMA_VERSION = 3
 __all__ = ["OUTCOMES", "STATUSES", "SCHEMA_VERSION"]
 
 
@@ -95,6 +98,11 @@ class Run(SQLModel, table=True):
     summary: str = "{}"  # JSON: anything else the log parsers found
     baseline: str = "{}"  # JSON: telemetry snapshot before the job started
     failure_snapshot: str = "{}"  # JSON: telemetry snapshot at the moment of failure
+    # the card ledger (migration 3): where the run was placed, kept after its holds are given back
+    card_ids: str = "[]"  # JSON list of the physical card indexes it held on `host`
+    hccl_base_port: int | None = None  # HCCL_IF_BASE_PORT (Ascend), its block of hccl_ports ports
+    hccl_ports: int | None = None
+    placement: str | None = None  # one line when its processes were found on cards it was not given
 
 
 class MetricPoint(SQLModel, table=True):
@@ -148,3 +156,36 @@ class QueueItem(SQLModel, table=True):
     added_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     ended_at: datetime | None = None
+
+
+# -- the card ledger (issue 13) -----------------------------------------------------------------------
+
+
+class LedgerHold(SQLModel, table=True):
+    """One thing of one host held by one run: a card, its MASTER_PORT, a 16-port HCCL slot.
+
+    Only held rows exist (giving back deletes them), so the unique constraint is the ledger's
+    guarantee: two runners inserting the same (host, kind, ident) cannot both commit."""
+
+    __tablename__ = "ledger_hold"
+    __table_args__ = (UniqueConstraint("host", "kind", "ident", name="uq_ledger_hold"),)
+    id: int | None = Field(default=None, primary_key=True)
+    host: str
+    kind: str  # card | port | hccl
+    ident: int  # the card index, the port, the HCCL slot
+    run_id: int | None = Field(default=None, foreign_key="run.id", index=True)
+    item_id: int | None = Field(default=None, index=True)  # the queue item it was admitted for
+    holder_pid: int | None = None  # the runner that took it (a dead holder's unbound holds are freed)
+    taken_at: datetime = Field(default_factory=utcnow)
+
+
+class HostCard(SQLModel, table=True):
+    """The last reading of one card of one host (`zerodeck hosts`): what a runner saw there."""
+
+    __tablename__ = "host_card"
+    host: str = Field(primary_key=True)
+    card: int = Field(primary_key=True)
+    memory_used_mb: float | None = None
+    memory_total_mb: float | None = None
+    foreign_pids: str = "[]"  # JSON list: processes on the card that zerodeck did not start
+    seen_at: datetime = Field(default_factory=utcnow)

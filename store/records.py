@@ -25,7 +25,7 @@ OUTCOMES = ("succeeded", "oom", "comm_error", "failed", "killed", "lost")
 # Run columns stored as JSON text, with the value an empty or unreadable one decodes to.
 JSON_COLUMNS: dict[str, Any] = {
     "tags": (), "attempts_log": (), "argv": (), "env": {}, "rendered": {}, "versions": {},
-    "summary": {}, "baseline": {}, "failure_snapshot": {},
+    "summary": {}, "baseline": {}, "failure_snapshot": {}, "card_ids": (),
 }
 # The recipe axes written at create_run (migration 2 filled them for older rows).
 AXIS_COLUMNS = ("model", "method", "lora_rank", "zero_stage", "offload", "micro_batch", "seq_len",
@@ -131,6 +131,10 @@ class RunRecord:
     summary: dict[str, Any] = field(default_factory=dict)
     baseline: dict[str, Any] = field(default_factory=dict)
     failure_snapshot: dict[str, Any] = field(default_factory=dict)
+    card_ids: tuple[int, ...] = ()
+    hccl_base_port: int | None = None
+    hccl_ports: int | None = None
+    placement: str | None = None
     # Filled only by the bulk read for comparison (`Store.run_records`).
     card_peaks: tuple[PeakSummary, ...] = ()
 
@@ -156,7 +160,7 @@ class RunRecord:
 BRIEF_FIELDS = (
     "id", "name", "status", "outcome", "reason", "backend", "device", "cards", "steps_done", "steps_total",
     "final_loss", "samples_per_s", "tokens_per_s", "train_runtime_s", "measured_peak_gib", "exit_code",
-    "attempts", "created_at", "started_at", "ended_at", "log_path", "recipe_path",
+    "attempts", "created_at", "started_at", "ended_at", "log_path", "recipe_path", "host", "card_ids",
 )
 RECORD_FIELDS = tuple(f.name for f in fields(RunRecord) if f.name != "card_peaks")
 TIME_FIELDS = ("created_at", "started_at", "ended_at")
@@ -267,3 +271,28 @@ class QueueRecord:
         return {"id": self.id, "recipe": self.recipe_name, "recipe_ref": self.recipe_ref, "state": self.state,
                 "run_id": self.run_id, "reason": self.reason, "added_at": self.added_at,
                 "started_at": self.started_at, "ended_at": self.ended_at}
+
+
+@dataclass(frozen=True)
+class HoldRecord:
+    """One ledger hold: `kind` card / port / hccl of `host`, held for a run (or a queue item being started)."""
+
+    host: str
+    kind: str
+    ident: int
+    run_id: int | None
+    item_id: int | None
+    holder_pid: int | None
+    taken_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class HostCardRecord:
+    """The last reading of one card of one host, with the run holding it (`zerodeck hosts`)."""
+
+    host: str
+    card: int
+    memory_used_mb: float | None = None
+    memory_total_mb: float | None = None
+    foreign_pids: tuple[int, ...] = ()
+    seen_at: datetime | None = None

@@ -21,9 +21,14 @@ def register(sub: Any) -> None:
     add_json_flag(add)
     add.set_defaults(handler=cmd_add)
 
-    r = sub.add_parser("runner", help="run queued recipes one after another")
+    r = sub.add_parser("runner", help="run queued recipes, packed onto the free cards of this host")
     r.add_argument("--once", action="store_true", help="run what is queued, then exit")
+    r.add_argument("--serial", action="store_true", help="one run at a time, in queue order")
     r.set_defaults(handler=cmd_runner)
+
+    h = sub.add_parser("hosts", help="the cards of each host: which run holds each, foreign processes")
+    add_json_flag(h)
+    h.set_defaults(handler=cmd_hosts)
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -49,10 +54,57 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def host_setup() -> tuple[Any, Any]:
+    """This host's card ledger configuration (ZERODECK_CARDS, ZERODECK_CPU_CARDS, read here at the
+    entry; a bad value is exit 2 naming the variable) and the telemetry source of its cards, if any."""
+    import os
+    import socket
+
+    from zerodeck.core.launch.environment import versions
+    from zerodeck.core.launch.ledger import HostConfig
+    from zerodeck.core.telemetry.sources import availability, make_source
+
+    why = availability()
+    name = next((n for n in ("npu-smi", "nvidia") if why.get(n) is None), None)
+    cann = versions().get("cann") if name == "npu-smi" else None
+    config = HostConfig.from_env(os.environ, socket.gethostname(), cann)
+    return config, (make_source(name) if name else None)
+
+
 def cmd_runner(args: argparse.Namespace) -> int:
     from zerodeck.core.cli.context import cli_store
     from zerodeck.core.launch.queue import Runner
 
-    handled = Runner(cli_store(), on_event=err).serve(once=args.once)
+    config, source = host_setup()
+    runner = Runner(cli_store(), on_event=err, config=config, source=source, serial=args.serial)
+    handled = runner.serve(once=args.once)
     err(f"runner: {handled} item(s) handled")
+    return EXIT_OK
+
+
+HOST_COLUMNS = ["host", "card", "run_id", "foreign_pids", "memory_used_mb", "memory_total_mb", "seen_at"]
+
+
+def cmd_hosts(args: argparse.Namespace) -> int:
+    from zerodeck.core.cli.context import cli_store
+    from zerodeck.core.launch import ledger
+    from zerodeck.store.errors import StoreReadOnly
+
+    config, source = host_setup()
+    store = cli_store()
+    snap = source.read() if source is not None else None
+    try:
+        ledger.release_stale(store, config.host)
+        store.record_host(config.host, ledger.host_records(config, ledger.observe(config, snap)))
+    except StoreReadOnly:
+        pass  # a read-only store still lists what was recorded
+    hosts = ledger.hosts_json(store)
+    if args.json:
+        emit(hosts, as_json=True)
+        return EXIT_OK
+    rows = [{"host": h["host"], "card": c["index"], "run_id": c["run_id"],
+             "foreign_pids": ",".join(map(str, c["foreign_pids"])) or None, "memory_used_mb": c["memory_used_mb"],
+             "memory_total_mb": c["memory_total_mb"], "seen_at": h["seen_at"]}
+            for h in hosts for c in h["cards"]]
+    emit(rows, as_json=False, columns=HOST_COLUMNS)
     return EXIT_OK

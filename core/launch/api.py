@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,18 @@ from zerodeck.store.errors import StoreError, StoreReadOnly
 from zerodeck.store.records import RunRecord
 
 STOP_WAIT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the card ledger put a run (core/launch/ledger.py): its cards on `host`, its MASTER_PORT
+    and, on Ascend, its HCCL port block; all held in the store until the run finishes."""
+
+    host: str
+    card_ids: tuple[int, ...]
+    master_port: int
+    hccl_base_port: int | None = None
+    hccl_ports: int | None = None
 
 
 def recipe_axes(recipe: Recipe) -> dict[str, Any]:
@@ -90,7 +103,8 @@ def start_run(store: Store, recipe: Recipe, path: Path | None, detach: bool = Tr
     return run_id
 
 
-def launch_recorded(store: Store, run_id: int, recipe: Recipe, path: Path | None) -> None:
+def launch_recorded(store: Store, run_id: int, recipe: Recipe, path: Path | None,
+                    placement: Placement | None = None) -> None:
     """Start a run already recorded by `create_run` (the queue records first, then launches).
 
     Nothing raises past it but OperationFailed (the run is then recorded failed with the same
@@ -98,7 +112,7 @@ def launch_recorded(store: Store, run_id: int, recipe: Recipe, path: Path | None
     instead of leaving it queued and the caller (the queue runner) dead."""
 
     try:
-        _launch(store, run_id, recipe, path)
+        _launch(store, run_id, recipe, path, placement)
     except (OperationFailed, StoreError):
         raise
     except OSError as exc:
@@ -114,7 +128,7 @@ def internal_error(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {exc}"
 
 
-def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None) -> None:
+def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None, placement: Placement | None) -> None:
 
     run_dir = paths.runs_dir() / str(run_id)
     try:
@@ -124,11 +138,15 @@ def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None) -> Non
     except OSError as exc:
         return _fail(store, run_id, f"cannot write the run directory {run_dir}: {exc.strerror or exc}")
     store.update_run(run_id, workdir=str(run_dir), log_path=str(log_path))
-    fixed = recipe.launch.options.get("master_port")
-    port = int(fixed) if isinstance(fixed, int) else pick_port(store.active_ports())
-    devices = recipe.hardware.devices or list(range(recipe.hardware.cards))
+    hccl: int | None = None
+    if placement is not None:
+        port, devices, hccl = placement.master_port, list(placement.card_ids), placement.hccl_base_port
+    else:
+        fixed = recipe.launch.options.get("master_port")
+        port = int(fixed) if isinstance(fixed, int) else pick_port(store.active_ports())
+        devices = recipe.hardware.devices or list(range(recipe.hardware.cards))
     recipe_dir = path.parent.resolve() if path else Path.cwd()
-    ctx = RenderContext(run_id, run_dir, recipe_dir, port, devices, sys.executable)
+    ctx = RenderContext(run_id, run_dir, recipe_dir, port, devices, sys.executable, hccl_base_port=hccl)
     try:
         launch = render(recipe, ctx)
     except BadInput as exc:
@@ -148,7 +166,8 @@ def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None) -> Non
                    store_url=store.url)
     spec.write(run_dir)
     store.update_run(run_id, argv=launch.argv, env=mask_env(full_env), rendered=launch.files, versions=versions(),
-                     host=socket.gethostname(), master_port=port, summary={"host": host_info(), "cwd": spec.cwd})
+                     host=placement.host if placement else socket.gethostname(), master_port=port,
+                     card_ids=devices, summary={"host": host_info(), "cwd": spec.cwd})
     problem = preflight.check(recipe, launch, port, env_path, recipe_path=path, recipe_dir=recipe_dir)
     if problem:
         return _fail(store, run_id, problem)

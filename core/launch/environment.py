@@ -27,6 +27,9 @@ if TYPE_CHECKING:  # the supervisor imports this module; building the pydantic m
 RUN_ID_VAR = "ZERODECK_RUN_ID"
 # The tag `stop` and the reconciler look for: the run directory, unique across stores (run ids are not).
 RUN_TAG = "ZERODECK_RUN_TAG"
+# The ledger's card indexes given to the run, for every device (on CPU the only witness of which
+# virtual card a rank sits on: rank r sits on the r-th).
+VISIBLE_CARDS = "ZERODECK_VISIBLE_CARDS"
 SECRET_RE = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 MASK = "***"
 PACKAGES = ("torch", "torch_npu", "deepspeed", "transformers", "accelerate", "peft", "llamafactory")
@@ -49,6 +52,9 @@ def job_env(recipe: Recipe, ctx: RenderContext) -> dict[str, str]:
     var = visibility_var(recipe.hardware.device)
     if var:
         env[var] = ",".join(str(d) for d in ctx.visible_devices)
+    env[VISIBLE_CARDS] = ",".join(str(d) for d in ctx.visible_devices)
+    if ctx.hccl_base_port is not None and recipe.hardware.device == "npu":
+        env["HCCL_IF_BASE_PORT"] = str(ctx.hccl_base_port)
     if "TORCH_EXTENSIONS_DIR" not in os.environ:
         # DeepSpeed JIT-builds ops (deepspeed_shm_comm on CPU) into one shared cache by default; a
         # build from another environment there breaks or rebuilds this one, so keep one per environment.

@@ -1,35 +1,57 @@
-"""The persistent run queue: recipes run one after another by `zerodeck runner`.
+"""The persistent run queue, packed onto the free cards of this host by `zerodeck runner`.
 
 An item holds the content-hashed snapshot of the recipe as it was when added, so editing the file
 later never changes what runs; a file deleted since is a recorded failure, and the queue goes on.
-Claiming is atomic in the store and the item points at its run before the run starts, so a
-runner killed at any moment neither loses nor repeats an item when it starts again. One runner
-at a time (a lock file), and each run's processes must be gone before the next one starts. An
-unexpected error in one item fails that item (and its run) with the reason; the queue goes on.
+
+Packing: every loop the runner starts each pending item, in queue order, whose cards are free
+(core/launch/ledger.py decides which). Claiming the item and holding its cards and ports is one
+store transaction (`Store.admit`), and finishing its run gives them back in the same transaction as
+the run's end, so a runner or supervisor killed at any moment leaves nothing held for ever
+(`ledger.release_stale` frees what a dead runner took, `reconcile` ends runs nobody watches), and
+two runners can never hold one card.
+
+Backfill and starvation: an item that cannot start (the head) does not stop smaller items behind it
+from starting on the cards that are free, but only `max_bypass` of them; after that nothing behind
+the head starts until it has, so the runs in progress drain and give it their cards. A head that
+could never fit even on an empty host (cards taken by foreign processes) reserves nothing.
+`serial=True` keeps one run at a time in queue order, as before the ledger.
+
+An unexpected error in one item fails that item (and its run) with the reason; the queue goes on.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import psutil
 from zerodeck.core import paths
-from zerodeck.core.errors import OperationFailed
-from zerodeck.core.launch import api, procs
+from zerodeck.core.errors import BadInput, OperationFailed
+from zerodeck.core.launch import api, ledger, procs
+from zerodeck.core.launch.environment import RUN_TAG
+from zerodeck.core.launch.ports import pick_port
 from zerodeck.core.launch.reconcile import reconcile
 from zerodeck.core.recipe import RecipeError
 from zerodeck.core.recipe.load import content_hash, load_recipe, parse_toml, to_toml
 from zerodeck.core.recipe.model import Recipe
+from zerodeck.core.telemetry.model import Snapshot
+from zerodeck.core.telemetry.poller import Poller
+from zerodeck.core.telemetry.sources import Source
 from zerodeck.store.api import Store
 from zerodeck.store.errors import StoreError
-from zerodeck.store.records import QueueRecord
+from zerodeck.store.records import QueueRecord, RunRecord
 
 GONE_WAIT_S = 60.0
+MAX_BYPASS = 8  # items that may start ahead of a blocked head before it reserves the host
+PLACEMENT_WINDOW_S = 120.0  # how long after its start a run's placement is checked
+PLACEMENT_EVERY_S = 2.0
+HOST_RECORD_EVERY_S = 5.0
 
 
 def add(store: Store, refs: list[tuple[Recipe, Path]]) -> list[int]:
@@ -58,11 +80,42 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def pids_by_tag() -> dict[str, set[int]]:
+    """Every live process carrying a run tag, by tag: one pass over /proc serves every run's check."""
+    me = os.getpid()
+    out: dict[str, set[int]] = {}
+    for proc in psutil.process_iter(["pid", "status"]):
+        if proc.info["pid"] == me or proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            tag = proc.environ().get(RUN_TAG)
+        except (psutil.Error, OSError):
+            continue
+        if tag:
+            out.setdefault(tag, set()).add(proc.info["pid"])
+    return out
+
+
 class Runner:
-    def __init__(self, store: Store, on_event: Callable[[str], None] | None = None, poll: float = 2.0) -> None:
+    def __init__(self, store: Store, on_event: Callable[[str], None] | None = None, poll: float = 0.5, *,
+                 config: ledger.HostConfig | None = None, source: Source | None = None, serial: bool = False,
+                 max_bypass: int = MAX_BYPASS) -> None:
         self.store = store
         self.on_event = on_event or (lambda _msg: None)
         self.poll = poll
+        self.config = config or ledger.HostConfig(socket.gethostname(), os.cpu_count() or 1)
+        self.source = source
+        self.serial = serial
+        self.max_bypass = max_bypass
+        self.inflight: dict[int, int] = {}  # queue item id -> its run id
+        self.bypassed: dict[int, int] = {}  # blocked head item id -> items started ahead of it
+        self.handled = 0
+        self._poller: Poller | None = None
+        self._placed_ok: set[int] = set()
+        self._placement_at = -1e9
+        self._host_at = -1e9
+        self._peaks: dict[str, float | None] = {}
+        self._waiting: set[int] = set()  # items already said to wait for cards
         self._lock_fh: Any = None
 
     def lock(self) -> None:
@@ -82,86 +135,250 @@ class Runner:
         fh.flush()
         self._lock_fh = fh
 
-    def serve(self, once: bool) -> int:
-        """Run queued items; with once=True stop when the queue is empty. Returns items handled."""
-        self.lock()
-        handled = self.recover()
-        while True:
-            item = self.store.claim_next()
-            if item is None:
-                if once:
-                    return handled
+    def serve(self, once: bool, lock: bool = True) -> int:
+        """Run queued items; with once=True stop when the queue is empty and every run it started has
+        ended. Returns the items handled. `lock=False` lets several runners share one home (the
+        ledger keeps them apart; the tests run two at once)."""
+        if lock:
+            self.lock()
+        if self.source is not None:
+            self._poller = Poller(self.source, lambda _snap: None, interval=2.0, with_host=False)
+            self._poller.poll_once()
+            self._poller.start()
+        try:
+            self.recover()
+            while True:
+                self.step()
+                if once and not self.inflight and not self.store.queue_items(states=["pending"], limit=1):
+                    return self.handled
                 time.sleep(self.poll)
-                continue
-            self.process_safely(item)
-            handled += 1
+        finally:
+            if self._poller is not None:
+                self._poller.stop()
 
-    def recover(self) -> int:
-        """Items left `running` by a runner that died: finish waiting for their run, or re-queue."""
-        handled = 0
+    def recover(self) -> None:
+        """Items left `running` by a runner that stopped: watch their run to its end, or re-queue an
+        item whose run was never made (unless a live runner is making it right now)."""
         reconcile(self.store)
+        ledger.release_stale(self.store, self.config.host)
+        starting = {h.item_id for h in self.store.holds() if h.run_id is None}
         for item in self.store.queue_items(states=["running"]):
             if item.run_id is None:
+                if item.id in starting:
+                    continue  # another runner holds cards for it and is making its run
                 self.store.update_queue_item(item.id, state="pending", started_at=None)
                 self.on_event(f"queue item {item.id}: re-queued (its runner stopped before starting it)")
                 continue
-            self.on_event(f"queue item {item.id}: waiting for run {item.run_id} started earlier")
-            self._await(item.id, item.run_id)
-            handled += 1
-        return handled
+            if item.id not in self.inflight:
+                self.on_event(f"queue item {item.id}: waiting for run {item.run_id} started earlier")
+                self.inflight[item.id] = item.run_id
 
-    def process_safely(self, item: QueueRecord) -> None:
-        """`process`, but an unexpected error fails this item (and its run) and the queue goes on.
-        The store's own errors still end the runner: nothing can be recorded without it."""
+    # -- one loop ---------------------------------------------------------------------------------
+    def step(self) -> int:
+        """Reap ended runs, check where new ones landed, start what fits. Returns the runs started."""
+        self._reap()
+        ledger.release_stale(self.store, self.config.host)
+        snap = self._snapshot()
+        view = ledger.observe(self.config, snap)
+        now = time.monotonic()
+        if now - self._host_at >= HOST_RECORD_EVERY_S:
+            self._host_at = now
+            self.store.record_host(self.config.host, ledger.host_records(self.config, view))
+        if self.inflight and now - self._placement_at >= PLACEMENT_EVERY_S:
+            self._placement_at = now
+            self._check_placements(snap)
+        return self._admit(view)
 
+    def _snapshot(self) -> Snapshot | None:
+        if self._poller is None:
+            return None
+        return self._poller.last_good or self._poller.latest
+
+    def _reap(self) -> None:
+        for item_id, run_id in list(self.inflight.items()):
+            try:
+                run = api.refresh(self.store, run_id)
+            except BadInput:  # the run row is gone: nothing to wait for
+                run = None
+            if run is not None and not run.finished:
+                continue
+            del self.inflight[item_id]
+            self._placed_ok.discard(run_id)
+            if run is None:
+                self.store.update_queue_item(item_id, state="failed", reason=f"run {run_id}: gone from the store",
+                                             ended_at=_now())
+                self.handled += 1
+                continue
+            self._sweep(run)
+            ok = run.outcome == "succeeded"
+            why = f"{run.outcome}: {run.reason or ''}".rstrip(": ")
+            self.store.update_queue_item(item_id, state="done" if ok else "failed",
+                                         reason=None if ok else f"run {run_id}: {why}", ended_at=_now())
+            self.handled += 1
+            self.on_event(f"queue item {item_id}: run {run_id} {run.outcome if ok else why}")
+
+    def _sweep(self, run: RunRecord) -> None:
+        """No process of an ended run may outlive it on its cards (its supervisor swept already;
+        a serial runner waits as it always did before starting the next run)."""
+        tag = run.workdir
+        left = procs.wait_gone(tag, GONE_WAIT_S) if self.serial else procs.tagged_pids(tag)
+        if left:
+            procs.terminate_run(tag, None, grace=5.0)
+
+    def _peak_mb(self, recipe: Recipe) -> float | None:
+        digest = content_hash(recipe)
+        if digest not in self._peaks:
+            gib = api.predicted_peak_gib(recipe)
+            self._peaks[digest] = gib * 1024 if gib is not None else None
+        return self._peaks[digest]
+
+    def _admit(self, view: ledger.HostView) -> int:
+        if self.serial and self.inflight:
+            return 0
+        pending = self.store.queue_items(states=["pending"])
+        if not pending:
+            return 0
+        busy: dict[tuple[str, int], int | None] = ledger.busy_cards(self.store, self.config)
+        started = 0
+        head: int | None = None
+        for item in pending:
+            if self.serial and started:
+                break
+            try:
+                recipe = _snapshot_recipe(self.store, item)
+            except (RecipeError, OperationFailed) as exc:
+                self._fail_unstarted(item, str(exc))
+                continue
+            device, need = recipe.hardware.device, recipe.hardware.cards
+            wanted = recipe.hardware.devices
+            offered = [c.index for c in view.cards.get(view.kind_for(device), [])]
+            if need > len(offered) or (wanted and not set(wanted) <= set(offered)):
+                self._fail_unstarted(item, self._too_big(device, need, wanted, offered))
+                continue
+            if device != "cpu" and self.source is not None and not view.cards.get(ledger.CARD):
+                cards = None  # no reading of the cards yet: nothing is known to be free
+            else:
+                cards = ledger.choose_cards(view, busy, device, need, self._peak_mb(recipe), wanted)
+            if cards is None:
+                if item.id not in self._waiting:
+                    self._waiting.add(item.id)
+                    self.on_event(f"queue item {item.id}: waiting for {need} free {device} card(s)")
+                if head is None and self._could_ever_fit(view, device, need):
+                    head = item.id
+                if self.serial:
+                    break
+                continue
+            if head is not None and self.bypassed.get(head, 0) >= self.max_bypass:
+                break  # the head reserves the host: what runs drains, then it starts
+            if self._start(item, recipe, cards):
+                started += 1
+                peak = self._peak_mb(recipe)
+                if device == "cpu" and peak is not None and view.ram_available_mb is not None:
+                    # Its ranks have allocated nothing yet: what they will take is spoken for (task-spooler #59).
+                    view.ram_available_mb -= peak * need
+                kind = view.kind_for(device)
+                for c in cards:
+                    busy[(kind, c)] = None
+                self.bypassed.pop(item.id, None)
+                if head is not None:
+                    self.bypassed[head] = self.bypassed.get(head, 0) + 1
+        return started
+
+    @staticmethod
+    def _could_ever_fit(view: ledger.HostView, device: str, need: int) -> bool:
+        return sum(1 for c in view.cards.get(view.kind_for(device), []) if not c.foreign_pids) >= need
+
+    def _too_big(self, device: str, need: int, wanted: list[int] | None, offered: list[int]) -> str:
+        which = "virtual CPU cards (ZERODECK_CPU_CARDS)" if device == "cpu" else f"{device} cards"
+        have = ",".join(map(str, offered)) or "none"
+        if wanted:
+            return f"hardware.devices {wanted}: not among this host's {which} ({have}; ZERODECK_CARDS limits them)"
+        return f"hardware.cards = {need}: this host offers {len(offered)} {which} ({have})"
+
+    def _fail_unstarted(self, item: QueueRecord, reason: str) -> None:
+        """An item that can never start here is failed, claimed first so two runners report it once."""
+        if self.store.admit(item.id, self.config.host, [], os.getpid()):
+            self.store.update_queue_item(item.id, state="failed", reason=reason, ended_at=_now())
+            self.handled += 1
+            self.on_event(f"queue item {item.id}: failed: {reason}")
+
+    def _start(self, item: QueueRecord, recipe: Recipe, cards: list[int]) -> bool:
+        """Hold the cards and ports and claim the item in one transaction, then make and launch the run.
+        False when another runner was quicker (the next loop looks again)."""
+        host, device = self.config.host, recipe.hardware.device
+        kind = ledger.CPU if device == "cpu" else ledger.CARD
+        fixed = recipe.launch.options.get("master_port")
+        port = int(fixed) if isinstance(fixed, int) else pick_port(
+            self.store.active_ports() | ledger.held_ports(self.store, host))
+        holds = [(kind, c) for c in cards] + [(ledger.PORT, port)]
+        hccl_base = hccl_ports = None
+        if device == "npu":
+            slots = ledger.hccl_slots(self.store, self.config, len(cards))
+            holds += [(ledger.HCCL, s) for s in slots]
+            hccl_base, hccl_ports = ledger.HCCL_FIRST_PORT + slots[0] * ledger.HCCL_SLOT, len(slots) * ledger.HCCL_SLOT
+        if not self.store.admit(item.id, host, holds, os.getpid()):
+            return False
+        placement = api.Placement(host, tuple(cards), port, hccl_base, hccl_ports)
+        run_id: int | None = None
         try:
-            self.process(item)
+            run_id = api.create_run(self.store, recipe, Path(item.recipe_ref))
+            self.store.bind_holds(item.id, run_id, host=host, card_ids=cards, master_port=port,
+                                  hccl_base_port=hccl_base, hccl_ports=hccl_ports)
+            self.inflight[item.id] = run_id
+            if not Path(item.recipe_ref).is_file():
+                reason = f"recipe file {item.recipe_ref} no longer exists"
+                api.record_failed(self.store, run_id, reason)
+                self.on_event(f"queue item {item.id}: run {run_id} failed: {reason}")
+                return True
+            where = ",".join(map(str, cards))
+            self.on_event(f"queue item {item.id}: run {run_id} {recipe.name} starting on cards {where}, "
+                          f"port {port}")
+            try:
+                api.launch_recorded(self.store, run_id, recipe, Path(item.recipe_ref), placement)
+            except OperationFailed as exc:
+                self.on_event(f"queue item {item.id}: {exc}")
         except StoreError:
             raise
         except Exception as exc:
-            reason = api.internal_error(exc)
-            current = self.store.queue_item(item.id)
-            run_id = current.run_id if current is not None else None
-            if run_id is not None:
-                run = self.store.run(run_id)
-                if run is not None and not run.finished:
-                    api.record_failed(self.store, run_id, reason)
-            prefix = f"run {run_id}: failed: " if run_id is not None else "failed: "
-            self.store.update_queue_item(item.id, state="failed", reason=prefix + reason, ended_at=_now())
-            self.on_event(f"queue item {item.id}: {prefix}{reason}")
+            self._fail_started(item.id, run_id, api.internal_error(exc))
+        return True
 
-    def process(self, item: QueueRecord) -> None:
+    def _fail_started(self, item_id: int, run_id: int | None, reason: str) -> None:
+        """An unexpected error fails this item and its run (giving back what they held); the queue goes on."""
+        self.inflight.pop(item_id, None)
+        if run_id is not None:
+            run = self.store.run(run_id)
+            if run is not None and not run.finished:
+                api.record_failed(self.store, run_id, reason)
+        prefix = f"run {run_id}: failed: " if run_id is not None else "failed: "
+        self.store.update_queue_item(item_id, state="failed", reason=prefix + reason, ended_at=_now())
+        self.handled += 1
+        self.on_event(f"queue item {item_id}: {prefix}{reason}")
 
-        try:
-            recipe = _snapshot_recipe(self.store, item)
-        except (RecipeError, OperationFailed) as exc:
-            self.store.update_queue_item(item.id, state="failed", reason=str(exc), ended_at=_now())
-            self.on_event(f"queue item {item.id}: failed: {exc}")
+    # -- placement ----------------------------------------------------------------------------------
+    def _check_placements(self, snap: Snapshot | None) -> None:
+        """A run whose processes sit on cards it was not given is reported: a line on the run
+        (`placement`, in `show`), in its log and among the runner's events."""
+        now = _now()
+        runs = [r for r in self.store.runs(ids=list(self.inflight.values()))
+                if r.status == "running" and r.id not in self._placed_ok and r.workdir
+                and r.started_at is not None and (now - r.started_at).total_seconds() < PLACEMENT_WINDOW_S]
+        if not runs:
             return
-        run_id = api.create_run(self.store, recipe, Path(item.recipe_ref))
-        self.store.update_queue_item(item.id, run_id=run_id)
-        if not Path(item.recipe_ref).is_file():
-            reason = f"recipe file {item.recipe_ref} no longer exists"
-            api.record_failed(self.store, run_id, reason)
-            self.store.update_queue_item(item.id, state="failed", reason=reason, ended_at=_now())
-            self.on_event(f"queue item {item.id}: run {run_id} failed: {reason}")
-            return
-        self.on_event(f"queue item {item.id}: run {run_id} {recipe.name} starting")
-        try:
-            api.launch_recorded(self.store, run_id, recipe, Path(item.recipe_ref))
-        except OperationFailed as exc:
-            self.on_event(f"queue item {item.id}: {exc}")
-        self._await(item.id, run_id)
-
-    def _await(self, item_id: int, run_id: int) -> None:
-        final = api.wait_run(self.store, run_id, poll=1.0)
-        tag = final.workdir
-        left = procs.wait_gone(tag, GONE_WAIT_S)
-        if left:
-            procs.terminate_run(tag, None, grace=5.0)
-        ok = final.outcome == "succeeded"
-        self.store.update_queue_item(
-            item_id, state="done" if ok else "failed",
-            reason=None if ok else f"run {run_id}: {final.outcome}: {final.reason or ''}".rstrip(": "),
-            ended_at=_now())
-        self.on_event(f"queue item {item_id}: run {run_id} {final.outcome}")
+        tags = pids_by_tag()
+        device_cards = ledger.device_process_cards(snap)
+        for run in runs:
+            tagged = tags.get(str(run.workdir), set())
+            where = ledger.cpu_rank_cards(tagged) if run.device == "cpu" else device_cards
+            problem = ledger.misplaced(run, tagged, where)
+            if problem is None:
+                continue
+            self._placed_ok.add(run.id)  # reported once
+            self.store.update_run(run.id, placement=problem)
+            if run.log_path:
+                try:
+                    with open(run.log_path, "a") as fh:
+                        fh.write(f"# zerodeck: placement: {problem}\n")
+                except OSError:
+                    pass
+            self.on_event(f"run {run.id}: placement: {problem}")

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import socket
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from zerodeck.core.launch import procs
 from zerodeck.core.launch.api import spawn_supervisor
+from zerodeck.core.launch.ledger import release_stale
 from zerodeck.core.launch.spec import JobSpec, SpecError
 from zerodeck.core.launch.supervisor import Supervisor
 from zerodeck.store.api import Store
@@ -53,6 +55,10 @@ def reconcile(store: Store, run_ids: set[int] | None = None) -> list[tuple[int, 
             break
         if what:
             touched.append((run.id, what))
+    with contextlib.suppress(StoreReadOnly):
+        # Cards whose run is gone or finished are given back (finish_run gives them back itself;
+        # this frees what a dead runner took before it made the run).
+        release_stale(store, socket.gethostname())
     return touched
 
 

@@ -237,6 +237,10 @@ class CatalogScreen(ZerodeckScreen):
             self.zapp.ask_launch(name)  # the dialog is up before the next key is read
 
     def action_queue(self) -> None:
+        key = self.current_key()
+        if key is not None and key.startswith("g:"):
+            self._ask_queue_grid(key[2:])
+            return
         name = self.current_recipe()
         if not name:
             return
@@ -257,6 +261,27 @@ class CatalogScreen(ZerodeckScreen):
                 self.render_table()
 
         self.app.push_screen(ColumnChooser(COLUMNS[1:], self.hidden), chosen)
+
+    def _ask_queue_grid(self, grid: str) -> None:
+        """A whole grid goes into the queue at once (after asking); the runner packs its members."""
+        from zerodeck.tui.screens.confirm import ConfirmScreen
+
+        names = [r.name for r in self.rows if r.grid == grid]
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._queue_all(grid, names)
+
+        self.app.push_screen(ConfirmScreen(f"queue the {len(names)} recipes of grid {grid} for the runner?",
+                                           verb="queue"), answered)
+
+    @work(thread=True, group="queue")
+    def _queue_all(self, grid: str, names: list[str]) -> None:
+        try:
+            ids = [self.zapp.services.enqueue(n) for n in names]
+            self.post_message(RunQueued(f"grid {grid} ({len(ids)} recipes)", ids[0]))
+        except Exception as exc:
+            self.post_message(LoadFailed(f"queue grid {grid}: {exc}"))
 
     @work(thread=True, group="queue")
     def _queue(self, name: str) -> None:

@@ -67,6 +67,8 @@ class RunDetailScreen(StopsRuns):
         head.append_text(outcome_text(run_label(r)))
         if r.reason:
             head.append(f"\n{r.reason}", style="red")
+        if r.placement:  # its processes were found on cards it was not given (core/launch/ledger.py)
+            head.append(f"\nplacement: {r.placement}", style="yellow")
         self.query_one("#detail-head", Static).update(head)
         fields = Text()
         for k, v in d.fields:

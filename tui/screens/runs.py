@@ -177,7 +177,9 @@ def run_cells(r: RunRecord, now: datetime, marked: bool = False) -> tuple[object
     pred = "-" if r.predicted_peak_gib is None else f"{r.predicted_peak_gib:.1f}"
     sps = "-" if r.samples_per_s is None else f"{r.samples_per_s:.2f}"
     loss = "-" if r.final_loss is None else f"{r.final_loss:.4f}"
-    cells: tuple[object, ...] = (MARK if marked else " ", str(r.id), r.name, outcome_text(run_label(r)),
+    # A run in progress shows the cards it holds (the card ledger, `zerodeck hosts`).
+    name = f"{r.name} [cards {','.join(map(str, r.card_ids))}]" if r.active and r.card_ids else r.name
+    cells: tuple[object, ...] = (MARK if marked else " ", str(r.id), name, outcome_text(run_label(r)),
                                  fmt_duration(run_duration_s(r, now)), f"{peak}/{pred}", sps, loss)
     if not marked:
         return cells
