@@ -14,7 +14,9 @@ from zerodeck.store.records import OUTCOMES, STATUSES
 
 # 2: the recipe axes as run columns (model, method, lora_rank, zero_stage, offload, micro_batch,
 #    seq_len, data_samples), so compare and calibration read columns instead of parsing TOML.
-SCHEMA_VERSION = 2
+# 3: (another area's migration; absent here is fine: `migrate` skips a missing step)
+# 4: run events, the stall flag and resume links (parent_id, resumed_from, stalled_at on run).
+SCHEMA_VERSION = 4
 __all__ = ["OUTCOMES", "STATUSES", "SCHEMA_VERSION"]
 
 
@@ -95,6 +97,10 @@ class Run(SQLModel, table=True):
     summary: str = "{}"  # JSON: anything else the log parsers found
     baseline: str = "{}"  # JSON: telemetry snapshot before the job started
     failure_snapshot: str = "{}"  # JSON: telemetry snapshot at the moment of failure
+    # -- watchdog and resume (issue 18, migration 4) --
+    parent_id: int | None = Field(default=None, index=True)  # the run this one resumed
+    resumed_from: str | None = None  # the checkpoint directory it continued from
+    stalled_at: datetime | None = None  # set while the watchdog sees no progress; cleared when it moves
 
 
 class MetricPoint(SQLModel, table=True):
@@ -148,3 +154,15 @@ class QueueItem(SQLModel, table=True):
     added_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     ended_at: datetime | None = None
+
+
+# -- run events: watchdog, resume, alerts (issue 18, migration 4) ----------------------------------
+class RunEvent(SQLModel, table=True):
+    """Something that happened to a run besides its state changes: stalled, resumed, alert_sent, ..."""
+
+    __tablename__ = "event"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    at: datetime = Field(default_factory=utcnow)
+    kind: str = Field(index=True)
+    detail: str = "null"  # JSON: a line of text or an object (the per-card snapshot of a stall)

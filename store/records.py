@@ -131,6 +131,9 @@ class RunRecord:
     summary: dict[str, Any] = field(default_factory=dict)
     baseline: dict[str, Any] = field(default_factory=dict)
     failure_snapshot: dict[str, Any] = field(default_factory=dict)
+    parent_id: int | None = None
+    resumed_from: str | None = None
+    stalled_at: datetime | None = None
     # Filled only by the bulk read for comparison (`Store.run_records`).
     card_peaks: tuple[PeakSummary, ...] = ()
 
@@ -156,10 +159,10 @@ class RunRecord:
 BRIEF_FIELDS = (
     "id", "name", "status", "outcome", "reason", "backend", "device", "cards", "steps_done", "steps_total",
     "final_loss", "samples_per_s", "tokens_per_s", "train_runtime_s", "measured_peak_gib", "exit_code",
-    "attempts", "created_at", "started_at", "ended_at", "log_path", "recipe_path",
+    "attempts", "created_at", "started_at", "ended_at", "log_path", "recipe_path", "stalled_at", "parent_id",
 )
 RECORD_FIELDS = tuple(f.name for f in fields(RunRecord) if f.name != "card_peaks")
-TIME_FIELDS = ("created_at", "started_at", "ended_at")
+TIME_FIELDS = ("created_at", "started_at", "ended_at", "stalled_at")
 
 
 def _jsonable(value: Any) -> Any:
@@ -267,3 +270,15 @@ class QueueRecord:
         return {"id": self.id, "recipe": self.recipe_name, "recipe_ref": self.recipe_ref, "state": self.state,
                 "run_id": self.run_id, "reason": self.reason, "added_at": self.added_at,
                 "started_at": self.started_at, "ended_at": self.ended_at}
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One run event (`show --json` "events": at, kind, detail)."""
+
+    at: datetime
+    kind: str
+    detail: Any = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat(), "kind": self.kind, "detail": self.detail}

@@ -98,6 +98,8 @@ def _reconciled_as(what: str) -> str:
 def _row(r: RunRecord) -> dict[str, Any]:
     d = r.brief()
     d["steps"] = f"{r.steps_done or 0}/{r.steps_total}" if r.steps_total else r.steps_done
+    if r.stalled_at is not None and not r.finished:
+        d["status"] = f"{r.status} (stalled)"
     return d
 
 
@@ -213,6 +215,7 @@ def run_detail(store: Store, run_id: int) -> dict[str, Any]:
             data["status"] = status
     data["metrics"] = [asdict(p) for p in store.metrics(run_id)]
     data["card_peaks"] = [asdict(p) for p in store.card_peaks(run_id)]
+    data["events"] = [e.as_dict() for e in store.events(run_id)]
     return data
 
 
@@ -229,14 +232,22 @@ def cmd_show(args: argparse.Namespace) -> int:
             "master_port", "steps_done", "steps_total", "final_loss", "samples_per_s", "tokens_per_s",
             "train_runtime_s", "predicted_peak_gib", "measured_peak_gib", "created_at", "started_at", "ended_at",
             "host",
-            "log_path", "recipe_path"]
+            "log_path", "recipe_path", "parent_id", "resumed_from", "stalled_at"]
     emit({k: data.get(k) for k in keys}, as_json=False)
     say(f"{'argv'.ljust(18)}  {printable(' '.join(data.get('argv') or []))}")
     for peak in data["card_peaks"]:
         total = f" of {peak['total_mb']:.0f}" if peak.get("total_mb") else ""
         base = f" (baseline {peak['baseline_mb']:.0f})" if peak.get("baseline_mb") is not None else ""
         say(f"{('peak ' + peak['card']).ljust(18)}  {peak['peak_mb'] or 0:.0f} MB{total}{base} [{peak['source']}]")
+    for event in data["events"]:
+        say(f"{('event ' + event['kind']).ljust(18)}  {event['at']}  {printable(_event_text(event['detail']))}")
     return EXIT_OK
+
+
+def _event_text(detail: Any) -> str:
+    if isinstance(detail, dict):
+        return str(detail.get("summary") or ", ".join(f"{k}={v}" for k, v in detail.items() if k != "cards"))
+    return "" if detail is None else str(detail)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
