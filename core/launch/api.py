@@ -145,7 +145,7 @@ def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None) -> Non
                    world_size=launch.ranks, python=sys.executable, output_dir=output_dir,
                    validate_ds_config="ds_config.json" in launch.files
                    and recipe.launch.backend not in ("command", "builtin"),
-                   store_url=store.url)
+                   store_url=store.url, **watch_fields(recipe))
     spec.write(run_dir)
     store.update_run(run_id, argv=launch.argv, env=mask_env(full_env), rendered=launch.files, versions=versions(),
                      host=socket.gethostname(), master_port=port, summary={"host": host_info(), "cwd": spec.cwd})
@@ -154,6 +154,13 @@ def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None) -> Non
         return _fail(store, run_id, problem)
     # Recorded at once, so a supervisor that dies before it writes anything is noticed by the first poll.
     store.update_run(run_id, supervisor_pid=spawn_supervisor(store, run_id, run_dir))
+
+
+def watch_fields(recipe: Recipe) -> dict[str, Any]:
+    """The recipe's [watch] table and [launch] resume as launch-spec fields."""
+    w = recipe.watch
+    return {"stall_factor": w.stall_factor, "stall_floor_s": w.stall_floor_s, "stall_startup_s": w.stall_startup_s,
+            "on_stall": w.on_stall, "stall_grace_s": w.stall_grace_s, "resume": recipe.launch.resume}
 
 
 def _fail(store: Store, run_id: int, reason: str) -> None:

@@ -43,11 +43,13 @@ from zerodeck.core.launch import procs
 from zerodeck.core.launch.environment import RUN_ID_VAR, RUN_TAG
 from zerodeck.core.launch.outcome_bridge import is_transient, llamafactory_results, verdict
 from zerodeck.core.launch.spec import JobSpec, SpecError
+from zerodeck.core.launch.watchdog import StallWatch, WatchConfig, minutes
 from zerodeck.core.outcome.classify import Diagnosis, diagnose
 from zerodeck.core.outcome.metrics import MetricsFollower
 from zerodeck.core.telemetry.recorder import RunRecorder
 from zerodeck.store.api import FinishFields, Store
 from zerodeck.store.errors import StoreBusy
+from zerodeck.store.models import utcnow
 
 GRACE_S = 8.0  # between SIGTERM and SIGKILL on stop
 POLL_S = 0.5
@@ -62,6 +64,9 @@ RESERVE_BYTES = 128 * 1024
 RESERVE_FILE = ".zerodeck-reserve"
 # diagnose()'s reason when a log shows neither an error nor the end of training: nothing can be told.
 UNKNOWN_ENDING = "no completion marker and no known error"
+# Before the first step, cards count as alive when busy or when their memory moved this much.
+BUSY_PCT = 5.0
+MEMORY_MOVE_MB = 64.0
 SUMMARY_FIELDS = ("steps_done", "steps_total", "final_loss", "samples_per_s", "tokens_per_s", "step_time_s",
                   "train_runtime_s")
 
@@ -159,6 +164,13 @@ class Supervisor:
         self._pids: set[int] = set()
         self._unsaved: list[dict[str, Any]] = []
         self._pids_at = -1e9
+        # The stall watchdog (watchdog.py): one StallWatch per attempt, fed every store tick.
+        self.watch: StallWatch | None = None
+        self.steps_seen: int | None = None
+        self.stall_reason: str | None = None  # "stalled for N min at step S" once on_stall = stop ended it
+        self.recorder: Recorder | None = None
+        self._offset_seen = 0
+        self._memory_seen: float | None = None
 
     def stop_wanted(self) -> bool:
         return self.stop_signalled or self.store.stop_requested(self.run_id)
@@ -202,6 +214,13 @@ class Supervisor:
                 # The job died of (or was stopped for) the full disk: that, not its exit status, is why.
                 self.finish_no_space(exit_code=rc, text=text)
                 return
+            if self.stall_reason:
+                d = diagnose(text, exit_code=rc)
+                # Many ranks that stop stepping together are waiting in a collective: a comm error.
+                outcome = "comm_error" if d.outcome == "comm_error" or spec.world_size > 1 else "failed"
+                self.finish(dataclasses.replace(d, outcome=outcome, reason=self.stall_reason), exit_code=rc,
+                            text=text)
+                return
             if killed:
                 d = diagnose(text, exit_code=rc, stopped_by_user=True)
                 self.finish(dataclasses.replace(d, outcome="killed", reason="stopped on request"), exit_code=rc,
@@ -242,6 +261,9 @@ class Supervisor:
                 self.finish(verdict("failed", f"cannot start {argv[0]}: {what}"), exit_code=None)
                 return None, False
             self.pgid = job.pid
+            self.recorder = recorder
+            self.watch = StallWatch(self.watch_config(), self.monotonic())
+            self.stall_reason = None
             if attempt == 1:
                 started = datetime.now(timezone.utc)
                 self.store.update_run(self.run_id, status="running", pgid=job.pid, started_at=started)
@@ -314,7 +336,86 @@ class Supervisor:
                     self.sweep.terminate_run(self.tag, self.pgid, GRACE_S)
                     job.wait()
                     return True
+                if self._check_stall():
+                    self._note(f"{self.stall_reason}: stopping the job (on_stall = stop)")
+                    self.sweep.terminate_run(self.tag, self.pgid, GRACE_S)
+                    job.wait()
+                    return False
         return False
+
+    # -- the stall watchdog ------------------------------------------------------------------------
+    def watch_config(self) -> WatchConfig:
+        spec = self.spec
+        if spec is None:
+            return WatchConfig()
+        return WatchConfig(spec.stall_factor, spec.stall_floor_s, spec.stall_startup_s, spec.on_stall,
+                           spec.stall_grace_s)
+
+    def card_state(self) -> list[dict[str, Any]]:
+        """Memory and utilisation of the run's cards in the newest telemetry reading ([] without one)."""
+        cards = getattr(self.recorder, "run_cards", None)
+        if cards is None:
+            return []
+        try:
+            found = cards()
+        except Exception:  # telemetry never stops a run, nor its watchdog
+            return []
+        return [{"card": c.key, "memory_used_mb": c.device_used_mb,
+                 "memory_total_mb": c.hbm_total_mb or c.memory_total_mb, "util_pct": c.aicore_pct} for c in found]
+
+    def _cards_alive(self, cards: list[dict[str, Any]]) -> bool:
+        if any((c["util_pct"] or 0) >= BUSY_PCT for c in cards):
+            return True
+        used = sum(float(c["memory_used_mb"] or 0) for c in cards)
+        moved = self._memory_seen is not None and abs(used - self._memory_seen) >= MEMORY_MOVE_MB
+        if self._memory_seen is None or moved:
+            self._memory_seen = used
+        return moved
+
+    def _check_stall(self) -> bool:
+        """Feed the watchdog; record `stalled` / `progressed`. True when on_stall = stop ends the job."""
+        watch = self.watch
+        if watch is None:
+            return False
+        now = self.monotonic()
+        alive = False
+        if watch.step is None:  # before the first step any sign of life counts
+            alive = self.log_offset != self._offset_seen or self._cards_alive(self.card_state())
+        self._offset_seen = self.log_offset
+        verdict = watch.observe(now, self.steps_seen, alive)
+        if verdict is None:
+            return False
+        step = watch.step or 0
+        idle = watch.idle_s(now)
+        if verdict == "stalled":
+            where = f"at step {step}" if watch.step is not None else "before the first step"
+            summary = f"no progress for {minutes(idle)} min {where}"
+            detail = {"summary": summary, "step": watch.step, "idle_s": round(idle, 1),
+                      "limit_s": round(watch.limit_s(), 1), "cards": self.card_state()}
+            self._note(f"stalled: {summary} (limit {watch.limit_s():.0f} s)")
+            self._record_stall(detail)
+            return False
+        if verdict == "progressed":
+            self._note(f"progress again at step {step}")
+            with contextlib.suppress(StoreBusy):
+                self.store.update_run(self.run_id, stalled_at=None)
+                self.store.add_event(self.run_id, "progressed", {"summary": f"step {step}", "step": watch.step})
+            return False
+        stalled_for = now - (watch.last_progress)
+        self.stall_reason = f"stalled for {minutes(stalled_for)} min at step {step}"
+        return True
+
+    def _record_stall(self, detail: dict[str, Any]) -> None:
+        try:
+            self.store.update_run(self.run_id, stalled_at=utcnow())
+            self.store.add_event(self.run_id, "stalled", detail)
+        except StoreBusy:
+            return
+        self.alert("stalled")
+
+    def alert(self, kind: str) -> None:
+        """Tell the configured targets (alerts are sent by a process of their own: never waited on)."""
+        return None
 
     # -- the run directory's disk ----------------------------------------------------------------
     def free_bytes(self) -> int | None:
@@ -363,7 +464,11 @@ class Supervisor:
         if not data:
             return
         self.log_offset += len(data)
-        self._store_points(self.follower.feed_text(data.decode("utf-8", errors="replace")))
+        points = self.follower.feed_text(data.decode("utf-8", errors="replace"))
+        if points:
+            self._store_points(points)
+        else:  # a progress bar or status line may move the step without a metric point
+            self.steps_seen = self.follower.summary().get("steps_done")
 
     def _store_points(self, points: list[dict[str, Any]]) -> None:
         points = self._unsaved + points
@@ -379,6 +484,7 @@ class Supervisor:
         self._unsaved = []
         self.points += len(points)
         summary = self.follower.summary()
+        self.steps_seen = summary.get("steps_done")
         self.store.update_run(self.run_id, steps_done=summary.get("steps_done"),
                               steps_total=summary.get("steps_total"), final_loss=summary.get("final_loss"))
 

@@ -114,6 +114,18 @@ def _emit(obj: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def _test_hooks() -> dict[str, int]:
+    """Faults the tests inject through the job's environment (a rank is its own process entry):
+    ZERODECK_TEST_SLEEP_AT_STEP / ZERODECK_TEST_SLEEP_S make rank 0 hang before that step."""
+    names = {"sleep_at_step": "ZERODECK_TEST_SLEEP_AT_STEP", "sleep_s": "ZERODECK_TEST_SLEEP_S"}
+    out: dict[str, int] = {}
+    for key, var in names.items():
+        value = os.environ.get(var, "")
+        if value.isdigit():
+            out[key] = int(value)
+    return out
+
+
 def train(cfg: dict[str, Any]) -> None:
     device = cfg["device"]
     if device == "cpu":
@@ -166,11 +178,14 @@ def train(cfg: dict[str, Any]) -> None:
             rows.append(stream[off : off + seq])
         return torch.tensor(rows, dtype=dtype_ids, device=dev)
 
+    hooks = _test_hooks()
     t0 = time.perf_counter()
     losses: list[float] = []
     samples_per_step = micro * accum * world
     last = t0
     for step in range(1, total + 1):
+        if rank == 0 and step == hooks.get("sleep_at_step"):
+            time.sleep(hooks.get("sleep_s", 3600))  # a hang: the other ranks wait in the next all_reduce
         step_loss = 0.0
         for micro_i in range(accum):
             loss = engine(batch((step - 1) * accum + micro_i))

@@ -1,0 +1,44 @@
+"""Issue 18 with the real built-in trainer (torch + DeepSpeed on CPU ranks): a run that hangs is
+marked stalled and stopped; a killed run resumes from its checkpoint. Slow: each trains a tiny model."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+from zerodeck.core.launch import procs
+
+from tests.launch_helpers import demo_copy, home_store
+
+pytestmark = pytest.mark.slow
+
+SHORT_WATCH = """
+[watch]
+stall_floor_s = 4
+stall_factor = 2
+stall_startup_s = 300
+on_stall = "stop"
+stall_grace_s = 1
+"""
+
+
+def test_a_hanging_rank_is_marked_stalled_and_stopped_with_the_reason(cli, tmp_path: Path) -> None:
+    env = 'env = { ZERODECK_TEST_SLEEP_AT_STEP = "6", ZERODECK_TEST_SLEEP_S = "300" }\n'
+    recipe = demo_copy(tmp_path, 0, max_steps="40", __extra__=env + SHORT_WATCH)
+    t0 = time.monotonic()
+    code, out, err = cli("run", str(recipe), "--json")
+    took = time.monotonic() - t0
+    (run,) = json.loads(out)
+    assert code == 1 and took < 200, err  # stopped long before rank 0 wakes up
+    # Two ranks that stop stepping together wait in a collective: a comm error, with the step it hung at.
+    assert run["outcome"] == "comm_error" and re.fullmatch(r"stalled for [\d.]+ min at step 5", run["reason"])
+    events = home_store().events(run["id"])
+    stalled = [e for e in events if e.kind == "stalled"]
+    assert len(stalled) == 1 and stalled[0].detail["step"] == 5
+    # Marked within the configured time: the 4 s floor plus at most two one-second watch ticks.
+    assert 4.0 <= stalled[0].detail["idle_s"] <= 6.5
+    assert stalled[0].detail["cards"], "the stall records the ranks' state"
+    assert not procs.tagged_pids(str(Path(home_store().run(run["id"]).workdir)))
