@@ -42,3 +42,25 @@ def test_a_hanging_rank_is_marked_stalled_and_stopped_with_the_reason(cli, tmp_p
     assert 4.0 <= stalled[0].detail["idle_s"] <= 6.5
     assert stalled[0].detail["cards"], "the stall records the ranks' state"
     assert not procs.tagged_pids(str(Path(home_store().run(run["id"]).workdir)))
+
+
+def test_a_run_killed_at_step_30_resumes_from_its_step_30_checkpoint(cli, tmp_path: Path) -> None:
+    launch = ('options = { save_steps = 10 }\n'
+              'env = { ZERODECK_TEST_KILL_AT_STEP = "30" }\n')
+    recipe = demo_copy(tmp_path, 0, max_steps="50", __extra__=launch)
+    code, out, err = cli("run", str(recipe), "--json")
+    (first,) = json.loads(out)
+    assert code == 1 and first["steps_done"] == 30, err
+    out_dir = Path(first["log_path"]).parent / "output"
+    assert sorted(p.name for p in out_dir.iterdir()) == ["checkpoint-10", "checkpoint-20", "checkpoint-30"]
+    code, out, err = cli("resume", str(first["id"]), "--json")
+    second = json.loads(out)
+    assert code == 0 and second["outcome"] == "succeeded", err
+    store = home_store()
+    resumed = store.metrics(second["id"])
+    assert [p.step for p in resumed] == list(range(31, 51))  # no step at or before the checkpoint again
+    before = store.metrics(first["id"])
+    # The curve continues: the first resumed loss is near the last one before the kill, far below the start.
+    assert abs(resumed[0].loss - before[-1].loss) < 0.5 * (before[0].loss - before[-1].loss)
+    assert [p.step for p in store.chain_metrics(second["id"])] == list(range(1, 51))
+    assert store.run(second["id"]).resumed_from == str(out_dir / "checkpoint-30")

@@ -1,4 +1,4 @@
-"""`zerodeck run`, `runs`, `show`, `logs`, `stop`: thin wrappers over core/launch/api.py.
+"""`zerodeck run`, `resume`, `runs`, `show`, `logs`, `stop`: thin wrappers over core/launch/api.py.
 
 `run` in the foreground only watches: the run belongs to its detached supervisor, so Ctrl+C, a
 closed terminal or a lost SSH session leaves it training.
@@ -31,6 +31,12 @@ def register(sub: Any) -> None:
     p.add_argument("--detach", action="store_true", help="return at once, printing the run id(s)")
     add_json_flag(p)
     p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("resume", help="start a new run continuing RUN from its newest complete checkpoint")
+    p.add_argument("run", type=int, metavar="RUN")
+    p.add_argument("--detach", action="store_true", help="return at once, printing the new run id")
+    add_json_flag(p)
+    p.set_defaults(handler=cmd_resume)
 
     p = sub.add_parser("runs", help="list runs")
     p.add_argument("--limit", type=int, default=None)
@@ -184,6 +190,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         emit([r.brief() for r in results], as_json=True)
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from zerodeck.core.cli.context import cli_store
+    from zerodeck.core.launch import api
+    from zerodeck.core.launch.resume import resume_run
+
+    store = cli_store()
+    reconciled(store)
+    run_id = resume_run(store, args.run)
+    if args.detach:
+        if args.json:
+            emit(api.get_run(store, run_id).brief(), as_json=True)
+        else:
+            print(run_id)
+        return EXIT_OK
+    if not args.json:
+        print(run_id, flush=True)
+    tty = sys.stderr.isatty()
+    try:
+        final = api.wait_run(store, run_id, poll=0.5, on_progress=Progress(tty))
+    except KeyboardInterrupt:
+        err(f"run {run_id} keeps running in the background; `zerodeck stop {run_id}` ends it")
+        return 130
+    if tty:
+        sys.stderr.write("\n")
+    note = f": {final.reason}" if final.reason and final.outcome != "succeeded" else ""
+    err(f"run {run_id} {final.name}: {final.outcome}{note}")
+    if args.json:
+        emit(final.brief(), as_json=True)
+    return EXIT_OK if final.outcome == "succeeded" else EXIT_FAILED
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

@@ -90,7 +90,8 @@ def start_run(store: Store, recipe: Recipe, path: Path | None, detach: bool = Tr
     return run_id
 
 
-def launch_recorded(store: Store, run_id: int, recipe: Recipe, path: Path | None) -> None:
+def launch_recorded(store: Store, run_id: int, recipe: Recipe, path: Path | None, *,
+                    resume_from: Path | None = None, retries: int | None = None) -> None:
     """Start a run already recorded by `create_run` (the queue records first, then launches).
 
     Nothing raises past it but OperationFailed (the run is then recorded failed with the same
@@ -98,7 +99,7 @@ def launch_recorded(store: Store, run_id: int, recipe: Recipe, path: Path | None
     instead of leaving it queued and the caller (the queue runner) dead."""
 
     try:
-        _launch(store, run_id, recipe, path)
+        _launch(store, run_id, recipe, path, resume_from=resume_from, retries=retries)
     except (OperationFailed, StoreError):
         raise
     except OSError as exc:
@@ -114,7 +115,8 @@ def internal_error(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {exc}"
 
 
-def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None) -> None:
+def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None, *, resume_from: Path | None = None,
+            retries: int | None = None) -> None:
 
     run_dir = paths.runs_dir() / str(run_id)
     try:
@@ -128,11 +130,13 @@ def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None) -> Non
     port = int(fixed) if isinstance(fixed, int) else pick_port(store.active_ports())
     devices = recipe.hardware.devices or list(range(recipe.hardware.cards))
     recipe_dir = path.parent.resolve() if path else Path.cwd()
-    ctx = RenderContext(run_id, run_dir, recipe_dir, port, devices, sys.executable)
+    ctx = RenderContext(run_id, run_dir, recipe_dir, port, devices, sys.executable, resume_from=resume_from)
     try:
         launch = render(recipe, ctx)
     except BadInput as exc:
         return _fail(store, run_id, str(exc))
+    if resume_from is not None:  # what a `command` / script backend's own code reads to resume
+        launch.env["ZERODECK_RESUME_FROM"] = str(resume_from)
     env_path = launch.env.get("PATH")
     for name, content in launch.files.items():
         (run_dir / name).write_text(content)
@@ -141,7 +145,8 @@ def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None) -> Non
     out = recipe.launch.output_dir
     output_dir = launch.env.get("ZERODECK_OUTPUT_DIR") or str(resolve(out, recipe_dir) if out else run_dir / "output")
     spec = JobSpec(argv=tuple(launch.argv), env=dict(launch.env), cwd=str(launch.cwd) if launch.cwd else None,
-                   device=recipe.hardware.device, visible_devices=tuple(devices), retries=recipe.launch.retries,
+                   device=recipe.hardware.device, visible_devices=tuple(devices),
+                   retries=recipe.launch.retries if retries is None else retries,
                    world_size=launch.ranks, python=sys.executable, output_dir=output_dir,
                    validate_ds_config="ds_config.json" in launch.files
                    and recipe.launch.backend not in ("command", "builtin"),

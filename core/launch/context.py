@@ -20,6 +20,7 @@ class RenderContext:
     master_port: int  # a free port chosen for this run (never a fixed 29500)
     visible_devices: list[int]  # logical device ids for ASCEND_RT_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES
     python: str  # the interpreter the job's Python entry points run with
+    resume_from: Path | None = None  # a complete checkpoint the job continues from (`zerodeck resume`)
 
 
 @dataclass

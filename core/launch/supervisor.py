@@ -220,6 +220,7 @@ class Supervisor:
                 outcome = "comm_error" if d.outcome == "comm_error" or spec.world_size > 1 else "failed"
                 self.finish(dataclasses.replace(d, outcome=outcome, reason=self.stall_reason), exit_code=rc,
                             text=text)
+                self._maybe_resume(spec, attempt, resumable=True)
                 return
             if killed:
                 d = diagnose(text, exit_code=rc, stopped_by_user=True)
@@ -236,7 +237,25 @@ class Supervisor:
                 self._wait_port_free()
                 continue
             self.finish(d, exit_code=rc, text=text)
+            self._maybe_resume(spec, attempt, resumable=d.outcome == "comm_error")
             return
+
+    def _maybe_resume(self, spec: JobSpec, attempt: int, *, resumable: bool) -> None:
+        """`[launch] retries` with `resume = true`: a comm error or a stall (never an OOM, which would
+        fail again) goes on as a new run from the newest complete checkpoint, with the retries left."""
+        left = spec.retries - (attempt - 1)
+        if not (spec.resume and resumable and left > 0) or self.stop_wanted():
+            return
+        from zerodeck.core.launch.resume import resume_run  # imports the launch API, which imports us
+
+        try:
+            new_id = resume_run(self.store, self.run_id, retries=left - 1, automatic=True)
+        except Exception as exc:  # the run is recorded already; a failed resume is told, never raised
+            self._note(f"automatic resume failed: {exc}")
+            with contextlib.suppress(Exception):
+                self.store.add_event(self.run_id, "resume_failed", {"summary": str(exc)})
+            return
+        self._note(f"resumed automatically as run {new_id} ({left - 1} retries left)")
 
     def _validate(self, spec: JobSpec) -> str | None:
         if not spec.validate_ds_config:
