@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from zerodeck.core import paths
+from zerodeck.core.alerts.config import for_recipe, load_config
 from zerodeck.core.errors import BadInput, OperationFailed, ZerodeckError
 from zerodeck.core.launch import preflight, procs
 from zerodeck.core.launch.backends import render, resolve
@@ -135,6 +136,10 @@ def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None, *, res
         launch = render(recipe, ctx)
     except BadInput as exc:
         return _fail(store, run_id, str(exc))
+    try:
+        alerts = for_recipe(load_config(paths.config_file()), recipe)
+    except BadInput as exc:
+        return _fail(store, run_id, str(exc))
     if resume_from is not None:  # what a `command` / script backend's own code reads to resume
         launch.env["ZERODECK_RESUME_FROM"] = str(resume_from)
     env_path = launch.env.get("PATH")
@@ -150,7 +155,7 @@ def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None, *, res
                    world_size=launch.ranks, python=sys.executable, output_dir=output_dir,
                    validate_ds_config="ds_config.json" in launch.files
                    and recipe.launch.backend not in ("command", "builtin"),
-                   store_url=store.url, **watch_fields(recipe))
+                   store_url=store.url, alert_urls=alerts.urls, alert_on=alerts.on, **watch_fields(recipe))
     spec.write(run_dir)
     store.update_run(run_id, argv=launch.argv, env=mask_env(full_env), rendered=launch.files, versions=versions(),
                      host=socket.gethostname(), master_port=port, summary={"host": host_info(), "cwd": spec.cwd})

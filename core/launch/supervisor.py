@@ -433,8 +433,17 @@ class Supervisor:
         self.alert("stalled")
 
     def alert(self, kind: str) -> None:
-        """Tell the configured targets (alerts are sent by a process of their own: never waited on)."""
-        return None
+        """Tell the configured targets. A process of its own sends (core/alerts/send.py), never waited
+        on, so a hanging target neither delays nor fails the run."""
+        spec = self.spec
+        if spec is None or not spec.alert_urls or kind not in spec.alert_on:
+            return
+        from zerodeck.core.alerts.send import spawn
+
+        try:
+            spawn(self.run_id, kind, self.run_dir)
+        except OSError as exc:
+            self._note(f"alert ({kind}) not sent: {exc.strerror or exc}")
 
     # -- the run directory's disk ----------------------------------------------------------------
     def free_bytes(self) -> int | None:
@@ -554,6 +563,7 @@ class Supervisor:
         self.store.finish_run(self.run_id, d.outcome or "failed", d.reason or None, **fields)
         why = f" ({d.reason})" if d.reason else ""
         self._note(f"run {self.run_id} finished: {d.outcome}{why}")
+        self.alert("lost" if d.outcome == "lost" else "finished")
 
     # -- re-adoption --------------------------------------------------------------------------------
     def adopt(self) -> None:
