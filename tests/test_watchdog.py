@@ -113,3 +113,11 @@ def test_a_stalled_multi_rank_run_is_a_comm_error(tmp_path: Path) -> None:
     h.sup.run()
     run = h.record()
     assert run.outcome == "comm_error" and run.reason is not None and run.reason.endswith("at step 1")
+
+
+def test_no_stall_is_called_while_the_final_model_is_saved(tmp_path: Path) -> None:
+    # The last step is done; writing a 70B model takes longer than the floor and moves no step.
+    history: list[Event] = [(0.5 * s, step(s, 5)) for s in range(1, 6)] + [(300.0, DONE), (301.0, Exit(0))]
+    h = harness(tmp_path, history, stall_floor_s=30.0, on_stall="stop", stall_grace_s=0.0)
+    h.sup.run()
+    assert h.record().outcome == "succeeded" and h.store.events(h.run_id) == []

@@ -167,6 +167,7 @@ class Supervisor:
         # The stall watchdog (watchdog.py): one StallWatch per attempt, fed every store tick.
         self.watch: StallWatch | None = None
         self.steps_seen: int | None = None
+        self.training_over = False
         self.stall_reason: str | None = None  # "stalled for N min at step S" once on_stall = stop ended it
         self.recorder: Recorder | None = None
         self._offset_seen = 0
@@ -394,7 +395,7 @@ class Supervisor:
     def _check_stall(self) -> bool:
         """Feed the watchdog; record `stalled` / `progressed`. True when on_stall = stop ends the job."""
         watch = self.watch
-        if watch is None:
+        if watch is None or self.training_over:
             return False
         now = self.monotonic()
         alive = False
@@ -496,7 +497,14 @@ class Supervisor:
         if points:
             self._store_points(points)
         else:  # a progress bar or status line may move the step without a metric point
-            self.steps_seen = self.follower.summary().get("steps_done")
+            self._progress(self.follower.summary())
+
+    def _progress(self, summary: dict[str, Any]) -> None:
+        self.steps_seen = summary.get("steps_done")
+        total = summary.get("steps_total")
+        # Training is over (final metrics, or the last step): saving the model may take long without a step.
+        self.training_over = summary.get("train_runtime_s") is not None or bool(
+            total and self.steps_seen is not None and self.steps_seen >= total)
 
     def _store_points(self, points: list[dict[str, Any]]) -> None:
         points = self._unsaved + points
@@ -512,7 +520,7 @@ class Supervisor:
         self._unsaved = []
         self.points += len(points)
         summary = self.follower.summary()
-        self.steps_seen = summary.get("steps_done")
+        self._progress(summary)
         self.store.update_run(self.run_id, steps_done=summary.get("steps_done"),
                               steps_total=summary.get("steps_total"), final_loss=summary.get("final_loss"))
 
