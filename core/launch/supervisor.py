@@ -430,6 +430,8 @@ class Supervisor:
             self.store.update_run(self.run_id, stalled_at=utcnow())
             self.store.add_event(self.run_id, "stalled", detail)
         except StoreBusy:
+            if self.watch is not None:  # not recorded: the next tick says it again
+                self.watch.stalled_since = None
             return
         self.alert("stalled")
 
