@@ -19,6 +19,7 @@ from sqlalchemy import Engine, event, text
 from zerodeck.store.api import Store
 from zerodeck.store.engine import reset_engines
 from zerodeck.store.errors import StoreDamaged, StoreReadOnly
+from zerodeck.store.models import SCHEMA_VERSION
 
 RECIPE = "demo-cpu-zero0"
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,7 +99,7 @@ def test_a_new_store_is_still_created_and_an_old_one_migrated(zd_home: Path) -> 
     store = Store.from_environment()
     assert store.count_runs() == 0
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar() == "2"
+        assert conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar() == str(SCHEMA_VERSION)
 
 
 # -- read-only stores -----------------------------------------------------------------------------
@@ -299,7 +300,7 @@ def test_an_old_store_on_a_full_disk_is_left_alone(cli, tmpfs: Path, monkeypatch
     code, _out, err = cli("runs", "--json")
     assert code == 1
     assert _one_line(err) == (f"zerodeck: {db}: cannot write: no space left on device; it needs an upgrade of "
-                              "its schema from version 1 to 2 first (the file was not changed)")
+                              f"its schema from version 1 to {SCHEMA_VERSION} first (the file was not changed)")
     assert _state(db) == before
     assert not (tmpfs / "zerodeck.db.v1.bak").exists()
 
