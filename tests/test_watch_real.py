@@ -64,3 +64,20 @@ def test_a_run_killed_at_step_30_resumes_from_its_step_30_checkpoint(cli, tmp_pa
     assert abs(resumed[0].loss - before[-1].loss) < 0.5 * (before[0].loss - before[-1].loss)
     assert [p.step for p in store.chain_metrics(second["id"])] == list(range(1, 51))
     assert store.run(second["id"]).resumed_from == str(out_dir / "checkpoint-30")
+
+
+def test_an_injected_comm_error_is_resumed_automatically_from_the_checkpoint(cli, tmp_path: Path) -> None:
+    from tests.launch_helpers import wait_for
+
+    launch = ('retries = 1\nresume = true\noptions = { save_steps = 10 }\n'
+              'env = { ZERODECK_TEST_COMM_ERROR_AT_STEP = "20" }\n')
+    recipe = demo_copy(tmp_path, 0, max_steps="30", __extra__=launch)
+    code, out, err = cli("run", str(recipe), "--json")
+    (first,) = json.loads(out)
+    assert code == 1 and first["outcome"] == "comm_error" and first["steps_done"] == 20, err
+    store = home_store()
+    child = wait_for(lambda: next((r for r in store.runs() if r.parent_id == first["id"]), None), 60)
+    done = wait_for(lambda: store.run(child.id).finished and store.run(child.id), 300)
+    assert done.outcome == "succeeded" and done.resumed_from.endswith("checkpoint-20")
+    assert [p.step for p in store.metrics(child.id)] == list(range(21, 31))
+    assert [e.kind for e in store.events(first["id"])] == ["resumed_as"]

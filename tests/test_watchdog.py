@@ -121,3 +121,15 @@ def test_no_stall_is_called_while_the_final_model_is_saved(tmp_path: Path) -> No
     h = harness(tmp_path, history, stall_floor_s=30.0, on_stall="stop", stall_grace_s=0.0)
     h.sup.run()
     assert h.record().outcome == "succeeded" and h.store.events(h.run_id) == []
+
+
+def test_an_adopted_run_that_hangs_is_stopped_as_stalled(tmp_path: Path) -> None:
+    h = harness(tmp_path, [(1.0, step(2, 9)), (3600.0, Exit(0))], stall_floor_s=30.0, on_stall="stop",
+                stall_grace_s=5.0, world_size=2)
+    with open(h.log, "ab", buffering=0) as log:  # a job the vanished supervisor had started
+        h.spawner(["train"], env={}, cwd=None, stdout=log)
+        h.sup.adopt()
+    run = h.record()
+    assert h.clock.now < 60 and h.spawner.jobs[0].signals == ["SIGTERM"]
+    assert run.outcome == "comm_error" and (run.reason or "").endswith("at step 2")
+    assert [e.kind for e in h.store.events(h.run_id)] == ["stalled"]

@@ -216,11 +216,7 @@ class Supervisor:
                 self.finish_no_space(exit_code=rc, text=text)
                 return
             if self.stall_reason:
-                d = diagnose(text, exit_code=rc)
-                # Many ranks that stop stepping together are waiting in a collective: a comm error.
-                outcome = "comm_error" if d.outcome == "comm_error" or spec.world_size > 1 else "failed"
-                self.finish(dataclasses.replace(d, outcome=outcome, reason=self.stall_reason), exit_code=rc,
-                            text=text)
+                self.finish(self._stall_verdict(text, rc), exit_code=rc, text=text)
                 self._maybe_resume(spec, attempt, resumable=True)
                 return
             if killed:
@@ -425,6 +421,14 @@ class Supervisor:
         self.stall_reason = f"stalled for {minutes(stalled_for)} min at step {step}"
         return True
 
+    def _stall_verdict(self, text: str, rc: int | None) -> Diagnosis:
+        """How a run stopped for a stall is recorded: with the stall as its reason."""
+        d = diagnose(text, exit_code=rc)
+        # Many ranks that stop stepping together are waiting in a collective: a comm error.
+        ranks = self.spec.world_size if self.spec else 1
+        outcome = "comm_error" if d.outcome == "comm_error" or ranks > 1 else "failed"
+        return dataclasses.replace(d, outcome=outcome, reason=self.stall_reason or "stalled")
+
     def _record_stall(self, detail: dict[str, Any]) -> None:
         try:
             self.store.update_run(self.run_id, stalled_at=utcnow())
@@ -589,24 +593,38 @@ class Supervisor:
             # The recorder's first reading is taken mid-run; the baseline before the job started stays.
             self.store.update_run(self.run_id, baseline=run.baseline)
         killed = False
+        # The adopter watches for stalls too; the step it finds in the log counts as progress now.
+        self.recorder = recorder
+        self.watch = StallWatch(self.watch_config(), self.monotonic())
         try:
             while self.sweep.tagged_pids(self.tag):
                 self._follow()
                 self.no_space = self.space_problem()
-                if self.stop_wanted() or self.no_space:
+                stalled = not self.no_space and self._check_stall()
+                if self.stop_wanted() or self.no_space or stalled:
                     live = self.sweep.tagged_pids(self.tag)
+                    if stalled:
+                        self._note(f"{self.stall_reason}: stopping the job (on_stall = stop)")
                     self.sweep.terminate_run(self.tag, self.pgid if self.pgid in live else None, GRACE_S)
-                    killed = not self.no_space
+                    killed = not self.no_space and not stalled
                     break
                 self.sleep(STORE_POLL_S)
         finally:
             if recorder is not None:
-                failed = killed or bool(self.no_space) or diagnose(self._log_text(0)).outcome != "succeeded"
+                failed = (killed or bool(self.no_space) or bool(self.stall_reason)
+                          or diagnose(self._log_text(0)).outcome != "succeeded")
                 recorder.stop(failed=failed)
             self._release_reserve()
         if killed:
             self._follow()
             self.finish(verdict("killed", "stopped on request"), exit_code=None)
+            return
+        if self.stall_reason:
+            self._follow()
+            text = self._log_text(0)
+            self.finish(self._stall_verdict(text, None), exit_code=None, text=text)
+            if self.spec is not None:
+                self._maybe_resume(self.spec, run.attempts if run is not None else 1, resumable=True)
             return
         self.conclude("re-adopted")
 
