@@ -90,3 +90,23 @@ def test_show_json_has_events_parent_and_checkpoint(cli, zd_home: Path) -> None:
     assert code == 0 and data["parent_id"] == parent and data["resumed_from"] == "/ckpt/checkpoint-30"
     assert [(e["kind"], e["detail"]["step"]) for e in data["events"]] == [("resumed", 30)]
     assert set(data["events"][0]) == {"at", "kind", "detail"}
+
+
+def test_a_stalled_run_is_marked_in_runs_and_the_tui_label(cli, zd_home: Path) -> None:
+    import os
+    from datetime import datetime, timezone
+
+    from zerodeck.tui.view import run_label
+
+    from tests.launch_helpers import home_store
+
+    store = home_store()
+    run_id = _run(store)
+    # A live supervisor (this process, as far as the liveness check can tell) so nothing reconciles it.
+    store.update_run(run_id, status="running", stalled_at=datetime.now(timezone.utc), supervisor_pid=os.getpid())
+    assert run_label(store.run(run_id)) == "running (stalled)"
+    code, out, _ = cli("runs", "--json")
+    (row,) = json.loads(out)
+    assert code == 0 and row["stalled_at"] is not None and row["parent_id"] is None
+    store.finish_run(run_id, "comm_error", "stalled for 12 min at step 40")
+    assert run_label(store.run(run_id)) == "comm_error"
