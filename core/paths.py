@@ -49,6 +49,11 @@ def runs_dir() -> Path:
     return home() / "runs"
 
 
+def config_file() -> Path:
+    """`$ZERODECK_HOME/config.toml`: settings that are the user's, not a recipe's (alert targets)."""
+    return home() / "config.toml"
+
+
 def user_recipes_dir() -> Path:
     return home() / "recipes"
 

@@ -28,6 +28,7 @@ from zerodeck.store.models import (
     QueueItem,
     RecipeSnapshot,
     Run,
+    RunEvent,
     TelemetrySample,
     utcnow,
 )
@@ -39,6 +40,7 @@ from zerodeck.store.records import (
     CardPeakRecord,
     HoldRecord,
     HostCardRecord,
+    EventRecord,
     MetricRecord,
     PeakSummary,
     QueueRecord,
@@ -110,6 +112,9 @@ class FinishFields(TypedDict, total=False):
     hccl_base_port: int | None
     hccl_ports: int | None
     placement: str | None
+    parent_id: int | None
+    resumed_from: str | None
+    stalled_at: datetime | None
 
 
 class RunFields(FinishFields, total=False):
@@ -145,6 +150,7 @@ _PEAK: Table = CardPeak.__table__  # type: ignore[attr-defined]
 _SAMPLE: Table = TelemetrySample.__table__  # type: ignore[attr-defined]
 _HOLD: Table = LedgerHold.__table__  # type: ignore[attr-defined]
 _HOST: Table = HostCard.__table__  # type: ignore[attr-defined]
+_EVENT: Table = RunEvent.__table__  # type: ignore[attr-defined]
 _RUN_COLUMNS = [_RUN.c[name] for name in RECORD_FIELDS]
 # Datetimes come back as stored text and are parsed by fromisoformat (C), not per-value type hooks.
 _RUN_SELECT = [type_coerce(c, String) if c.key in TIME_FIELDS else c for c in _RUN_COLUMNS]
@@ -544,6 +550,57 @@ class Store:
              .order_by(_HOST.c.host, _HOST.c.card))
         return [HostCardRecord(h, int(c), u, t, tuple(json.loads(f or "[]")), utc(seen))
                 for h, c, u, t, f, seen in self._rows(q)]
+    # -- run events and resume chains (issue 18) ------------------------------------------------
+    def add_event(self, run_id: int, kind: str, detail: Any = None, *, at: datetime | None = None) -> None:
+        """Record one event of a run (`stalled`, `progressed`, `resumed`, `alert_sent`, `alert_failed`)."""
+        with self._session() as s:
+            s.add(RunEvent(run_id=run_id, kind=kind, detail=json.dumps(detail, default=str), at=at or utcnow()))
+            s.commit()
+
+    def events(self, run_id: int, *, kinds: Sequence[str] | None = None) -> list[EventRecord]:
+        """A run's events, oldest first."""
+        q = select(type_coerce(_EVENT.c.at, String), _EVENT.c.kind, _EVENT.c.detail).where(
+            _EVENT.c.run_id == run_id)
+        if kinds:
+            q = q.where(_EVENT.c.kind.in_(list(kinds)))
+        out = []
+        for at, kind, detail in self._rows(q.order_by(_EVENT.c.id)):
+            try:
+                value = json.loads(detail) if detail else None
+            except ValueError:
+                value = detail
+            when = utc(at)
+            assert when is not None
+            out.append(EventRecord(when, kind, value))
+        return out
+
+    def run_chain(self, run_id: int) -> list[RunRecord]:
+        """The run and the runs it resumed, oldest first (a resumed run names its parent)."""
+        chain: list[RunRecord] = []
+        seen: set[int] = set()
+        current: int | None = run_id
+        while current is not None and current not in seen:
+            seen.add(current)
+            run = self.run(current)
+            if run is None:
+                break
+            chain.append(run)
+            current = run.parent_id
+        return chain[::-1]
+
+    def chain_metrics(self, run_id: int) -> list[MetricRecord]:
+        """The chain's metric points as one curve: each run's points up to the step its child resumed
+        from, then the child's (a step re-done after the checkpoint counts once, from the later run)."""
+        chain = self.run_chain(run_id)
+        points: dict[int, MetricRecord] = {}
+        for run in chain:
+            mine = self.metrics(run.id)
+            if mine:
+                # The resumed run re-did every step after its checkpoint: its points replace the parent's.
+                first = mine[0].step
+                points = {step: p for step, p in points.items() if step < first}
+            points.update({p.step: p for p in mine})
+        return [points[k] for k in sorted(points)]
 
 
 def _like_literal(text: str) -> str:

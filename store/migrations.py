@@ -76,10 +76,20 @@ def _v3_card_ledger(conn: Any) -> None:
     for name, sql_type in _PLACEMENT_TYPES.items():
         if name not in have:
             conn.execute(text(f"ALTER TABLE run ADD COLUMN {name} {sql_type}"))
+def _v4_events_resume(conn: Any) -> None:
+    """Resume links and the stall flag on run; the event table itself is made by create_all after
+    the steps. Columns are added only when missing, so a store that already has them is left as is."""
+    have = {row[1] for row in conn.execute(text("PRAGMA table_info(run)"))} if conn.dialect.name == "sqlite" \
+        else set()
+    for name, sql_type in (("parent_id", "INTEGER"), ("resumed_from", "VARCHAR"), ("stalled_at", "DATETIME")):
+        if name not in have:
+            conn.execute(text(f"ALTER TABLE run ADD COLUMN {name} {sql_type}"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_run_parent_id ON run (parent_id)"))
 
 
 MIGRATIONS: dict[int, Callable[[Any], None]] = {
     # 1: the first schema; created by create_all, nothing to move.
     2: _v2_run_axes,
     3: _v3_card_ledger,
+    4: _v4_events_resume,
 }

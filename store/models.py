@@ -17,7 +17,8 @@ from zerodeck.store.records import OUTCOMES, STATUSES
 #    seq_len, data_samples), so compare and calibration read columns instead of parsing TOML.
 # 3: the card ledger (ledger_hold, host_card) and the run's placement (card_ids, HCCL port block,
 #    placement warning).
-SCHEMA_VERSION = 3
+# 4: run events, the stall flag and resume links (parent_id, resumed_from, stalled_at on run).
+SCHEMA_VERSION = 4
 __all__ = ["OUTCOMES", "STATUSES", "SCHEMA_VERSION"]
 
 
@@ -103,6 +104,10 @@ class Run(SQLModel, table=True):
     hccl_base_port: int | None = None  # HCCL_IF_BASE_PORT (Ascend), its block of hccl_ports ports
     hccl_ports: int | None = None
     placement: str | None = None  # one line when its processes were found on cards it was not given
+    # -- watchdog and resume (issue 18, migration 4) --
+    parent_id: int | None = Field(default=None, index=True)  # the run this one resumed
+    resumed_from: str | None = None  # the checkpoint directory it continued from
+    stalled_at: datetime | None = None  # set while the watchdog sees no progress; cleared when it moves
 
 
 class MetricPoint(SQLModel, table=True):
@@ -189,3 +194,13 @@ class HostCard(SQLModel, table=True):
     memory_total_mb: float | None = None
     foreign_pids: str = "[]"  # JSON list: processes on the card that zerodeck did not start
     seen_at: datetime = Field(default_factory=utcnow)
+# -- run events: watchdog, resume, alerts (issue 18, migration 4) ----------------------------------
+class RunEvent(SQLModel, table=True):
+    """Something that happened to a run besides its state changes: stalled, resumed, alert_sent, ..."""
+
+    __tablename__ = "event"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    at: datetime = Field(default_factory=utcnow)
+    kind: str = Field(index=True)
+    detail: str = "null"  # JSON: a line of text or an object (the per-card snapshot of a stall)

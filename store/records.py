@@ -135,6 +135,9 @@ class RunRecord:
     hccl_base_port: int | None = None
     hccl_ports: int | None = None
     placement: str | None = None
+    parent_id: int | None = None
+    resumed_from: str | None = None
+    stalled_at: datetime | None = None
     # Filled only by the bulk read for comparison (`Store.run_records`).
     card_peaks: tuple[PeakSummary, ...] = ()
 
@@ -161,9 +164,10 @@ BRIEF_FIELDS = (
     "id", "name", "status", "outcome", "reason", "backend", "device", "cards", "steps_done", "steps_total",
     "final_loss", "samples_per_s", "tokens_per_s", "train_runtime_s", "measured_peak_gib", "exit_code",
     "attempts", "created_at", "started_at", "ended_at", "log_path", "recipe_path", "host", "card_ids",
+    "stalled_at", "parent_id",
 )
 RECORD_FIELDS = tuple(f.name for f in fields(RunRecord) if f.name != "card_peaks")
-TIME_FIELDS = ("created_at", "started_at", "ended_at")
+TIME_FIELDS = ("created_at", "started_at", "ended_at", "stalled_at")
 
 
 def _jsonable(value: Any) -> Any:
@@ -296,3 +300,12 @@ class HostCardRecord:
     memory_total_mb: float | None = None
     foreign_pids: tuple[int, ...] = ()
     seen_at: datetime | None = None
+class EventRecord:
+    """One run event (`show --json` "events": at, kind, detail)."""
+
+    at: datetime
+    kind: str
+    detail: Any = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat(), "kind": self.kind, "detail": self.detail}

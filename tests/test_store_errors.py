@@ -99,8 +99,7 @@ def test_a_new_store_is_still_created_and_an_old_one_migrated(zd_home: Path) -> 
     store = Store.from_environment()
     assert store.count_runs() == 0
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar() == \
-            str(SCHEMA_VERSION)
+        assert conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar() == str(SCHEMA_VERSION)
 
 
 # -- read-only stores -----------------------------------------------------------------------------

@@ -143,6 +143,8 @@ class Frame:
 
 def run_label(run: RunRecord) -> str:
     """What the Runs table shows in the outcome column: the outcome, or where the run is."""
+    if run.stalled_at is not None and not run.finished:
+        return f"{run.status} (stalled)"
     return run.outcome or run.status
 
 

@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "zerodeck.core.cli.run_cmd",
     "zerodeck.core.cli.queue_cmd",
     "zerodeck.core.cli.diagnose_cmd",
+    "zerodeck.core.cli.alerts_cmd",
 ]
 
 

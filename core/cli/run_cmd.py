@@ -1,4 +1,4 @@
-"""`zerodeck run`, `runs`, `show`, `logs`, `stop`: thin wrappers over core/launch/api.py.
+"""`zerodeck run`, `resume`, `runs`, `show`, `logs`, `stop`: thin wrappers over core/launch/api.py.
 
 `run` in the foreground only watches: the run belongs to its detached supervisor, so Ctrl+C, a
 closed terminal or a lost SSH session leaves it training.
@@ -33,6 +33,12 @@ def register(sub: Any) -> None:
                    help="print what would be launched (argv, environment, rendered files); start and record nothing")
     add_json_flag(p)
     p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("resume", help="start a new run continuing RUN from its newest complete checkpoint")
+    p.add_argument("run", type=int, metavar="RUN")
+    p.add_argument("--detach", action="store_true", help="return at once, printing the new run id")
+    add_json_flag(p)
+    p.set_defaults(handler=cmd_resume)
 
     p = sub.add_parser("runs", help="list runs")
     p.add_argument("--limit", type=int, default=None)
@@ -100,6 +106,8 @@ def _reconciled_as(what: str) -> str:
 def _row(r: RunRecord) -> dict[str, Any]:
     d = r.brief()
     d["steps"] = f"{r.steps_done or 0}/{r.steps_total}" if r.steps_total else r.steps_done
+    if r.stalled_at is not None and not r.finished:
+        d["status"] = f"{r.status} (stalled)"
     return d
 
 
@@ -217,6 +225,35 @@ def dry_run(todo: list[tuple[Any, Path]], as_json: bool) -> int:
         if d["problem"]:
             err(f"{d['name']}: would fail: {d['problem']}")
     return EXIT_FAILED if any(d["problem"] for d in shown) else EXIT_OK
+def cmd_resume(args: argparse.Namespace) -> int:
+    from zerodeck.core.cli.context import cli_store
+    from zerodeck.core.launch import api
+    from zerodeck.core.launch.resume import resume_run
+
+    store = cli_store()
+    reconciled(store)
+    run_id = resume_run(store, args.run)
+    if args.detach:
+        if args.json:
+            emit(api.get_run(store, run_id).brief(), as_json=True)
+        else:
+            print(run_id)
+        return EXIT_OK
+    if not args.json:
+        print(run_id, flush=True)
+    tty = sys.stderr.isatty()
+    try:
+        final = api.wait_run(store, run_id, poll=0.5, on_progress=Progress(tty))
+    except KeyboardInterrupt:
+        err(f"run {run_id} keeps running in the background; `zerodeck stop {run_id}` ends it")
+        return 130
+    if tty:
+        sys.stderr.write("\n")
+    note = f": {final.reason}" if final.reason and final.outcome != "succeeded" else ""
+    err(f"run {run_id} {final.name}: {final.outcome}{note}")
+    if args.json:
+        emit(final.brief(), as_json=True)
+    return EXIT_OK if final.outcome == "succeeded" else EXIT_FAILED
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -248,6 +285,7 @@ def run_detail(store: Store, run_id: int) -> dict[str, Any]:
             data["status"] = status
     data["metrics"] = [asdict(p) for p in store.metrics(run_id)]
     data["card_peaks"] = [asdict(p) for p in store.card_peaks(run_id)]
+    data["events"] = [e.as_dict() for e in store.events(run_id)]
     return data
 
 
@@ -264,14 +302,22 @@ def cmd_show(args: argparse.Namespace) -> int:
             "master_port", "steps_done", "steps_total", "final_loss", "samples_per_s", "tokens_per_s",
             "train_runtime_s", "predicted_peak_gib", "measured_peak_gib", "created_at", "started_at", "ended_at",
             "host",
-            "log_path", "recipe_path"]
+            "log_path", "recipe_path", "parent_id", "resumed_from", "stalled_at"]
     emit({k: data.get(k) for k in keys}, as_json=False)
     say(f"{'argv'.ljust(18)}  {printable(' '.join(data.get('argv') or []))}")
     for peak in data["card_peaks"]:
         total = f" of {peak['total_mb']:.0f}" if peak.get("total_mb") else ""
         base = f" (baseline {peak['baseline_mb']:.0f})" if peak.get("baseline_mb") is not None else ""
         say(f"{('peak ' + peak['card']).ljust(18)}  {peak['peak_mb'] or 0:.0f} MB{total}{base} [{peak['source']}]")
+    for event in data["events"]:
+        say(f"{('event ' + event['kind']).ljust(18)}  {event['at']}  {printable(_event_text(event['detail']))}")
     return EXIT_OK
+
+
+def _event_text(detail: Any) -> str:
+    if isinstance(detail, dict):
+        return str(detail.get("summary") or ", ".join(f"{k}={v}" for k, v in detail.items() if k != "cards"))
+    return "" if detail is None else str(detail)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

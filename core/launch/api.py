@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from zerodeck.core import paths
+from zerodeck.core.alerts.config import for_recipe, load_config
 from zerodeck.core.errors import BadInput, OperationFailed, ZerodeckError
 from zerodeck.core.launch import preflight, procs
 from zerodeck.core.launch.backends import render, resolve
@@ -104,7 +105,8 @@ def start_run(store: Store, recipe: Recipe, path: Path | None, detach: bool = Tr
 
 
 def launch_recorded(store: Store, run_id: int, recipe: Recipe, path: Path | None,
-                    placement: Placement | None = None) -> None:
+                    placement: Placement | None = None, *, resume_from: Path | None = None,
+                    retries: int | None = None) -> None:
     """Start a run already recorded by `create_run` (the queue records first, then launches).
 
     Nothing raises past it but OperationFailed (the run is then recorded failed with the same
@@ -112,7 +114,7 @@ def launch_recorded(store: Store, run_id: int, recipe: Recipe, path: Path | None
     instead of leaving it queued and the caller (the queue runner) dead."""
 
     try:
-        _launch(store, run_id, recipe, path, placement)
+        _launch(store, run_id, recipe, path, placement, resume_from=resume_from, retries=retries)
     except (OperationFailed, StoreError):
         raise
     except OSError as exc:
@@ -128,7 +130,8 @@ def internal_error(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {exc}"
 
 
-def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None, placement: Placement | None) -> None:
+def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None, placement: Placement | None, *,
+            resume_from: Path | None = None, retries: int | None = None) -> None:
 
     run_dir = paths.runs_dir() / str(run_id)
     try:
@@ -146,11 +149,18 @@ def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None, placem
         port = int(fixed) if isinstance(fixed, int) else pick_port(store.active_ports())
         devices = recipe.hardware.devices or list(range(recipe.hardware.cards))
     recipe_dir = path.parent.resolve() if path else Path.cwd()
-    ctx = RenderContext(run_id, run_dir, recipe_dir, port, devices, sys.executable, hccl_base_port=hccl)
+    ctx = RenderContext(run_id, run_dir, recipe_dir, port, devices, sys.executable, hccl_base_port=hccl,
+                        resume_from=resume_from)
     try:
         launch = render(recipe, ctx)
     except BadInput as exc:
         return _fail(store, run_id, str(exc))
+    try:
+        alerts = for_recipe(load_config(paths.config_file()), recipe)
+    except BadInput as exc:
+        return _fail(store, run_id, str(exc))
+    if resume_from is not None:  # what a `command` / script backend's own code reads to resume
+        launch.env["ZERODECK_RESUME_FROM"] = str(resume_from)
     env_path = launch.env.get("PATH")
     for name, content in launch.files.items():
         (run_dir / name).write_text(content)
@@ -159,11 +169,12 @@ def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None, placem
     out = recipe.launch.output_dir
     output_dir = launch.env.get("ZERODECK_OUTPUT_DIR") or str(resolve(out, recipe_dir) if out else run_dir / "output")
     spec = JobSpec(argv=tuple(launch.argv), env=dict(launch.env), cwd=str(launch.cwd) if launch.cwd else None,
-                   device=recipe.hardware.device, visible_devices=tuple(devices), retries=recipe.launch.retries,
+                   device=recipe.hardware.device, visible_devices=tuple(devices),
+                   retries=recipe.launch.retries if retries is None else retries,
                    world_size=launch.ranks, python=sys.executable, output_dir=output_dir,
                    validate_ds_config="ds_config.json" in launch.files
                    and recipe.launch.backend not in ("command", "builtin"),
-                   store_url=store.url)
+                   store_url=store.url, alert_urls=alerts.urls, alert_on=alerts.on, **watch_fields(recipe))
     spec.write(run_dir)
     store.update_run(run_id, argv=launch.argv, env=mask_env(full_env), rendered=launch.files, versions=versions(),
                      host=placement.host if placement else socket.gethostname(), master_port=port,
@@ -173,6 +184,13 @@ def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None, placem
         return _fail(store, run_id, problem)
     # Recorded at once, so a supervisor that dies before it writes anything is noticed by the first poll.
     store.update_run(run_id, supervisor_pid=spawn_supervisor(store, run_id, run_dir))
+
+
+def watch_fields(recipe: Recipe) -> dict[str, Any]:
+    """The recipe's [watch] table and [launch] resume as launch-spec fields."""
+    w = recipe.watch
+    return {"stall_factor": w.stall_factor, "stall_floor_s": w.stall_floor_s, "stall_startup_s": w.stall_startup_s,
+            "on_stall": w.on_stall, "stall_grace_s": w.stall_grace_s, "resume": recipe.launch.resume}
 
 
 def _fail(store: Store, run_id: int, reason: str) -> None:

@@ -5,10 +5,12 @@ from the registry, the dataset resolved against the recipe file, batch, steps), 
 `python -m torch.distributed.run ... -m zerodeck.core.launch.trainer job.json` with the job's own
 interpreter, so no console script has to be on PATH.
 
-`launch.options`: `rlimit_as_extra_mb` caps each rank's address space that many MiB above its
-size after start-up (`rlimit_ranks` picks ranks) — the CPU stand-in for running out of memory;
-`card_limit = true` holds each CPU rank to `hardware.card_gb` of resident memory (what `zerodeck
-probe` sets, so a configuration that does not fit the recipe's card fails as a device would).
+`launch.options`: `save_steps` writes a checkpoint every that many steps into the output directory
+(`checkpoint-N`, complete when renamed into place); `rlimit_as_extra_mb` caps each rank's address
+space that many MiB above its size after start-up (`rlimit_ranks` picks ranks) — the CPU stand-in
+for running out of memory; `card_limit = true` holds each CPU rank to `hardware.card_gb` of resident
+memory (what `zerodeck probe` sets, so a configuration that does not fit the recipe's card fails as a
+device would).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from zerodeck.core.recipe.model import Recipe
 
 JOB_FILE = "job.json"
 DS_CONFIG = "ds_config.json"
-OPTIONS = {"rlimit_as_extra_mb", "rlimit_ranks", "dist_backend", "master_port", "card_limit"}
+OPTIONS = {"rlimit_as_extra_mb", "rlimit_ranks", "dist_backend", "master_port", "card_limit", "save_steps"}
 
 
 def job_spec(recipe: Recipe, ctx: RenderContext) -> dict[str, Any]:
@@ -54,6 +56,10 @@ def job_spec(recipe: Recipe, ctx: RenderContext) -> dict[str, Any]:
         raise RenderError(f"launch.options: unknown option(s) {', '.join(sorted(unknown))} "
                           f"for the builtin backend (known: {', '.join(sorted(OPTIONS))})")
     opts = recipe.launch.options
+    save_steps = opts.get("save_steps")
+    if save_steps is not None and (isinstance(save_steps, bool) or not isinstance(save_steps, int) or save_steps < 1):
+        raise RenderError(f"launch.options.save_steps: a positive integer expected, not {save_steps!r}")
+    out = recipe.launch.output_dir
     return {
         "hidden": arch.hidden, "layers": arch.layers, "heads": arch.heads,
         "intermediate": arch.intermediate, "vocab": max(arch.vocab, 258),
@@ -69,6 +75,10 @@ def job_spec(recipe: Recipe, ctx: RenderContext) -> dict[str, Any]:
         # CPU ranks held to hardware.card_gb (a probe sets it, so an OOM probe is a real OOM).
         "card_limit_mb": recipe.hardware.card_gb * 1024 if opts.get("card_limit") else None,
         "hf_config": hf_config, "grad_ckpt": recipe.train.grad_ckpt, "attn": recipe.train.attn,
+        "save_steps": save_steps,
+        # The same directory the launcher names in the launch spec (where `zerodeck resume` looks).
+        "output_dir": str(resolve(out, ctx.recipe_dir) if out else ctx.run_dir / "output"),
+        "resume_from": str(ctx.resume_from) if ctx.resume_from else None,
     }
 
 

@@ -21,6 +21,7 @@ class RenderContext:
     visible_devices: list[int]  # logical device ids for ASCEND_RT_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES
     python: str  # the interpreter the job's Python entry points run with
     hccl_base_port: int | None = None  # HCCL_IF_BASE_PORT: the run's own block (Ascend), from the ledger
+    resume_from: Path | None = None  # a complete checkpoint the job continues from (`zerodeck resume`)
 
 
 @dataclass

@@ -163,7 +163,7 @@ def training_args(recipe: Recipe, ctx: RenderContext, files: dict[str, str]) -> 
             "disable_gradient_checkpointing": not train.grad_ckpt,
             "seed": train.seed,
             "ddp_timeout": 180000000,
-            "resume_from_checkpoint": None,
+            "resume_from_checkpoint": str(ctx.resume_from) if ctx.resume_from else None,
         }
     )
     if train.max_steps:

@@ -11,7 +11,7 @@ records into: a supervisor never finds its database through inherited environmen
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +37,24 @@ class JobSpec:
     # same DeepSpeedConfig checks; a separate pass would only add seconds to every start.
     validate_ds_config: bool
     store_url: str
+    # Issue 18 (optional in the file: a spec written before them reads with these defaults).
+    # The stall watchdog (recipe [watch]; README "Long runs").
+    stall_factor: float = 10.0
+    stall_floor_s: float = 600.0
+    stall_startup_s: float = 900.0
+    on_stall: str = "warn"
+    stall_grace_s: float = 120.0
+    resume: bool = False  # [launch] resume: retries resume from the newest checkpoint as a new run
+    # Alert targets (Apprise URLs, unmasked: this file is 0600) and the events that send.
+    alert_urls: tuple[str, ...] = field(default_factory=tuple)
+    alert_on: tuple[str, ...] = field(default_factory=tuple)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["argv"] = list(self.argv)
         data["visible_devices"] = list(self.visible_devices)
+        data["alert_urls"] = list(self.alert_urls)
+        data["alert_on"] = list(self.alert_on)
         return data
 
     def write(self, run_dir: Path) -> Path:
@@ -54,7 +67,7 @@ class JobSpec:
     def from_json(cls, data: Any) -> JobSpec:
         if not isinstance(data, dict):
             raise SpecError("not a JSON object")
-        missing = [k for k in _FIELDS if k not in data]
+        missing = [k for k in _REQUIRED if k not in data]
         extra = sorted(set(data) - set(_FIELDS))
         if missing or extra:
             parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
@@ -80,10 +93,11 @@ class JobSpec:
                 raise SpecError(f"{key}: a string or null expected")
         if not isinstance(data["validate_ds_config"], bool):
             raise SpecError("validate_ds_config: true or false expected")
+        extras = _optional(data)
         return cls(argv=tuple(argv), env=dict(env), cwd=data["cwd"], device=data["device"],
                    visible_devices=tuple(devices), retries=data["retries"], world_size=data["world_size"],
                    python=data["python"], output_dir=data["output_dir"],
-                   validate_ds_config=data["validate_ds_config"], store_url=data["store_url"])
+                   validate_ds_config=data["validate_ds_config"], store_url=data["store_url"], **extras)
 
     @classmethod
     def read(cls, run_dir: Path) -> JobSpec:
@@ -105,3 +119,31 @@ def _is_int(value: Any) -> bool:
 
 
 _FIELDS = tuple(JobSpec.__dataclass_fields__)
+_REQUIRED = tuple(k for k, f in JobSpec.__dataclass_fields__.items()
+                  if f.default is MISSING and f.default_factory is MISSING)
+
+
+def _optional(data: dict[str, Any]) -> dict[str, Any]:
+    """The optional fields present in `data`, checked."""
+    out: dict[str, Any] = {}
+    for key in ("stall_factor", "stall_floor_s", "stall_startup_s", "stall_grace_s"):
+        if key in data:
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise SpecError(f"{key}: a non-negative number expected")
+            out[key] = float(value)
+    if "on_stall" in data:
+        if data["on_stall"] not in ("warn", "stop"):
+            raise SpecError("on_stall: 'warn' or 'stop' expected")
+        out["on_stall"] = data["on_stall"]
+    if "resume" in data:
+        if not isinstance(data["resume"], bool):
+            raise SpecError("resume: true or false expected")
+        out["resume"] = data["resume"]
+    for key in ("alert_urls", "alert_on"):
+        if key in data:
+            value = data[key]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise SpecError(f"{key}: a list of strings expected")
+            out[key] = tuple(value)
+    return out

@@ -43,11 +43,13 @@ from zerodeck.core.launch import procs
 from zerodeck.core.launch.environment import RUN_ID_VAR, RUN_TAG
 from zerodeck.core.launch.outcome_bridge import is_transient, llamafactory_results, verdict
 from zerodeck.core.launch.spec import JobSpec, SpecError
+from zerodeck.core.launch.watchdog import StallWatch, WatchConfig, minutes
 from zerodeck.core.outcome.classify import Diagnosis, diagnose
 from zerodeck.core.outcome.metrics import MetricsFollower
 from zerodeck.core.telemetry.recorder import RunRecorder
 from zerodeck.store.api import FinishFields, Store
 from zerodeck.store.errors import StoreBusy
+from zerodeck.store.models import utcnow
 
 GRACE_S = 8.0  # between SIGTERM and SIGKILL on stop
 POLL_S = 0.5
@@ -60,6 +62,9 @@ PORT_SETTLE_S = 1.0  # after a failed attempt's processes are gone, before the r
 LOW_SPACE_BYTES = 256 * 1024
 RESERVE_BYTES = 128 * 1024
 RESERVE_FILE = ".zerodeck-reserve"
+# Before the first step, cards count as alive when busy or when their memory moved this much.
+BUSY_PCT = 5.0
+MEMORY_MOVE_MB = 64.0
 SUMMARY_FIELDS = ("steps_done", "steps_total", "final_loss", "samples_per_s", "tokens_per_s", "step_time_s",
                   "train_runtime_s")
 
@@ -157,6 +162,14 @@ class Supervisor:
         self._pids: set[int] = set()
         self._unsaved: list[dict[str, Any]] = []
         self._pids_at = -1e9
+        # The stall watchdog (watchdog.py): one StallWatch per attempt, fed every store tick.
+        self.watch: StallWatch | None = None
+        self.steps_seen: int | None = None
+        self.training_over = False
+        self.stall_reason: str | None = None  # "stalled for N min at step S" once on_stall = stop ended it
+        self.recorder: Recorder | None = None
+        self._offset_seen = 0
+        self._memory_seen: float | None = None
 
     def stop_wanted(self) -> bool:
         return self.stop_signalled or self.store.stop_requested(self.run_id)
@@ -200,6 +213,10 @@ class Supervisor:
                 # The job died of (or was stopped for) the full disk: that, not its exit status, is why.
                 self.finish_no_space(exit_code=rc, text=text)
                 return
+            if self.stall_reason:
+                self.finish(self._stall_verdict(text, rc), exit_code=rc, text=text)
+                self._maybe_resume(spec, attempt, resumable=True)
+                return
             if killed:
                 d = diagnose(text, exit_code=rc, stopped_by_user=True)
                 self.finish(dataclasses.replace(d, outcome="killed", reason="stopped on request"), exit_code=rc,
@@ -215,7 +232,25 @@ class Supervisor:
                 self._wait_port_free()
                 continue
             self.finish(d, exit_code=rc, text=text)
+            self._maybe_resume(spec, attempt, resumable=d.outcome == "comm_error")
             return
+
+    def _maybe_resume(self, spec: JobSpec, attempt: int, *, resumable: bool) -> None:
+        """`[launch] retries` with `resume = true`: a comm error or a stall (never an OOM, which would
+        fail again) goes on as a new run from the newest complete checkpoint, with the retries left."""
+        left = spec.retries - (attempt - 1)
+        if not (spec.resume and resumable and left > 0) or self.stop_wanted():
+            return
+        from zerodeck.core.launch.resume import resume_run  # imports the launch API, which imports us
+
+        try:
+            new_id = resume_run(self.store, self.run_id, retries=left - 1, automatic=True)
+        except Exception as exc:  # the run is recorded already; a failed resume is told, never raised
+            self._note(f"automatic resume failed: {exc}")
+            with contextlib.suppress(Exception):
+                self.store.add_event(self.run_id, "resume_failed", {"summary": str(exc)})
+            return
+        self._note(f"resumed automatically as run {new_id} ({left - 1} retries left)")
 
     def _validate(self, spec: JobSpec) -> str | None:
         if not spec.validate_ds_config:
@@ -240,6 +275,9 @@ class Supervisor:
                 self.finish(verdict("failed", f"cannot start {argv[0]}: {what}"), exit_code=None)
                 return None, False
             self.pgid = job.pid
+            self.recorder = recorder
+            self.watch = StallWatch(self.watch_config(), self.monotonic())
+            self.stall_reason = None
             if attempt == 1:
                 started = datetime.now(timezone.utc)
                 self.store.update_run(self.run_id, status="running", pgid=job.pid, started_at=started)
@@ -312,7 +350,105 @@ class Supervisor:
                     self.sweep.terminate_run(self.tag, self.pgid, GRACE_S)
                     job.wait()
                     return True
+                if self._check_stall():
+                    self._note(f"{self.stall_reason}: stopping the job (on_stall = stop)")
+                    self.sweep.terminate_run(self.tag, self.pgid, GRACE_S)
+                    job.wait()
+                    return False
         return False
+
+    # -- the stall watchdog ------------------------------------------------------------------------
+    def watch_config(self) -> WatchConfig:
+        spec = self.spec
+        if spec is None:
+            return WatchConfig()
+        return WatchConfig(spec.stall_factor, spec.stall_floor_s, spec.stall_startup_s, spec.on_stall,
+                           spec.stall_grace_s)
+
+    def card_state(self) -> list[dict[str, Any]]:
+        """Memory and utilisation of the run's cards in the newest telemetry reading ([] without one)."""
+        cards = getattr(self.recorder, "run_cards", None)
+        if cards is None:
+            return []
+        try:
+            found = cards()
+        except Exception:  # telemetry never stops a run, nor its watchdog
+            return []
+        return [{"card": c.key, "memory_used_mb": c.device_used_mb,
+                 "memory_total_mb": c.hbm_total_mb or c.memory_total_mb, "util_pct": c.aicore_pct} for c in found]
+
+    def _cards_alive(self, cards: list[dict[str, Any]]) -> bool:
+        if any((c["util_pct"] or 0) >= BUSY_PCT for c in cards):
+            return True
+        used = sum(float(c["memory_used_mb"] or 0) for c in cards)
+        moved = self._memory_seen is not None and abs(used - self._memory_seen) >= MEMORY_MOVE_MB
+        if self._memory_seen is None or moved:
+            self._memory_seen = used
+        return moved
+
+    def _check_stall(self) -> bool:
+        """Feed the watchdog; record `stalled` / `progressed`. True when on_stall = stop ends the job."""
+        watch = self.watch
+        if watch is None or self.training_over:
+            return False
+        now = self.monotonic()
+        alive = False
+        if watch.step is None:  # before the first step any sign of life counts
+            alive = self.log_offset != self._offset_seen or self._cards_alive(self.card_state())
+        self._offset_seen = self.log_offset
+        verdict = watch.observe(now, self.steps_seen, alive)
+        if verdict is None:
+            return False
+        step = watch.step or 0
+        idle = watch.idle_s(now)
+        if verdict == "stalled":
+            where = f"at step {step}" if watch.step is not None else "before the first step"
+            summary = f"no progress for {minutes(idle)} min {where}"
+            detail = {"summary": summary, "step": watch.step, "idle_s": round(idle, 1),
+                      "limit_s": round(watch.limit_s(), 1), "cards": self.card_state()}
+            self._note(f"stalled: {summary} (limit {watch.limit_s():.0f} s)")
+            self._record_stall(detail)
+            return False
+        if verdict == "progressed":
+            self._note(f"progress again at step {step}")
+            with contextlib.suppress(StoreBusy):
+                self.store.update_run(self.run_id, stalled_at=None)
+                self.store.add_event(self.run_id, "progressed", {"summary": f"step {step}", "step": watch.step})
+            return False
+        stalled_for = now - (watch.last_progress)
+        self.stall_reason = f"stalled for {minutes(stalled_for)} min at step {step}"
+        return True
+
+    def _stall_verdict(self, text: str, rc: int | None) -> Diagnosis:
+        """How a run stopped for a stall is recorded: with the stall as its reason."""
+        d = diagnose(text, exit_code=rc)
+        # Many ranks that stop stepping together are waiting in a collective: a comm error.
+        ranks = self.spec.world_size if self.spec else 1
+        outcome = "comm_error" if d.outcome == "comm_error" or ranks > 1 else "failed"
+        return dataclasses.replace(d, outcome=outcome, reason=self.stall_reason or "stalled")
+
+    def _record_stall(self, detail: dict[str, Any]) -> None:
+        try:
+            self.store.update_run(self.run_id, stalled_at=utcnow())
+            self.store.add_event(self.run_id, "stalled", detail)
+        except StoreBusy:
+            if self.watch is not None:  # not recorded: the next tick says it again
+                self.watch.stalled_since = None
+            return
+        self.alert("stalled")
+
+    def alert(self, kind: str) -> None:
+        """Tell the configured targets. A process of its own sends (core/alerts/send.py), never waited
+        on, so a hanging target neither delays nor fails the run."""
+        spec = self.spec
+        if spec is None or not spec.alert_urls or kind not in spec.alert_on:
+            return
+        from zerodeck.core.alerts.send import spawn
+
+        try:
+            spawn(self.run_id, kind, self.run_dir)
+        except OSError as exc:
+            self._note(f"alert ({kind}) not sent: {exc.strerror or exc}")
 
     # -- the run directory's disk ----------------------------------------------------------------
     def free_bytes(self) -> int | None:
@@ -361,7 +497,18 @@ class Supervisor:
         if not data:
             return
         self.log_offset += len(data)
-        self._store_points(self.follower.feed_text(data.decode("utf-8", errors="replace")))
+        points = self.follower.feed_text(data.decode("utf-8", errors="replace"))
+        if points:
+            self._store_points(points)
+        else:  # a progress bar or status line may move the step without a metric point
+            self._progress(self.follower.summary())
+
+    def _progress(self, summary: dict[str, Any]) -> None:
+        self.steps_seen = summary.get("steps_done")
+        total = summary.get("steps_total")
+        # Training is over (final metrics, or the last step): saving the model may take long without a step.
+        self.training_over = summary.get("train_runtime_s") is not None or bool(
+            total and self.steps_seen is not None and self.steps_seen >= total)
 
     def _store_points(self, points: list[dict[str, Any]]) -> None:
         points = self._unsaved + points
@@ -377,6 +524,7 @@ class Supervisor:
         self._unsaved = []
         self.points += len(points)
         summary = self.follower.summary()
+        self._progress(summary)
         self.store.update_run(self.run_id, steps_done=summary.get("steps_done"),
                               steps_total=summary.get("steps_total"), final_loss=summary.get("final_loss"))
 
@@ -427,6 +575,7 @@ class Supervisor:
         self.store.finish_run(self.run_id, d.outcome or "failed", d.reason or None, **fields)
         why = f" ({d.reason})" if d.reason else ""
         self._note(f"run {self.run_id} finished: {d.outcome}{why}")
+        self.alert("lost" if d.outcome == "lost" else "finished")
 
     # -- re-adoption --------------------------------------------------------------------------------
     def adopt(self) -> None:
@@ -442,24 +591,38 @@ class Supervisor:
             # The recorder's first reading is taken mid-run; the baseline before the job started stays.
             self.store.update_run(self.run_id, baseline=run.baseline)
         killed = False
+        # The adopter watches for stalls too; the step it finds in the log counts as progress now.
+        self.recorder = recorder
+        self.watch = StallWatch(self.watch_config(), self.monotonic())
         try:
             while self.sweep.tagged_pids(self.tag):
                 self._follow()
                 self.no_space = self.space_problem()
-                if self.stop_wanted() or self.no_space:
+                stalled = not self.no_space and self._check_stall()
+                if self.stop_wanted() or self.no_space or stalled:
                     live = self.sweep.tagged_pids(self.tag)
+                    if stalled:
+                        self._note(f"{self.stall_reason}: stopping the job (on_stall = stop)")
                     self.sweep.terminate_run(self.tag, self.pgid if self.pgid in live else None, GRACE_S)
-                    killed = not self.no_space
+                    killed = not self.no_space and not stalled
                     break
                 self.sleep(STORE_POLL_S)
         finally:
             if recorder is not None:
-                failed = killed or bool(self.no_space) or diagnose(self._log_text(0)).outcome != "succeeded"
+                failed = (killed or bool(self.no_space) or bool(self.stall_reason)
+                          or diagnose(self._log_text(0)).outcome != "succeeded")
                 recorder.stop(failed=failed)
             self._release_reserve()
         if killed:
             self._follow()
             self.finish(verdict("killed", "stopped on request"), exit_code=None)
+            return
+        if self.stall_reason:
+            self._follow()
+            text = self._log_text(0)
+            self.finish(self._stall_verdict(text, None), exit_code=None, text=text)
+            if self.spec is not None:
+                self._maybe_resume(self.spec, run.attempts if run is not None else 1, resumable=True)
             return
         self.conclude("re-adopted")
 

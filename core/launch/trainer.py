@@ -15,6 +15,8 @@ import json
 import math
 import os
 import resource
+import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -160,6 +162,53 @@ def _emit(obj: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+CKPT_TAG = "ds"  # DeepSpeed's tag directory inside a checkpoint
+STATE_FILE = "trainer_state.json"
+
+
+def _save_checkpoint(torch: Any, engine: Any, out_dir: Path, step: int, rank: int, loss: float) -> None:
+    """`checkpoint-STEP`, written whole into a hidden directory and renamed into place by rank 0, so a
+    crash mid-save never leaves a directory that looks complete. trainer_state.json lists every file
+    (the completeness check in core/launch/checkpoints.py reads it)."""
+    tmp = out_dir / f".checkpoint-{step}.partial"
+    final = out_dir / f"checkpoint-{step}"
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    torch.distributed.barrier()
+    engine.save_checkpoint(str(tmp), tag=CKPT_TAG)  # every rank writes its own shards
+    torch.distributed.barrier()
+    if rank == 0:
+        files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+        state = {"global_step": step, "loss": loss, "zerodeck_files": files}
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    torch.distributed.barrier()
+
+
+def _load_checkpoint(engine: Any, path: Path) -> int:
+    """Load a checkpoint written by `_save_checkpoint` into the engine; returns its step."""
+    state = json.loads((path / STATE_FILE).read_text())
+    engine.load_checkpoint(str(path), tag=CKPT_TAG)
+    return int(state["global_step"])
+
+
+def _test_hooks() -> dict[str, int]:
+    """Faults the tests inject through the job's environment (a rank is its own process entry):
+    ZERODECK_TEST_SLEEP_AT_STEP / ZERODECK_TEST_SLEEP_S make rank 0 hang before that step,
+    ZERODECK_TEST_KILL_AT_STEP SIGKILLs it after that step (and its checkpoint), and
+    ZERODECK_TEST_COMM_ERROR_AT_STEP makes it die there of a lost gloo peer."""
+    names = {"sleep_at_step": "ZERODECK_TEST_SLEEP_AT_STEP", "sleep_s": "ZERODECK_TEST_SLEEP_S",
+             "kill_at_step": "ZERODECK_TEST_KILL_AT_STEP", "comm_error_at_step": "ZERODECK_TEST_COMM_ERROR_AT_STEP"}
+    out: dict[str, int] = {}
+    for key, var in names.items():
+        value = os.environ.get(var, "")
+        if value.isdigit():
+            out[key] = int(value)
+    return out
+
+
 def train(cfg: dict[str, Any]) -> None:
     device = cfg["device"]
     if device == "cpu":
@@ -214,11 +263,20 @@ def train(cfg: dict[str, Any]) -> None:
             rows.append(stream[off : off + seq])
         return torch.tensor(rows, dtype=dtype_ids, device=dev)
 
+    hooks = _test_hooks()
+    first = 1
+    if cfg.get("resume_from"):
+        first = _load_checkpoint(engine, Path(cfg["resume_from"])) + 1
+        if rank == 0:
+            _emit({"zerodeck": "resumed", "step": first - 1, "checkpoint": cfg["resume_from"]})
     t0 = time.perf_counter()
     losses: list[float] = []
     samples_per_step = micro * accum * world
     last = t0
-    for step in range(1, total + 1):
+    save_steps = cfg.get("save_steps")
+    for step in range(first, total + 1):
+        if rank == 0 and step == hooks.get("sleep_at_step"):
+            time.sleep(hooks.get("sleep_s", 3600))  # a hang: the other ranks wait in the next all_reduce
         step_loss = 0.0
         for micro_i in range(accum):
             loss = engine(batch((step - 1) * accum + micro_i))
@@ -239,12 +297,21 @@ def train(cfg: dict[str, Any]) -> None:
                    "tokens_per_s": round(samples_per_step * seq / dt, 1),
                    "peak_mem_mb": round(_peak_mem_mb(torch, device), 1), "rank": 0,
                    "t": round(now - t0, 3)})
+        if save_steps and step % save_steps == 0:
+            _save_checkpoint(torch, engine, Path(cfg["output_dir"]), step, rank, loss_v)
+        if rank == 0 and step == hooks.get("kill_at_step"):
+            os.kill(os.getpid(), signal.SIGKILL)  # dies hard, after this step's checkpoint
+        if rank == 0 and step == hooks.get("comm_error_at_step"):
+            sys.stderr.write("RuntimeError: [../third_party/gloo/gloo/transport/tcp/pair.cc:598] "
+                             "Connection closed by peer [127.0.0.1]:4242\n")
+            sys.stderr.flush()
+            os._exit(1)
     runtime = time.perf_counter() - t0
     if rank == 0:
         _emit({"zerodeck": "done", "steps": total, "train_runtime": round(runtime, 3),
-               "train_loss": round(sum(losses) / len(losses), 4),
-               "samples_per_s": round(samples_per_step * total / runtime, 2),
-               "tokens_per_s": round(samples_per_step * total * seq / runtime, 1)})
+               "train_loss": round(sum(losses) / max(1, len(losses)), 4),
+               "samples_per_s": round(samples_per_step * len(losses) / runtime, 2),
+               "tokens_per_s": round(samples_per_step * len(losses) * seq / runtime, 1)})
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 

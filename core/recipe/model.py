@@ -163,6 +163,9 @@ class LaunchSpec(_Section):
     argv: list[Argument] | None = None  # the `command` backend's full argv; placeholders like {ds_config}
     env: dict[EnvKey, EnvValue] = Field(default_factory=dict)
     retries: int = Field(0, ge=0, le=10)
+    # With retries: a run that ends in a comm error or is stopped stalled is resumed from its newest
+    # complete checkpoint as a new run (never after an OOM, which would only fail again).
+    resume: bool = False
     workdir: str | None = None
     output_dir: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
@@ -174,6 +177,35 @@ class LaunchSpec(_Section):
         if self.backend in ("deepspeed", "torchrun") and not self.script:
             raise ValueError(f"backend {self.backend!r} needs `script`")
         return self
+
+
+class WatchSpec(_Section):
+    """The stall watchdog (README "Long runs"). A run is stalled when its step counter has not moved for
+    max(stall_factor x the median step time, stall_floor_s); before its first step, when neither its log
+    nor its cards (memory, utilisation) have shown a sign of life for stall_startup_s."""
+
+    # 10x the median step: an eval pass or a checkpoint save takes a few steps' time, a hang forever.
+    stall_factor: float = Field(10.0, ge=1.0)
+    # 10 min: longer than a checkpoint save of a 7B-70B model to local disk, and well inside HCCL's
+    # default execution time-out (HCCL_EXEC_TIMEOUT, 1800 s), so a hung collective is caught 20 min early.
+    stall_floor_s: float = Field(600.0, gt=0)
+    # 15 min of silence before the first step: model loading prints or fills memory as it goes.
+    stall_startup_s: float = Field(900.0, gt=0)
+    on_stall: Literal["warn", "stop"] = "warn"  # stopping frees the cards; opt in, it ends the run
+    # After `stalled`, how long a run may still recover before on_stall = "stop" ends it.
+    stall_grace_s: float = Field(120.0, ge=0)
+
+    @field_validator("stall_factor", "stall_floor_s", "stall_startup_s", "stall_grace_s", mode="before")
+    @classmethod
+    def _int_is_float(cls, v: Any) -> Any:
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+class AlertsSpec(_Section):
+    """Per-recipe override of `$ZERODECK_HOME/config.toml` `[alerts]` (a key given here replaces it)."""
+
+    urls: list[str] | None = None
+    on: list[Literal["finished", "stalled", "lost"]] | None = None
 
 
 class Recipe(_Strict):
@@ -188,6 +220,8 @@ class Recipe(_Strict):
     train: TrainSpec = TrainSpec()
     hardware: HardwareSpec = HardwareSpec()
     launch: LaunchSpec = LaunchSpec()
+    watch: WatchSpec = WatchSpec()
+    alerts: AlertsSpec = AlertsSpec()
     grid: dict[str, list[Any]] = Field(default_factory=dict)
 
     @field_validator("name")

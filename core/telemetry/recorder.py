@@ -116,6 +116,11 @@ class RunRecorder:
     def latest(self) -> Snapshot | None:
         return self._latest
 
+    def run_cards(self) -> list[Card]:
+        """The run's cards in the newest reading (the stall watchdog's sign of life and snapshot)."""
+        snap = self._latest
+        return self._cards(snap) if snap is not None else []
+
     # -- sampling ---------------------------------------------------------------------------------
     def _cards(self, snap: Snapshot) -> list[Card]:
         if self.visible is None or snap.source == "cpu":
