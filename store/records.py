@@ -300,6 +300,9 @@ class HostCardRecord:
     memory_total_mb: float | None = None
     foreign_pids: tuple[int, ...] = ()
     seen_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class EventRecord:
     """One run event (`show --json` "events": at, kind, detail)."""
 
