@@ -237,7 +237,8 @@ def test_read_only_file_or_directory(cli, shared_home: Path, case: str, reason: 
 
 
 def _fill(folder: Path) -> None:
-    with open(folder / "filler", "wb") as f, contextlib.suppress(OSError):
+    # Unbuffered: closing a buffered file would flush its tail into the full disk and raise there.
+    with open(folder / "filler", "wb", buffering=0) as f, contextlib.suppress(OSError):
         while True:
             f.write(b"\0" * 65536)
             f.flush()

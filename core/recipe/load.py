@@ -20,7 +20,7 @@ from zerodeck.core.errors import BadInput
 from zerodeck.core.plan.registry import UnknownModel, lookup
 from zerodeck.core.recipe.files import file_problems
 from zerodeck.core.recipe.grid import GridError, expand, grid_problems
-from zerodeck.core.recipe.model import Recipe
+from zerodeck.core.recipe.model import AlertsSpec, Recipe, WatchSpec
 from zerodeck.core.recipe.placeholders import template_problems
 from zerodeck.core.recipe.quant import QUANT_AXES, quant_problems
 
@@ -305,6 +305,11 @@ def to_toml(recipe: Recipe) -> str:
 
 
 LATER_KEYS = (("model", "quantization"), ("method", "quant_bits"))
+# Keys and whole tables added later are left out while at their defaults, for the same reason.
+LATER_DEFAULTS: tuple[tuple[str, str, Any], ...] = (("launch", "resume", False),)
+LATER_SECTIONS: dict[str, dict[str, Any]] = {
+    "watch": WatchSpec().model_dump(mode="json"), "alerts": AlertsSpec().model_dump(mode="json"),
+}
 
 
 def content_hash(recipe: Recipe) -> str:
@@ -314,5 +319,11 @@ def content_hash(recipe: Recipe) -> str:
     for section, key in LATER_KEYS:
         if data.get(section, {}).get(key) is None:
             data[section].pop(key, None)
+    for section, key, default in LATER_DEFAULTS:
+        if data.get(section, {}).get(key) == default:
+            data[section].pop(key, None)
+    for section in LATER_SECTIONS:
+        if data.get(section) == LATER_SECTIONS[section]:
+            data.pop(section, None)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
