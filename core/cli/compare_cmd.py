@@ -37,8 +37,8 @@ def register(sub: Any) -> None:
     p.add_argument("--columns", metavar="A,B,...", help="only these columns, in this order")
     p.add_argument("--format", choices=FORMAT_CHOICES, help="output format (default: table, or from -o's suffix)")
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of stdout")
-    p.add_argument("--chart", type=Path, metavar="FILE.svg",
-                   help="also write the peak-per-card vs capacity bar chart of these runs")
+    p.add_argument("--chart", type=Path, metavar="FILE",
+                   help="also write the peak-per-card vs capacity bar chart of these runs (.png, .svg or .pdf)")
     add_json_flag(p, help="same as --format json")
     p.set_defaults(handler=cmd_compare)
 
@@ -82,9 +82,11 @@ def _format(args: argparse.Namespace) -> str:
 def cmd_compare(args: argparse.Namespace) -> int:
     from zerodeck.core.compare import comparison_table, pivot_table
     from zerodeck.core.export import render
+    from zerodeck.core.export.chart_data import chart_format
     from zerodeck.core.export.files import write_export
 
     fmt = _format(args)
+    chart_fmt = chart_format(args.chart) if args.chart else None
     if args.value and not args.pivot:
         raise BadInput("--value needs --pivot ROW,COL")
     pivot = None
@@ -107,9 +109,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         err(f"wrote {args.output} ({fmt}, {len(table.rows)} row{'s' if len(table.rows) != 1 else ''})")
     else:
         sys.stdout.write(text)
-    if args.chart:
-        from zerodeck.core.export.svg import peaks_chart
+    if args.chart and chart_fmt:
+        from zerodeck.core.cli.chart_cmd import write_chart
+        from zerodeck.core.export.charts import peaks_chart
 
-        write_export(args.chart, peaks_chart(rows), "svg")
-        err(f"wrote {args.chart} (peak per card vs capacity, {len(rows)} runs)")
+        write_chart(args.chart, chart_fmt, lambda target, f: peaks_chart(rows, target, f, warn=err),
+                    f"peak per card vs capacity, {len(rows)} runs")
     return EXIT_OK
