@@ -1,6 +1,6 @@
 """The interface language: English, or Simplified Chinese through the gettext catalog in `locale/`.
 
-The language is chosen once, at a process's entry (the CLI's `main`, the TUI's `run`), from
+The language is chosen once, at the process entry (the CLI's `main`, which also opens the TUI), from
 `language_from_env(os.environ)`, and set here with `set_language`; everything below only calls `_()`.
 Messages are English msgids; data (run names, recipe keys, `--json` output) never passes through `_()`.
 Strings fixed at import time (class attributes, constants) are marked with `N_()` and translated where

@@ -16,6 +16,7 @@ from typing import Any
 
 from zerodeck.core.cli.output import add_json_flag, emit
 from zerodeck.core.errors import EXIT_FAILED, EXIT_OK
+from zerodeck.core.i18n import _
 from zerodeck.core.values import printable
 
 PACKAGES = ("torch", "torch_npu", "deepspeed", "transformers", "llamafactory", "nvidia-ml-py", "psutil")
@@ -23,7 +24,7 @@ ASCEND = Path("/usr/local/Ascend")
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("doctor", help="what this machine has: telemetry sources, drivers, versions, free memory")
+    p = sub.add_parser("doctor", help=_("what this machine has: telemetry sources, drivers, versions, free memory"))
     add_json_flag(p)
     p.set_defaults(handler=cmd_doctor)
 

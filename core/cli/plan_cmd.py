@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from zerodeck.core.cli.output import add_json_flag, emit, print_json, say
 from zerodeck.core.errors import EXIT_OK, BadInput
+from zerodeck.core.i18n import _
 
 if TYPE_CHECKING:
     from zerodeck.core.plan.calibration import CalibrationTable
@@ -43,13 +44,13 @@ def _stage(text: str) -> int:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("plan", help="predict per-card memory and say fits / tight / oom",
-                       description="Plan a recipe (file, catalog name or grid) or a model by flags.")
-    p.add_argument("recipe", nargs="?", metavar="RECIPE", help="recipe .toml, grid .toml or catalog name")
-    p.add_argument("--model", help="registry name (e.g. Qwen2.5-14B) or a local directory with config.json")
+    p = sub.add_parser("plan", help=_("predict per-card memory and say fits / tight / oom"),
+                       description=_("Plan a recipe (file, catalog name or grid) or a model by flags."))
+    p.add_argument("recipe", nargs="?", metavar="RECIPE", help=_("recipe .toml, grid .toml or catalog name"))
+    p.add_argument("--model", help=_("registry name (e.g. Qwen2.5-14B) or a local directory with config.json"))
     p.add_argument("--method", choices=["lora", "full", "freeze"], default="lora")
     p.add_argument("--lora-rank", type=_positive_int, default=8)
-    p.add_argument("--stage", type=_stage, default=0, help="ZeRO stage 0-3")
+    p.add_argument("--stage", type=_stage, default=0, help=_("ZeRO stage 0-3"))
     p.add_argument("--offload", choices=["none", "optimizer", "all"], default="none")
     p.add_argument("--cards", type=_positive_int, default=8)
     p.add_argument("--card-gb", type=_positive_float, default=64.0)
@@ -60,7 +61,7 @@ def register(sub: Any) -> None:
     p.add_argument("--no-grad-ckpt", dest="grad_ckpt", action="store_false")
     p.add_argument("--attn", choices=["sdpa", "flash", "eager"], default="sdpa")
     p.add_argument("--precision", choices=["bf16", "fp16", "fp32"], default="bf16")
-    p.add_argument("--matrix", action="store_true", help="models x ZeRO stages for this machine")
+    p.add_argument("--matrix", action="store_true", help=_("models x ZeRO stages for this machine"))
     add_json_flag(p)
     p.set_defaults(handler=cmd_plan)
 
@@ -69,12 +70,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.matrix:
         return _matrix(args)
     if args.recipe and args.model:
-        raise BadInput("give a RECIPE or --model, not both")
+        raise BadInput(_("give a RECIPE or --model, not both"))
     if args.recipe:
         _show(_plan_recipes(args.recipe), args.json)
         return EXIT_OK
     if not args.model:
-        raise BadInput("give a RECIPE (file or catalog name), --model NAME, or --matrix")
+        raise BadInput(_("give a RECIPE (file or catalog name), --model NAME, or --matrix"))
     from zerodeck.core.plan.memory import PlanInput
     from zerodeck.core.plan.verdict import plan, resolve_model
 
@@ -105,7 +106,7 @@ def _plan_recipes(ref: str) -> list[Any]:
     path = Path(ref).expanduser()
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
-            raise BadInput(f"{path}: no such recipe file")
+            raise BadInput(_("{path}: no such recipe file").format(path=path))
         recipe = load_recipe_file(path)
         check_recipe_files(recipe, path)
         members = expand(recipe)

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from zerodeck.core.export.chart_data import Curve, MemoryPanel, thin
-from zerodeck.core.export.fonts import font_families, machine_cjk_family
+from zerodeck.core.export.fonts import font_families, has_cjk, machine_cjk_family
 from zerodeck.core.i18n import _
 
 DPI = 120
@@ -90,6 +90,11 @@ def _legend_columns(entries: int) -> int:
     return math.ceil(entries / LEGEND_ROWS)
 
 
+def _cells(label: str) -> int:
+    """Rough width in Latin characters: a CJK character is about two."""
+    return sum(2 if has_cjk(ch) else 1 for ch in label)
+
+
 def _short(label: str) -> str:
     return label if len(label) <= LABEL_CHARS else label[:LABEL_CHARS - 1] + "…"
 
@@ -109,7 +114,7 @@ def _figure(n_legend: int = 0, height: float = SIZE[1], bottom: float = 0.6) -> 
 def curves_chart(curves: Sequence[Curve], target: Path | BinaryIO, fmt: str, *, title: str, ylabel: str,
                  warn: Warn | None = None) -> None:
     """Train (and eval) lines by step, one style per run, several runs overlaid."""
-    texts = [title, ylabel, *(c.label for c in curves)]
+    texts = [title, ylabel, _("step"), _("{run} train"), _("{run} eval"), *(c.label for c in curves)]
     with _style(texts, fmt, warn):
         entries = sum(1 + bool(c.eval) for c in curves)
         fig = _figure(entries)
@@ -144,7 +149,7 @@ def _time_unit(span_s: float) -> tuple[float, str]:
 def memory_chart(panels: Sequence[MemoryPanel], target: Path | BinaryIO, fmt: str, *, title: str,
                  warn: Warn | None = None) -> None:
     """Per-card memory over time, one panel per run, the card capacity as a dashed black line."""
-    texts = [title, *(p.label for p in panels)]
+    texts = [title, _("memory per card (GiB)"), _("time since start (s)"), *(p.label for p in panels)]
     with _style(texts, fmt, warn):
         fig = _figure(0, height=max(SIZE[1], 2.6 * len(panels) + 1.2))
         if len(panels) > 1:
@@ -185,14 +190,14 @@ def peaks_chart(rows: Sequence[dict[str, Any]], target: Path | BinaryIO, fmt: st
     `core.capacity`) as a dashed black line over the bar."""
     title = title or _("Peak memory per card vs capacity")
     labels = [f"#{r.get('id')} {r.get('name') or ''}".strip() for r in rows]
-    with _style([title, *labels], fmt, warn):
+    with _style([title, _("GiB per card"), _("card capacity"), *labels], fmt, warn):
         n = len(rows)
         width, height = max(SIZE[0], min(24.0, 0.32 * n + 4)), SIZE[1] + 1.0
-        longest = max((len(_short(x)) for x in labels), default=0) if n <= RUN_LABELS else 4
+        longest = max((_cells(_short(x)) for x in labels), default=0) if n <= RUN_LABELS else 4
         fig = Figure(figsize=(width, height), dpi=DPI)
         # The slanted run names hang below the axes; the legend stands to their right.
         fig.subplots_adjust(left=0.8 / width, right=1 - 2.7 / width, top=1 - 0.45 / height,
-                            bottom=min(0.45, (0.5 + 0.055 * longest) / height))
+                            bottom=min(0.45, (0.45 + 0.042 * longest) / height))
         ax = fig.add_subplot()
         xs = list(range(n))
         peaks = [_num(r.get("peak_max_gib")) for r in rows]
