@@ -139,12 +139,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         emit(report, as_json=True)
         return code
     print(f"host {report['host']}  python {report['python']}")
-    print("\ntelemetry sources:")
+    print("\n" + _("telemetry sources:"))
     for name, state in report["sources"].items():
         print(f"  {name:8} {printable(state)}")
-    print("\npackages:")
+    print("\n" + _("packages:"))
     for name, version in report["packages"].items():
-        print(f"  {name:13} {version or 'not installed'}")
+        print(f"  {name:13} {version or _('not installed')}")
     asc = report["ascend"]
     print(f"\nascend: npu-smi {asc.get('npu-smi') or '-'}  driver {asc['driver'] or '-'}  CANN {asc['cann'] or '-'}")
     if report["cards"]:
@@ -153,6 +153,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                                                       "used_mb", "total_mb", "free_mb"])
     stale = [h for h in report["processes_holding_cards"] if h["stale"]]
     if report["processes_holding_cards"]:
-        print(f"\nprocesses holding cards: {len(report['processes_holding_cards'])} ({len(stale)} not visible here)")
+        print("\n" + _("processes holding cards: {n} ({stale} not visible here)")
+              .format(n=len(report["processes_holding_cards"]), stale=len(stale)))
         emit(report["processes_holding_cards"], as_json=False)
     return code

@@ -119,7 +119,10 @@ def _plan_recipes(ref: str) -> list[Any]:
 
 
 def _show(plan_objs: list[Plan], as_json: bool) -> None:
-    from zerodeck.core.values import gib
+    from zerodeck.core.values import gib, pad_cells
+
+    def label(name: str) -> str:
+        return "  " + pad_cells(name, 12)
 
     plans = [p.to_dict() for p in plan_objs]
     if as_json:
@@ -134,18 +137,20 @@ def _show(plan_objs: list[Plan], as_json: bool) -> None:
               f"{d['capacity_gib']:g} GiB {d['device']}, micro_batch {d['micro_batch']}, seq_len {d['seq_len']}")
         for k in TERMS:  # unrounded: a tiny model's terms are MiB, not `0.00 GiB`
             print(f"  {k:<12}{gib(getattr(p.breakdown, k)):>13}")
-        line = f"  verdict     {d['verdict'].upper()}  (must fit {d['must_fit_gib']:.1f} of {d['capacity_gib']:g} GiB)"
-        print(line)
+        print(label(_("verdict")) + d["verdict"].upper() + "  "
+              + _("(must fit {need:.1f} of {capacity:g} GiB)").format(need=d["must_fit_gib"],
+                                                                       capacity=d["capacity_gib"]))
         if d["calibrated_total_gib"] is not None:
-            print(f"  calibrated  {d['calibrated_total_gib']:.2f} GiB (x{d['calibration_factor']} from "
-                  f"{d['calibration_runs']} run(s) on this machine)")
-        print(f"  host RAM    {d['host_gib']:.0f} GiB per node")
+            print(label(_("calibrated"))
+                  + _("{gib:.2f} GiB (x{factor} from {runs} run(s) on this machine)")
+                  .format(gib=d["calibrated_total_gib"], factor=d["calibration_factor"], runs=d["calibration_runs"]))
+        print(label(_("host RAM")) + _("{gib:.0f} GiB per node").format(gib=d["host_gib"]))
         if d["suggestion"]:
-            say(f"  to fit      {d['suggestion']}")
+            say(label(_("to fit")) + str(d["suggestion"]))
         if d["max_micro_batch"]:
-            print(f"  largest micro_batch that fits: {p.max_micro_batch_text()}")
+            print("  " + _("largest micro_batch that fits: {mb}").format(mb=p.max_micro_batch_text()))
         if d["data_advice"]:
-            say(f"  data        {d['data_advice']}")
+            say(label(_("data")) + str(d["data_advice"]))
 
 
 def _matrix(args: argparse.Namespace) -> int:
