@@ -167,6 +167,8 @@ def test_cjk_family_preference_and_detection() -> None:
     assert fonts.pick_cjk_family(["DejaVu Sans", "Noto Sans CJK JP", "WenQuanYi Micro Hei"]) == "WenQuanYi Micro Hei"
     assert fonts.pick_cjk_family(["Noto Sans CJK JP", "Noto Sans CJK SC"]) == "Noto Sans CJK SC"
     assert fonts.pick_cjk_family(["DejaVu Sans"]) is None
+    # A chart with no CJK text never loads the CJK font (a fallback font costs time on every text).
+    assert fonts.font_families(["Loss", "#1 qwen"], fmt="png", cjk_family="WenQuanYi Micro Hei") == ["DejaVu Sans"]
     assert fonts.has_cjk(CJK_NAME) and fonts.has_cjk("ＡＢ") and not fonts.has_cjk("qwen2.5-7b ±½ é")
 
 

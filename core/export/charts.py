@@ -57,7 +57,8 @@ def gib_text(v: float) -> str:
 
 @contextmanager
 def _style(texts: Sequence[str], fmt: str, warn: Warn | None) -> Iterator[None]:
-    families = font_families(texts, fmt=fmt, cjk_family=machine_cjk_family(), warn=warn)
+    cjk = any(has_cjk(t) for t in texts)
+    families = font_families(texts, fmt=fmt, cjk_family=machine_cjk_family() if cjk else None, warn=warn)
     with matplotlib.rc_context({"font.family": families, "svg.fonttype": "none", "svg.hashsalt": "zerodeck",
                                 "axes.unicode_minus": False,
                                 # A `$` in a run name is a dollar sign, not the start of TeX math.
@@ -149,7 +150,8 @@ def _time_unit(span_s: float) -> tuple[float, str]:
 def memory_chart(panels: Sequence[MemoryPanel], target: Path | BinaryIO, fmt: str, *, title: str,
                  warn: Warn | None = None) -> None:
     """Per-card memory over time, one panel per run, the card capacity as a dashed black line."""
-    texts = [title, _("memory per card (GiB)"), _("time since start (s)"), *(p.label for p in panels)]
+    texts = [title, _("memory per card (GiB)"), _("time since start (s)"), _("capacity {gib} GiB"),
+             _("no memory samples recorded"), *(p.label for p in panels), *(k for p in panels for k in p.series)]
     with _style(texts, fmt, warn):
         fig = _figure(0, height=max(SIZE[1], 2.6 * len(panels) + 1.2))
         if len(panels) > 1:
@@ -190,7 +192,9 @@ def peaks_chart(rows: Sequence[dict[str, Any]], target: Path | BinaryIO, fmt: st
     `core.capacity`) as a dashed black line over the bar."""
     title = title or _("Peak memory per card vs capacity")
     labels = [f"#{r.get('id')} {r.get('name') or ''}".strip() for r in rows]
-    with _style([title, _("GiB per card"), _("card capacity"), *labels], fmt, warn):
+    legend = [_("peak, highest card (succeeded)"), _("peak, highest card (failed)"), _("mean over cards"),
+              _("predicted"), _("card capacity")]
+    with _style([title, _("GiB per card"), *legend, *labels], fmt, warn):
         n = len(rows)
         width, height = max(SIZE[0], min(24.0, 0.32 * n + 4)), SIZE[1] + 1.0
         longest = max((_cells(_short(x)) for x in labels), default=0) if n <= RUN_LABELS else 4
@@ -230,13 +234,13 @@ def peaks_chart(rows: Sequence[dict[str, Any]], target: Path | BinaryIO, fmt: st
         ax.set_ylabel(_("GiB per card"))
         ax.set_title(title)
         proxies = [
-            Patch(facecolor=FIT_COLOR, edgecolor="black", label=_("peak, highest card (succeeded)")),
-            Patch(facecolor=FAILED_COLOR, edgecolor="black", hatch="///", label=_("peak, highest card (failed)")),
+            Patch(facecolor=FIT_COLOR, edgecolor="black", label=legend[0]),
+            Patch(facecolor=FAILED_COLOR, edgecolor="black", hatch="///", label=legend[1]),
             Line2D([], [], linestyle="none", marker="_", markersize=12, markeredgewidth=2.2, color="black",
-                   label=_("mean over cards")),
+                   label=legend[2]),
             Line2D([], [], linestyle="none", marker="D", markerfacecolor="white", markeredgecolor="black",
-                   label=_("predicted")),
-            Line2D([], [], color="black", linestyle="--", linewidth=2.0, label=_("card capacity")),
+                   label=legend[3]),
+            Line2D([], [], color="black", linestyle="--", linewidth=2.0, label=legend[4]),
         ]
         ax.legend(handles=proxies, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", borderaxespad=0.0)
         _save(fig, target, fmt)

@@ -46,12 +46,15 @@ def machine_cjk_family() -> str | None:
 def font_families(texts: Iterable[str], *, fmt: str, cjk_family: str | None,
                   warn: Callable[[str], None] | None = None) -> list[str]:
     """The family list for a chart whose texts are `texts`: DejaVu Sans, then `cjk_family` (the
-    machine's, `machine_cjk_family()`) when there is one. Warns once per process when CJK text will be
-    drawn without one (PNG, PDF)."""
+    machine's, `machine_cjk_family()`) when some text is CJK. Only then: a fallback font in the list
+    is loaded for every text drawn, a third more time for a chart with none. Warns once per process
+    when CJK text will be drawn without one (PNG, PDF)."""
     global _warned
+    if not any(has_cjk(t) for t in texts):
+        return [BASE_FAMILY]
     if cjk_family:
         return [BASE_FAMILY, cjk_family]
-    if fmt != "svg" and warn is not None and not _warned and any(has_cjk(t) for t in texts):
+    if fmt != "svg" and warn is not None and not _warned:
         _warned = True
         warn(_("no CJK font found for the chart's Chinese/Japanese/Korean text, drawn as boxes; install one "
                "(apt install fonts-noto-cjk or fonts-wqy-microhei, then delete ~/.cache/matplotlib)"))
