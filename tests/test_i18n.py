@@ -157,14 +157,15 @@ def _screens(text: str) -> dict[str, list[str]]:
 
 
 def test_tui_in_chinese_fits_80_by_24(tmp_path: Path) -> None:
-    """The catalog, a plan and the launch dialog in Chinese, keys typed one at a time, in a child
-    process that chooses the language at its entry as `zerodeck` does."""
+    """The catalog, a plan, the launch dialog, the runs and live screens in Chinese, keys typed one at a
+    time and then in a burst, in a child process that chooses the language at its entry as `zerodeck`
+    does."""
     env = {**os.environ, "ZERODECK_LANG": "zh", "ZERODECK_HOME": str(tmp_path / "home"), "NO_COLOR": "1"}
     proc = subprocess.run([sys.executable, "-m", "tests.tui_zh_snapshot"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     screens = _screens(proc.stdout)
-    assert list(screens) == ["catalog", "plan", "launch dialog"]
+    assert list(screens) == ["catalog", "plan", "launch dialog", "runs", "live", "catalog mode after a burst"]
     for name, rows in screens.items():
         assert len(rows) == 24, name
         for row in rows:
@@ -179,6 +180,10 @@ def test_tui_in_chinese_fits_80_by_24(tmp_path: Path) -> None:
     assert "规划 · demo-cpu-zero2" in flat["plan"] and "主机内存：" in flat["plan"] and "esc 返回" in flat["plan"]
     assert "启动 demo-cpu-zero2？" in flat["launch dialog"] and "Enter/y 启动   Esc/n 取消" in flat["launch dialog"]
     assert "CPU 上 2 个 rank" in flat["launch dialog"]
+    assert "运行：0" in flat["runs"] and "o 打开" in flat["runs"]
+    assert "未跟踪运行：从配方库（1）启动一个" in flat["live"] and "n 下一个运行" in flat["live"]
+    assert flat["catalog mode after a burst"] == flat["plan"]
+    assert "主机内存" in flat["live"]
     for english in ("Quit", "Filter", "Launch", "cancel", "host RAM"):
         assert english not in proc.stdout, english
     if os.environ.get("ZERODECK_UPDATE_GOLDEN"):

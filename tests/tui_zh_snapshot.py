@@ -59,6 +59,18 @@ def main() -> None:
         shots.append(("launch dialog", screen_lines(a)))
         await pilot.press("escape")  # type: ignore[attr-defined]
         await pilot.pause(0.2)  # type: ignore[attr-defined]
+        for key, name in (("3", "runs"), ("2", "live")):
+            await pilot.press(key)  # type: ignore[attr-defined]
+            await pilot.pause(0.3)  # type: ignore[attr-defined]
+            await until(pilot, lambda name=name: a.current_mode == name)
+            await pilot.pause(0.3)  # type: ignore[attr-defined]
+            shots.append((name, screen_lines(a)))
+        # A burst, as a hurried person types: every screen once, ending on the catalog mode (where the
+        # plan opened above is still on top).
+        await pilot.press("4", "3", "2", "1")  # type: ignore[attr-defined]
+        await until(pilot, lambda: a.current_mode == "catalog")
+        await pilot.pause(0.3)  # type: ignore[attr-defined]
+        shots.append(("catalog mode after a burst", screen_lines(a)))
 
     drive(a, body, size=SIZE)
     out = sys.stdout
