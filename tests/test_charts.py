@@ -215,6 +215,24 @@ def test_cli_chart_commands(cli, store: Store, seeded: dict[str, int], tmp_path:
     assert _png_stats((tmp_path / "c.png").read_bytes())["size"][0] >= 1080
     code, _, err = cli("chart", "throughput", str(seeded["z3"]))
     assert code == 1 and "no throughput points" in err
+    store.upsert_metrics(seeded["z3"], [{"step": s, "tokens_per_s": 2000.0 + s} for s in range(1, 50)])
+    code, svg, _ = cli("chart", "throughput", str(seeded["z3"]))
+    texts = "".join(ET.fromstring(svg).itertext())
+    assert code == 0 and "tokens/s" in texts and "Throughput" in texts
+
+
+def test_cli_memory_chart_has_a_panel_per_run(cli, store: Store, seeded: dict[str, int], tmp_path: Path) -> None:
+    from zerodeck.store.records import SampleRecord
+
+    store.replace_telemetry(seeded["z3"], [SampleRecord(t=float(t), source="npu-smi", card="0",
+                                                        memory_used_mb=1000.0 * t, memory_total_mb=65536.0)
+                                           for t in range(10)], [])
+    out = tmp_path / "mem.svg"
+    code, _, err = cli("chart", "memory", str(seeded["z0"]), str(seeded["z3"]), "-o", str(out))
+    assert code == 0 and "3 series" in err
+    texts = "".join(ET.fromstring(out.read_text(encoding="utf-8")).itertext())
+    assert "Memory per card" in texts and "#1 qwen2.5-7b-lora-z0" in texts and "#2 qwen2.5-7b-lora-z3" in texts
+    assert texts.count("capacity 64 GiB") == 2  # each panel its own capacity line
 
 
 @pytest.mark.parametrize("argv", [

@@ -51,6 +51,13 @@ def line_style(i: int) -> tuple[str, str, str]:
     return COLORS[i % len(COLORS)], LINESTYLES[i % len(LINESTYLES)], MARKERS[i % len(MARKERS)]
 
 
+def marks(n_points: int, i: int, lines: int) -> tuple[int, int]:
+    """`markevery` for line i of `lines`: about 8 markers, each line's shifted so lines that lie on top
+    of each other still show every marker."""
+    step = max(1, n_points // MARKS_PER_LINE)
+    return (step * i // max(1, lines)) % step, step
+
+
 def gib_text(v: float) -> str:
     return f"{round(v, 2):g}"
 
@@ -126,7 +133,7 @@ def curves_chart(curves: Sequence[Curve], target: Path | BinaryIO, fmt: str, *, 
             if c.train:
                 pts = thin(c.train)
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, linestyle=dash, linewidth=1.4,
-                        marker=marker, markersize=5, markevery=max(1, len(pts) // MARKS_PER_LINE),
+                        marker=marker, markersize=5, markevery=marks(len(pts), i, len(curves)),
                         label=_("{run} train").format(run=label) if c.eval else label)
             if c.eval:
                 ax.plot([p[0] for p in c.eval], [p[1] for p in c.eval], color=color, linestyle=":", linewidth=1.0,
@@ -164,7 +171,8 @@ def memory_chart(panels: Sequence[MemoryPanel], target: Path | BinaryIO, fmt: st
             for i, (card, pts) in enumerate(sorted(panel.series.items())):
                 color, dash, marker = line_style(i)
                 ax.plot([(t - t0) / scale for t, _g in pts], [g for _t, g in pts], color=color, linestyle=dash,
-                        linewidth=1.4, marker=marker, markersize=4, markevery=max(1, len(pts) // MARKS_PER_LINE),
+                        linewidth=1.4, marker=marker, markersize=4,
+                        markevery=marks(len(pts), i, len(panel.series)),
                         label=card)
             if panel.capacity_gib:
                 ax.axhline(panel.capacity_gib, color="black", linestyle="--", linewidth=2.0,
