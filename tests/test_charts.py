@@ -122,6 +122,7 @@ def test_lines_differ_without_colour() -> None:
 
 def test_hostile_names_stay_text(store: Store) -> None:
     name = "<script>alert(1)</script> & $x$ 50%_a\\b"
+    ctrl = "evil\x1b[2J\x00name"
     store.save_snapshot(hash="hostile", name=name, toml="", source_path=None)
     rid = store.add_run(name=name, recipe_hash="hostile", status="finished", outcome="failed")
     rows = _rows(store)
@@ -130,6 +131,13 @@ def test_hostile_names_stay_text(store: Store) -> None:
     assert "<script>" not in svg and "<b>" not in svg
     texts = "".join(root.itertext())
     assert f"#{rid} <script>alert(1)</script>" in texts
+    # Control characters (an XML file cannot hold them) are shown as escapes; NaN / inf loss is a gap.
+    svg = _render(lambda t, f: charts.curves_chart([Curve(ctrl, [(1.0, 1.0), (2.0, float("nan")), (3.0, float("inf")),
+                                                                 (4.0, 0.5)])], t, f, title=ctrl, ylabel="y"),
+                  "svg").decode()
+    assert "evil\\x1b[2J\\x00name" in "".join(ET.fromstring(svg).itertext())
+    assert _png_stats(_render(lambda t, f: charts.peaks_chart(
+        [{"id": 1, "name": ctrl, "peak_max_gib": float("inf"), "capacity_gib": float("nan")}], t, f), "png"))
     # `$x$` is drawn as written, not as TeX math.
     svg = _render(lambda t, f: charts.curves_chart([Curve("a $x$ b", [(1.0, 1.0), (2.0, 0.5)])], t, f, title="t",
                                                    ylabel="y"), "svg").decode()

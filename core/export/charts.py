@@ -23,9 +23,10 @@ import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from zerodeck.core.export.chart_data import Curve, MemoryPanel, thin
+from zerodeck.core.export.chart_data import Curve, MemoryPanel, Points, thin
 from zerodeck.core.export.fonts import font_families, has_cjk, machine_cjk_family
 from zerodeck.core.i18n import _
+from zerodeck.core.values import printable
 
 DPI = 120
 SIZE = (9.0, 5.0)  # inches: 1080 x 600 pixels at DPI, wide enough for a document page
@@ -104,7 +105,15 @@ def _cells(label: str) -> int:
 
 
 def _short(label: str) -> str:
+    """A run's label for a legend or an axis: control characters shown as escapes (SVG, an XML file,
+    cannot even hold most of them), cut to LABEL_CHARS."""
+    label = printable(label)
     return label if len(label) <= LABEL_CHARS else label[:LABEL_CHARS - 1] + "…"
+
+
+def _finite(points: Points) -> Points:
+    """A diverged run logs `nan` or `inf` loss: a gap in its line, not an axis stretched to infinity."""
+    return [p for p in points if math.isfinite(p[0]) and math.isfinite(p[1])]
 
 
 def _figure(n_legend: int = 0, height: float = SIZE[1], bottom: float = 0.6) -> Figure:
@@ -130,16 +139,17 @@ def curves_chart(curves: Sequence[Curve], target: Path | BinaryIO, fmt: str, *, 
         for i, c in enumerate(curves):
             color, dash, marker = line_style(i)
             label = _short(c.label)
-            if c.train:
-                pts = thin(c.train)
+            train, evals = _finite(c.train), _finite(c.eval)
+            if train:
+                pts = thin(train)
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, linestyle=dash, linewidth=1.4,
                         marker=marker, markersize=5, markevery=marks(len(pts), i, len(curves)),
-                        label=_("{run} train").format(run=label) if c.eval else label)
-            if c.eval:
-                ax.plot([p[0] for p in c.eval], [p[1] for p in c.eval], color=color, linestyle=":", linewidth=1.0,
+                        label=_("{run} train").format(run=label) if evals else label)
+            if evals:
+                ax.plot([p[0] for p in evals], [p[1] for p in evals], color=color, linestyle=":", linewidth=1.0,
                         marker=marker, markersize=7, fillstyle="none", markeredgewidth=1.4,
                         label=_("{run} eval").format(run=label))
-        ax.set_title(title)
+        ax.set_title(printable(title))
         ax.set_xlabel(_("step"))
         ax.set_ylabel(ylabel)
         _legend(ax)
@@ -173,19 +183,19 @@ def memory_chart(panels: Sequence[MemoryPanel], target: Path | BinaryIO, fmt: st
                 ax.plot([(t - t0) / scale for t, _g in pts], [g for _t, g in pts], color=color, linestyle=dash,
                         linewidth=1.4, marker=marker, markersize=4,
                         markevery=marks(len(pts), i, len(panel.series)),
-                        label=card)
+                        label=printable(card))
             if panel.capacity_gib:
                 ax.axhline(panel.capacity_gib, color="black", linestyle="--", linewidth=2.0,
                            label=_("capacity {gib} GiB").format(gib=gib_text(panel.capacity_gib)))
             if not panel.series:
                 ax.text(0.5, 0.5, _("no memory samples recorded"), transform=ax.transAxes, ha="center")
             ax.set_ylim(bottom=0)
-            ax.set_title(_short(panel.label) if len(panels) > 1 else title, fontsize="medium")
+            ax.set_title(_short(panel.label) if len(panels) > 1 else printable(title), fontsize="medium")
             ax.set_xlabel(xlabel)
             ax.set_ylabel(_("memory per card (GiB)"))
             _legend(ax, loc="lower right")
         if len(panels) > 1:
-            fig.suptitle(title)
+            fig.suptitle(printable(title))
         _save(fig, target, fmt)
 
 
@@ -240,7 +250,7 @@ def peaks_chart(rows: Sequence[dict[str, Any]], target: Path | BinaryIO, fmt: st
         ax.set_ylim(bottom=0)
         ax.grid(axis="x", visible=False)
         ax.set_ylabel(_("GiB per card"))
-        ax.set_title(title)
+        ax.set_title(printable(title))
         proxies = [
             Patch(facecolor=FIT_COLOR, edgecolor="black", label=legend[0]),
             Patch(facecolor=FAILED_COLOR, edgecolor="black", hatch="///", label=legend[1]),
