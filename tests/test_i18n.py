@@ -189,3 +189,24 @@ def test_tui_in_chinese_fits_80_by_24(tmp_path: Path) -> None:
     if os.environ.get("ZERODECK_UPDATE_GOLDEN"):
         ZH_TUI.write_text(proc.stdout, encoding="utf-8")
     assert proc.stdout == ZH_TUI.read_text(encoding="utf-8"), "the Chinese TUI changed: review, then update"
+
+
+def test_charts_and_compare_in_chinese(zd_home: Path) -> None:
+    """Chart labels follow the language; compare's JSON and CSV (machine formats) do not."""
+    import xml.etree.ElementTree as ET
+
+    from zerodeck.store.api import Store
+
+    from .compare_seed import seed
+
+    seed(Store.from_environment())
+    zh = _zd("chart", "peaks", "--all", lang={"ZERODECK_LANG": "zh"}, home=zd_home)
+    en = _zd("chart", "peaks", "--all", lang={"ZERODECK_LANG": "en"}, home=zd_home)
+    assert zh.returncode == en.returncode == 0
+    zh_text, en_text = ("".join(ET.fromstring(x.stdout).itertext()) for x in (zh, en))
+    assert "每卡峰值显存与容量" in zh_text and "单卡容量" in zh_text and "Peak memory" not in zh_text
+    assert "Peak memory per card vs capacity" in en_text and "#1 qwen2.5-7b-lora-z0" in zh_text
+    for fmt in ("json", "csv"):
+        a = _zd("compare", "--all", "--format", fmt, lang={"ZERODECK_LANG": "zh"}, home=zd_home)
+        b = _zd("compare", "--all", "--format", fmt, lang={"ZERODECK_LANG": "en"}, home=zd_home)
+        assert a.returncode == b.returncode == 0 and a.stdout == b.stdout and a.stdout
