@@ -218,6 +218,12 @@ def test_cli_chart_commands(cli, store: Store, seeded: dict[str, int], tmp_path:
     assert code == 0 and "2 series" in err
     code, _, err = cli("chart", "peaks", "--all", "-o", str(tmp_path / "p.png"))
     assert code == 0 and (tmp_path / "p.png").read_bytes().startswith(b"\x89PNG")
+    # One run: a bar per card (the host's RAM left out), each against its card's capacity.
+    code, svg, err = cli("chart", "peaks", str(rid))
+    texts = "".join(ET.fromstring(svg).itertext())
+    assert code == 0 and "Run #1 qwen2.5-7b-lora-z0: peak per card vs capacity" in texts
+    assert all(f"npu-smi {c}" in texts for c in range(8)) and "host" not in texts
+    assert "mean over cards" not in texts and "card capacity" in texts
     code, out, _ = cli("compare", "--all", "--chart", str(tmp_path / "c.png"), "--format", "md")
     assert code == 0 and out.startswith("### Comparison of 4 runs")
     assert _png_stats((tmp_path / "c.png").read_bytes())["size"][0] >= 1080

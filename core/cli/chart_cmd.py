@@ -46,7 +46,8 @@ def register(sub: Any) -> None:
     _output_arg(mem)
     mem.set_defaults(handler=cmd_memory)
 
-    pk = cs.add_parser("peaks", help=_("peak memory per card of compared runs against card capacity"))
+    pk = cs.add_parser("peaks", help=_("peak memory per card of compared runs against card capacity; "
+                                       "one run: a bar per card"))
     selection_args(pk)
     _output_arg(pk)
     pk.set_defaults(handler=cmd_peaks)
@@ -170,6 +171,19 @@ def cmd_peaks(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     from zerodeck.core.export.charts import peaks_chart
 
-    write_chart(args.output, fmt, lambda target, f: peaks_chart(rows, target, f, warn=err),
-                _("peaks of {n} runs").format(n=len(rows)))
+    title = None
+    if len(rows) == 1:
+        from zerodeck.core.cli.context import cli_store
+        from zerodeck.core.export.chart_data import card_peak_rows
+
+        store = cli_store()
+        run = store.run(int(rows[0]["id"]))
+        cards = card_peak_rows(rows[0], store.card_peaks(int(rows[0]["id"])), device=run.device if run else None,
+                               card_gb=run.card_gb if run else None)
+        if cards:
+            label = f"#{rows[0]['id']} {rows[0].get('name') or ''}".strip()
+            rows, title = cards, _("Run {run}: peak per card vs capacity").format(run=label)
+    write_chart(args.output, fmt, lambda target, f: peaks_chart(rows, target, f, title=title, warn=err),
+                _("peaks of {n} runs").format(n=len(rows)) if title is None
+                else _("peaks of {n} cards").format(n=len(rows)))
     return EXIT_OK

@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from zerodeck.core.capacity import DEVICE_SOURCES, card_capacity_gib
 from zerodeck.core.errors import BadInput
@@ -50,6 +51,19 @@ class MemoryPanel:
     label: str
     series: dict[str, Points]
     capacity_gib: float | None
+
+
+def card_peak_rows(run: dict[str, Any], peaks: Sequence[Any], *, device: str | None,
+                   card_gb: float | None) -> list[dict[str, Any]]:
+    """One run's recorded card peaks (`Store.card_peaks`) as rows for the peaks chart, one per card,
+    each with its capacity by `core.capacity.card_capacity_gib` (the rule compare applies to the run).
+    The host's RAM is left out beside card peaks, as compare leaves it out of the run's peak."""
+    cards = [p for p in peaks if p.source not in HOST_SOURCES and p.peak_mb is not None]
+    use = cards or [p for p in peaks if p.peak_mb is not None]
+    return [{"label": f"{p.source} {p.card}", "outcome": run.get("outcome"),
+             "peak_max_gib": round(p.peak_mb / 1024.0, 3), "predicted_peak_gib": run.get("predicted_peak_gib"),
+             "capacity_gib": card_capacity_gib(device=device, card_gb=card_gb, source=p.source, total_mb=p.total_mb)}
+            for p in use]
 
 
 def memory_series(samples: Sequence[tuple[float, str, str, float | None, float | None]], *,

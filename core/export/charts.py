@@ -207,10 +207,13 @@ def peaks_chart(rows: Sequence[dict[str, Any]], target: Path | BinaryIO, fmt: st
                 warn: Warn | None = None) -> None:
     """Each run's highest card peak as a bar (hatched when the run failed), the mean over its cards and
     the planner's prediction as markers, and its card capacity (compare's `capacity_gib`, from
-    `core.capacity`) as a dashed black line over the bar."""
+    `core.capacity`) as a dashed black line over the bar. Rows with a `label` are one run's cards
+    (`chart_data.card_peak_rows`): a bar per card."""
     title = title or _("Peak memory per card vs capacity")
-    labels = [f"#{r.get('id')} {r.get('name') or ''}".strip() for r in rows]
-    legend = [_("peak, highest card (succeeded)"), _("peak, highest card (failed)"), _("mean over cards"),
+    labels = [r.get("label") or f"#{r.get('id')} {r.get('name') or ''}".strip() for r in rows]
+    per_card = any("label" in r for r in rows)
+    legend = [_("peak (run succeeded)") if per_card else _("peak, highest card (succeeded)"),
+              _("peak (run failed)") if per_card else _("peak, highest card (failed)"), _("mean over cards"),
               _("predicted"), _("card capacity")]
     with _style([title, _("GiB per card"), *legend, *labels], fmt, warn):
         n = len(rows)
@@ -260,5 +263,11 @@ def peaks_chart(rows: Sequence[dict[str, Any]], target: Path | BinaryIO, fmt: st
                    label=legend[3]),
             Line2D([], [], color="black", linestyle="--", linewidth=2.0, label=legend[4]),
         ]
-        ax.legend(handles=proxies, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", borderaxespad=0.0)
+        # Only what the chart shows: a run's own cards have no mean over cards; a run may have no prediction.
+        shown = [proxies[0] if not all(failed) else None, proxies[1] if any(failed) else None,
+                 proxies[2] if any(_num(r.get("peak_mean_gib")) is not None for r in rows) else None,
+                 proxies[3] if any(_num(r.get("predicted_peak_gib")) is not None for r in rows) else None,
+                 proxies[4] if caps else None]
+        ax.legend(handles=[h for h in shown if h is not None], loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                  fontsize="small", borderaxespad=0.0)
         _save(fig, target, fmt)
