@@ -14,7 +14,7 @@ LINT_IMPORTS ?= $(VENV)/bin/lint-imports
 MYPY_PACKAGES ?= core store tui
 PYTEST_ARGS ?=
 
-.PHONY: check lint typecheck imports fast test venv
+.PHONY: check lint typecheck imports fast test venv messages
 
 check: lint typecheck imports fast
 
@@ -36,3 +36,9 @@ test:
 
 venv:
 	bash scripts/venv.sh train,test,nvidia
+
+# The Chinese catalog after changing messages: add new msgids to the .po (translate them there), then
+# `make messages` again to compile the .mo. tests/test_i18n.py fails until both are done.
+messages:
+	$(PYTHON) scripts/i18n.py extract
+	$(PYTHON) scripts/i18n.py compile

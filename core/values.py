@@ -54,6 +54,18 @@ def printable(text: str, keep: str = "") -> str:
     return text.translate(table)
 
 
+def cell_width(text: str) -> int:
+    """Terminal cells `text` takes: East Asian wide and fullwidth characters (a Chinese label) take two."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def pad_cells(text: str, width: int) -> str:
+    """`text` and at least one space, to `width` cells: a label column that lines up in any language."""
+    return text + " " * max(1, width - cell_width(text))
+
+
 def human(value: Any, unit: str | None = None) -> str:
     """No float noise, no exponent for ordinary sizes: >= 1000 whole, >= 1 two decimals, else 3 digits.
     A value whose unit is `%` reads as a percentage (`48.8%`), never as `48.80` or a fraction."""

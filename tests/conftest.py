@@ -19,6 +19,9 @@ def zd_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ZERODECK_HOME", str(home))
     monkeypatch.delenv("ZERODECK_DB", raising=False)
     monkeypatch.delenv("ZERODECK_RECIPES", raising=False)
+    # English unless a test asks for Chinese: a developer's LANG=zh_CN.UTF-8 must not change the wording
+    # every other test compares.
+    monkeypatch.setenv("ZERODECK_LANG", "en")
     from zerodeck.core.cli.context import forget_store
     from zerodeck.store.engine import reset_engines
 

@@ -63,6 +63,9 @@ def test_install_exposes_only_the_zerodeck_namespace(tmp_path: Path, editable: b
         "import zerodeck.core, zerodeck.store.models, zerodeck.recipes\n"
         "from zerodeck.core.paths import shipped_recipes_dir\n"
         "assert (shipped_recipes_dir() / 'demo-cpu-zero3.toml').is_file()\n"
+        # The Chinese catalog ships as package data: without it `LANG=zh_CN...` silently stays English.
+        "from zerodeck.core.i18n import catalog_path\n"
+        "assert catalog_path('zh').is_file(), catalog_path('zh')\n"
     )
     # Outside the checkout, with this environment's site-packages for the dependencies.
     import site

@@ -24,6 +24,7 @@ from textual.app import App, ScreenStackError, UnknownModeError
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import get_current_worker
+from zerodeck.core.i18n import _
 from zerodeck.core.telemetry.model import Snapshot
 from zerodeck.core.telemetry.poller import Poller
 from zerodeck.core.telemetry.sources import DEFAULT_TIMEOUT, Source, make_source
@@ -81,13 +82,13 @@ class ZerodeckApp(App[int]):
     ENABLE_COMMAND_PALETTE = False
     MODES = {"catalog": _catalog, "live": _live, "runs": _runs, "compare": _compare}
     BINDINGS = [
-        Binding("1", "switch_mode('catalog')", "Catalog", show=False),
-        Binding("2", "switch_mode('live')", "Live", show=False),
-        Binding("3", "switch_mode('runs')", "Runs", show=False),
-        Binding("4", "switch_mode('compare')", "Compare", show=False),
+        Binding("1", "switch_mode('catalog')", _("Catalog"), show=False),
+        Binding("2", "switch_mode('live')", _("Live"), show=False),
+        Binding("3", "switch_mode('runs')", _("Runs"), show=False),
+        Binding("4", "switch_mode('compare')", _("Compare"), show=False),
         # Outside a filter box only: there, q is a letter (an Input consumes printable keys, so
         # this binding is neither run nor shown). Quitting closes the UI; runs keep going.
-        Binding("q", "quit", "Quit"),
+        Binding("q", "quit", _("Quit")),
     ]
 
     def __init__(self, services: Services, source: Source | None = None, poll_interval: float = 1.0,
@@ -231,10 +232,11 @@ class ZerodeckApp(App[int]):
         if self.reconcile_on_start:
             try:
                 for lost_id, what in self.services.reconcile():
-                    self.post_message(Notice(f"run {lost_id}: supervisor was gone; "
-                                             f"{'re-adopted' if what == 'adopted' else 'marked lost'}"))
+                    done = _("re-adopted") if what == "adopted" else _("marked lost")
+                    self.post_message(Notice(_("run {run_id}: supervisor was gone; {what}")
+                                             .format(run_id=lost_id, what=done)))
             except Exception as exc:
-                self.post_message(Notice(f"reconcile: {exc}"))
+                self.post_message(Notice(_("reconcile: {error}").format(error=exc)))
         while not worker.is_cancelled and not self._stop.is_set():
             try:
                 active = self.services.active_runs()
@@ -318,7 +320,7 @@ class ZerodeckApp(App[int]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.notify(f"launching {name} …", timeout=3)
+                self.notify(_("launching {name} …").format(name=name), timeout=3)
                 self._launch(name)
 
         self.push_screen(launch_screen(self.services, name), answered)
@@ -328,10 +330,10 @@ class ZerodeckApp(App[int]):
         try:
             self.post_message(RunLaunched(self.services.launch(name), name))
         except Exception as exc:
-            self.post_message(LoadFailed(f"launch {name}: {exc}"))
+            self.post_message(LoadFailed(_("launch {name}: {error}").format(name=name, error=exc)))
 
     def on_run_launched(self, msg: RunLaunched) -> None:
-        self.notify(f"run {msg.run_id} started: {msg.name}", timeout=6)
+        self.notify(_("run {run_id} started: {name}").format(run_id=msg.run_id, name=msg.name), timeout=6)
         self.follow(msg.run_id)
         self.switch_mode("live")
 

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zerodeck.core.outcome.evals import eval_points
 from zerodeck.tui.view import BadFile, CardPeakView, CatalogRow, Curves, Progress, RunDetail, run_duration_s
 
 # The store and the core modules below are imported where they are used, in worker threads: the first
@@ -265,32 +266,6 @@ def tail(path: str | None, lines: int) -> list[str]:
     except OSError:
         return []
     return data.decode("utf-8", "replace").splitlines()[-lines:]
-
-
-EVAL_SCAN_BYTES = 16 * 1024 * 1024
-
-
-def eval_points(path: str | None) -> list[tuple[int, float]]:
-    """(step, eval loss) from a run's log: the store keeps training points only. Reads at most the
-    last 16 MiB, a line at a time, feeding the parser just eval lines and tqdm bars (their step)."""
-    from zerodeck.core.outcome.metrics import MetricsFollower
-
-    if not path:
-        return []
-    follower = MetricsFollower()
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            start = max(0, f.tell() - EVAL_SCAN_BYTES)
-            f.seek(start)
-            if start:
-                f.readline()  # a partial first line
-            for raw in f:
-                if b"eval_loss" in raw or b"%|" in raw:
-                    follower.feed(raw.decode("utf-8", "replace"))
-    except OSError:
-        return []
-    return follower.eval_points
 
 
 class LogFollower:

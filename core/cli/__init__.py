@@ -11,11 +11,12 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from zerodeck.core import __version__
 from zerodeck.core.cli.output import err
 from zerodeck.core.errors import EXIT_FAILED, EXIT_USAGE, ZerodeckError
+from zerodeck.core.i18n import _, language, language_from_env, ngettext, set_language
 from zerodeck.store.errors import StoreError, failure_line
 
 # Order is the order shown in --help.
@@ -45,10 +46,11 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="zerodeck",
-        description="Plan, launch, watch and compare LLM fine-tuning runs (Ascend NPU, NVIDIA, CPU). "
-        "With no command, opens the terminal UI.",
+        description=_("Plan, launch, watch and compare LLM fine-tuning runs (Ascend NPU, NVIDIA, CPU). "
+                      "With no command, opens the terminal UI."),
     )
-    parser.add_argument("--version", action="version", version=f"zerodeck {__version__}")
+    parser.add_argument("--version", action="version", version=f"zerodeck {__version__}",
+                        help=_("show the version and exit"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -61,12 +63,23 @@ def run_tui() -> int:
         from zerodeck.tui.app import run as run_app
     except ImportError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        err(f"cannot start the TUI: {reason}")
+        err(_("cannot start the TUI: {reason}").format(reason=reason))
         return EXIT_FAILED
     return run_app()
 
 
+def choose_language(env: Mapping[str, str]) -> None:
+    """The process's language, once, before any message is built (ARCHITECTURE.md, "Languages")."""
+    set_language(language_from_env(env))
+    if language() != "en":
+        # argparse words its own lines ("usage:", "the following arguments are required") through
+        # gettext's global domain; point it at our catalog, which carries those messages too.
+        argparse._ = _  # type: ignore[attr-defined]
+        argparse.ngettext = ngettext  # type: ignore[attr-defined]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    choose_language(os.environ)
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
@@ -104,7 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if store_line:
             err(store_line)
             return EXIT_FAILED
-        err(f"internal error: {type(exc).__name__}: {exc} (ZERODECK_DEBUG=1 shows the traceback)")
+        err(_("internal error: {kind}: {error} (ZERODECK_DEBUG=1 shows the traceback)")
+            .format(kind=type(exc).__name__, error=exc))
         return EXIT_FAILED
 
 

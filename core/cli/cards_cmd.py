@@ -11,6 +11,7 @@ from typing import Any
 
 from zerodeck.core.cli.output import add_json_flag, emit, err, render_table
 from zerodeck.core.errors import EXIT_FAILED, EXIT_OK, BadInput
+from zerodeck.core.i18n import _
 from zerodeck.core.values import printable
 
 TABLE_COLUMNS = ["npu", "chip", "name", "health", "power_w", "temp_c", "aicore_pct", "memory_used_mb",
@@ -18,16 +19,16 @@ TABLE_COLUMNS = ["npu", "chip", "name", "health", "power_w", "temp_c", "aicore_p
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("cards", help="live per-card telemetry (npu-smi, NVML, CPU ranks)")
-    p.add_argument("--once", action="store_true", help="print one reading and exit")
-    add_json_flag(p, help="one reading as JSON on stdout")
-    p.add_argument("--source", choices=["npu-smi", "nvidia", "cpu"], help="the source (default: detected)")
-    p.add_argument("--interval", type=float, default=1.0, help="seconds between live readings (default 1)")
+    p = sub.add_parser("cards", help=_("live per-card telemetry (npu-smi, NVML, CPU ranks)"))
+    p.add_argument("--once", action="store_true", help=_("print one reading and exit"))
+    add_json_flag(p, help=_("one reading as JSON on stdout"))
+    p.add_argument("--source", choices=["npu-smi", "nvidia", "cpu"], help=_("the source (default: detected)"))
+    p.add_argument("--interval", type=float, default=1.0, help=_("seconds between live readings (default 1)"))
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                   help="how long one reading may take before the tool is killed (default 2)")
-    p.add_argument("--from-npu-smi", type=Path, metavar="FILE", help="parse a saved `npu-smi info` output")
+                   help=_("how long one reading may take before the tool is killed (default 2)"))
+    p.add_argument("--from-npu-smi", type=Path, metavar="FILE", help=_("parse a saved `npu-smi info` output"))
     p.add_argument("--from-nvidia-smi", type=Path, metavar="FILE",
-                   help="parse a saved nvidia-smi output (plain, -q -x XML, or --query-gpu CSV)")
+                   help=_("parse a saved nvidia-smi output (plain, -q -x XML, or --query-gpu CSV)"))
     p.set_defaults(handler=cmd_cards)
 
 
@@ -72,11 +73,11 @@ def render(snap: Any) -> str:
 
 def cmd_cards(args: argparse.Namespace) -> int:
     if args.from_npu_smi is not None and args.from_nvidia_smi is not None:
-        raise BadInput("--from-npu-smi and --from-nvidia-smi: give one")
+        raise BadInput(_("--from-npu-smi and --from-nvidia-smi: give one"))
     if args.interval <= 0:
-        raise BadInput(f"--interval: must be > 0, got {args.interval}")
+        raise BadInput(_("--interval: must be > 0, got {value}").format(value=args.interval))
     if args.timeout is not None and not 0 < args.timeout <= 600:
-        raise BadInput(f"--timeout: must be > 0 and <= 600 seconds, got {args.timeout}")
+        raise BadInput(_("--timeout: must be > 0 and <= 600 seconds, got {value}").format(value=args.timeout))
     if args.from_npu_smi is not None or args.from_nvidia_smi is not None:
         snap = snapshot_from_file(args)
         if args.json:

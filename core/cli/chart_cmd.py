@@ -1,8 +1,14 @@
-"""`zerodeck chart memory RUN` and `zerodeck chart peaks [RUN...]`: SVG figures for reports."""
+"""`zerodeck chart loss|throughput|memory|peaks RUN... -o FILE.png|.svg|.pdf`: figures for reports.
+
+The file's suffix picks the format; with no `-o` the chart goes to stdout as SVG. Everything that can
+be wrong (the suffix, the runs, a run with nothing to draw) is checked before matplotlib is imported
+(`core/export/charts.py`, about half a second).
+"""
 
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,64 +16,174 @@ from typing import Any
 from zerodeck.core.cli.compare_cmd import load_selected, selection_args
 from zerodeck.core.cli.output import err
 from zerodeck.core.errors import EXIT_FAILED, EXIT_OK, BadInput
+from zerodeck.core.i18n import _
+
+MAX_MEMORY_PANELS = 8
+
+
+def _output_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", type=Path, metavar="FILE",
+                   help=_("write FILE.png, FILE.svg or FILE.pdf (default: SVG on stdout)"))
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("chart", help="SVG charts: a run's memory per card over time; peaks vs capacity")
+    p = sub.add_parser("chart", help=_("charts for reports (PNG, SVG, PDF): loss, throughput, memory, peaks"))
     p.set_defaults(group_parser=p)
     cs = p.add_subparsers(dest="chart_command", metavar="CHART", parser_class=type(p))
 
-    mem = cs.add_parser("memory", help="per-card memory over time of one run, with the card capacity")
-    mem.add_argument("run", metavar="RUN", help="run id")
-    mem.add_argument("-o", "--output", type=Path, metavar="FILE.svg", help="write here (default: stdout)")
+    loss = cs.add_parser("loss", help=_("train and eval loss by step; several runs overlaid"))
+    selection_args(loss)
+    _output_arg(loss)
+    loss.set_defaults(handler=cmd_loss)
+
+    tput = cs.add_parser("throughput", help=_("throughput by step (tokens/s, else samples/s); several runs overlaid"))
+    selection_args(tput)
+    _output_arg(tput)
+    tput.set_defaults(handler=cmd_throughput)
+
+    mem = cs.add_parser("memory", help=_("per-card memory over time with the card capacity, one panel per run"))
+    mem.add_argument("runs", nargs="+", metavar="RUN", help=_("run ids, or recipe names (their latest run)"))
+    _output_arg(mem)
     mem.set_defaults(handler=cmd_memory)
 
-    pk = cs.add_parser("peaks", help="peak memory per card of compared runs against card capacity")
+    pk = cs.add_parser("peaks", help=_("peak memory per card of compared runs against card capacity; "
+                                       "one run: a bar per card"))
     selection_args(pk)
-    pk.add_argument("-o", "--output", type=Path, metavar="FILE.svg", help="write here (default: stdout)")
+    _output_arg(pk)
     pk.set_defaults(handler=cmd_peaks)
 
 
-def _out(args: argparse.Namespace, svg: str, what: str) -> None:
-    if args.output:
-        if args.output.suffix.lower() != ".svg":
-            raise BadInput(f"{args.output}: charts are written as SVG; name the file *.svg")
-        from zerodeck.core.export.files import write_export
+def _format(args: argparse.Namespace) -> str:
+    from zerodeck.core.export.chart_data import chart_format
 
-        write_export(args.output, svg, "svg")
-        err(f"wrote {args.output} ({what})")
+    return chart_format(args.output) if args.output else "svg"
+
+
+def write_chart(output: Path | None, fmt: str, draw: Any, what: str) -> None:
+    """Call `draw(target, fmt)` for the file, or for stdout as SVG text; then say what was written."""
+    if output is None:
+        buf = io.BytesIO()
+        draw(buf, fmt)
+        sys.stdout.write(buf.getvalue().decode("utf-8"))
+        return
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with open(output, "wb") as f:
+            draw(f, fmt)
+    except OSError as exc:
+        raise BadInput(_("{path}: cannot write: {reason}").format(path=output, reason=exc.strerror or exc)) from None
+    err(_("wrote {path} ({what})").format(path=output, what=what))
+
+
+def _curves(args: argparse.Namespace, kind: str) -> int:
+    from zerodeck.core.cli.context import cli_store
+    from zerodeck.core.export.chart_data import Curve
+    from zerodeck.core.outcome.evals import eval_points
+
+    fmt = _format(args)
+    rows = load_selected(args)
+    if rows is None:
+        return EXIT_FAILED
+    store = cli_store()
+    curves: list[Curve] = []
+    empty: list[str] = []
+    tokens = False
+    for row in rows:
+        rid = int(row["id"])
+        label = f"#{rid} {row.get('name') or ''}".strip()
+        points = store.metrics(rid)
+        if kind == "loss":
+            run = store.run(rid)
+            train = [(float(m.step), m.loss) for m in points if m.loss is not None]
+            evals = [(float(s), v) for s, v in eval_points(run.log_path if run else None)]
+        else:
+            tokens = tokens or any(m.tokens_per_s is not None for m in points)
+            train = [(float(m.step), v) for m in points
+                     if (v := (m.tokens_per_s if m.tokens_per_s is not None else m.samples_per_s)) is not None]
+            evals = []
+        if train or evals:
+            curves.append(Curve(label=label, train=train, eval=evals))
+        else:
+            empty.append(label)
+    if not curves:
+        err(_("no {what} points recorded for {runs}").format(what=_("loss") if kind == "loss" else _("throughput"),
+                                                               runs=", ".join(empty)))
+        return EXIT_FAILED
+    if empty:
+        err(_("left out (nothing to draw): {runs}").format(runs=", ".join(empty)))
+    from zerodeck.core.export.charts import curves_chart
+
+    if kind == "loss":
+        title, ylabel = _("Loss"), _("loss")
     else:
-        sys.stdout.write(svg)
+        title = _("Throughput")
+        ylabel = _("tokens/s") if tokens else _("samples/s")
+    write_chart(args.output, fmt, lambda target, f: curves_chart(curves, target, f, title=title, ylabel=ylabel,
+                                                                 warn=err),
+                _("{kind}, {n} runs").format(kind=title, n=len(curves)))
+    return EXIT_OK
+
+
+def cmd_loss(args: argparse.Namespace) -> int:
+    return _curves(args, "loss")
+
+
+def cmd_throughput(args: argparse.Namespace) -> int:
+    return _curves(args, "throughput")
 
 
 def cmd_memory(args: argparse.Namespace) -> int:
     from zerodeck.core.cli.context import cli_store
     from zerodeck.core.compare.rows import resolve_refs
-    from zerodeck.core.export.svg import memory_chart, memory_series
+    from zerodeck.core.export.chart_data import MemoryPanel, memory_series
 
-    if args.output and args.output.suffix.lower() != ".svg":
-        raise BadInput(f"{args.output}: charts are written as SVG; name the file *.svg")
+    fmt = _format(args)
+    if len(args.runs) > MAX_MEMORY_PANELS:
+        raise BadInput(_("chart memory: at most {n} runs in one chart (got {got})")
+                       .format(n=MAX_MEMORY_PANELS, got=len(args.runs)))
     store = cli_store()
-    (rid,) = resolve_refs(store, [args.run])
-    run = store.run(rid)
-    samples = store.memory_series(rid)
-    if not samples:
-        err(f"run {rid} has no telemetry samples to chart")
-        return EXIT_FAILED
-    series, cap = memory_series(samples, device=run.device if run else None, card_gb=run.card_gb if run else None)
-    name = run.name if run is not None else ""
-    _out(args, memory_chart(series, title=f"Run {rid} {name}: memory per card", capacity_gib=cap),
-         f"memory over time, {len(series)} series")
+    panels: list[MemoryPanel] = []
+    for rid in resolve_refs(store, list(args.runs)):
+        run = store.run(rid)
+        samples = store.memory_series(rid)
+        if not samples:
+            err(_("run {rid} has no telemetry samples to chart").format(rid=rid))
+            return EXIT_FAILED
+        series, cap = memory_series(samples, device=run.device if run else None, card_gb=run.card_gb if run else None)
+        label = f"#{rid} {run.name if run else ''}".strip()
+        panels.append(MemoryPanel(label=label, series=series, capacity_gib=cap))
+    from zerodeck.core.export.charts import memory_chart
+
+    if len(panels) == 1:
+        title = _("Run {run}: memory per card").format(run=panels[0].label)
+    else:
+        title = _("Memory per card")
+    n_series = sum(len(p.series) for p in panels)
+    write_chart(args.output, fmt, lambda target, f: memory_chart(panels, target, f, title=title, warn=err),
+                _("memory over time, {n} series").format(n=n_series))
     return EXIT_OK
 
 
 def cmd_peaks(args: argparse.Namespace) -> int:
-    from zerodeck.core.export.svg import peaks_chart
-
-    if args.output and args.output.suffix.lower() != ".svg":
-        raise BadInput(f"{args.output}: charts are written as SVG; name the file *.svg")
+    fmt = _format(args)
     rows = load_selected(args)
     if rows is None:
         return EXIT_FAILED
-    _out(args, peaks_chart(rows), f"peaks of {len(rows)} runs")
+    from zerodeck.core.export.charts import peaks_chart
+
+    title = None
+    if len(rows) == 1:
+        from zerodeck.core.cli.context import cli_store
+        from zerodeck.core.export.chart_data import card_peak_rows
+
+        store = cli_store()
+        run = store.run(int(rows[0]["id"]))
+        cards = card_peak_rows(rows[0], store.card_peaks(int(rows[0]["id"])), device=run.device if run else None,
+                               card_gb=run.card_gb if run else None)
+        if cards:
+            label = f"#{rows[0]['id']} {rows[0].get('name') or ''}".strip()
+            rows, title = cards, _("Run {run}: peak per card vs capacity").format(run=label)
+    write_chart(args.output, fmt, lambda target, f: peaks_chart(rows, target, f, title=title, warn=err),
+                _("peaks of {n} runs").format(n=len(rows)) if title is None
+                else _("peaks of {n} cards").format(n=len(rows)))
     return EXIT_OK

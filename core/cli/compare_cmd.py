@@ -13,33 +13,34 @@ from typing import Any
 
 from zerodeck.core.cli.output import add_json_flag, err
 from zerodeck.core.errors import EXIT_FAILED, EXIT_OK, BadInput
+from zerodeck.core.i18n import _, ngettext
 
 FORMAT_CHOICES = ("table", "md", "csv", "json", "html", "latex")
 
 
 def selection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="*", metavar="RUN",
-                   help="run ids, or recipe names (their latest run); none: the latest run of each recipe")
-    p.add_argument("--all", action="store_true", help="every recorded run")
-    p.add_argument("--tag", metavar="T", help="runs carrying this tag")
-    p.add_argument("--grid", metavar="G", help="runs expanded from this grid")
+                   help=_("run ids, or recipe names (their latest run); none: the latest run of each recipe"))
+    p.add_argument("--all", action="store_true", help=_("every recorded run"))
+    p.add_argument("--tag", metavar="T", help=_("runs carrying this tag"))
+    p.add_argument("--grid", metavar="G", help=_("runs expanded from this grid"))
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("compare", help="compare runs side by side; export as table, md, csv, json, html, latex",
-                       description="Compare recorded runs: recipe axes, outcome, per-card peak memory against "
+    p = sub.add_parser("compare", help=_("compare runs side by side; export as table, md, csv, json, html, latex"),
+                       description=_("Compare recorded runs: recipe axes, outcome, per-card peak memory against "
                        "capacity, throughput, loss, and the command to reproduce. --diff-only keeps the columns "
-                       "that differ; --pivot ROW,COL --value FIELD builds a matrix such as model x ZeRO stage.")
+                       "that differ; --pivot ROW,COL --value FIELD builds a matrix such as model x ZeRO stage."))
     selection_args(p)
-    p.add_argument("--diff-only", action="store_true", help="keep only the columns whose values differ")
-    p.add_argument("--pivot", metavar="ROW,COL", help="matrix view, e.g. model,zero_stage")
-    p.add_argument("--value", metavar="FIELD", help="the pivot's cell field (default peak_max_gib), e.g. outcome")
-    p.add_argument("--columns", metavar="A,B,...", help="only these columns, in this order")
-    p.add_argument("--format", choices=FORMAT_CHOICES, help="output format (default: table, or from -o's suffix)")
-    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of stdout")
-    p.add_argument("--chart", type=Path, metavar="FILE.svg",
-                   help="also write the peak-per-card vs capacity bar chart of these runs")
-    add_json_flag(p, help="same as --format json")
+    p.add_argument("--diff-only", action="store_true", help=_("keep only the columns whose values differ"))
+    p.add_argument("--pivot", metavar="ROW,COL", help=_("matrix view, e.g. model,zero_stage"))
+    p.add_argument("--value", metavar="FIELD", help=_("the pivot's cell field (default peak_max_gib), e.g. outcome"))
+    p.add_argument("--columns", metavar="A,B,...", help=_("only these columns, in this order"))
+    p.add_argument("--format", choices=FORMAT_CHOICES, help=_("output format (default: table, or from -o's suffix)"))
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help=_("write to FILE instead of stdout"))
+    p.add_argument("--chart", type=Path, metavar="FILE",
+                   help=_("also write the peak-per-card vs capacity bar chart of these runs (.png, .svg or .pdf)"))
+    add_json_flag(p, help=_("same as --format json"))
     p.set_defaults(handler=cmd_compare)
 
 
@@ -59,10 +60,11 @@ def load_selected(args: argparse.Namespace) -> list[dict[str, Any]] | None:
     if not rows:
         what = []
         if sel.tag is not None:
-            what.append(f"tag {sel.tag!r}")
+            what.append(_("tag {tag!r}").format(tag=sel.tag))
         if sel.grid is not None:
-            what.append(f"grid {sel.grid!r}")
-        err(f"no runs with {' and '.join(what)}" if what else "no runs recorded yet (start one with `zerodeck run`)")
+            what.append(_("grid {grid!r}").format(grid=sel.grid))
+        err(_("no runs with {what}").format(what=_(" and ").join(what)) if what
+            else _("no runs recorded yet (start one with `zerodeck run`)"))
         return None
     return rows
 
@@ -71,7 +73,7 @@ def _format(args: argparse.Namespace) -> str:
     from zerodeck.core.export import format_for_path
 
     if args.json and args.format not in (None, "json"):
-        raise BadInput(f"--json and --format {args.format} disagree; give one")
+        raise BadInput(_("--json and --format {format} disagree; give one").format(format=args.format))
     if args.json:
         return "json"
     if args.format:
@@ -82,16 +84,19 @@ def _format(args: argparse.Namespace) -> str:
 def cmd_compare(args: argparse.Namespace) -> int:
     from zerodeck.core.compare import comparison_table, pivot_table
     from zerodeck.core.export import render
+    from zerodeck.core.export.chart_data import chart_format
     from zerodeck.core.export.files import write_export
 
     fmt = _format(args)
+    chart_fmt = chart_format(args.chart) if args.chart else None
     if args.value and not args.pivot:
-        raise BadInput("--value needs --pivot ROW,COL")
+        raise BadInput(_("--value needs --pivot ROW,COL"))
     pivot = None
     if args.pivot:
         parts = [p.strip() for p in args.pivot.split(",")]
         if len(parts) != 2 or not all(parts):
-            raise BadInput(f"--pivot: expected ROW,COL such as model,zero_stage (got {args.pivot!r})")
+            raise BadInput(_("--pivot: expected ROW,COL such as model,zero_stage (got {value!r})")
+                           .format(value=args.pivot))
         pivot = parts
     rows = load_selected(args)
     if rows is None:
@@ -104,12 +109,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     text = render(table, fmt)
     if args.output:
         write_export(args.output, text, fmt)
-        err(f"wrote {args.output} ({fmt}, {len(table.rows)} row{'s' if len(table.rows) != 1 else ''})")
+        n = len(table.rows)
+        err(_("wrote {path} ({what})").format(path=args.output, what=f"{fmt}, "
+                                               + ngettext("{n} row", "{n} rows", n).format(n=n)))
     else:
         sys.stdout.write(text)
-    if args.chart:
-        from zerodeck.core.export.svg import peaks_chart
+    if args.chart and chart_fmt:
+        from zerodeck.core.cli.chart_cmd import write_chart
+        from zerodeck.core.export.charts import peaks_chart
 
-        write_export(args.chart, peaks_chart(rows), "svg")
-        err(f"wrote {args.chart} (peak per card vs capacity, {len(rows)} runs)")
+        write_chart(args.chart, chart_fmt, lambda target, f: peaks_chart(rows, target, f, warn=err),
+                    _("peak per card vs capacity, {n} runs").format(n=len(rows)))
     return EXIT_OK

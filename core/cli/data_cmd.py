@@ -8,18 +8,19 @@ from typing import Any
 
 from zerodeck.core.cli.output import add_json_flag, emit, err
 from zerodeck.core.errors import EXIT_OK, EXIT_USAGE
+from zerodeck.core.i18n import _
 
 SHOWN = ["path", "format", "shape", "samples", "duplicates", "duplicate_ratio", "length", "tokens",
          "model", "recommended_samples", "verdict", "advice", "est_epoch_s"]
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("data", help="inspect training data files")
+    p = sub.add_parser("data", help=_("inspect training data files"))
     p.set_defaults(group_parser=p)
     ds = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=type(p))
-    ins = ds.add_parser("inspect", help="samples, duplicates, length percentiles and size advice")
-    ins.add_argument("path", type=Path, metavar="PATH", help="a JSON or JSONL file (alpaca or sharegpt)")
-    ins.add_argument("--model", help="registry name or local model directory: recommended size for it")
+    ins = ds.add_parser("inspect", help=_("samples, duplicates, length percentiles and size advice"))
+    ins.add_argument("path", type=Path, metavar="PATH", help=_("a JSON or JSONL file (alpaca or sharegpt)"))
+    ins.add_argument("--model", help=_("registry name or local model directory: recommended size for it"))
     add_json_flag(ins)
     ins.set_defaults(handler=cmd_inspect)
 

@@ -12,15 +12,16 @@ from typing import Any
 
 from zerodeck.core.cli.output import add_json_flag, emit, say
 from zerodeck.core.errors import EXIT_OK, BadInput
+from zerodeck.core.i18n import _
 
 COLUMNS = ["outcome", "device", "code", "rank", "reason"]
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("diagnose", help="classify how a run ended from its log file (oom, comm_error, ...)")
-    p.add_argument("logfile", type=Path, metavar="LOGFILE", help="a run's console log (any launcher)")
+    p = sub.add_parser("diagnose", help=_("classify how a run ended from its log file (oom, comm_error, ...)"))
+    p.add_argument("logfile", type=Path, metavar="LOGFILE", help=_("a run's console log (any launcher)"))
     p.add_argument("--exit-code", type=int, default=None, metavar="N",
-                   help="the job's exit status, when known (torchrun exits 1 whatever the cause)")
+                   help=_("the job's exit status, when known (torchrun exits 1 whatever the cause)"))
     add_json_flag(p)
     p.set_defaults(handler=cmd_diagnose)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from zerodeck.core.cli.output import add_json_flag, emit
 from zerodeck.core.errors import EXIT_FAILED, EXIT_OK
+from zerodeck.core.i18n import _
 from zerodeck.core.values import printable
 
 PACKAGES = ("torch", "torch_npu", "deepspeed", "transformers", "llamafactory", "nvidia-ml-py", "psutil")
@@ -23,7 +24,7 @@ ASCEND = Path("/usr/local/Ascend")
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("doctor", help="what this machine has: telemetry sources, drivers, versions, free memory")
+    p = sub.add_parser("doctor", help=_("what this machine has: telemetry sources, drivers, versions, free memory"))
     add_json_flag(p)
     p.set_defaults(handler=cmd_doctor)
 
@@ -138,12 +139,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         emit(report, as_json=True)
         return code
     print(f"host {report['host']}  python {report['python']}")
-    print("\ntelemetry sources:")
+    print("\n" + _("telemetry sources:"))
     for name, state in report["sources"].items():
         print(f"  {name:8} {printable(state)}")
-    print("\npackages:")
+    print("\n" + _("packages:"))
     for name, version in report["packages"].items():
-        print(f"  {name:13} {version or 'not installed'}")
+        print(f"  {name:13} {version or _('not installed')}")
     asc = report["ascend"]
     print(f"\nascend: npu-smi {asc.get('npu-smi') or '-'}  driver {asc['driver'] or '-'}  CANN {asc['cann'] or '-'}")
     if report["cards"]:
@@ -152,6 +153,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                                                       "used_mb", "total_mb", "free_mb"])
     stale = [h for h in report["processes_holding_cards"] if h["stale"]]
     if report["processes_holding_cards"]:
-        print(f"\nprocesses holding cards: {len(report['processes_holding_cards'])} ({len(stale)} not visible here)")
+        print("\n" + _("processes holding cards: {n} ({stale} not visible here)")
+              .format(n=len(report["processes_holding_cards"]), stale=len(stale)))
         emit(report["processes_holding_cards"], as_json=False)
     return code

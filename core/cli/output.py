@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from zerodeck.core.i18n import N_, _
 from zerodeck.core.values import human, json_safe, printable
 
 
@@ -52,12 +53,12 @@ def say(text: Any) -> None:
     print(printable(str(text), keep="\n\t"))
 
 
-JSON_HELP = "machine output on stdout"
+JSON_HELP = N_("machine output on stdout")
 
 
 def add_json_flag(parser: argparse.ArgumentParser, help: str = JSON_HELP) -> None:
     """The one `--json` option of every data command: same name, same destination (`args.json`)."""
-    parser.add_argument("--json", action="store_true", help=help)
+    parser.add_argument("--json", action="store_true", help=_(help))
 
 
 def render_table(rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = None) -> str:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from zerodeck.core.cli.output import add_json_flag, emit, print_json, say
 from zerodeck.core.errors import EXIT_OK, BadInput
+from zerodeck.core.i18n import _
 
 if TYPE_CHECKING:
     from zerodeck.core.plan.calibration import CalibrationTable
@@ -43,13 +44,13 @@ def _stage(text: str) -> int:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("plan", help="predict per-card memory and say fits / tight / oom",
-                       description="Plan a recipe (file, catalog name or grid) or a model by flags.")
-    p.add_argument("recipe", nargs="?", metavar="RECIPE", help="recipe .toml, grid .toml or catalog name")
-    p.add_argument("--model", help="registry name (e.g. Qwen2.5-14B) or a local directory with config.json")
+    p = sub.add_parser("plan", help=_("predict per-card memory and say fits / tight / oom"),
+                       description=_("Plan a recipe (file, catalog name or grid) or a model by flags."))
+    p.add_argument("recipe", nargs="?", metavar="RECIPE", help=_("recipe .toml, grid .toml or catalog name"))
+    p.add_argument("--model", help=_("registry name (e.g. Qwen2.5-14B) or a local directory with config.json"))
     p.add_argument("--method", choices=["lora", "full", "freeze"], default="lora")
     p.add_argument("--lora-rank", type=_positive_int, default=8)
-    p.add_argument("--stage", type=_stage, default=0, help="ZeRO stage 0-3")
+    p.add_argument("--stage", type=_stage, default=0, help=_("ZeRO stage 0-3"))
     p.add_argument("--offload", choices=["none", "optimizer", "all"], default="none")
     p.add_argument("--cards", type=_positive_int, default=8)
     p.add_argument("--card-gb", type=_positive_float, default=64.0)
@@ -60,12 +61,13 @@ def register(sub: Any) -> None:
     p.add_argument("--no-grad-ckpt", dest="grad_ckpt", action="store_false")
     p.add_argument("--attn", choices=["sdpa", "flash", "eager"], default="sdpa")
     p.add_argument("--precision", choices=["bf16", "fp16", "fp32"], default="bf16")
-    p.add_argument("--matrix", action="store_true", help="models x ZeRO stages for this machine")
+    p.add_argument("--matrix", action="store_true", help=_("models x ZeRO stages for this machine"))
     p.add_argument("--frontier", choices=["micro_batch", "seq_len"],
-                   help="the largest micro_batch or seq_len that fits (from the planner, or --probe)")
+                   help=_("the largest micro_batch or seq_len that fits (from the planner, or --probe)"))
     p.add_argument("--probe", action="store_true",
-                   help="with --frontier: confirm by at most three probe runs (each recorded, tag `probe`)")
-    p.add_argument("--probe-steps", type=_positive_int, default=3, help="steps per frontier probe (default 3)")
+                   help=_("with --frontier: confirm by at most three probe runs (each recorded, tag `probe`)"))
+    p.add_argument("--probe-steps", type=_positive_int, default=3,
+                   help=_("steps per frontier probe (default 3)"))
     add_json_flag(p)
     p.set_defaults(handler=cmd_plan)
 
@@ -78,12 +80,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.frontier:
         return _frontier(args)
     if args.recipe and args.model:
-        raise BadInput("give a RECIPE or --model, not both")
+        raise BadInput(_("give a RECIPE or --model, not both"))
     if args.recipe:
         _show(_plan_recipes(args.recipe), args.json)
         return EXIT_OK
     if not args.model:
-        raise BadInput("give a RECIPE (file or catalog name), --model NAME, or --matrix")
+        raise BadInput(_("give a RECIPE (file or catalog name), --model NAME, or --matrix"))
     from zerodeck.core.plan.memory import PlanInput
     from zerodeck.core.plan.verdict import plan, resolve_model
 
@@ -122,7 +124,7 @@ def _plan_recipes(ref: str) -> list[Any]:
     path = Path(ref).expanduser()
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
-            raise BadInput(f"{path}: no such recipe file")
+            raise BadInput(_("{path}: no such recipe file").format(path=path))
         recipe = load_recipe_file(path)
         check_recipe_files(recipe, path)
         members = expand(recipe)
@@ -135,7 +137,10 @@ def _plan_recipes(ref: str) -> list[Any]:
 
 
 def _show(plan_objs: list[Plan], as_json: bool) -> None:
-    from zerodeck.core.values import gib
+    from zerodeck.core.values import gib, pad_cells
+
+    def label(name: str) -> str:
+        return "  " + pad_cells(name, 12)
 
     plans = [p.to_dict() for p in plan_objs]
     if as_json:
@@ -150,23 +155,25 @@ def _show(plan_objs: list[Plan], as_json: bool) -> None:
               f"{d['capacity_gib']:g} GiB {d['device']}, micro_batch {d['micro_batch']}, seq_len {d['seq_len']}")
         for k in TERMS:  # unrounded: a tiny model's terms are MiB, not `0.00 GiB`
             print(f"  {k:<12}{gib(getattr(p.breakdown, k)):>13}")
-        line = f"  verdict     {d['verdict'].upper()}  (must fit {d['must_fit_gib']:.1f} of {d['capacity_gib']:g} GiB)"
-        print(line)
+        print(label(_("verdict")) + d["verdict"].upper() + "  "
+              + _("(must fit {need:.1f} of {capacity:g} GiB)").format(need=d["must_fit_gib"],
+                                                                       capacity=d["capacity_gib"]))
         if d["calibrated_total_gib"] is not None:
-            print(f"  calibrated  {d['calibrated_total_gib']:.2f} GiB (x{d['calibration_factor']} from "
-                  f"{d['calibration_runs']} run(s) on this machine)")
+            print(label(_("calibrated"))
+                  + _("{gib:.2f} GiB (x{factor} from {runs} run(s) on this machine)")
+                  .format(gib=d["calibrated_total_gib"], factor=d["calibration_factor"], runs=d["calibration_runs"]))
         lo, hi = d["range_gib"]
-        basis = {"model": "the model's spread on published measurements",
-                 "calibrated": f"this machine's {d['calibration_runs']} run(s)",
-                 "probed": f"probe run {d['probe_run_id']}"}[d["basis"]]
-        print(f"  range       {gib(lo)} .. {gib(hi)} ({basis})")
-        print(f"  host RAM    {d['host_gib']:.0f} GiB per node")
+        basis = {"model": _("the model's spread on published measurements"),
+                 "calibrated": _("this machine's {runs} run(s)").format(runs=d["calibration_runs"]),
+                 "probed": _("probe run {id}").format(id=d["probe_run_id"])}[d["basis"]]
+        print(label(_("range")) + f"{gib(lo)} .. {gib(hi)} ({basis})")
+        print(label(_("host RAM")) + _("{gib:.0f} GiB per node").format(gib=d["host_gib"]))
         if d["suggestion"]:
-            say(f"  to fit      {d['suggestion']}")
+            say(label(_("to fit")) + str(d["suggestion"]))
         if d["max_micro_batch"]:
-            print(f"  largest micro_batch that fits: {p.max_micro_batch_text()}")
+            print("  " + _("largest micro_batch that fits: {mb}").format(mb=p.max_micro_batch_text()))
         if d["data_advice"]:
-            say(f"  data        {d['data_advice']}")
+            say(label(_("data")) + str(d["data_advice"]))
 
 
 def _matrix(args: argparse.Namespace) -> int:

@@ -7,26 +7,27 @@ from typing import Any
 
 from zerodeck.core.cli.output import add_json_flag, emit, err
 from zerodeck.core.errors import EXIT_OK
+from zerodeck.core.i18n import _
 
 QUEUE_COLUMNS = ["id", "recipe", "state", "run_id", "added_at", "reason"]
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("queue", help="the run queue: list it, or `queue add RECIPE...`")
+    p = sub.add_parser("queue", help=_("the run queue: list it, or `queue add RECIPE...`"))
     add_json_flag(p)
     p.set_defaults(handler=cmd_list)
     qs = p.add_subparsers(dest="queue_command", metavar="COMMAND")
-    add = qs.add_parser("add", help="append recipes (files or catalog names) to the queue")
+    add = qs.add_parser("add", help=_("append recipes (files or catalog names) to the queue"))
     add.add_argument("recipes", nargs="+", metavar="RECIPE")
     add_json_flag(add)
     add.set_defaults(handler=cmd_add)
 
-    r = sub.add_parser("runner", help="run queued recipes, packed onto the free cards of this host")
-    r.add_argument("--once", action="store_true", help="run what is queued, then exit")
-    r.add_argument("--serial", action="store_true", help="one run at a time, in queue order")
+    r = sub.add_parser("runner", help=_("run queued recipes, packed onto the free cards of this host"))
+    r.add_argument("--once", action="store_true", help=_("run what is queued, then exit"))
+    r.add_argument("--serial", action="store_true", help=_("one run at a time, in queue order"))
     r.set_defaults(handler=cmd_runner)
 
-    h = sub.add_parser("hosts", help="the cards of each host: which run holds each, foreign processes")
+    h = sub.add_parser("hosts", help=_("the cards of each host: which run holds each, foreign processes"))
     add_json_flag(h)
     h.set_defaults(handler=cmd_hosts)
 
@@ -78,7 +79,7 @@ def cmd_runner(args: argparse.Namespace) -> int:
     config, source = host_setup()
     runner = Runner(cli_store(), on_event=err, config=config, source=source, serial=args.serial)
     handled = runner.serve(once=args.once)
-    err(f"runner: {handled} item(s) handled")
+    err(_("runner: {n} item(s) handled").format(n=handled))
     return EXIT_OK
 
 

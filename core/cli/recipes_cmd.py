@@ -8,30 +8,31 @@ from typing import Any
 
 from zerodeck.core.cli.output import add_json_flag, emit, err, say
 from zerodeck.core.errors import EXIT_OK, EXIT_USAGE, BadInput
+from zerodeck.core.i18n import _
 
 LIST_COLUMNS = ["name", "model", "method", "zero_stage", "offload", "cards", "device",
                 "data_samples", "seq_len", "micro_batch", "launcher", "grid"]
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("recipes", help="list, validate and expand recipe files")
+    p = sub.add_parser("recipes", help=_("list, validate and expand recipe files"))
     p.set_defaults(group_parser=p)
     rs = p.add_subparsers(dest="recipes_command", metavar="SUBCOMMAND", parser_class=type(p))
 
-    ls = rs.add_parser("list", help="every recipe in the catalog (grids expanded)")
+    ls = rs.add_parser("list", help=_("every recipe in the catalog (grids expanded)"))
     ls.add_argument("--dir", action="append", type=Path, default=None,
-                    help="read recipes from this directory instead of the default catalog (repeatable)")
+                    help=_("read recipes from this directory instead of the default catalog (repeatable)"))
     add_json_flag(ls)
     ls.set_defaults(handler=cmd_list)
 
-    va = rs.add_parser("validate", help="check recipe files; one line per problem as PATH:LINE: field: message")
+    va = rs.add_parser("validate", help=_("check recipe files; one line per problem as PATH:LINE: field: message"))
     va.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     add_json_flag(va)
     va.set_defaults(handler=cmd_validate)
 
-    ex = rs.add_parser("expand", help="write or show the cartesian product of a grid's axes")
+    ex = rs.add_parser("expand", help=_("write or show the cartesian product of a grid's axes"))
     ex.add_argument("grid", type=Path, metavar="GRID.toml")
-    ex.add_argument("--out", type=Path, help="write one TOML file per member into this directory")
+    ex.add_argument("--out", type=Path, help=_("write one TOML file per member into this directory"))
     add_json_flag(ex)
     ex.set_defaults(handler=cmd_expand)
 
@@ -75,7 +76,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for line in problems:
             say(line)
         good = sum(1 for r in results if r["ok"])
-        err(f"{good} of {len(results)} file(s) valid") if problems else print(f"{good} file(s) valid")
+        if problems:
+            err(_("{good} of {n} file(s) valid").format(good=good, n=len(results)))
+        else:
+            print(_("{good} file(s) valid").format(good=good))
     return EXIT_USAGE if problems else EXIT_OK
 
 
@@ -90,7 +94,8 @@ def cmd_expand(args: argparse.Namespace) -> int:
         try:
             args.out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise BadInput(f"{args.out}: cannot create directory: {exc.strerror}") from None
+            raise BadInput(_("{path}: cannot create directory: {reason}")
+                           .format(path=args.out, reason=exc.strerror)) from None
     # every target is checked before the first is written, so a refusal leaves DIR untouched
     targets = [_inside(args.out, f"{m.name}.toml") for m in members] if args.out else []
     for i, member in enumerate(members):
@@ -100,7 +105,8 @@ def cmd_expand(args: argparse.Namespace) -> int:
             try:
                 target.write_text(to_toml(_rebase(member, args.grid.parent, args.out)), encoding="utf-8")
             except OSError as exc:
-                raise BadInput(f"{target}: cannot write: {exc.strerror or exc}") from None
+                raise BadInput(_("{path}: cannot write: {reason}")
+                               .format(path=target, reason=exc.strerror or exc)) from None
             row["path"] = str(target)
         rows.append(row)
     emit(rows, as_json=args.json, columns=[*LIST_COLUMNS[:-1], *(["path"] if args.out else [])])
@@ -112,7 +118,8 @@ def _inside(directory: Path, file_name: str) -> Path:
     root = directory.resolve()
     target = (root / file_name).resolve()
     if target.parent != root:
-        raise BadInput(f"{directory / file_name}: refused: it would be written outside {directory}")
+        raise BadInput(_("{path}: refused: it would be written outside {directory}")
+                       .format(path=directory / file_name, directory=directory))
     return directory / file_name
 
 

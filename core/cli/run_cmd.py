@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from zerodeck.core.cli.output import add_json_flag, emit, err, say
 from zerodeck.core.errors import EXIT_FAILED, EXIT_OK, BadInput, OperationFailed
+from zerodeck.core.i18n import _
 from zerodeck.core.values import printable
 
 if TYPE_CHECKING:  # the store pulls in SQLAlchemy: handlers import it, `zerodeck --help` does not
@@ -26,36 +27,36 @@ RUN_COLUMNS = ["id", "name", "status", "outcome", "backend", "device", "cards", 
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("run", help="launch recipes headless (the run survives the terminal)")
-    p.add_argument("recipes", nargs="+", metavar="RECIPE", help="recipe file or catalog name")
-    p.add_argument("--detach", action="store_true", help="return at once, printing the run id(s)")
+    p = sub.add_parser("run", help=_("launch recipes headless (the run survives the terminal)"))
+    p.add_argument("recipes", nargs="+", metavar="RECIPE", help=_("recipe file or catalog name"))
+    p.add_argument("--detach", action="store_true", help=_("return at once, printing the run id(s)"))
     p.add_argument("--dry-run", action="store_true",
-                   help="print what would be launched (argv, environment, rendered files); start and record nothing")
+                   help=_("print what would be launched (argv, environment, rendered files); start and record nothing"))
     add_json_flag(p)
     p.set_defaults(handler=cmd_run)
 
-    p = sub.add_parser("resume", help="start a new run continuing RUN from its newest complete checkpoint")
+    p = sub.add_parser("resume", help=_("start a new run continuing RUN from its newest complete checkpoint"))
     p.add_argument("run", type=int, metavar="RUN")
-    p.add_argument("--detach", action="store_true", help="return at once, printing the new run id")
+    p.add_argument("--detach", action="store_true", help=_("return at once, printing the new run id"))
     add_json_flag(p)
     p.set_defaults(handler=cmd_resume)
 
-    p = sub.add_parser("runs", help="list runs")
+    p = sub.add_parser("runs", help=_("list runs"))
     p.add_argument("--limit", type=int, default=None)
     add_json_flag(p)
     p.set_defaults(handler=cmd_runs)
 
-    p = sub.add_parser("show", help="one run: outcome, argv, environment, versions, metrics summary")
+    p = sub.add_parser("show", help=_("one run: outcome, argv, environment, versions, metrics summary"))
     p.add_argument("run", type=int, metavar="RUN")
     add_json_flag(p)
     p.set_defaults(handler=cmd_show)
 
-    p = sub.add_parser("logs", help="print a run's log")
+    p = sub.add_parser("logs", help=_("print a run's log"))
     p.add_argument("run", type=int, metavar="RUN")
-    p.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
+    p.add_argument("-f", "--follow", action="store_true", help=_("keep printing until the run ends"))
     p.set_defaults(handler=cmd_logs)
 
-    p = sub.add_parser("stop", help="stop a run: SIGTERM, a grace period, then SIGKILL to every process")
+    p = sub.add_parser("stop", help=_("stop a run: SIGTERM, a grace period, then SIGKILL to every process"))
     p.add_argument("run", type=int, metavar="RUN")
     add_json_flag(p)
     p.set_defaults(handler=cmd_stop)
@@ -70,7 +71,7 @@ def resolve_recipe(ref: str) -> tuple[Any, Path]:
     p = Path(ref).expanduser()
     if p.suffix == ".toml" or p.exists():
         if not p.is_file():
-            raise BadInput(f"{ref}: no such recipe file")
+            raise BadInput(_("{path}: no such recipe file").format(path=ref))
         recipe = load_recipe_file(p)
         check_recipe_files(recipe, p)  # a missing data file is bad input now, not a failed job later
         return recipe, p.resolve()
@@ -94,13 +95,13 @@ def reconciled(store: Store) -> None:
     from zerodeck.core.launch.reconcile import reconcile
 
     for run_id, what in reconcile(store):
-        err(f"run {run_id}: supervisor was gone; {_reconciled_as(what)}")
+        err(_("run {run_id}: supervisor was gone; {what}").format(run_id=run_id, what=_reconciled_as(what)))
 
 
 def _reconciled_as(what: str) -> str:
     if what == "adopted":
-        return "re-adopted"
-    return "marked lost" if what == "lost" else f"recorded {what} from its log"
+        return _("re-adopted")
+    return _("marked lost") if what == "lost" else _("recorded {outcome} from its log").format(outcome=what)
 
 
 def _row(r: RunRecord) -> dict[str, Any]:
@@ -182,7 +183,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             final = api.wait_run(store, run_id, poll=0.5, on_progress=Progress(tty))
         except KeyboardInterrupt:
-            err(f"run {run_id} keeps running in the background; `zerodeck stop {run_id}` ends it")
+            err(_("run {run_id} keeps running in the background; `zerodeck stop {run_id}` ends it")
+                .format(run_id=run_id))
             return 130
         if tty:
             sys.stderr.write("\n")
@@ -327,7 +329,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     store = cli_store()
     run = api.get_run(store, args.run)
     if not run.log_path or not Path(run.log_path).exists():
-        raise OperationFailed(f"run {args.run} has no log file")
+        raise OperationFailed(_("run {run_id} has no log file").format(run_id=args.run))
     with open(run.log_path, "rb") as fh:
         while True:
             chunk = fh.read(65536)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from zerodeck.core.capacity import card_capacity_gib, percent_of
 from zerodeck.core.compare.fields import SUMMARY_PREFIX
 from zerodeck.core.errors import BadInput
+from zerodeck.core.i18n import ngettext
 from zerodeck.store.records import PeakSummary, RunRecord
 
 if TYPE_CHECKING:
@@ -143,7 +144,9 @@ def resolve_refs(store: Store, refs: Sequence[str]) -> list[int]:
     by_name = store.latest_run_ids_by_name(names) if names else {}
     unknown = [r for r in refs if (r.isdigit() and int(r) not in found) or (not r.isdigit() and r not in by_name)]
     if unknown:
-        raise BadInput(f"unknown run{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)} (see `zerodeck runs`)")
+        raise BadInput(ngettext("unknown run: {runs} (see `zerodeck runs`)",
+                                "unknown runs: {runs} (see `zerodeck runs`)", len(unknown))
+                       .format(runs=", ".join(unknown)))
     out: list[int] = []
     for r in refs:
         rid = int(r) if r.isdigit() else by_name[r]

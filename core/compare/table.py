@@ -12,6 +12,7 @@ from typing import Any
 
 from zerodeck.core.compare.fields import COLUMNS, IDENTITY, REPRODUCE, Column, column_for
 from zerodeck.core.errors import BadInput
+from zerodeck.core.i18n import _
 
 
 @dataclass
@@ -69,7 +70,8 @@ def comparison_table(rows: Sequence[dict[str, Any]], *, diff_only: bool = False,
         by = {c.key: c for c in cols}
         unknown = [k for k in columns if k not in by]
         if unknown:
-            raise BadInput(f"unknown column: {', '.join(unknown)} (one of: {', '.join(by)})")
+            raise BadInput(_("unknown column: {columns} (one of: {known})").format(columns=", ".join(unknown),
+                                                                                  known=", ".join(by)))
         cols = [by[k] for k in columns]
     if diff_only:
         cols = differing(cols, rows)
@@ -94,7 +96,8 @@ def pivot_table(rows: Sequence[dict[str, Any]], row_field: str, col_field: str, 
     cols_known = {c.key: c for c in _all_keys(rows)}
     for f in (row_field, col_field, value_field):
         if f not in cols_known:
-            raise BadInput(f"--pivot/--value: unknown field {f!r} (one of: {', '.join(cols_known)})")
+            raise BadInput(_("--pivot/--value: unknown field {field!r} (one of: {known})")
+                           .format(field=f, known=", ".join(cols_known)))
     row_vals: list[Any] = []
     col_vals: list[Any] = []
     cells: dict[tuple[Any, Any], tuple[int, Any]] = {}

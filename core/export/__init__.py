@@ -11,6 +11,7 @@ from zerodeck.core.compare.table import Table
 from zerodeck.core.errors import BadInput
 from zerodeck.core.export.markup import to_html, to_latex
 from zerodeck.core.export.text import JSON_SCHEMA_VERSION, to_csv, to_json, to_markdown, to_text
+from zerodeck.core.i18n import _
 
 FORMATS = ("table", "md", "csv", "json", "html", "latex")
 _SUFFIXES = {".md": "md", ".markdown": "md", ".csv": "csv", ".json": "json", ".html": "html", ".htm": "html",
@@ -21,14 +22,17 @@ _RENDER = {"table": to_text, "md": to_markdown, "csv": to_csv, "json": to_json, 
 def format_for_path(path: str | Path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in _SUFFIXES:
-        raise BadInput(f"{path}: cannot tell the format from the suffix {suffix or '(none)'}; "
-                       f"give --format ({'|'.join(FORMATS)}) or use one of {' '.join(sorted(_SUFFIXES))}")
+        raise BadInput(_("{path}: cannot tell the format from the suffix {suffix}; give --format ({formats}) "
+                         "or use one of {suffixes}").format(path=path, suffix=suffix or _("(none)"),
+                                                           formats="|".join(FORMATS),
+                                                           suffixes=" ".join(sorted(_SUFFIXES))))
     return _SUFFIXES[suffix]
 
 
 def render(table: Table, fmt: str) -> str:
     if fmt not in _RENDER:
-        raise BadInput(f"--format: unknown format {fmt!r} (one of: {', '.join(FORMATS)})")
+        raise BadInput(_("--format: unknown format {fmt!r} (one of: {formats})").format(fmt=fmt,
+                                                                                        formats=", ".join(FORMATS)))
     return _RENDER[fmt](table)
 
 

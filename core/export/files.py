@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from zerodeck.core.errors import BadInput
+from zerodeck.core.i18n import _
 
 
 def write_export(path: Path, text: str, fmt: str) -> None:
@@ -13,4 +14,4 @@ def write_export(path: Path, text: str, fmt: str) -> None:
         # Excel reads a CSV as UTF-8 only with the byte-order mark; Chinese model names need it.
         path.write_text(text, encoding="utf-8-sig" if fmt == "csv" else "utf-8", newline="")
     except OSError as exc:
-        raise BadInput(f"{path}: cannot write: {exc.strerror or exc}") from None
+        raise BadInput(_("{path}: cannot write: {reason}").format(path=path, reason=exc.strerror or exc)) from None

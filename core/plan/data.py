@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zerodeck.core.errors import BadInput
+from zerodeck.core.i18n import _
 
 if TYPE_CHECKING:
     from zerodeck.store.api import Store
@@ -207,7 +208,7 @@ def inspect_data(path: str | Path, model: str | None = None, *, store: Store | N
     With a model and a store, the epoch time is estimated from that model's recorded throughput."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise BadInput(f"{p}: no such data file")
+        raise BadInput(_("{path}: no such data file").format(path=p))
     arch = None
     model_dir = None
     if model:
@@ -224,7 +225,7 @@ def inspect_data(path: str | Path, model: str | None = None, *, store: Store | N
     elif head[:1] == b"{" or not head:
         fmt, reader = "jsonl", _jsonl
     else:
-        raise BadInput(f"{p}: not a JSON or JSONL file (starts with {head[:20]!r})")
+        raise BadInput(_("{path}: not a JSON or JSONL file (starts with {head!r})").format(path=p, head=head[:20]))
     tok = _tokenizer(model_dir)
     bad: list[int] = []
     seen: set[int] = set()
@@ -247,13 +248,16 @@ def inspect_data(path: str | Path, model: str | None = None, *, store: Store | N
             if tok is not None:
                 tok_lengths.append(len(tok.encode(text).ids))
     except UnicodeDecodeError as exc:
-        raise BadInput(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise BadInput(_("{path}: not UTF-8 text ({reason} at byte {at})").format(path=p, reason=exc.reason,
+                                                                               at=exc.start)) from None
     seconds = time.perf_counter() - t0
     n = len(lengths)
     if n == 0 and bad:
         if fmt == "jsonl" and _is_one_object(p):
-            raise BadInput(f"{p}: one JSON object, not a list of samples (expected a JSON array or JSONL)")
-        raise BadInput(f"{p}:{bad[0]}: not JSON (no line parsed; not a JSON / JSONL file?)")
+            raise BadInput(_("{path}: one JSON object, not a list of samples (expected a JSON array or JSONL)")
+                           .format(path=p))
+        raise BadInput(_("{path}:{line}: not JSON (no line parsed; not a JSON / JSONL file?)")
+                       .format(path=p, line=bad[0]))
     srt = sorted(lengths)
     rep = DataReport(
         path=str(p), format=fmt, shape=(shapes.pop() if len(shapes) == 1 else ("mixed" if shapes else "empty")),

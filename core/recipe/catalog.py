@@ -14,6 +14,7 @@ from typing import Any
 
 from zerodeck.core import paths
 from zerodeck.core.errors import BadInput
+from zerodeck.core.i18n import _
 from zerodeck.core.recipe.grid import expand
 from zerodeck.core.recipe.load import Problem, RecipeError, load_recipe_file
 from zerodeck.core.recipe.model import Recipe
@@ -92,15 +93,15 @@ def find_recipe(ref: str, dirs: list[Path] | None = None) -> tuple[Recipe, Path]
         if len(members) != 1:
 
             names = ", ".join(m.name for m in members[:4])
-            raise BadInput(f"{p}: a grid of {len(members)} recipes; name one ({names}, ...) "
-                           f"or expand it with `zerodeck recipes expand`")
+            raise BadInput(_("{path}: a grid of {n} recipes; name one ({names}, ...) or expand it with "
+                             "`zerodeck recipes expand`").format(path=p, n=len(members), names=names))
         return members[0], p
     for entry in load_catalog(dirs):
         for member in entry.members:
             if member.name == ref:
                 return member, entry.path
 
-    raise BadInput(f"{ref}: no such recipe file or catalog name (see `zerodeck recipes list`)")
+    raise BadInput(_("{ref}: no such recipe file or catalog name (see `zerodeck recipes list`)").format(ref=ref))
 
 
 def catalog_rows(entries: list[Any]) -> list[dict[str, Any]]:

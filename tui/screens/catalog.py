@@ -21,6 +21,7 @@ from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Footer, Static
+from zerodeck.core.i18n import _
 from zerodeck.tui.messages import CatalogLoaded, LoadFailed, RunQueued
 from zerodeck.tui.screens.base import ZerodeckScreen
 from zerodeck.tui.view import BadFile, CatalogRow
@@ -38,14 +39,14 @@ def zero_label(row: CatalogRow) -> str:
 
 class CatalogScreen(ZerodeckScreen):
     BINDINGS = [
-        Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("p", "plan", "Plan"),
-        Binding("l", "launch", "Launch…"),
-        Binding("a", "queue", "Queue…"),
-        Binding("e", "edit", "Edit"),
-        Binding("g,space", "expand", "Grid±"),
-        Binding("v", "columns", "Columns"),
-        Binding("escape", "clear_filter", "Clear", key_display="esc"),
+        Binding("slash", "filter", _("Filter"), key_display="/"),
+        Binding("p", "plan", _("Plan")),
+        Binding("l", "launch", _("Launch…")),
+        Binding("a", "queue", _("Queue…")),
+        Binding("e", "edit", _("Edit")),
+        Binding("g,space", "expand", _("Grid±")),
+        Binding("v", "columns", _("Columns")),
+        Binding("escape", "clear_filter", _("Clear"), key_display="esc"),
     ]
 
     def __init__(self) -> None:
@@ -60,7 +61,7 @@ class CatalogScreen(ZerodeckScreen):
     def compose(self) -> ComposeResult:
         yield ModeBar()
         with Vertical(id="catalog-body"):
-            yield FilterInput(placeholder="/ to filter", id="filter", select_on_focus=False)
+            yield FilterInput(placeholder=_("/ to filter"), id="filter", select_on_focus=False)
             # The recipe name stays put while Left / Right scroll the other columns.
             yield DataTable(id="catalog", cursor_type="row", zebra_stripes=False, fixed_columns=1)
             yield Static("", id="problems")
@@ -101,7 +102,8 @@ class CatalogScreen(ZerodeckScreen):
             self.notify(msg.error, severity="error")
 
     def on_run_queued(self, msg: RunQueued) -> None:
-        self.notify(f"queued {msg.name} (item {msg.item_id}); `zerodeck runner` runs the queue", timeout=6)
+        self.notify(_("queued {name} (item {item}); `zerodeck runner` runs the queue")
+                    .format(name=msg.name, item=msg.item_id), timeout=6)
 
     # -- table --------------------------------------------------------------------------------
     def shown_rows(self) -> list[tuple[str, tuple[object, ...]]]:
@@ -147,7 +149,7 @@ class CatalogScreen(ZerodeckScreen):
                 table.move_cursor(row=table.get_row_index(keep))
         problems = self.query_one("#problems", Static)
         if self.bad:
-            text = Text(f"{len(self.bad)} bad recipe file(s):\n", style="bold red")
+            text = Text(_("{n} bad recipe file(s):").format(n=len(self.bad)) + "\n", style="bold red")
             for b in self.bad:
                 for p in b.problems:
                     text.append(f"  {p}\n")
@@ -171,7 +173,7 @@ class CatalogScreen(ZerodeckScreen):
             return None
         if key.startswith("r:"):
             return key[2:]
-        self.notify("a grid: expand it (g) and pick one recipe", severity="warning")
+        self.notify(_("a grid: expand it (g) and pick one recipe"), severity="warning")
         return None
 
     # -- filter -------------------------------------------------------------------------------
@@ -198,7 +200,7 @@ class CatalogScreen(ZerodeckScreen):
                 and event.character and not event.character.isdigit()
                 and event.key not in self.active_bindings and time.monotonic() - self._hinted > 5):
             self._hinted = time.monotonic()
-            self.notify("keys are commands here: press / to type a filter", timeout=4)
+            self.notify(_("keys are commands here: press / to type a filter"), timeout=4)
 
     def action_filter(self) -> None:
         self.query_one("#filter", FilterInput).focus()
@@ -288,7 +290,7 @@ class CatalogScreen(ZerodeckScreen):
         try:
             self.post_message(RunQueued(name, self.zapp.services.enqueue(name)))
         except Exception as exc:
-            self.post_message(LoadFailed(f"queue {name}: {exc}"))
+            self.post_message(LoadFailed(_("queue {name}: {error}").format(name=name, error=exc)))
 
     def action_edit(self) -> None:
         key = self.current_key()
@@ -306,9 +308,9 @@ class CatalogScreen(ZerodeckScreen):
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         problems = services.validate(path)
         if problems:
-            self.notify("\n".join(problems[:5]), title="recipe has problems", severity="error", timeout=10)
+            self.notify("\n".join(problems[:5]), title=_("recipe has problems"), severity="error", timeout=10)
         else:
-            self.notify(f"{path}: valid")
+            self.notify(_("{path}: valid").format(path=path))
         self.load()
 
 
@@ -345,5 +347,5 @@ def _grid_verdict(rows: list[CatalogRow]) -> Text:
     fit = sum(v in ("fits", "tight") for v in verdicts)
     best = next((v for v in ("fits", "tight", "oom") if v in verdicts), None)
     t = verdict_text(best)
-    t.plain = f"{fit}/{len(rows)} fit"
+    t.plain = _("{fit}/{n} fit").format(fit=fit, n=len(rows))
     return t

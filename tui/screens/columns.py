@@ -17,12 +17,13 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import SelectionList, Static
 from textual.widgets.selection_list import Selection
+from zerodeck.core.i18n import _
 
 
 class ColumnChooser(ModalScreen[frozenset[str]]):
     """Dismissed with the set of hidden column names."""
 
-    BINDINGS = [Binding("escape,v", "done", "Done", show=False)]
+    BINDINGS = [Binding("escape,v", "done", _("Done"), show=False)]
 
     def __init__(self, columns: Sequence[str], hidden: frozenset[str] | set[str]) -> None:
         super().__init__()
@@ -31,11 +32,11 @@ class ColumnChooser(ModalScreen[frozenset[str]]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="columns-dialog"):
-            yield Static(Text("Columns shown", style="bold"), id="columns-title")
+            yield Static(Text(_("Columns shown"), style="bold"), id="columns-title")
             yield SelectionList[str](*(Selection(c, c, c not in self.hidden) for c in self.columns),
                                      id="columns-list")
             hint = Text()
-            for key, what in (("Space/Enter", "show/hide"), ("Esc", "done")):
+            for key, what in (("Space/Enter", _("show/hide")), ("Esc", _("done"))):
                 hint.append(key, style="bold")
                 hint.append(f" {what}   ")
             yield Static(hint, id="columns-keys")

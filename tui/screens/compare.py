@@ -15,6 +15,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, OptionList, Static
 from zerodeck.core import paths
+from zerodeck.core.i18n import _
 from zerodeck.tui.messages import CompareLoaded, Exported, LoadFailed
 from zerodeck.tui.screens.base import ZerodeckScreen
 from zerodeck.tui.widgets.modebar import ModeBar
@@ -29,11 +30,11 @@ PIVOTS: tuple[tuple[str, str, str] | None, ...] = (
 
 class CompareScreen(ZerodeckScreen):
     BINDINGS = [
-        Binding("d", "diff", "Diff only"),
-        Binding("p", "pivot", "Pivot"),
-        Binding("g", "grid", "Whole grid"),
-        Binding("e", "export", "Export…"),
-        Binding("v", "columns", "Columns"),
+        Binding("d", "diff", _("Diff only")),
+        Binding("p", "pivot", _("Pivot")),
+        Binding("g", "grid", _("Whole grid")),
+        Binding("e", "export", _("Export…")),
+        Binding("v", "columns", _("Columns")),
     ]
 
     def __init__(self) -> None:
@@ -78,14 +79,14 @@ class CompareScreen(ZerodeckScreen):
             self.post_message(CompareLoaded(ids, [], [], error=str(exc)))
 
     def on_exported(self, msg: Exported) -> None:
-        self.notify(f"exported to {msg.path}", timeout=8)
+        self.notify(_("exported to {path}").format(path=msg.path), timeout=8)
 
     def on_compare_loaded(self, msg: CompareLoaded) -> None:
         self.ids = msg.ids
         self.last = msg
         self.render_table(msg)
-        title = Text(f" Compare: {len(msg.ids)} run(s)", style="bold")
-        mode = ["diff only" if self.diff_only else "all columns"]
+        title = Text(" " + _("Compare: {n} run(s)").format(n=len(msg.ids)), style="bold")
+        mode = [_("diff only") if self.diff_only else _("all columns")]
         pivot = PIVOTS[self.pivot_i]
         if pivot:
             mode.append(f"pivot {pivot[0]} × {pivot[1]}: {pivot[2]}")
@@ -137,7 +138,7 @@ class CompareScreen(ZerodeckScreen):
         services = self.zapp.services
         grid_ids = services.grid_runs(ids[0]) if ids else []
         if not grid_ids:
-            self.post_message(LoadFailed("the first run belongs to no grid"))
+            self.post_message(LoadFailed(_("the first run belongs to no grid")))
             return
         self.zapp.compare_ids = grid_ids
         try:
@@ -160,7 +161,7 @@ class CompareScreen(ZerodeckScreen):
             path = self.zapp.services.export(ids, fmt, out, diff_only=self.diff_only, pivot=PIVOTS[self.pivot_i])
             self.post_message(Exported(path))
         except Exception as exc:
-            self.post_message(LoadFailed(f"export {fmt}: {exc}"))
+            self.post_message(LoadFailed(_("export {fmt}: {error}").format(fmt=fmt, error=exc)))
 
 
 def fixed_count(headers: list[str]) -> int:
@@ -176,14 +177,14 @@ def _ext(fmt: str) -> str:
 
 
 class ExportDialog(ModalScreen[str | None]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", _("Cancel"))]
 
     def compose(self) -> ComposeResult:
         with Vertical(id="export-dialog"):
-            yield Static("Export the comparison as", id="export-title")
+            yield Static(_("Export the comparison as"), id="export-title")
             yield OptionList(*FORMATS, id="export-formats")
             hint = Text()
-            for key, what in (("↑↓", "choose"), ("Enter", "export"), ("Esc", "cancel")):
+            for key, what in (("↑↓", _("choose")), ("Enter", _("export")), ("Esc", _("cancel"))):
                 hint.append(key, style="bold")
                 hint.append(f" {what}  ")
             yield Static(hint, id="export-keys")

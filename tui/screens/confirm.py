@@ -23,6 +23,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Static
+from zerodeck.core.i18n import _
 from zerodeck.tui.widgets.text import verdict_text
 
 if TYPE_CHECKING:
@@ -45,23 +46,23 @@ class ConfirmScreen(ModalScreen[bool]):
     """Dismissed with True (Enter / y) or False (Esc / n)."""
 
     BINDINGS = [
-        Binding("enter,y", "answer(True)", "Yes", show=False),
-        Binding("escape,n", "answer(False)", "No", show=False),
+        Binding("enter,y", "answer(True)", _("Yes"), show=False),
+        Binding("escape,n", "answer(False)", _("No"), show=False),
     ]
 
-    def __init__(self, question: str, details: Text | str = "", *, verb: str = "go ahead",
+    def __init__(self, question: str, details: Text | str = "", *, verb: str = "",
                  load: Callable[[], Text] | None = None) -> None:
         super().__init__()
         self.question = question
         self.details = details if isinstance(details, Text) else Text(details)
-        self.verb = verb
+        self.verb = verb or _("go ahead")
         self.load = load
         self.ready = load is None  # confirming waits until the details are on screen
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-dialog"):
             yield Static(Text(self.question, style="bold"), id="confirm-question")
-            yield Static(self.details if self.ready else Text("reading the recipe and its plan …", style="dim"),
+            yield Static(self.details if self.ready else Text(_("reading the recipe and its plan …"), style="dim"),
                          id="confirm-details")
             yield Static(self._hint(), id="confirm-keys")
 
@@ -74,7 +75,7 @@ class ConfirmScreen(ModalScreen[bool]):
         t.append("Esc", style="bold")
         t.append("/")
         t.append("n", style="bold")
-        t.append(" cancel")
+        t.append(" " + _("cancel"))
         return t
 
     def on_mount(self) -> None:
@@ -110,7 +111,7 @@ class ConfirmScreen(ModalScreen[bool]):
 def age_text(seconds: float | None) -> str:
     """`2 d 03 h`, `3 h 05 m`, `4 m 10 s`, `12 s`: the two largest units, for a person deciding."""
     if seconds is None:
-        return "not started"
+        return _("not started")
     s = max(0, int(seconds))
     d, rem = divmod(s, 86400)
     h, rem = divmod(rem, 3600)
@@ -136,15 +137,16 @@ def stop_question(run: RunRecord, now: datetime) -> tuple[str, Text]:
     """`stop run 12 qwen2.5-32b-lora-z3 (running 2 d 03 h)?` and what stopping does."""
     since = run.started_at or run.created_at
     age = None if since is None else (now - since).total_seconds()
-    question = f"stop run {run.id} {run.name} ({run.status} {age_text(age)})?"
+    question = _("stop run {run_id} {name} ({status} {age})?").format(run_id=run.id, name=run.name, status=run.status,
+                                                                     age=age_text(age))
     details = Text()
     if run.device == "cpu":
-        details.append(f"{run.cards or '?'} rank(s) on the CPU")
+        details.append(_("{n} rank(s) on the CPU").format(n=run.cards or "?"))
     else:
-        details.append(f"{run.cards or '?'} card(s) ({run.device or '?'})")
+        details.append(_("{n} card(s) ({device})").format(n=run.cards or "?", device=run.device or "?"))
     if run.steps_done is not None:
-        details.append(f", step {run.steps_done}/{run.steps_total or '?'}")
-    details.append("\nits supervisor ends every process of the run (recorded as killed)")
+        details.append(_(", step {done}/{total}").format(done=run.steps_done, total=run.steps_total or "?"))
+    details.append("\n" + _("its supervisor ends every process of the run (recorded as killed)"))
     return question, details
 
 
@@ -154,30 +156,32 @@ def launch_details(services: Services, name: str) -> Text:
     hw = recipe.hardware
     devices = hw.devices or list(range(hw.cards))
     t = Text()
-    t.append("recipe   ", style="dim")
+    t.append(_("recipe   "), style="dim")
     t.append(f"{name}\n")
-    t.append("backend  ", style="dim")
+    t.append(_("backend  "), style="dim")
     t.append(f"{recipe.launch.backend}\n")
-    t.append("where    ", style="dim")
+    t.append(_("where    "), style="dim")
     if hw.device == "cpu":
-        t.append(f"{hw.cards} rank(s) on the CPU\n")
+        t.append(_("{n} rank(s) on the CPU").format(n=hw.cards) + "\n")
     else:
-        t.append(f"cards {device_ids(devices)} ({hw.device})\n", style="bold")
-    t.append("plan     ", style="dim")
+        t.append(_("cards {ids} ({device})").format(ids=device_ids(devices), device=hw.device) + "\n", style="bold")
+    t.append(_("plan     "), style="dim")
     try:
         plan = services.plan(name)
-        t.append(f"{plan.total_gib:.1f} GiB/card of {plan.capacity_gib:.1f}  ")
+        t.append(_("{total:.1f} GiB/card of {capacity:.1f}").format(total=plan.total_gib, capacity=plan.capacity_gib)
+                 + "  ")
         t.append_text(verdict_text(plan.verdict))
     except Exception as exc:  # the dialog still asks: the planner is advice, not a gate
-        t.append(f"unavailable ({type(exc).__name__})", style="dim")
+        t.append(_("unavailable ({error})").format(error=type(exc).__name__), style="dim")
     try:
         busy = [r for r in services.active_runs() if r.device == hw.device]
     except Exception:
         busy = []
     if busy:
         ids = ", ".join(f"{r.id} {r.name}" for r in busy[:3])
-        t.append(f"\nalready running on {hw.device}: {ids}", style="bold yellow")
-    t.append(f"\nfrom {_shown_path(path)}", style="dim")
+        t.append("\n" + _("already running on {device}: {runs}").format(device=hw.device, runs=ids),
+                 style="bold yellow")
+    t.append("\n" + _("from {path}").format(path=_shown_path(path)), style="dim")
     return t
 
 
@@ -191,6 +195,6 @@ def _shown_path(path: Path) -> str:
 
 def launch_screen(services: Services, name: str, queue: bool = False) -> ConfirmScreen:
     """The dialog for launching (or queueing) a catalog recipe."""
-    verb = "queue" if queue else "launch"
-    question = f"queue {name} for the runner?" if queue else f"launch {name}?"
+    verb = _("queue") if queue else _("launch")
+    question = (_("queue {name} for the runner?") if queue else _("launch {name}?")).format(name=name)
     return ConfirmScreen(question, verb=verb, load=lambda: launch_details(services, name))

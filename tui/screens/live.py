@@ -17,6 +17,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.events import Resize
 from textual.widgets import Footer, Static
+from zerodeck.core.i18n import _
 from zerodeck.store.records import RunRecord
 from zerodeck.tui.screens.stopping import StopsRuns
 from zerodeck.tui.view import Frame, Progress, fmt_duration, fmt_num, run_duration_s
@@ -31,8 +32,8 @@ TALL = 34  # from this height the run panel grows so the curves have room
 
 
 class LiveScreen(StopsRuns):
-    BINDINGS = [Binding("n", "next_run", "Next run"), Binding("s", "stop", "Stop run"),
-                Binding("c", "toggle_curves", "Curves/log")]
+    BINDINGS = [Binding("n", "next_run", _("Next run")), Binding("s", "stop", _("Stop run")),
+                Binding("c", "toggle_curves", _("Curves/log"))]
 
     def __init__(self) -> None:
         super().__init__()
@@ -144,7 +145,7 @@ class LiveScreen(StopsRuns):
     def action_next_run(self) -> None:
         active = self.zapp.active_runs
         if not active:
-            self.notify("no run is going")
+            self.notify(_("no run is going"))
             return
         ids = [r.id for r in active]
         cur = self.zapp.followed_run
@@ -154,7 +155,7 @@ class LiveScreen(StopsRuns):
     def action_stop(self) -> None:
         p = self.progress
         if p is None or not p.run.active:
-            self.notify("no running run is followed", severity="warning")
+            self.notify(_("no running run is followed"), severity="warning")
             return
         self._stop(p.run.id)
 
@@ -163,16 +164,16 @@ def status_text(frame: Frame, width: int = 80) -> Text:
     """The line above the cards, one row at any width: the source, how many rows it drew, why a read
     failed."""
     n = len(frame.cards)
-    what = "rank(s)" if frame.kind == "cpu" else "card(s)"
+    what = _("rank(s)") if frame.kind == "cpu" else _("card(s)")
     t = Text(f" {frame.source}: {n} {what}", style="bold")
     if frame.processes:
-        t.append(f", {len(frame.processes)} process(es)")
+        t.append(_(", {n} process(es)").format(n=len(frame.processes)))
     if frame.mine:
-        t.append(f"  * = this run's ({len(frame.mine)})", style="dim")
+        t.append("  " + _("* = this run's ({n})").format(n=len(frame.mine)), style="dim")
     if frame.error:
-        t.append(f"  {frame.error}" + ("; showing the last good read" if frame.stale else ""), style="red")
+        t.append(f"  {frame.error}" + (_("; showing the last good read") if frame.stale else ""), style="red")
     elif not frame.cards:
-        t.append("  no cards visible (no npu-smi, no GPU, no run)", style="dim")
+        t.append("  " + _("no cards visible (no npu-smi, no GPU, no run)"), style="dim")
     t.truncate(max(1, width - 1), overflow="ellipsis")
     return t
 
@@ -182,7 +183,7 @@ def progress_text(p: Progress | None, now: datetime, width: int = 80) -> Text:
     Less important parts give way on a narrow terminal; the run's name is cut last."""
     room = max(20, width - 1)
     if p is None:
-        return Text(crop(" no run followed: launch one from the catalog (1), or `n` for a running one", room),
+        return Text(crop(" " + _("no run followed: launch one from the catalog (1), or `n` for a running one"), room),
                     style="dim")
     r = p.run
     status = r.outcome or r.status

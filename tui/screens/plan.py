@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
+from zerodeck.core.i18n import _
 from zerodeck.tui.messages import LaunchRequested, PlanBuilt
 from zerodeck.tui.screens.base import ZerodeckScreen
 from zerodeck.tui.widgets.modebar import ModeBar
@@ -18,7 +19,7 @@ from zerodeck.tui.widgets.plan_bars import PlanBars, plan_numbers
 
 
 class PlanScreen(ZerodeckScreen):
-    BINDINGS = [Binding("escape,b", "app.pop_screen", "Back"), Binding("l", "launch", "Launch")]
+    BINDINGS = [Binding("escape,b", "app.pop_screen", _("Back")), Binding("l", "launch", _("Launch"))]
 
     def __init__(self, recipe_name: str) -> None:
         super().__init__()
@@ -28,7 +29,7 @@ class PlanScreen(ZerodeckScreen):
     def compose(self) -> ComposeResult:
         yield ModeBar()
         with VerticalScroll(id="plan-body"):
-            yield Static(Text(f"Plan · {self.recipe_name}", style="bold"), id="plan-title")
+            yield Static(Text(_("Plan · {recipe}").format(recipe=self.recipe_name), style="bold"), id="plan-title")
             yield PlanBars(id="plan-bars")
             yield Static("", id="plan-advice")
             yield Static("", id="plan-data")
@@ -62,7 +63,7 @@ class PlanScreen(ZerodeckScreen):
         self.query_one("#plan-bars", PlanBars).show(numbers)
         text = advice_text(plan, numbers)
         for line in self.file_problems:
-            text.append(f"{line} (a launch would fail)\n", style="red")
+            text.append(_("{problem} (a launch would fail)").format(problem=line) + "\n", style="red")
         self.query_one("#plan-advice", Static).update(text)
         self.query_one("#plan-data", Static).update(data_text(advice))
 
@@ -79,7 +80,7 @@ def missing_files(services: Any, name: str) -> list[str]:
         recipe, path = services.recipe(name)
         return [str(p) for p in recipe_file_problems(recipe, path, path.parent)]
     except Exception as exc:  # the plan above already says what is wrong with the recipe itself
-        return [f"cannot check the recipe's files: {exc}"]
+        return [_("cannot check the recipe's files: {error}").format(error=exc)]
 
 
 def _attr(obj: Any, *names: str) -> Any:
@@ -95,36 +96,37 @@ def advice_text(plan: Any, numbers: dict[str, Any]) -> Text:
     t = Text()
     host = numbers.get("host_gib")
     if host is not None:
-        t.append(f"host RAM: {host:.1f} GiB\n")
+        t.append(_("host RAM: {gib:.1f} GiB").format(gib=host) + "\n")
     text_of = getattr(plan, "max_micro_batch_text", None)
     mb = text_of() if callable(text_of) else _attr(raw, "max_micro_batch")
     if mb is not None:
-        t.append(f"largest micro-batch that fits: {mb}\n")
+        t.append(_("largest micro-batch that fits: {mb}").format(mb=mb) + "\n")
     sug = _attr(plan, "suggestion") or _attr(raw, "suggestion")
     if sug:
-        t.append("cheapest change that fits: ", style="bold")
+        t.append(_("cheapest change that fits: "), style="bold")
         t.append(str(_attr(sug, "text", "description", "summary") or sug) + "\n")
     note = _attr(plan, "data_advice")
     if note:
-        t.append(f"data size: {note}\n")
+        t.append(_("data size: {advice}").format(advice=note) + "\n")
     return t
 
 
 def data_text(advice: Any) -> Text:
     if advice is None:
-        return Text("data: no local data file to inspect", style="dim")
+        return Text(_("data: no local data file to inspect"), style="dim")
     if isinstance(advice, dict) and "error" in advice and len(advice) == 1:
-        return Text(f"data: {advice['error']}", style="red")
+        return Text(_("data: {error}").format(error=advice["error"]), style="red")
     get = (lambda k: advice.get(k)) if isinstance(advice, dict) else (lambda k: getattr(advice, k, None))
-    t = Text("data: ", style="bold")
-    t.append(f"{get('samples')} samples, {get('duplicates')} duplicates")
+    t = Text(_("data: "), style="bold")
+    t.append(_("{samples} samples, {duplicates} duplicates").format(samples=get("samples"),
+                                                                    duplicates=get("duplicates")))
     rec = get("recommended_samples")
     if rec:
-        t.append(f", recommended ≈ {rec}")
+        t.append(_(", recommended ≈ {n}").format(n=rec))
     length = get("length") or {}
     if length:
         p = (lambda k: length.get(k)) if isinstance(length, dict) else (lambda k: getattr(length, k, None))
-        t.append(f"; length p50 {p('p50')} p95 {p('p95')} max {p('max')}")
+        t.append(_("; length p50 {p50} p95 {p95} max {max}").format(p50=p("p50"), p95=p("p95"), max=p("max")))
     verdict = get("verdict")
     if verdict:
         t.append(f" — {verdict}")

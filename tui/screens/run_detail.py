@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Footer, Log, Static
+from zerodeck.core.i18n import _
 from zerodeck.tui.messages import LoadFailed, RunDetailLoaded, RunStopped
 from zerodeck.tui.screens.stopping import StopsRuns
 from zerodeck.tui.view import RunDetail, run_label
@@ -22,8 +23,8 @@ HIDDEN = {"rendered", "env", "argv", "versions", "baseline", "summary", "attempt
 
 
 class RunDetailScreen(StopsRuns):
-    BINDINGS = [Binding("escape,b", "app.pop_screen", "Back"), Binding("s", "stop", "Stop"),
-                Binding("r", "reload", "Reload")]
+    BINDINGS = [Binding("escape,b", "app.pop_screen", _("Back")), Binding("s", "stop", _("Stop")),
+                Binding("r", "reload", _("Reload"))]
 
     def __init__(self, run_id: int) -> None:
         super().__init__()
@@ -84,16 +85,16 @@ class RunDetailScreen(StopsRuns):
             plot.show(d.curves)
         failure = Text()
         if d.failure_snapshot:
-            failure.append("card snapshot at failure\n", style="bold")
+            failure.append(_("card snapshot at failure") + "\n", style="bold")
             failure.append(json.dumps(d.failure_snapshot, indent=1, default=str)[:4000])
         self.query_one("#detail-failure", Static).update(failure)
         log = self.query_one("#detail-log", Log)
         log.clear()
-        log.write_lines(list(d.log_tail) or ["(no log)"])
+        log.write_lines(list(d.log_tail) or [_("(no log)")])
 
     def action_stop(self) -> None:
         if self.detail is None or not self.detail.run.active:
-            self.notify("this run is not running", severity="warning")
+            self.notify(_("this run is not running"), severity="warning")
             return
         self._stop(self.run_id)
 
@@ -102,7 +103,8 @@ def peaks_text(d: RunDetail) -> Text:
     t = Text()
     pred = d.run.predicted_peak_gib
     if d.peaks:
-        t.append(f"peak per card (predicted {'-' if pred is None else f'{pred:.1f}'} GiB)\n", style="bold")
+        t.append(_("peak per card (predicted {gib} GiB)").format(gib="-" if pred is None else f"{pred:.1f}") + "\n",
+                 style="bold")
         for p in d.peaks:
             frac = p.peak_mb / p.total_mb if p.peak_mb is not None and p.total_mb else None
             t.append(f"{p.card:>8} ")

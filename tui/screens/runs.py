@@ -13,6 +13,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
+from zerodeck.core.i18n import _
 from zerodeck.store.records import RunRecord
 from zerodeck.tui.messages import LoadFailed, RunsLoaded, RunStopped
 from zerodeck.tui.screens.stopping import StopsRuns
@@ -31,12 +32,12 @@ MARKED_STYLE = "bold magenta"  # the mark, the id and the name; the other cells 
 
 class RunsScreen(StopsRuns):
     BINDINGS = [
-        Binding("o", "open", "Open"),  # Enter opens too (the table selects the row)
-        Binding("s", "stop", "Stop…"),
-        Binding("space", "mark", "Mark"),
-        Binding("c", "compare", "Compare marked"),
-        Binding("v", "columns", "Columns"),
-        Binding("r", "reload", "Reload"),
+        Binding("o", "open", _("Open")),  # Enter opens too (the table selects the row)
+        Binding("s", "stop", _("Stop…")),
+        Binding("space", "mark", _("Mark")),
+        Binding("c", "compare", _("Compare marked")),
+        Binding("v", "columns", _("Columns")),
+        Binding("r", "reload", _("Reload")),
     ]
 
     def __init__(self) -> None:
@@ -138,11 +139,12 @@ class RunsScreen(StopsRuns):
         self.render_title()
 
     def render_title(self) -> None:
-        shown = f"{len(self.runs)} of {self.total}" if self.total > len(self.runs) else str(self.total)
-        title = Text(f" Runs: {shown}", style="bold")
+        shown = (_("{shown} of {total}").format(shown=len(self.runs), total=self.total)
+                 if self.total > len(self.runs) else str(self.total))
+        title = Text(" " + _("Runs: {shown}").format(shown=shown), style="bold")
         if self.marked:
-            title.append(f" · {MARK} {len(self.marked)} marked", style=MARKED_STYLE)
-            title.append("  c compares them", style="dim")
+            title.append(f" · {MARK} " + _("{n} marked").format(n=len(self.marked)), style=MARKED_STYLE)
+            title.append("  " + _("c compares them"), style="dim")
         self.query_one("#runs-title", Static).update(title)
 
     def action_columns(self) -> None:
@@ -167,7 +169,7 @@ class RunsScreen(StopsRuns):
     def action_stop(self) -> None:
         r = self.current()
         if r is None or not r.active:
-            self.notify("that run is not running", severity="warning")
+            self.notify(_("that run is not running"), severity="warning")
             return
         self.ask_stop(r)
 

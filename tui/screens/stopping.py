@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from textual import work
+from zerodeck.core.i18n import _
 from zerodeck.tui.messages import LoadFailed, RunStopped
 from zerodeck.tui.screens.base import ZerodeckScreen
 from zerodeck.tui.screens.confirm import ConfirmScreen, stop_question
@@ -26,16 +27,16 @@ class StopsRuns(ZerodeckScreen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.notify(f"stopping run {run.id} …", timeout=3)
+                self.notify(_("stopping run {run_id} …").format(run_id=run.id), timeout=3)
                 self._stop_now(run.id)
 
-        self.app.push_screen(ConfirmScreen(question, details, verb="stop"), answered)
+        self.app.push_screen(ConfirmScreen(question, details, verb=_("stop")), answered)
 
     def _stop(self, run_id: int) -> None:
         """Stop by id (asks first): the record is the app's copy of the active run."""
         run = next((r for r in self.zapp.active_runs if r.id == run_id), None)
         if run is None:
-            self.notify(f"run {run_id} is not running", severity="warning")
+            self.notify(_("run {run_id} is not running").format(run_id=run_id), severity="warning")
             return
         self.ask_stop(run)
 
@@ -45,7 +46,7 @@ class StopsRuns(ZerodeckScreen):
             self.zapp.services.stop(run_id)
             self.post_message(RunStopped(run_id))
         except Exception as exc:
-            self.post_message(LoadFailed(f"stop {run_id}: {exc}"))
+            self.post_message(LoadFailed(_("stop {run_id}: {error}").format(run_id=run_id, error=exc)))
 
     def on_run_stopped(self, msg: RunStopped) -> None:
-        self.notify(f"run {msg.run_id} stopped")
+        self.notify(_("run {run_id} stopped").format(run_id=msg.run_id))

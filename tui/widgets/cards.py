@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.widget import Widget
+from zerodeck.core.i18n import _
 from zerodeck.tui.view import CardView, HostView, ProcView, fmt_num
 from zerodeck.tui.widgets.text import bar, gib, sparkline
 
@@ -183,14 +184,14 @@ class HostRow(Widget):
     def render(self) -> Text:
         v = self.view
         width = self.size.width or 80
-        t = Text(" host RAM ", style="bold")
+        t = Text(" " + _("host RAM") + " ", style="bold")
         if v is None:
             t.append("N/A", style="dim")
             return t
         frac = v.used_mb / v.total_mb if v.used_mb is not None and v.total_mb else None
         mem = f" {gib(v.used_mb)}/{gib(v.total_mb)}G"
         cpu = f"  CPU {fmt_num(v.cpu_pct, '{:.0f}%')}"
-        rest = width - len(t) - len(mem) - len(cpu) - 1
+        rest = width - t.cell_len - len(mem) - len(cpu) - 1
         bar_w = max(6, min(24, rest // 2))
         t.append_text(bar(frac, bar_w))
         t.append(mem)

@@ -9,13 +9,14 @@ from __future__ import annotations
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Input
+from zerodeck.core.i18n import _
 
 
 class FilterInput(Input):
     BINDINGS = [
-        Binding("enter", "leave", "Table", key_display="⏎"),
-        Binding("down", "leave", "Table", show=False),
-        Binding("escape", "clear", "Clear filter", key_display="esc"),
+        Binding("enter", "leave", _("Table"), key_display="⏎"),
+        Binding("down", "leave", _("Table"), show=False),
+        Binding("escape", "clear", _("Clear filter"), key_display="esc"),
     ]
 
     class Left(Message):

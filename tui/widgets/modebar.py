@@ -11,8 +11,10 @@ from typing import Any
 from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import Input
+from zerodeck.core.i18n import N_, _
 
-MODES = (("1", "catalog", "Catalog"), ("2", "live", "Live"), ("3", "runs", "Runs"), ("4", "compare", "Compare"))
+MODES = (("1", "catalog", N_("Catalog")), ("2", "live", N_("Live")), ("3", "runs", N_("Runs")),
+         ("4", "compare", N_("Compare")))
 
 
 class ModeBar(Widget):
@@ -35,10 +37,10 @@ class ModeBar(Widget):
         for key, mode, label in MODES:
             style = "reverse bold" if mode == current else ""
             t.append(" ")
-            t.append(f"{key} {label}", style=style)
+            t.append(f"{key} {_(label)}", style=style)
             t.append(" ")
         if self.title:
             t.append(f"  {self.title}", style="dim")
         if isinstance(self.screen.focused, Input):
-            t.append("  typing: filter ", style="reverse bold")
+            t.append("  " + _("typing: filter") + " ", style="reverse bold")
         return t

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widget import Widget
+from zerodeck.core.i18n import _
 from zerodeck.core.values import gib
-from zerodeck.tui.widgets.text import VERDICT_STYLE, verdict_text
+from zerodeck.tui.widgets.text import VERDICT_STYLE, pad_cells, verdict_text
 
 TERMS = ("weights", "gradients", "optimizer", "activations", "logits", "buffers", "runtime", "headroom")
 VALUE_WIDTH = 10  # "1023.9 MiB", "123.45 GiB"
@@ -49,7 +51,7 @@ class PlanBars(Widget):
 
     def render(self) -> Text:
         if self.numbers is None:
-            return Text("planning …", style="dim")
+            return Text(_("planning …"), style="dim")
         per = self.numbers["per_card_gib"]
         cap = self.numbers["capacity_gib"] or 0.0
         total = per.get("total") or sum(v or 0.0 for k, v in per.items() if k != "total")
@@ -80,12 +82,13 @@ class PlanBars(Widget):
             line.append(ch, style=style if i < filled else "dim")
         line.append(f" {gib(total):>{VALUE_WIDTH}}\n")
         t.append_text(line)
-        label = f" capacity {cap:.1f} GiB"
+        label = " " + _("capacity {gib} GiB").format(gib=f"{cap:.1f}")
         pad = max(0, cap_at - 1)
-        if 12 + pad + 1 + len(label) > (self.size.width or 80):
-            t.append(" " * 12 + " " * max(0, pad - len(label) + 1) + label.strip() + " ▲\n", style="dim")
+        cells = cell_len(label)  # a translated label's CJK characters are two cells each
+        if 12 + pad + 1 + cells > (self.size.width or 80):
+            t.append(" " * 12 + " " * max(0, pad - cells + 1) + label.strip() + " ▲\n", style="dim")
         else:
             t.append(" " * 12 + " " * pad + "▲" + label + "\n", style="dim")
-        t.append("verdict     ")
+        t.append(pad_cells(_("verdict"), 12))
         t.append_text(verdict_text(verdict))
         return t

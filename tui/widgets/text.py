@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from rich.cells import cell_len, set_cell_size
 from rich.text import Text
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -116,8 +117,16 @@ def log_line(line: str) -> str:
     return "  ".join(parts)
 
 
+def pad_cells(text: str, width: int) -> str:
+    """`text` padded with spaces to `width` terminal cells (ljust counts characters; CJK takes two cells)."""
+    return text + " " * max(1, width - cell_len(text))
+
+
 def crop(text: str, width: int) -> str:
     """One line cut to `width` cells with an ellipsis, never wrapped onto the next row."""
     if width <= 0:
         return ""
-    return text if len(text) <= width else text[:max(0, width - 1)] + "…"
+    # Cells, not characters: a CJK character is two cells wide and is never cut in half.
+    if cell_len(text) <= width:
+        return text
+    return set_cell_size(text, max(0, width - 1)).rstrip(" ") + "…"

@@ -1,0 +1,89 @@
+"""Chart figures (issue 17): a 10,000-point loss curve and a 50-run comparison, each timed as a fresh
+process (interpreter start and the matplotlib import included), the way `zerodeck chart` pays them;
+and `zerodeck --help` with the message catalogs, in English and in Chinese.
+
+Target: each chart under 1 s, `--help` under 0.3 s. Prints the median of several runs.
+Run: .venv/bin/python bench/bench_charts.py
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ZD = str(Path(sys.executable).with_name("zerodeck"))
+
+LOSS_10K = """
+import math
+from zerodeck.core.export.chart_data import Curve
+from zerodeck.core.export.charts import curves_chart
+train = [(float(s), 2.5 * math.exp(-s / 3000) + 0.05 * math.sin(s / 7)) for s in range(1, 10001)]
+evals = [(float(s), 2.4 * math.exp(-s / 3000)) for s in range(500, 10001, 500)]
+curves_chart([Curve("#1 qwen2.5-7b-lora", train, evals)], OUT, FMT, title="Loss", ylabel="loss")
+"""
+
+LOSS_50 = """
+import math
+from zerodeck.core.export.chart_data import Curve
+from zerodeck.core.export.charts import curves_chart
+curves = [Curve(f"#{r} 配方-{r}", [(float(s), 2.5 * math.exp(-s / (300 + 7 * r))) for s in range(1, 1001)])
+          for r in range(1, 51)]
+curves_chart(curves, OUT, FMT, title="Loss", ylabel="loss")
+"""
+
+PEAKS_50 = """
+from zerodeck.core.export.charts import peaks_chart
+rows = [{"id": r, "name": f"qwen2.5-7b-lora-r{r}", "outcome": "succeeded" if r % 7 else "oom",
+         "peak_max_gib": 20.0 + r % 40, "peak_mean_gib": 18.0 + r % 40, "capacity_gib": 64.0,
+         "predicted_peak_gib": 21.0 + r % 40} for r in range(1, 51)]
+peaks_chart(rows, OUT, FMT)
+"""
+
+
+def timed(argv: list[str], env: dict[str, str], repeat: int) -> tuple[float, float, float]:
+    """(median wall seconds, median and least CPU seconds of the child): on a shared machine the wall
+    time includes waiting for a core; the CPU time is what the chart costs, the least the closest to
+    an idle machine."""
+    walls, cpus = [], []
+    for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        proc = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        walls.append(time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        if proc.returncode != 0:
+            raise SystemExit(f"{argv[:3]} failed: {proc.stderr[-500:]}")
+    return statistics.median(walls), statistics.median(cpus), min(cpus)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "ZERODECK_HOME": tmp}
+        # The font cache matplotlib builds on its first import on a machine is a one-time cost.
+        subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env=env, check=True)
+        for name, code in (("loss, 10,000 points", LOSS_10K), ("loss, 50 runs overlaid", LOSS_50),
+                           ("peaks, 50 runs", PEAKS_50)):
+            for fmt in ("png", "svg", "pdf"):
+                out = Path(tmp) / f"c.{fmt}"
+                script = f"OUT = {str(out)!r}\nFMT = {fmt!r}\n" + code
+                wall, cpu, least = timed([sys.executable, "-c", script], env, repeat=5)
+                size = out.stat().st_size // 1024
+                print(f"chart {name:24} {fmt}  wall {wall * 1000:7.1f} ms  cpu {cpu * 1000:7.1f} ms "
+                      f"(least {least * 1000:6.1f})  {size:5d} KiB")
+        for lang in ("en", "zh"):
+            wall, cpu, least = timed([ZD, "--help"], {**env, "ZERODECK_LANG": lang}, repeat=7)
+            print(f"zerodeck --help ({lang})                  wall {wall * 1000:7.1f} ms  cpu {cpu * 1000:7.1f} ms "
+                  f"(least {least * 1000:6.1f})")
+        print(f"(fresh process each, interpreter start and imports included; load {os.getloadavg()[0]:.1f} "
+              f"on {os.cpu_count()} cores)")
+
+
+if __name__ == "__main__":
+    main()
