@@ -7,12 +7,13 @@ from typing import Any
 
 from zerodeck.core.cli.output import add_json_flag, emit, err, say
 from zerodeck.core.errors import EXIT_FAILED, EXIT_OK, BadInput
+from zerodeck.core.i18n import _
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("alerts", help="alert targets (config.toml [alerts])")
+    p = sub.add_parser("alerts", help=_("alert targets (config.toml [alerts])"))
     inner = p.add_subparsers(dest="alerts_command", metavar="COMMAND", required=True)
-    t = inner.add_parser("test", help="send a test message to every configured target")
+    t = inner.add_parser("test", help=_("send a test message to every configured target"))
     add_json_flag(t)
     t.set_defaults(handler=cmd_test)
 

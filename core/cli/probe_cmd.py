@@ -11,6 +11,7 @@ from typing import Any
 
 from zerodeck.core.cli.output import add_json_flag, print_json, say
 from zerodeck.core.errors import EXIT_FAILED, EXIT_OK
+from zerodeck.core.i18n import _
 
 
 def _steps(text: str) -> int:
@@ -24,11 +25,11 @@ def _steps(text: str) -> int:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("probe", help="run a recipe for a few steps and measure each card's peak",
+    p = sub.add_parser("probe", help=_("run a recipe for a few steps and measure each card's peak"),
                        description="Run the recipe as `zerodeck run` would, for a few steps, record it as a "
                                    "run tagged `probe` with each card's measured peak, and stop it.")
-    p.add_argument("recipe", metavar="RECIPE", help="recipe .toml or catalog name (one recipe, not a grid)")
-    p.add_argument("--steps", type=_steps, default=5, help="optimizer steps to run (default 5)")
+    p.add_argument("recipe", metavar="RECIPE", help=_("recipe .toml or catalog name (one recipe, not a grid)"))
+    p.add_argument("--steps", type=_steps, default=5, help=_("optimizer steps to run (default 5)"))
     add_json_flag(p)
     p.set_defaults(handler=cmd_probe)
 
