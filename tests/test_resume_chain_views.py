@@ -228,3 +228,19 @@ def test_run_record_shows_events_and_the_chains_curve(store: Store, chain: tuple
         assert len(a_app.screen.detail.curves.loss) == 35
 
     drive(a_app, body)
+
+
+def test_run_record_keeps_the_newest_events(store: Store, chain: tuple[int, int, int]) -> None:
+    """A run that stalled and recovered all week: the record lists the newest events, and says how
+    many earlier ones `zerodeck show` has."""
+    from zerodeck.tui.screens.run_detail import EVENTS_SHOWN, events_text
+    from zerodeck.tui.services import Services
+
+    _, _, c = chain
+    for i in range(EVENTS_SHOWN + 5):
+        store.add_event(c, "stalled" if i % 2 == 0 else "progressed", {"summary": f"tick {i}"},
+                        at=T0 + timedelta(minutes=i))
+    lines = events_text(Services(store).run_detail(c)).plain.splitlines()
+    assert lines[1] == f"… 5 earlier (`zerodeck show {c}` lists them)"
+    assert len(lines) == 2 + EVENTS_SHOWN and lines[-1].endswith(f"tick {EVENTS_SHOWN + 4}")
+    assert "tick 5" in lines[2] and "tick 4" not in "\n".join(lines)

@@ -106,6 +106,7 @@ class RunDetailScreen(StopsRuns):
 
 
 EVENT_DETAIL_CHARS = 100
+EVENTS_SHOWN = 20  # a run that stalls and recovers all week keeps its record short: the newest ones
 
 
 def events_text(d: RunDetail) -> Text:
@@ -114,7 +115,10 @@ def events_text(d: RunDetail) -> Text:
     if not d.events:
         return t
     t.append(_("events") + "\n", style="bold")
-    for at, kind, detail in d.events:
+    if len(d.events) > EVENTS_SHOWN:
+        t.append(_("… {n} earlier (`zerodeck show {run}` lists them)").format(
+            n=len(d.events) - EVENTS_SHOWN, run=d.run.id) + "\n", style="dim")
+    for at, kind, detail in d.events[-EVENTS_SHOWN:]:
         t.append(f"{at:%Y-%m-%d %H:%M:%S} ", style="dim")
         t.append(f"{kind:<14}", style="yellow" if kind in ("stalled", "resume_failed", "alert_failed") else "")
         t.append(printable(_event_detail(detail))[:EVENT_DETAIL_CHARS] + "\n")
