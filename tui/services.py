@@ -158,7 +158,8 @@ class Services:
         if run is None:
             raise KeyError(run_id)
         peaks = tuple(CardPeakView(p.card, p.peak_mb, _capacity_mb(run, p)) for p in self.store.card_peaks(run_id))
-        metrics = self.store.metrics(run_id)
+        # A resumed run's curves are its chain's, as `zerodeck chart` draws them (issue 18).
+        metrics = self.store.chain_metrics(run_id) if run.parent_id is not None else self.store.metrics(run_id)
         losses = tuple(m.loss for m in metrics if m.loss is not None)
         curves = Curves(loss=tuple((m.step, m.loss) for m in metrics if m.loss is not None),
                         samples_per_s=tuple((m.step, m.samples_per_s) for m in metrics if m.samples_per_s is not None),
@@ -166,7 +167,8 @@ class Services:
         order = [*FIELD_ORDER, *(k for k in RECORD_FIELDS if k not in FIELD_ORDER)]
         shown = tuple((k, _show(k, getattr(run, k))) for k in order if k != "failure_snapshot")
         return RunDetail(run=run, fields=shown, peaks=peaks, losses=losses, failure_snapshot=run.failure_snapshot,
-                         log_tail=tuple(tail(run.log_path, LOG_TAIL_LINES)), curves=curves)
+                         log_tail=tuple(tail(run.log_path, LOG_TAIL_LINES)), curves=curves,
+                         events=tuple((e.at, e.kind, e.detail) for e in self.store.events(run_id)))
 
     def run_and_points(self, run_id: int, after_step: int | None = None) -> tuple[RunRecord, list[MetricRecord]]:
         """A run and its metric points after `after_step`: the live view reads only what is new each

@@ -67,6 +67,7 @@ class RunDetail:
     failure_snapshot: dict[str, Any] = field(default_factory=dict)
     log_tail: tuple[str, ...] = ()
     curves: Curves = field(default_factory=Curves)
+    events: tuple[tuple[datetime, str, Any], ...] = ()  # (at, kind, detail), oldest first
 
 
 @dataclass(frozen=True)

@@ -75,9 +75,15 @@ def write_chart(output: Path | None, fmt: str, draw: Any, what: str) -> None:
     err(_("wrote {path} ({what})").format(path=output, what=what))
 
 
+def _value(m: Any, kind: str) -> float | None:
+    if kind == "loss":
+        return m.loss
+    return m.tokens_per_s if m.tokens_per_s is not None else m.samples_per_s
+
+
 def _curves(args: argparse.Namespace, kind: str) -> int:
     from zerodeck.core.cli.context import cli_store
-    from zerodeck.core.export.chart_data import Curve
+    from zerodeck.core.export.chart_data import Curve, drop_ancestors, stitch
     from zerodeck.core.outcome.evals import eval_points
 
     fmt = _format(args)
@@ -85,24 +91,31 @@ def _curves(args: argparse.Namespace, kind: str) -> int:
     if rows is None:
         return EXIT_FAILED
     store = cli_store()
+    # A resumed run is drawn with the runs it resumed as one line (issue 18); a run given together
+    # with a later run of its own chain is drawn once, as part of that line.
+    chains = [store.run_chain(int(row["id"])) if row.get("parent_id") is not None
+              else [r for r in (store.run(int(row["id"])),) if r is not None] for row in rows]
+    keep = drop_ancestors([[r.id for r in chain] for chain in chains])
     curves: list[Curve] = []
     empty: list[str] = []
     tokens = False
-    for row in rows:
+    for i in keep:
+        row, chain = rows[i], chains[i]
         rid = int(row["id"])
         label = f"#{rid} {row.get('name') or ''}".strip()
-        points = store.metrics(rid)
-        if kind == "loss":
-            run = store.run(rid)
-            train = [(float(m.step), m.loss) for m in points if m.loss is not None]
-            evals = [(float(s), v) for s, v in eval_points(run.log_path if run else None)]
-        else:
+        points = store.chain_metrics(rid) if len(chain) > 1 else store.metrics(rid)
+        if kind == "throughput":
             tokens = tokens or any(m.tokens_per_s is not None for m in points)
-            train = [(float(m.step), v) for m in points
-                     if (v := (m.tokens_per_s if m.tokens_per_s is not None else m.samples_per_s)) is not None]
-            evals = []
+        train = [(float(m.step), v) for m in points if (v := _value(m, kind)) is not None]
+        # Where each later run of the chain restarted: its first recorded step.
+        starts = [float(own[0].step) if (own := store.metrics(r.id)) else None for r in chain[1:]]
+        evals: list[tuple[float, float]] = []
+        if kind == "loss":
+            evals = stitch([(start, [(float(s), v) for s, v in eval_points(r.log_path)])
+                            for start, r in zip([None, *starts], chain)])
         if train or evals:
-            curves.append(Curve(label=label, train=train, eval=evals))
+            curves.append(Curve(label=label, train=train, eval=evals, resumed_from=tuple(r.id for r in chain[:-1]),
+                                resumes=tuple(s for s in starts if s is not None)))
         else:
             empty.append(label)
     if not curves:

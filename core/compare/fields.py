@@ -15,6 +15,9 @@ class Column:
     label: str
     unit: str | None = None
     kind: str = "text"  # text | int | num
+    # Shown only when some row carries the key (resume-chain columns): a comparison of runs that were
+    # never resumed keeps the columns, and the CSV / JSON, it always had.
+    optional: bool = False
 
     @property
     def header(self) -> str:
@@ -25,8 +28,8 @@ class Column:
         return self.kind in ("int", "num")
 
 
-def _c(key: str, label: str, unit: str | None = None, kind: str = "text") -> Column:
-    return Column(key, label, unit, kind)
+def _c(key: str, label: str, unit: str | None = None, kind: str = "text", optional: bool = False) -> Column:
+    return Column(key, label, unit, kind, optional)
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -64,6 +67,9 @@ COLUMNS: tuple[Column, ...] = (
     _c("steps_done", "steps", kind="int"),
     _c("final_loss", "final loss", kind="num"),
     _c("started_at", "started", "UTC"),
+    # resume chain (issue 18): a resumed run's steps and wall time are its whole chain's
+    _c("parent_id", "resumed from run", kind="int", optional=True),
+    _c("resumed_from", "resumed from checkpoint", optional=True),
     # reproduce
     _c("command", "command"),
     _c("env", "environment"),

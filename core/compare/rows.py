@@ -4,6 +4,11 @@ Rows are plain dicts keyed by `fields.COLUMNS` keys (plus `summary.*` extras) so
 the TUI's Compare screen and scripts all consume the same objects. The recipe axes (model, method,
 ZeRO stage, ...) are run columns written when the run was created (migration 2 filled them for older
 runs), so a comparison of ten thousand runs parses no recipe TOML at all.
+
+A resumed run (issue 18) stands for its whole resume chain where that is what a person compares: its
+`steps_done` is the furthest step the chain reached, its `wall_time_s` the sum of its runs' wall
+times, its `final_loss` the last run's; it also carries `parent_id` and `resumed_from`. A run that was
+never resumed keeps its own numbers and carries neither key.
 """
 
 from __future__ import annotations
@@ -77,16 +82,30 @@ def _env(env: dict[str, str]) -> str | None:
     return " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items()) if env else None
 
 
-def build_row(rec: RunRecord) -> dict[str, Any]:
-    """One comparison row from a store record (`Store.run_records`, with its card peaks)."""
+def _wall_s(rec: RunRecord) -> float | None:
+    started, ended = rec.started_at, rec.ended_at
+    return (ended - started).total_seconds() if started and ended else None
+
+
+def build_row(rec: RunRecord, chain: Sequence[RunRecord] = ()) -> dict[str, Any]:
+    """One comparison row from a store record (`Store.run_records`, with its card peaks); `chain`: the
+    runs a resumed run continues, oldest first, ending with `rec` (its steps and wall time are theirs)."""
     cards = rec.cards
     peak = _card_peak(rec.card_peaks)
     peak_max = _gib(peak.peak_max_mb) if peak else rec.measured_peak_gib
     peak_mean = _gib(peak.peak_mean_mb) if peak else None
     capacity = card_capacity_gib(device=rec.device, card_gb=rec.card_gb, source=peak.source if peak else None,
                                  total_mb=peak.total_mb if peak else None)
-    started, ended = rec.started_at, rec.ended_at
-    wall = round((ended - started).total_seconds(), 1) if started and ended else None
+    started = rec.started_at
+    own_wall = _wall_s(rec)
+    wall = round(own_wall, 1) if own_wall is not None else None
+    steps = rec.steps_done
+    if len(chain) > 1 and own_wall is not None:
+        # Steps are global across a chain (a resumed trainer counts on from its checkpoint): the chain
+        # reached its furthest step; the time spent is every run's, gaps between them left out.
+        wall = round(sum(w for r in chain if (w := _wall_s(r)) is not None), 1)
+    if len(chain) > 1:
+        steps = max((r.steps_done for r in chain if r.steps_done is not None), default=None)
     tps = rec.tokens_per_s
     row: dict[str, Any] = {
         "id": rec.id,
@@ -116,12 +135,15 @@ def build_row(rec: RunRecord) -> dict[str, Any]:
         "tokens_per_s_card": round(tps / cards, 2) if tps is not None and cards else None,
         "step_time_s": rec.step_time_s,
         "wall_time_s": wall,
-        "steps_done": rec.steps_done,
+        "steps_done": steps,
         "final_loss": rec.final_loss,
         "started_at": _iso(started),
         "command": _command(rec.argv),
         "env": _env(rec.env),
     }
+    if rec.parent_id is not None:
+        row["parent_id"] = rec.parent_id
+        row["resumed_from"] = rec.resumed_from
     for key, value in rec.summary.items():
         if key in row or key in _PROGRESS_KEYS:
             continue
@@ -166,4 +188,33 @@ def load_rows(store: Store, selection: Selection) -> list[dict[str, Any]]:
     if selection.refs and ids is not None:
         order = {rid: i for i, rid in enumerate(ids)}
         records.sort(key=lambda r: order[r.id])
-    return [build_row(r) for r in records]
+    chains = resume_chains(store, records)
+    return [build_row(r, chains.get(r.id, ())) for r in records]
+
+
+def resume_chains(store: Store, records: Sequence[RunRecord]) -> dict[int, list[RunRecord]]:
+    """The resume chain (oldest first, ending with the run) of each resumed run among `records`. The
+    ancestors not selected are read in bulk, a generation at a time: most comparisons have no
+    resumed run and pay nothing."""
+    known = {r.id: r for r in records}
+    gone: set[int] = set()  # a deleted parent: its children's chains stop there
+    while True:
+        missing = {r.parent_id for r in known.values()
+                   if r.parent_id is not None and r.parent_id not in known and r.parent_id not in gone}
+        if not missing:
+            break
+        known.update({r.id: r for r in store.run_records(ids=sorted(missing))})
+        gone |= missing - known.keys()
+    out: dict[int, list[RunRecord]] = {}
+    for rec in records:
+        if rec.parent_id is None:
+            continue
+        chain: list[RunRecord] = []
+        seen: set[int] = set()
+        cur: RunRecord | None = rec
+        while cur is not None and cur.id not in seen:
+            seen.add(cur.id)
+            chain.append(cur)
+            cur = known.get(cur.parent_id) if cur.parent_id is not None else None
+        out[rec.id] = chain[::-1]
+    return out

@@ -33,9 +33,9 @@ class Table:
         return Table(self.title, cols, self.rows, self.kind, self.notes)
 
 
-def _all_keys(rows: Sequence[dict[str, Any]]) -> list[Column]:
-    known = [c for c in COLUMNS]
-    seen = {c.key for c in known}
+def _all_keys(rows: Sequence[dict[str, Any]], *, every: bool = False) -> list[Column]:
+    known = [c for c in COLUMNS if every or not c.optional or any(c.key in r for r in rows)]
+    seen = {c.key for c in COLUMNS}
     extras: dict[str, Any] = {}
     for r in rows:
         for k, v in r.items():
@@ -67,7 +67,7 @@ def comparison_table(rows: Sequence[dict[str, Any]], *, diff_only: bool = False,
                      columns: Sequence[str] | None = None) -> Table:
     cols = _all_keys(rows)
     if columns:
-        by = {c.key: c for c in cols}
+        by = {c.key: c for c in _all_keys(rows, every=True)}
         unknown = [k for k in columns if k not in by]
         if unknown:
             raise BadInput(_("unknown column: {columns} (one of: {known})").format(columns=", ".join(unknown),

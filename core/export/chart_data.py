@@ -3,7 +3,8 @@
 
 `memory_series` turns telemetry rows into per-card lines with the card capacity of `core.capacity`
 (the same line compare and the live view draw); `Curve` holds one run's train and eval loss (or
-throughput) by step; `thin` and `downsample` bound the points per line so an SVG or PDF of a long run
+throughput) by step, or a resume chain's as one line with the steps it restarted at (`stitch`,
+`drop_ancestors`); `thin` and `downsample` bound the points per line so an SVG or PDF of a long run
 stays small, keeping the extremes a reader looks for.
 """
 
@@ -42,6 +43,36 @@ class Curve:
     label: str
     train: Points = field(default_factory=list)
     eval: Points = field(default_factory=list)
+    # A resume chain drawn as one line: the earlier runs' ids (oldest first) and the steps it restarted at.
+    resumed_from: tuple[int, ...] = ()
+    resumes: tuple[float, ...] = ()
+
+
+def stitch(parts: Sequence[tuple[float | None, Points]]) -> Points:
+    """A resume chain's points as one line, by the rule of `Store.chain_metrics`: each part, given with
+    the step its run restarted at (None: its own first point), replaces the earlier parts' points from
+    that step on (a step re-done after the checkpoint counts once, from the later run)."""
+    out: dict[float, float] = {}
+    for start, points in parts:
+        if not points:
+            continue
+        cut = min(p[0] for p in points) if start is None else start
+        out = {x: y for x, y in out.items() if x < cut}
+        out.update(dict(points))
+    return sorted(out.items())
+
+
+def drop_ancestors(chains: Sequence[Sequence[int]]) -> list[int]:
+    """Indices of the chains (each a run's ids, oldest first, the run itself last) to draw: a run given
+    together with a later run of its own chain is already a part of that run's line."""
+    keep = []
+    for i, chain in enumerate(chains):
+        if not chain:  # a run deleted meanwhile: nothing to draw
+            continue
+        own = chain[-1]
+        if not any(j != i and own in other[:-1] for j, other in enumerate(chains)):
+            keep.append(i)
+    return keep
 
 
 @dataclass(frozen=True)

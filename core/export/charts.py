@@ -41,6 +41,7 @@ LEGEND_COLUMN_IN = 2.4  # inches per legend column beside the axes
 LABEL_CHARS = 30
 RUN_LABELS = 40  # above this many runs the peaks chart names bars by run id only
 FIT_COLOR, FAILED_COLOR = "#a6cee3", "#f4a582"
+RESUME_ALPHA = 0.45  # the resume marks stay lighter than the lines they sit on
 _METADATA: dict[str, dict[str, Any]] = {"png": {"Software": "zerodeck"}, "svg": {"Date": None},
                                         "pdf": {"CreationDate": None, "Creator": "zerodeck"}}
 
@@ -128,27 +129,55 @@ def _figure(n_legend: int = 0, height: float = SIZE[1], bottom: float = 0.6) -> 
     return fig
 
 
+def _chain_label(c: Curve) -> str:
+    """The line's label; a resume chain's names the runs it resumed, kept whole however long the name."""
+    label = _short(c.label)
+    if not c.resumed_from:
+        return label
+    return _("{run} (resumed from {runs})").format(run=label, runs=", ".join(f"#{r}" for r in c.resumed_from))
+
+
+def _resume_marks(ax: Any, steps: Sequence[float], points: Points, color: str) -> None:
+    """A light ring on the line, and a faint vertical rule, at each step where a resumed run took over."""
+    if not steps:
+        return
+    at = dict(points)
+    ring = [(s, at[s]) for s in steps if s in at]
+    for s in steps:
+        ax.axvline(s, color=color, linestyle=":", linewidth=0.9, alpha=RESUME_ALPHA, zorder=1)
+    if ring:
+        ax.plot([p[0] for p in ring], [p[1] for p in ring], linestyle="none", marker="o", markersize=9,
+                fillstyle="none", markeredgewidth=1.2, color=color, alpha=RESUME_ALPHA, zorder=3)
+
+
 def curves_chart(curves: Sequence[Curve], target: Path | BinaryIO, fmt: str, *, title: str, ylabel: str,
                  warn: Warn | None = None) -> None:
-    """Train (and eval) lines by step, one style per run, several runs overlaid."""
-    texts = [title, ylabel, _("step"), _("{run} train"), _("{run} eval"), *(c.label for c in curves)]
+    """Train (and eval) lines by step, one style per run, several runs overlaid; a resume chain is one
+    line with a light mark where each resumed run took over."""
+    texts = [title, ylabel, _("step"), _("{run} train"), _("{run} eval"), _("{run} (resumed from {runs})"),
+             _("resumed"), *(c.label for c in curves)]
     with _style(texts, fmt, warn):
-        entries = sum(1 + bool(c.eval) for c in curves)
+        resumed = any(c.resumes for c in curves)
+        entries = sum(1 + bool(c.eval) for c in curves) + resumed
         fig = _figure(entries)
         ax = fig.add_subplot()
         for i, c in enumerate(curves):
             color, dash, marker = line_style(i)
-            label = _short(c.label)
+            label = _chain_label(c)
             train, evals = _finite(c.train), _finite(c.eval)
             if train:
                 pts = thin(train)
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, linestyle=dash, linewidth=1.4,
                         marker=marker, markersize=5, markevery=marks(len(pts), i, len(curves)),
                         label=_("{run} train").format(run=label) if evals else label)
+                _resume_marks(ax, c.resumes, train, color)
             if evals:
                 ax.plot([p[0] for p in evals], [p[1] for p in evals], color=color, linestyle=":", linewidth=1.0,
                         marker=marker, markersize=7, fillstyle="none", markeredgewidth=1.4,
                         label=_("{run} eval").format(run=label))
+        if resumed:
+            ax.plot([], [], linestyle="none", marker="o", markersize=9, fillstyle="none", color="grey",
+                    alpha=RESUME_ALPHA, label=_("resumed"))
         ax.set_title(printable(title))
         ax.set_xlabel(_("step"))
         ax.set_ylabel(ylabel)

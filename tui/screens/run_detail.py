@@ -1,5 +1,6 @@
 """One run's full record: every stored field, peaks per card against the prediction, the loss and
-throughput curves, the card snapshot taken at failure, and the log's tail."""
+throughput curves (a resumed run's: its chain's), its events, the card snapshot taken at failure,
+and the log's tail."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Footer, Log, Static
 from zerodeck.core.i18n import _
+from zerodeck.core.values import printable
 from zerodeck.tui.messages import LoadFailed, RunDetailLoaded, RunStopped
 from zerodeck.tui.screens.stopping import StopsRuns
 from zerodeck.tui.view import RunDetail, run_label
@@ -39,6 +41,7 @@ class RunDetailScreen(StopsRuns):
                 yield CurvesPlot("loss", id="detail-loss")
                 yield CurvesPlot("throughput", id="detail-speed")
             yield Static("", id="detail-peaks")
+            yield Static("", id="detail-events")
             yield Static("", id="detail-fields")
             yield Static("", id="detail-failure")
         yield Log(id="detail-log", max_lines=500)
@@ -79,6 +82,9 @@ class RunDetailScreen(StopsRuns):
             fields.append(f"{v}\n")
         self.query_one("#detail-fields", Static).update(fields)
         self.query_one("#detail-peaks", Static).update(peaks_text(d))
+        events = self.query_one("#detail-events", Static)
+        events.display = bool(d.events)  # no events: the record looks as it always did
+        events.update(events_text(d))
         self.query_one("#detail-curves").display = bool(d.curves)
         self.query_one("#detail-speed").display = bool(d.curves.samples_per_s)
         for plot in self.query(CurvesPlot):
@@ -97,6 +103,34 @@ class RunDetailScreen(StopsRuns):
             self.notify(_("this run is not running"), severity="warning")
             return
         self._stop(self.run_id)
+
+
+EVENT_DETAIL_CHARS = 100
+EVENTS_SHOWN = 20  # a run that stalls and recovers all week keeps its record short: the newest ones
+
+
+def events_text(d: RunDetail) -> Text:
+    """The run's events (stalled, resumed, alerts...), one line each, newest last."""
+    t = Text()
+    if not d.events:
+        return t
+    t.append(_("events") + "\n", style="bold")
+    if len(d.events) > EVENTS_SHOWN:
+        t.append(_("… {n} earlier (`zerodeck show {run}` lists them)").format(
+            n=len(d.events) - EVENTS_SHOWN, run=d.run.id) + "\n", style="dim")
+    for at, kind, detail in d.events[-EVENTS_SHOWN:]:
+        t.append(f"{at:%Y-%m-%d %H:%M:%S} ", style="dim")
+        t.append(f"{kind:<14}", style="yellow" if kind in ("stalled", "resume_failed", "alert_failed") else "")
+        t.append(printable(_event_detail(detail))[:EVENT_DETAIL_CHARS] + "\n")
+    return t
+
+
+def _event_detail(detail: object) -> str:
+    """The same words `zerodeck show` gives an event: its summary, else its fields (the card
+    snapshot of a stall left out: too long for a line)."""
+    if isinstance(detail, dict):
+        return str(detail.get("summary") or ", ".join(f"{k}={v}" for k, v in detail.items() if k != "cards"))
+    return "" if detail is None else str(detail)
 
 
 def peaks_text(d: RunDetail) -> Text:
