@@ -10,6 +10,7 @@ building plus rendering, each with its time and its peak traced allocation; and 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import resource
@@ -87,10 +88,16 @@ def main() -> int:
         return subprocess.run([sys.executable, __file__, "--measure"], env=env).returncode
 
 
+def _svg(draw: Any, rows: Any) -> str:
+    out = io.BytesIO()
+    draw(rows, out, "svg")
+    return out.getvalue().decode()
+
+
 def measure() -> int:
     from zerodeck.core.compare import build_row, comparison_table, pivot_table
     from zerodeck.core.export import FORMATS, render
-    from zerodeck.core.export.svg import peaks_chart
+    from zerodeck.core.export.charts import peaks_chart
     from zerodeck.store.api import Store
 
     store = Store.from_environment()  # engine creation and schema check: not part of the load
@@ -106,7 +113,7 @@ def measure() -> int:
     steps.append(("compare --diff-only csv", lambda: render(comparison_table(rows, diff_only=True), "csv")))
     steps.append(("compare --pivot md", lambda: render(pivot_table(rows, "model", "zero_stage", "peak_max_gib"),
                                                          "md")))
-    steps.append(("chart peaks (svg)", lambda: peaks_chart(rows)))
+    steps.append(("chart peaks (svg)", lambda: _svg(peaks_chart, rows)))
 
     print(f"in-process, {len(rows)} runs ({len(snaps)} distinct recipes):")
     print(f"  {'step':<26}{'time (s)':>10}{'output MiB':>12}")
