@@ -14,11 +14,13 @@ import socket
 from pathlib import Path
 
 import pytest
+from zerodeck.core.errors import OperationFailed
 from zerodeck.core.launch import acquire, ledger
 from zerodeck.store.api import Store
 
+from tests import fake_npusmi
 from tests.launch_helpers import demo_copy, home_store, wait_for
-from tests.test_ledger import _env, _overlap, _sleeper, _zd
+from tests.test_ledger import _env, _overlap, _sleeper, _zd, load_and_snap
 
 HOST = socket.gethostname()
 
@@ -108,6 +110,19 @@ def test_a_recipe_pinning_cards_the_host_lacks_is_bad_input(cli, tmp_path: Path,
     assert home_store().runs() == []
 
 
+def test_a_card_with_a_foreign_process_refuses_a_run_pinned_to_it(cli, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real captured npu-smi table (card 2 runs a process zerodeck did not start), replayed."""
+    fake_npusmi.replaying(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    path = _pinned(tmp_path, "on2", [2, 3])
+    path.write_text(path.read_text().replace('device = "cpu"', 'device = "npu"'))
+    code, out, err = cli("run", "--detach", str(path))
+    assert code == 1 and err.count("\n") == 1, err
+    assert "card 2 is used by processes zerodeck did not start (1333928)" in err
+    assert home_store().runs() == [] and home_store().holds() == []
+
+
 def test_a_resumed_run_takes_its_cards_from_the_ledger(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from zerodeck.core.launch.resume import resume_run
 
@@ -127,6 +142,24 @@ def test_a_resumed_run_takes_its_cards_from_the_ledger(cli, tmp_path: Path, monk
     _wait_finished(store, child)
     store.finish_run(blocker, "succeeded")
     assert store.holds() == []
+
+
+def test_a_probe_takes_free_cards_from_the_ledger(tmp_path: Path) -> None:
+    from zerodeck.core.probe.run import probe
+    from zerodeck.core.recipe import load_recipe_file
+
+    store = home_store()
+    path = _sleeper(tmp_path, "probed", 0)
+    blocker = store.add_run(name="blocker", recipe_hash=load_and_snap(store, path), status="running")
+    assert store.hold_for_run(blocker, HOST, [("cpu", 0), ("cpu", 1)], os.getpid(), host=HOST, card_ids=[0, 1])
+    host = acquire.LocalHost(ledger.HostConfig(HOST, 4))
+    res = probe(store, load_recipe_file(path), path, steps=1, timeout_s=60, host=host)
+    run = store.run(res.run_id)
+    assert run.finished and "probe" in run.tags and run.card_ids == (2, 3)
+    assert {h.run_id for h in store.holds()} == {blocker}  # the probe's went with its end
+    small = acquire.LocalHost(ledger.HostConfig(HOST, 2))
+    with pytest.raises(OperationFailed, match=f"cards 0,1 are held by run {blocker} \\(blocker\\)"):
+        probe(store, load_recipe_file(path), path, steps=1, timeout_s=60, host=small)
 
 
 def test_held_ports_and_hccl_blocks_are_not_given_twice(tmp_path: Path) -> None:
@@ -149,7 +182,7 @@ def test_held_ports_and_hccl_blocks_are_not_given_twice(tmp_path: Path) -> None:
     assert not set(range(a.hccl_base_port, a.hccl_base_port + 64)) & set(range(b.hccl_base_port, b.hccl_base_port + 64))
     fixed = recipe.model_copy(update={"launch": recipe.launch.model_copy(
         update={"options": {**recipe.launch.options, "master_port": a.master_port}})})
-    with pytest.raises(Exception, match=f"master_port {a.master_port} is held by run 1 \\(npu\\)"):
+    with pytest.raises(OperationFailed, match=f"master_port {a.master_port} is held by run 1 \\(npu\\)"):
         acquire.take(store, create_run(store, fixed, None), fixed, host, None)
 
 
