@@ -288,9 +288,6 @@ class Runner:
     def _could_ever_fit(view: ledger.HostView, device: str, need: int) -> bool:
         return sum(1 for c in view.cards.get(view.kind_for(device), []) if not c.foreign_pids) >= need
 
-    def _too_big(self, device: str, need: int, wanted: list[int] | None, offered: list[int]) -> str:
-        return ledger.too_big(device, need, wanted, offered) or ""
-
     def _fail_unstarted(self, item: QueueRecord, reason: str) -> None:
         """An item that can never start here is failed, claimed first so two runners report it once."""
         if self.store.admit(item.id, self.config.host, [], os.getpid()):
