@@ -488,6 +488,25 @@ class Store:
             return False
         return True
 
+    def hold_for_run(self, run_id: int, on_host: str, holds: Sequence[tuple[str, int]], holder_pid: int,
+                     **fields: Unpack[RunFields]) -> bool:
+        """Take holds (kind, ident) on `on_host` for a run started outside the queue, already bound to it,
+        and record on the run where it was placed (`fields`), all or nothing in one transaction. False
+        when any of them is held: the same unique constraint as `admit` decides."""
+        now = utcnow()
+        rows = [{"host": on_host, "kind": kind, "ident": ident, "run_id": run_id, "holder_pid": holder_pid,
+                 "taken_at": now} for kind, ident in holds]
+        try:
+            with self._session() as s:
+                if rows:
+                    s.execute(insert(_HOLD), rows)
+                if fields:
+                    s.execute(update(Run).where(_RUN.c.id == run_id).values(**_encoded(dict(fields))))
+                s.commit()
+        except IntegrityError:
+            return False
+        return True
+
     def bind_holds(self, item_id: int, run_id: int, **fields: Unpack[RunFields]) -> None:
         """Point an admitted item and its holds at the run made for it, and record on the run where
         it was placed (`fields`: host, card_ids, ports), in one transaction."""

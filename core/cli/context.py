@@ -11,6 +11,7 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from zerodeck.core.launch.acquire import LocalHost
     from zerodeck.store.api import Store
 
 _STORE: Store | None = None
@@ -24,6 +25,14 @@ def cli_store() -> Store:
 
         _STORE = Store.from_environment()
     return _STORE
+
+
+def cli_host() -> LocalHost:
+    """This host as every launch of the process places runs on it: ZERODECK_CARDS and
+    ZERODECK_CPU_CARDS read here (a bad value is exit 2 naming the variable) and its card source."""
+    from zerodeck.core.launch.acquire import local_host
+
+    return local_host(os.environ)
 
 
 def existing_store() -> Store | None:

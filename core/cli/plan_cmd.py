@@ -249,15 +249,16 @@ def _frontier(args: argparse.Namespace) -> int:
 
 
 def _probed_frontier(recipe: Any, path: Any, axis: str, planned: int | None, steps: int) -> Any:
-    from zerodeck.core.cli.context import cli_store
+    from zerodeck.core.cli.context import cli_host, cli_store
     from zerodeck.core.errors import OperationFailed
     from zerodeck.core.probe.frontier import FrontierProbe, probed_frontier
     from zerodeck.core.probe.run import probe
 
+    host = cli_host()
     store = cli_store()
 
     def run_probe(value: int) -> FrontierProbe:
-        res = probe(store, recipe, path, steps=steps, **{axis: value})
+        res = probe(store, recipe, path, steps=steps, host=host, **{axis: value})
         if res.outcome not in ("succeeded", "oom"):
             raise OperationFailed(f"probe run {res.run_id} ({axis} {value}) ended {res.outcome}: "
                                   f"neither a fit nor an OOM (zerodeck show {res.run_id})")

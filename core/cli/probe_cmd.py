@@ -35,12 +35,12 @@ def register(sub: Any) -> None:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from zerodeck.core.cli.context import cli_store
+    from zerodeck.core.cli.context import cli_host, cli_store
     from zerodeck.core.cli.run_cmd import resolve_recipe
     from zerodeck.core.probe.run import probe
 
     recipe, path = resolve_recipe(args.recipe)
-    res = probe(cli_store(), recipe, path, steps=args.steps)
+    res = probe(cli_store(), recipe, path, steps=args.steps, host=cli_host())
     if args.json:
         print_json(res.to_dict())
     else:

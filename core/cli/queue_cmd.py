@@ -56,20 +56,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def host_setup() -> tuple[Any, Any]:
-    """This host's card ledger configuration (ZERODECK_CARDS, ZERODECK_CPU_CARDS, read here at the
-    entry; a bad value is exit 2 naming the variable) and the telemetry source of its cards, if any."""
-    import os
-    import socket
+    """This host's card ledger configuration and the telemetry source of its cards, if any."""
+    from zerodeck.core.cli.context import cli_host
 
-    from zerodeck.core.launch.environment import versions
-    from zerodeck.core.launch.ledger import HostConfig
-    from zerodeck.core.telemetry.sources import availability, make_source
-
-    why = availability()
-    name = next((n for n in ("npu-smi", "nvidia") if why.get(n) is None), None)
-    cann = versions().get("cann") if name == "npu-smi" else None
-    config = HostConfig.from_env(os.environ, socket.gethostname(), cann)
-    return config, (make_source(name) if name else None)
+    host = cli_host()
+    return host.config, host.source
 
 
 def cmd_runner(args: argparse.Namespace) -> int:

@@ -145,12 +145,13 @@ class Progress:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from zerodeck.core.cli.context import cli_store
+    from zerodeck.core.cli.context import cli_host, cli_store
     from zerodeck.core.launch import api
 
     todo = expand_refs(args.recipes)
     if args.dry_run:
         return dry_run(todo, as_json=args.json)
+    host = cli_host()
     store = cli_store()
     reconciled(store)
     ids: list[int] = []
@@ -158,7 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.detach:
         for recipe, path in todo:
             try:
-                ids.append(api.start_run(store, recipe, path, detach=True))
+                ids.append(api.start_run(store, recipe, path, detach=True, host=host))
             except OperationFailed as exc:
                 err(str(exc))
                 failures += 1
@@ -172,7 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     tty = sys.stderr.isatty()
     for recipe, path in todo:
         try:
-            run_id = api.start_run(store, recipe, path, detach=True)
+            run_id = api.start_run(store, recipe, path, detach=True, host=host)
         except OperationFailed as exc:
             err(str(exc))
             failures += 1
@@ -228,13 +229,14 @@ def dry_run(todo: list[tuple[Any, Path]], as_json: bool) -> int:
             err(f"{d['name']}: would fail: {d['problem']}")
     return EXIT_FAILED if any(d["problem"] for d in shown) else EXIT_OK
 def cmd_resume(args: argparse.Namespace) -> int:
-    from zerodeck.core.cli.context import cli_store
+    from zerodeck.core.cli.context import cli_host, cli_store
     from zerodeck.core.launch import api
     from zerodeck.core.launch.resume import resume_run
 
+    host = cli_host()
     store = cli_store()
     reconciled(store)
-    run_id = resume_run(store, args.run)
+    run_id = resume_run(store, args.run, host=host)
     if args.detach:
         if args.json:
             emit(api.get_run(store, run_id).brief(), as_json=True)

@@ -10,23 +10,22 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from zerodeck.core import paths
 from zerodeck.core.alerts.config import for_recipe, load_config
 from zerodeck.core.errors import BadInput, OperationFailed, ZerodeckError
-from zerodeck.core.launch import preflight, procs
+from zerodeck.core.launch import acquire, preflight, procs
+from zerodeck.core.launch.acquire import LocalHost
 from zerodeck.core.launch.backends import render, resolve
 from zerodeck.core.launch.context import RenderContext
 from zerodeck.core.launch.environment import RUN_ID_VAR, RUN_TAG, host_info, mask_env, versions
-from zerodeck.core.launch.ports import pick_port
+from zerodeck.core.launch.ledger import Placement
 from zerodeck.core.launch.procs import SUPERVISOR_MODULE
 from zerodeck.core.launch.spec import JobSpec
 from zerodeck.core.launch.supervisor import mount_point
@@ -38,18 +37,6 @@ from zerodeck.store.errors import StoreError, StoreReadOnly
 from zerodeck.store.records import RunRecord
 
 STOP_WAIT_S = 30.0
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where the card ledger put a run (core/launch/ledger.py): its cards on `host`, its MASTER_PORT
-    and, on Ascend, its HCCL port block; all held in the store until the run finishes."""
-
-    host: str
-    card_ids: tuple[int, ...]
-    master_port: int
-    hccl_base_port: int | None = None
-    hccl_ports: int | None = None
 
 
 def recipe_axes(recipe: Recipe) -> dict[str, Any]:
@@ -87,18 +74,29 @@ def predicted_peak_gib(recipe: Recipe) -> float | None:
         return None
 
 
+def peak_mb(recipe: Recipe) -> float | None:
+    """The planner's per-card peak in MiB, what the ledger checks free memory against."""
+    gib = predicted_peak_gib(recipe)
+    return gib * 1024 if gib is not None else None
+
+
 def record_failed(store: Store, run_id: int, reason: str) -> None:
     store.finish_run(run_id, "failed", reason)
 
 
-def start_run(store: Store, recipe: Recipe, path: Path | None, detach: bool = True) -> int:
+def start_run(store: Store, recipe: Recipe, path: Path | None, detach: bool = True, *,
+              host: LocalHost | None = None) -> int:
     """Record and launch one run; returns its id. With detach=False, waits for the outcome too.
 
-    A run that cannot start (missing launcher, taken port, unwritable directory) is recorded
-    `failed` with the reason and OperationFailed is raised with the same line.
+    Its cards come from the card ledger (core/launch/acquire.py): when they are taken, OperationFailed
+    says by whom and nothing is recorded. A run that cannot start (missing launcher, unwritable
+    directory) is recorded `failed` with the reason and OperationFailed is raised with the same line.
+    `host` is this host as the process's entry read it; without one the process environment is read.
     """
+    host = host or acquire.local_host(os.environ)
+    cards = acquire.choose(store, host, recipe, peak_mb(recipe))
     run_id = create_run(store, recipe, path)
-    launch_recorded(store, run_id, recipe, path)
+    launch_recorded(store, run_id, recipe, path, host=host, cards=cards)
     if not detach:
         wait_run(store, run_id)
     return run_id
@@ -106,14 +104,24 @@ def start_run(store: Store, recipe: Recipe, path: Path | None, detach: bool = Tr
 
 def launch_recorded(store: Store, run_id: int, recipe: Recipe, path: Path | None,
                     placement: Placement | None = None, *, resume_from: Path | None = None,
-                    retries: int | None = None) -> None:
+                    retries: int | None = None, host: LocalHost | None = None,
+                    cards: list[int] | None = None) -> None:
     """Start a run already recorded by `create_run` (the queue records first, then launches).
+
+    Without a `placement` (the queue runner's holds) the run takes its cards from the ledger here
+    (`cards` when the caller chose them already), so every launch path is placed by one rule.
 
     Nothing raises past it but OperationFailed (the run is then recorded failed with the same
     reason) and the store's own errors: an unexpected error fails this run, `internal error: ...`,
     instead of leaving it queued and the caller (the queue runner) dead."""
 
     try:
+        if placement is None:
+            try:
+                where = host or acquire.local_host(os.environ)
+                placement = acquire.take(store, run_id, recipe, where, peak_mb(recipe), cards)
+            except (OperationFailed, BadInput) as exc:
+                _fail(store, run_id, str(exc))
         _launch(store, run_id, recipe, path, placement, resume_from=resume_from, retries=retries)
     except (OperationFailed, StoreError):
         raise
@@ -130,7 +138,7 @@ def internal_error(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {exc}"
 
 
-def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None, placement: Placement | None, *,
+def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None, placement: Placement, *,
             resume_from: Path | None = None, retries: int | None = None) -> None:
 
     run_dir = paths.runs_dir() / str(run_id)
@@ -139,26 +147,20 @@ def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None, placem
         log_path = run_dir / "run.log"
         log_path.touch()
     except OSError as exc:
-        return _fail(store, run_id, f"cannot write the run directory {run_dir}: {exc.strerror or exc}")
+        _fail(store, run_id, f"cannot write the run directory {run_dir}: {exc.strerror or exc}")
     store.update_run(run_id, workdir=str(run_dir), log_path=str(log_path))
-    hccl: int | None = None
-    if placement is not None:
-        port, devices, hccl = placement.master_port, list(placement.card_ids), placement.hccl_base_port
-    else:
-        fixed = recipe.launch.options.get("master_port")
-        port = int(fixed) if isinstance(fixed, int) else pick_port(store.active_ports())
-        devices = recipe.hardware.devices or list(range(recipe.hardware.cards))
+    port, devices, hccl = placement.master_port, list(placement.card_ids), placement.hccl_base_port
     recipe_dir = path.parent.resolve() if path else Path.cwd()
     ctx = RenderContext(run_id, run_dir, recipe_dir, port, devices, sys.executable, hccl_base_port=hccl,
                         resume_from=resume_from)
     try:
         launch = render(recipe, ctx)
     except BadInput as exc:
-        return _fail(store, run_id, str(exc))
+        _fail(store, run_id, str(exc))
     try:
         alerts = for_recipe(load_config(paths.config_file()), recipe)
     except BadInput as exc:
-        return _fail(store, run_id, str(exc))
+        _fail(store, run_id, str(exc))
     if resume_from is not None:  # what a `command` / script backend's own code reads to resume
         launch.env["ZERODECK_RESUME_FROM"] = str(resume_from)
     env_path = launch.env.get("PATH")
@@ -177,11 +179,11 @@ def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None, placem
                    store_url=store.url, alert_urls=alerts.urls, alert_on=alerts.on, **watch_fields(recipe))
     spec.write(run_dir)
     store.update_run(run_id, argv=launch.argv, env=mask_env(full_env), rendered=launch.files, versions=versions(),
-                     host=placement.host if placement else socket.gethostname(), master_port=port,
+                     host=placement.host, master_port=port,
                      card_ids=devices, summary={"host": host_info(), "cwd": spec.cwd})
     problem = preflight.check(recipe, launch, port, env_path, recipe_path=path, recipe_dir=recipe_dir)
     if problem:
-        return _fail(store, run_id, problem)
+        _fail(store, run_id, problem)
     # Recorded at once, so a supervisor that dies before it writes anything is noticed by the first poll.
     store.update_run(run_id, supervisor_pid=spawn_supervisor(store, run_id, run_dir))
 
@@ -193,7 +195,7 @@ def watch_fields(recipe: Recipe) -> dict[str, Any]:
             "on_stall": w.on_stall, "stall_grace_s": w.stall_grace_s, "resume": recipe.launch.resume}
 
 
-def _fail(store: Store, run_id: int, reason: str) -> None:
+def _fail(store: Store, run_id: int, reason: str) -> NoReturn:
     record_failed(store, run_id, reason)
     raise OperationFailed(f"run {run_id} failed: {reason}")
 

@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 from zerodeck.core.errors import BadInput
 from zerodeck.core.launch.environment import RUN_TAG, VISIBLE_CARDS
+from zerodeck.core.launch.ports import pick_port
 from zerodeck.core.telemetry.model import Snapshot
 from zerodeck.store.api import Store
 from zerodeck.store.records import HostCardRecord, RunRecord
@@ -198,6 +199,45 @@ def choose_cards(view: HostView, busy: Mapping[tuple[str, int], int | None], dev
 
 def capacity(view: HostView, device: str) -> int:
     return len(view.cards.get(view.kind_for(device), []))
+
+
+def too_big(device: str, need: int, wanted: Sequence[int] | None, offered: Sequence[int]) -> str | None:
+    """Why a run can never start on this host's offered cards (too many, or pinned elsewhere), else None."""
+    if need <= len(offered) and (not wanted or set(wanted) <= set(offered)):
+        return None
+    which = "virtual CPU cards (ZERODECK_CPU_CARDS)" if device == "cpu" else f"{device} cards"
+    have = ",".join(map(str, offered)) or "none"
+    if wanted:
+        return f"hardware.devices {list(wanted)}: not among this host's {which} ({have}; ZERODECK_CARDS limits them)"
+    return f"hardware.cards = {need}: this host offers {len(offered)} {which} ({have})"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the ledger put a run: its cards on `host`, its MASTER_PORT and, on Ascend, its HCCL port
+    block; all held in the store until the run finishes."""
+
+    host: str
+    card_ids: tuple[int, ...]
+    master_port: int
+    hccl_base_port: int | None = None
+    hccl_ports: int | None = None
+
+
+def placement_holds(store: Store, config: HostConfig, device: str, cards: Sequence[int],
+                    fixed_port: int | None = None) -> tuple[list[tuple[str, int]], Placement]:
+    """The ledger rows (kind, ident) a run on `cards` takes, and the placement they stand for: its
+    cards, a MASTER_PORT no active or held run has (the recipe's own when it fixes one) and, on
+    Ascend, consecutive free HCCL slots. The queue runner and a direct launch both ask this."""
+    kind = CPU if device == "cpu" else CARD
+    port = fixed_port if fixed_port is not None else pick_port(store.active_ports() | held_ports(store, config.host))
+    holds = [(kind, c) for c in cards] + [(PORT, port)]
+    hccl_base = hccl_ports = None
+    if device == "npu":
+        slots = hccl_slots(store, config, len(cards))
+        holds += [(HCCL, s) for s in slots]
+        hccl_base, hccl_ports = HCCL_FIRST_PORT + slots[0] * HCCL_SLOT, len(slots) * HCCL_SLOT
+    return holds, Placement(config.host, tuple(cards), port, hccl_base, hccl_ports)
 
 
 def hccl_slots(store: Store, config: HostConfig, cards: int) -> list[int]:

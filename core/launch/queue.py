@@ -35,7 +35,6 @@ from zerodeck.core import paths
 from zerodeck.core.errors import BadInput, OperationFailed
 from zerodeck.core.launch import api, ledger, procs
 from zerodeck.core.launch.environment import RUN_TAG
-from zerodeck.core.launch.ports import pick_port
 from zerodeck.core.launch.reconcile import reconcile
 from zerodeck.core.recipe import RecipeError
 from zerodeck.core.recipe.load import content_hash, load_recipe, parse_toml, to_toml
@@ -252,8 +251,9 @@ class Runner:
             device, need = recipe.hardware.device, recipe.hardware.cards
             wanted = recipe.hardware.devices
             offered = [c.index for c in view.cards.get(view.kind_for(device), [])]
-            if need > len(offered) or (wanted and not set(wanted) <= set(offered)):
-                self._fail_unstarted(item, self._too_big(device, need, wanted, offered))
+            never = ledger.too_big(device, need, wanted, offered)
+            if never is not None:
+                self._fail_unstarted(item, never)
                 continue
             if device != "cpu" and self.source is not None and not view.cards.get(ledger.CARD):
                 cards = None  # no reading of the cards yet: nothing is known to be free
@@ -288,13 +288,6 @@ class Runner:
     def _could_ever_fit(view: ledger.HostView, device: str, need: int) -> bool:
         return sum(1 for c in view.cards.get(view.kind_for(device), []) if not c.foreign_pids) >= need
 
-    def _too_big(self, device: str, need: int, wanted: list[int] | None, offered: list[int]) -> str:
-        which = "virtual CPU cards (ZERODECK_CPU_CARDS)" if device == "cpu" else f"{device} cards"
-        have = ",".join(map(str, offered)) or "none"
-        if wanted:
-            return f"hardware.devices {wanted}: not among this host's {which} ({have}; ZERODECK_CARDS limits them)"
-        return f"hardware.cards = {need}: this host offers {len(offered)} {which} ({have})"
-
     def _fail_unstarted(self, item: QueueRecord, reason: str) -> None:
         """An item that can never start here is failed, claimed first so two runners report it once."""
         if self.store.admit(item.id, self.config.host, [], os.getpid()):
@@ -305,20 +298,13 @@ class Runner:
     def _start(self, item: QueueRecord, recipe: Recipe, cards: list[int]) -> bool:
         """Hold the cards and ports and claim the item in one transaction, then make and launch the run.
         False when another runner was quicker (the next loop looks again)."""
-        host, device = self.config.host, recipe.hardware.device
-        kind = ledger.CPU if device == "cpu" else ledger.CARD
+        host = self.config.host
         fixed = recipe.launch.options.get("master_port")
-        port = int(fixed) if isinstance(fixed, int) else pick_port(
-            self.store.active_ports() | ledger.held_ports(self.store, host))
-        holds = [(kind, c) for c in cards] + [(ledger.PORT, port)]
-        hccl_base = hccl_ports = None
-        if device == "npu":
-            slots = ledger.hccl_slots(self.store, self.config, len(cards))
-            holds += [(ledger.HCCL, s) for s in slots]
-            hccl_base, hccl_ports = ledger.HCCL_FIRST_PORT + slots[0] * ledger.HCCL_SLOT, len(slots) * ledger.HCCL_SLOT
+        holds, placement = ledger.placement_holds(self.store, self.config, recipe.hardware.device, cards,
+                                                  int(fixed) if isinstance(fixed, int) else None)
+        port, hccl_base, hccl_ports = placement.master_port, placement.hccl_base_port, placement.hccl_ports
         if not self.store.admit(item.id, host, holds, os.getpid()):
             return False
-        placement = api.Placement(host, tuple(cards), port, hccl_base, hccl_ports)
         run_id: int | None = None
         try:
             run_id = api.create_run(self.store, recipe, Path(item.recipe_ref))

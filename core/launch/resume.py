@@ -12,6 +12,7 @@ from pathlib import Path
 
 from zerodeck.core.errors import BadInput, OperationFailed
 from zerodeck.core.launch import api
+from zerodeck.core.launch.acquire import LocalHost
 from zerodeck.core.launch.checkpoints import Checkpoint, checkpoint_step, newest_complete
 from zerodeck.core.launch.spec import JobSpec, SpecError
 from zerodeck.core.recipe.load import load_recipe, parse_toml
@@ -50,12 +51,14 @@ def snapshot_recipe(store: Store, run: RunRecord) -> tuple[Recipe, Path | None]:
     return load_recipe(parse_toml(text, label), label, text, base), path
 
 
-def resume_run(store: Store, run_id: int, *, retries: int | None = None, automatic: bool = False) -> int:
+def resume_run(store: Store, run_id: int, *, retries: int | None = None, automatic: bool = False,
+               host: LocalHost | None = None) -> int:
     """Start a run continuing `run_id` from its newest complete checkpoint; returns the new run's id.
 
     By hand, a run still going is refused (BadInput) and so is one without a complete checkpoint
     (OperationFailed). Automatically (after a comm error or a stall) a chain with no checkpoint yet
-    starts over from step 0, still linked to its parent."""
+    starts over from step 0, still linked to its parent. Its cards come from the ledger like any
+    launch's (`host`: this host as the process's entry read it)."""
     parent = api.get_run(store, run_id)
     if parent.active and not automatic:
         raise BadInput(f"run {run_id} is {parent.status}; stop it first (`zerodeck stop {run_id}`)")
@@ -74,5 +77,6 @@ def resume_run(store: Store, run_id: int, *, retries: int | None = None, automat
                   "checkpoint": None, "step": 0, "automatic": automatic}
     store.add_event(new_id, "resumed", detail)
     store.add_event(parent.id, "resumed_as", {"summary": f"run {new_id}", "run": new_id, "automatic": automatic})
-    api.launch_recorded(store, new_id, recipe, path, resume_from=ckpt.path if ckpt else None, retries=retries)
+    api.launch_recorded(store, new_id, recipe, path, resume_from=ckpt.path if ckpt else None, retries=retries,
+                        host=host)
     return new_id

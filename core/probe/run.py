@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from zerodeck.core.errors import BadInput
 
 if TYPE_CHECKING:
+    from zerodeck.core.launch.acquire import LocalHost
     from zerodeck.core.recipe.model import Recipe
     from zerodeck.store.api import Store
     from zerodeck.store.records import RunRecord
@@ -67,7 +68,7 @@ def probe_recipe(recipe: Recipe, steps: int, **train: Any) -> Recipe:
 
 
 def probe(store: Store, recipe: Recipe, path: Path | None, *, steps: int = DEFAULT_STEPS,
-          timeout_s: float = TIMEOUT_S, **train: Any) -> ProbeResult:
+          timeout_s: float = TIMEOUT_S, host: LocalHost | None = None, **train: Any) -> ProbeResult:
     """Launch the probe, wait for it (stopping it cleanly if it overruns), and read its peaks."""
     from zerodeck.core.launch import api
     from zerodeck.core.plan.verdict import plan_recipe
@@ -77,7 +78,7 @@ def probe(store: Store, recipe: Recipe, path: Path | None, *, steps: int = DEFAU
     probed = probe_recipe(recipe, steps, **train)
     predicted = plan_recipe(probed).total_gib
     t0 = time.monotonic()
-    run_id = api.start_run(store, probed, path, detach=True)
+    run_id = api.start_run(store, probed, path, detach=True, host=host)  # its cards held like any run's
     run = _wait(store, run_id, steps, timeout_s)
     return result_of(store, run, predicted, time.monotonic() - t0)
 
