@@ -108,6 +108,18 @@ def test_curves_render_their_points() -> None:
     assert "no loss points yet" in CurvesPlot("loss").plot_text(40, 8)
 
 
+def test_a_growing_curve_is_redrawn_only_when_the_drawing_can_move() -> None:
+    """A rebuild costs 20-30 ms: a curve that grows by a step a second waits until its new points
+    fill a braille column (an unmounted plot counts 40 cells, 80 columns), or for an eval point."""
+    plot = CurvesPlot("loss")
+    plot.curves = Curves(loss=tuple((i, 1.0) for i in range(1000)))
+    grown = Curves(loss=tuple((i, 1.0) for i in range(1005)))
+    assert plot._grows(grown) and not plot._visible_change(grown)
+    assert plot._visible_change(Curves(loss=tuple((i, 1.0) for i in range(1013))))
+    assert plot._visible_change(Curves(loss=grown.loss, eval_loss=((1000, 0.9),)))
+    assert not plot._grows(Curves(loss=tuple((i, 1.0) for i in range(5, 2000))))  # another run's curve
+
+
 RANK_SCRIPT = """
 import subprocess, sys, time
 child = subprocess.Popen([sys.executable, "-c", "import time; x = b'x' * (64 * 2**20); time.sleep(60)"])

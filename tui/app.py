@@ -35,6 +35,7 @@ from zerodeck.tui.messages import (
     RunLaunched,
     RunsChanged,
     TelemetrySnapshot,
+    WarmedUp,
 )
 from zerodeck.tui.screens.base import ZerodeckScreen
 from zerodeck.tui.services import LogFollower, Services, progress_of, utcnow
@@ -49,6 +50,7 @@ LOG_KEEP = 500
 LOSS_KEEP = 600  # loss points kept for the live sparkline
 CURVE_KEEP = 5000  # points per live curve: bounded, so a week-long run keeps the view's memory flat
 SCOPE_EVERY_S = 5.0  # how often the followed run's process list is re-read
+WARM_UP_AFTER_S = 1.0  # after the first screen has painted and its rows have been read
 
 
 def _catalog() -> Screen[None]:
@@ -86,8 +88,10 @@ class ZerodeckApp(App[int]):
         Binding("3", "switch_mode('runs')", "Runs", show=False),
         Binding("4", "switch_mode('compare')", "Compare", show=False),
         # Outside a filter box only: there, q is a letter (an Input consumes printable keys, so
-        # this binding is neither run nor shown). Quitting closes the UI; runs keep going.
-        Binding("q", "quit", "Quit"),
+        # this binding is neither run nor shown). It asks, and `q` again quits (`QuitScreen`): a
+        # word typed without `/` never closes the UI. Ctrl+Q (Textual's) quits at once. Quitting
+        # closes the UI only; runs keep going.
+        Binding("q", "ask_quit", "Quit"),
     ]
 
     def __init__(self, services: Services, source: Source | None = None, poll_interval: float = 1.0,
@@ -129,9 +133,34 @@ class ZerodeckApp(App[int]):
         self.switch_mode(self.start_mode)
         self.poll_telemetry()
         self.watch_runs()
+        self.set_timer(WARM_UP_AFTER_S, self._warm_up)
+
+    # -- warming up ---------------------------------------------------------------------------
+    @work(thread=True, group="warm-up", exit_on_error=False)
+    def _warm_up(self) -> None:
+        from zerodeck.tui.warmup import import_screens
+
+        import_screens()
+        self.post_message(WarmedUp())
+
+    def on_warmed_up(self, _msg: WarmedUp) -> None:
+        from zerodeck.tui.warmup import add_styles
+
+        add_styles(self.stylesheet)
 
     def on_unmount(self) -> None:
         self._halt()
+
+    def action_ask_quit(self) -> None:
+        from zerodeck.tui.screens.confirm import QuitScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._halt()
+                self.exit(0)
+
+        if not isinstance(self.screen, QuitScreen):
+            self.push_screen(QuitScreen(), answered)
 
     async def action_quit(self) -> None:
         self._halt()

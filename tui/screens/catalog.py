@@ -3,9 +3,10 @@
 Bad recipe files stay visible at the bottom with their `PATH:LINE: field: message` problems.
 
 The key model (the same on every list): every key is a command, and none of them starts anything
-alone: `l` (launch) and `a` (queue) ask first, showing the recipe's cards. Typing goes to the filter
-only after `/`; there `q` and digits are text, and Enter, Down or Esc (which clears) go back to the
-table. The footer shows which of the two the keys are doing.
+alone: `l` (launch) and `a` (queue) ask first, showing the recipe's cards; `q` asks before the UI
+closes; the editor, which takes the whole terminal, is Shift+E, a key no lower-case word contains.
+Typing goes to the filter only after `/`; there `q` and digits are text, and Enter, Down or Esc
+(which clears) go back to the table. The footer shows which of the two the keys are doing.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class CatalogScreen(ZerodeckScreen):
         Binding("p", "plan", "Plan"),
         Binding("l", "launch", "Launch…"),
         Binding("a", "queue", "Queue…"),
-        Binding("e", "edit", "Edit"),
+        # Shift+E: the editor takes the whole terminal, so not a letter found inside recipe names.
+        Binding("E", "edit", "Edit", key_display="E"),
         Binding("g,space", "expand", "Grid±"),
         Binding("v", "columns", "Columns"),
         Binding("escape", "clear_filter", "Clear", key_display="esc"),

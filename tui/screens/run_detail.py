@@ -1,42 +1,53 @@
 """One run's full record: every stored field, peaks per card against the prediction, the loss and
-throughput curves, the card snapshot taken at failure, and the log's tail."""
+throughput curves, the card snapshot taken at failure, and the log's tail.
+
+The header is painted at once from the row the Runs table already holds; the rest is read in a
+worker, painted with the fields first, and the curves are drawn just after that paint (a plot costs
+more than the rest of the record). Loss and throughput sit side by side, so both are in view at
+80 x 24 without scrolling; a tall terminal gives them more rows.
+"""
 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
+from textual.events import Resize
 from textual.widgets import Footer, Log, Static
 from zerodeck.tui.messages import LoadFailed, RunDetailLoaded, RunStopped
 from zerodeck.tui.screens.stopping import StopsRuns
-from zerodeck.tui.view import RunDetail, run_label
+from zerodeck.tui.view import Curves, RunDetail, run_label
 from zerodeck.tui.widgets.curves import CurvesPlot
 from zerodeck.tui.widgets.modebar import ModeBar
 from zerodeck.tui.widgets.text import bar, outcome_text, sparkline
 
+if TYPE_CHECKING:
+    from zerodeck.store.records import RunRecord
+
 HIDDEN = {"rendered", "env", "argv", "versions", "baseline", "summary", "attempts_log"}
+TALL = 34  # from this height the curves get more rows
 
 
 class RunDetailScreen(StopsRuns):
     BINDINGS = [Binding("escape,b", "app.pop_screen", "Back"), Binding("s", "stop", "Stop"),
                 Binding("r", "reload", "Reload")]
 
-    def __init__(self, run_id: int) -> None:
+    def __init__(self, run_id: int, run: RunRecord | None = None) -> None:
         super().__init__()
         self.run_id = run_id
+        self.run = run  # the row the Runs table holds: the header needs no wait
         self.detail: RunDetail | None = None
 
     def compose(self) -> ComposeResult:
         yield ModeBar()
         with VerticalScroll(id="detail-body"):
-            yield Static(f"run {self.run_id} …", id="detail-head")
-            with Vertical(id="detail-curves"):
-                yield CurvesPlot("loss", id="detail-loss")
-                yield CurvesPlot("throughput", id="detail-speed")
+            yield Static(head_text(self.run) if self.run else f"run {self.run_id} …", id="detail-head")
+            yield Horizontal(id="detail-curves")  # the plots are mounted once there are points
             yield Static("", id="detail-peaks")
             yield Static("", id="detail-fields")
             yield Static("", id="detail-failure")
@@ -44,7 +55,11 @@ class RunDetailScreen(StopsRuns):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#detail-curves").display = False
         self.load()
+
+    def on_resize(self, event: Resize) -> None:
+        self.query_one("#detail-curves").set_class(event.size.height >= TALL, "-tall")
 
     def action_reload(self) -> None:
         self.load()
@@ -62,12 +77,7 @@ class RunDetailScreen(StopsRuns):
 
     def on_run_detail_loaded(self, msg: RunDetailLoaded) -> None:
         d = self.detail = msg.detail
-        r = d.run
-        head = Text(f"run {r.id} · {r.name} · ", style="bold")
-        head.append_text(outcome_text(run_label(r)))
-        if r.reason:
-            head.append(f"\n{r.reason}", style="red")
-        self.query_one("#detail-head", Static).update(head)
+        self.query_one("#detail-head", Static).update(head_text(d.run))
         fields = Text()
         for k, v in d.fields:
             if k in HIDDEN or v in ("-", "", "{}", "[]"):
@@ -76,10 +86,10 @@ class RunDetailScreen(StopsRuns):
             fields.append(f"{v}\n")
         self.query_one("#detail-fields", Static).update(fields)
         self.query_one("#detail-peaks", Static).update(peaks_text(d))
-        self.query_one("#detail-curves").display = bool(d.curves)
-        self.query_one("#detail-speed").display = bool(d.curves.samples_per_s)
-        for plot in self.query(CurvesPlot):
-            plot.show(d.curves)
+        if d.curves:
+            self.call_after_refresh(self._show_curves, d.curves)  # the fields are painted first
+        else:
+            self.query_one("#detail-curves").display = False
         failure = Text()
         if d.failure_snapshot:
             failure.append("card snapshot at failure\n", style="bold")
@@ -89,11 +99,28 @@ class RunDetailScreen(StopsRuns):
         log.clear()
         log.write_lines(list(d.log_tail) or ["(no log)"])
 
+    def _show_curves(self, curves: Curves) -> None:
+        box = self.query_one("#detail-curves", Horizontal)
+        if not box.children:
+            box.mount_all([CurvesPlot("loss", id="detail-loss"), CurvesPlot("throughput", id="detail-speed")])
+        self.query_one("#detail-speed").display = bool(curves.samples_per_s)
+        for plot in self.query(CurvesPlot):
+            plot.show(curves)
+        box.display = True
+
     def action_stop(self) -> None:
         if self.detail is None or not self.detail.run.active:
             self.notify("this run is not running", severity="warning")
             return
         self._stop(self.run_id)
+
+
+def head_text(r: RunRecord) -> Text:
+    head = Text(f"run {r.id} · {r.name} · ", style="bold")
+    head.append_text(outcome_text(run_label(r)))
+    if r.reason:
+        head.append(f"\n{r.reason}", style="red")
+    return head
 
 
 def peaks_text(d: RunDetail) -> Text:
