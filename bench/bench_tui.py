@@ -5,6 +5,8 @@ long live view.
 Each figure runs the app as a separate process on a pseudo-terminal, as over SSH, so the bytes the
 app writes to the terminal are counted too.
 Run: .venv/bin/python bench/bench_tui.py [--cpu-seconds 60] [--mem-seconds 120] [--runs 10000] [--live-only]
+     .venv/bin/python bench/bench_tui.py --keys-only --home /tmp/zd-bench   (seeds once, then reuses the store)
+     .venv/bin/python bench/bench_tui.py --live-only --mem-seconds 180 --mem-poll 0.05   (3,600 polls: an hour)
 """
 
 from __future__ import annotations
@@ -208,7 +210,7 @@ def live_child(poll: float, n: int, with_run: bool = False) -> None:
 class RunWriter(threading.Thread):
     """A run as its supervisor leaves it: a step line in its log and a metric point every `every` s."""
 
-    def __init__(self, home: str, every: float) -> None:
+    def __init__(self, home: str, every: float, start_step: int = 0) -> None:
         super().__init__(daemon=True)
         from zerodeck.store.api import Store
 
@@ -222,11 +224,20 @@ class RunWriter(threading.Thread):
                                          steps_total=100_000)
         self.every = every
         self.halt = False
+        self.start_step = start_step
+        if start_step:  # a run followed mid-way: its history already in the store and the log
+            import json
+
+            points = [{"step": i, "loss": 2.0 / (1 + i / 500), "samples_per_s": 12.0} for i in range(1, start_step + 1)]
+            self.store.upsert_metrics(self.run_id, points)
+            self.log.write_text("".join(json.dumps({"zerodeck": "step", "step": p["step"], "total_steps": 100_000,
+                                                    "loss": p["loss"], "lr": 1e-4, "samples_per_s": 12.0,
+                                                    "rank": 0}) + "\n" for p in points), encoding="utf-8")
 
     def run(self) -> None:
         import json
 
-        step = 0
+        step = self.start_step
         while not self.halt:
             step += 1
             loss = 2.0 / (1 + step / 500)
@@ -239,14 +250,14 @@ class RunWriter(threading.Thread):
 
 
 def watch_live(seconds: float, poll: float, label: str, sample_every: float,
-               with_run: bool = False) -> list[tuple[float, float, float]]:
+               with_run: bool = False, start_step: int = 0) -> list[tuple[float, float, float]]:
     import psutil
 
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "ZERODECK_HOME": home, "ZERODECK_DB": f"sqlite:///{home}/zerodeck.db"}
         writer = None
         if with_run:
-            writer = RunWriter(home, poll)
+            writer = RunWriter(home, poll, start_step)
             writer.start()
         n = int(seconds / poll) + 50
         argv = [sys.executable, __file__, "--live-child", str(poll), str(n)] + (["--with-run"] if with_run else [])
@@ -285,6 +296,7 @@ def main() -> None:
     ap.add_argument("--mem-poll", type=float, default=0.1, help="poll interval of the memory run (accelerated)")
     ap.add_argument("--live-only", action="store_true", help="skip the start-up figures (10,000 runs to seed)")
     ap.add_argument("--rounds", type=int, default=5, help="rounds of the key-latency figures")
+    ap.add_argument("--mem-only", action="store_true", help="only the memory run")
     ap.add_argument("--keys-only", action="store_true", help="only the start-up and key latency figures")
     ap.add_argument("--home", help="a ZERODECK_HOME to seed once and reuse (seeding 10,000 runs takes a while)")
     ap.add_argument("--profile", help="write a cProfile of the app during the key-latency figures to this file")
@@ -298,9 +310,14 @@ def main() -> None:
         startup(args.runs, args.repeat, args.home, args.profile, args.rounds)
     if args.keys_only:
         return
-    watch_live(args.cpu_seconds, 1.0, "live view, 16 A3 dies at 1 Hz (120x40)", 5.0)
-    watch_live(args.cpu_seconds, 1.0, "live view, 16 A3 dies at 1 Hz, following a run (log tail, curves)", 5.0,
-               with_run=True)
+    if not args.mem_only:
+        watch_live(args.cpu_seconds, 1.0, "live view, 16 A3 dies at 1 Hz (120x40)", 5.0)
+        watch_live(args.cpu_seconds, 1.0, "live view, 16 A3 dies at 1 Hz, following a run from its start", 5.0,
+                   with_run=True)
+        watch_live(args.cpu_seconds, 1.0, "live view, 16 A3 dies at 1 Hz, following a run 3,000 steps in", 5.0,
+                   with_run=True, start_step=3000)
+    if args.mem_seconds <= 0:
+        return
     polls = args.mem_seconds / args.mem_poll
     samples = watch_live(args.mem_seconds, args.mem_poll,
                          f"memory run, 16 dies at {1 / args.mem_poll:.0f} Hz following a run ({polls:.0f} polls = "

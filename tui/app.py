@@ -50,7 +50,8 @@ LOG_KEEP = 500
 LOSS_KEEP = 600  # loss points kept for the live sparkline
 CURVE_KEEP = 5000  # points per live curve: bounded, so a week-long run keeps the view's memory flat
 SCOPE_EVERY_S = 5.0  # how often the followed run's process list is re-read
-WARM_UP_AFTER_S = 1.0  # after the first screen has painted and its rows have been read
+WARM_UP_CHECK_S = 0.5  # how often start-up looks for an idle moment to warm up in
+LONG_LIVED = frozenset({"telemetry", "runs"})  # worker groups that never finish: not a sign of work
 
 
 def _catalog() -> Screen[None]:
@@ -133,9 +134,17 @@ class ZerodeckApp(App[int]):
         self.switch_mode(self.start_mode)
         self.poll_telemetry()
         self.watch_runs()
-        self.set_timer(WARM_UP_AFTER_S, self._warm_up)
+        self._warm_timer = self.set_interval(WARM_UP_CHECK_S, self._warm_up_when_idle)
 
     # -- warming up ---------------------------------------------------------------------------
+    def _warm_up_when_idle(self) -> None:
+        """Once nothing the user waits for is being read (the first screen's rows, the planner's
+        verdicts): warming up earlier would take the GIL from them."""
+        if any(w.is_running and w.group not in LONG_LIVED for w in self.workers):
+            return
+        self._warm_timer.stop()
+        self._warm_up()
+
     @work(thread=True, group="warm-up", exit_on_error=False)
     def _warm_up(self) -> None:
         from zerodeck.tui.warmup import import_screens
