@@ -21,11 +21,12 @@ from textual import events, on, work
 from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 from zerodeck.tui.messages import CatalogLoaded, LoadFailed, RunQueued
 from zerodeck.tui.screens.base import ZerodeckScreen
 from zerodeck.tui.view import BadFile, CatalogRow
 from zerodeck.tui.widgets.filter import FilterInput
+from zerodeck.tui.widgets.footer import KeysFooter
 from zerodeck.tui.widgets.modebar import ModeBar
 from zerodeck.tui.widgets.text import verdict_text
 
@@ -66,7 +67,7 @@ class CatalogScreen(ZerodeckScreen):
             # The recipe name stays put while Left / Right scroll the other columns.
             yield DataTable(id="catalog", cursor_type="row", zebra_stripes=False, fixed_columns=1)
             yield Static("", id="problems")
-        yield Footer(compact=True)  # every command fits at 80 columns
+        yield KeysFooter(compact=True)  # every command fits at 80 columns
 
     def on_mount(self) -> None:
         table = self.query_one("#catalog", DataTable)

@@ -19,12 +19,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.events import Resize
 from textual.timer import Timer
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 from zerodeck.store.records import RunRecord
 from zerodeck.tui.screens.stopping import StopsRuns
 from zerodeck.tui.view import Frame, Progress, fmt_duration, fmt_num, run_duration_s
 from zerodeck.tui.widgets.cards import CardHeader, CardRow, HostRow, ProcList
 from zerodeck.tui.widgets.curves import CurvesPlot
+from zerodeck.tui.widgets.footer import KeysFooter
 from zerodeck.tui.widgets.logtail import LogTail
 from zerodeck.tui.widgets.modebar import ModeBar
 from zerodeck.tui.widgets.text import crop, outcome_text
@@ -67,7 +68,7 @@ class LiveScreen(StopsRuns):
                 with Vertical(id="curves"):
                     yield CurvesPlot("loss", id="loss-plot")
                     yield CurvesPlot("throughput", id="speed-plot")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self._replay()

@@ -18,11 +18,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.events import Resize
-from textual.widgets import Footer, Log, Static
+from textual.widgets import Log, Static
 from zerodeck.tui.messages import LoadFailed, RunDetailLoaded, RunStopped
 from zerodeck.tui.screens.stopping import StopsRuns
 from zerodeck.tui.view import Curves, RunDetail, run_label
 from zerodeck.tui.widgets.curves import CurvesPlot
+from zerodeck.tui.widgets.footer import KeysFooter
 from zerodeck.tui.widgets.modebar import ModeBar
 from zerodeck.tui.widgets.text import bar, outcome_text, sparkline
 
@@ -52,7 +53,7 @@ class RunDetailScreen(StopsRuns):
             yield Static("", id="detail-fields")
             yield Static("", id="detail-failure")
         yield Log(id="detail-log", max_lines=500)
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#detail-curves").display = False

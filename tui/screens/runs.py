@@ -13,11 +13,12 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 from zerodeck.store.records import RunRecord
 from zerodeck.tui.messages import LoadFailed, RunsLoaded, RunStopped
 from zerodeck.tui.screens.stopping import StopsRuns
 from zerodeck.tui.view import fmt_duration, run_duration_s, run_label
+from zerodeck.tui.widgets.footer import KeysFooter
 from zerodeck.tui.widgets.modebar import ModeBar
 from zerodeck.tui.widgets.text import outcome_text
 
@@ -52,7 +53,7 @@ class RunsScreen(StopsRuns):
         yield ModeBar()
         yield Static("", id="runs-title")
         yield DataTable(id="runs", cursor_type="row", fixed_columns=FIXED)
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self._add_columns()
