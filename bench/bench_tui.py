@@ -156,10 +156,14 @@ def startup(n_runs: int, repeat: int, keep_home: str | None = None, profile: str
         # the key's byte written to the terminal until the bytes that paint the target screen's content
         # have been read back (the record: its fields, read from the store, not only its header).
         # Rounds, not one try: on a shared 2-core machine one try can meet another process's burst.
+        # A lone Esc byte reaches the app only after Textual's ESCDELAY (100 ms, as in curses): it could
+        # be the start of an escape sequence. `b` goes back too, and shows the app's own part.
         time.sleep(1.0)
         steps = [(b"1", b"3/3 fit", "key `1` back to the Catalog"), (b"3", b"Runs: 1000 of", "key `3` back to Runs"),
                  (b"\r", b"status finished", f"Enter to the run record ({n_runs} runs)"),
-                 (b"\x1b", b"Runs: 1000 of", "Esc back to Runs")]
+                 (b"\x1b", b"Runs: 1000 of", "Esc back to Runs (+ the terminal's ESCDELAY)"),
+                 (b"\r", b"status finished", "Enter to the run record again"),
+                 (b"b", b"Runs: 1000 of", "b back to Runs (no escape wait)")]
         # The app's CPU time over the same span is printed too: it does not grow when other processes
         # take the machine's cores, so it tells the app's own cost from waiting for a core.
         import psutil

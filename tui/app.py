@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import App, ScreenStackError, UnknownModeError
@@ -263,6 +263,10 @@ class ZerodeckApp(App[int]):
         loss_curve: deque[tuple[int, float]] = deque(maxlen=CURVE_KEEP)
         sps_curve: deque[tuple[int, float]] = deque(maxlen=CURVE_KEEP)
         last_point = None
+        # The losses and curves as tuples, rebuilt only when points were added: the same objects from
+        # one second to the next make comparing the progress (here and in the plots) cost nothing.
+        added, log_gen = 0, 0
+        shared: tuple[tuple[Any, ...], tuple[float, ...], Curves] | None = None
         from zerodeck.core.outcome.metrics import MetricsFollower  # in this thread: not on the first paint
 
         evals = MetricsFollower()
@@ -292,6 +296,7 @@ class ZerodeckApp(App[int]):
                 loss_curve.clear()
                 sps_curve.clear()
                 last_point = None
+                added = 0
             progress = None
             lines: list[str] = []
             if run_id is not None:
@@ -301,19 +306,24 @@ class ZerodeckApp(App[int]):
                     loss_curve.extend((p.step, p.loss) for p in points if p.loss is not None)
                     sps_curve.extend((p.step, p.samples_per_s) for p in points if p.samples_per_s is not None)
                     last_point = points[-1] if points else last_point
+                    added += len(points)
                     if follower is None or follower.path != run.log_path:
                         reset = reset or follower is not None
                         follower = LogFollower(run.log_path)
                         evals = MetricsFollower()
+                        log_gen += 1
                     lines = follower.poll()
                     for line in lines:
                         # Eval loss is only in the log (the store keeps training points). Only eval lines
                         # and tqdm bars (their step) are fed, so the follower holds no per-step points.
                         if "eval_loss" in line or "%|" in line:
                             evals.feed(line)
-                    progress = replace(progress_of(run, tuple(losses), last_point, self.clock()), curves=Curves(
-                        loss=tuple(loss_curve), samples_per_s=tuple(sps_curve),
-                        eval_loss=tuple(evals.eval_points[-CURVE_KEEP:])))
+                    key = (run_id, added, log_gen, len(evals.eval_points))
+                    if shared is None or shared[0] != key:
+                        shared = (key, tuple(losses), Curves(
+                            loss=tuple(loss_curve), samples_per_s=tuple(sps_curve),
+                            eval_loss=tuple(evals.eval_points[-CURVE_KEEP:])))
+                    progress = replace(progress_of(run, shared[1], last_point, self.clock()), curves=shared[2])
                 except Exception:
                     progress = None
             if reset or lines or progress != last_progress:
