@@ -217,7 +217,7 @@ def test_quitting_never_stops_a_run(tmp_path: Path) -> None:
 
         async def body(pilot: Any) -> None:
             await until(pilot, lambda: a.active_runs)
-            await pilot.press("q")
+            await pilot.press("q", "q")  # asks, and q again quits
 
         drive(a, body)
         time.sleep(0.2)
@@ -284,7 +284,7 @@ def test_edit_opens_the_editor_then_revalidates(tmp_path: Path, monkeypatch: pyt
         await until(pilot, lambda: catalog_loaded(a))
         table = a.screen.query_one("#catalog", DataTable)
         table.move_cursor(row=_rows(table).index("r:mine"))
-        await pilot.press("e")
+        await pilot.press("E")  # Shift+E: a lower-case word typed by mistake never opens the editor
         await until(pilot, lambda: "r:mine" not in _rows(table) and a.screen.bad)
         problems = text_of(a.screen.query_one("#problems", Static))
         assert "mine.toml" in problems and "zero.stage" in problems

@@ -4,13 +4,22 @@ launch, queue and stop ask first and are answered in one more key (Enter / y, or
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from rich.text import Text
 from textual.widgets import DataTable, Static
-from zerodeck.tui.screens.confirm import ConfirmScreen, age_text, device_ids, launch_details, stop_question
+from zerodeck.tui.screens.confirm import (
+    ConfirmScreen,
+    QuitScreen,
+    age_text,
+    device_ids,
+    launch_details,
+    stop_question,
+)
 from zerodeck.tui.services import Services
 from zerodeck.tui.widgets.filter import FilterInput
 
@@ -122,16 +131,80 @@ def test_a_burst_of_command_letters_opens_one_question_and_starts_nothing() -> N
     drive(a, body)
 
 
-def test_q_outside_a_filter_quits_without_asking() -> None:
+def test_q_asks_and_q_again_quits_ctrl_q_at_once() -> None:
     a = app()
 
     async def body(pilot: Any) -> None:
         await until(pilot, lambda: catalog_loaded(a))
-        await pilot.press("q")
-        await pilot.pause(HUMAN)
+        await typed(pilot, "q")
+        assert isinstance(a.screen, QuitScreen) and a.is_running
+        await typed(pilot, ["enter", "y", "e", "1"])  # neither answers nor reaches the screen behind
+        assert isinstance(a.screen, QuitScreen) and a.is_running and a.current_mode == "catalog"
+        await typed(pilot, ["escape"])
+        assert _screen_name(a) == "CatalogScreen" and a.is_running
+        await typed(pilot, "qq")
 
     drive(a, body)
     assert a.return_code == 0
+
+    b = app()
+
+    async def at_once(pilot: Any) -> None:
+        await until(pilot, lambda: catalog_loaded(b))
+        await pilot.press("ctrl+q")
+
+    drive(b, at_once)
+    assert b.return_code == 0
+
+
+STRAY_WORDS = ("qwen", "lora", "72")
+
+
+def test_stray_words_without_slash_start_stop_quit_or_edit_nothing(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recipe-like words typed where the keys are commands, on Catalog and on Runs (with a run going,
+    the row under the cursor), one key at a time with 0.2 s pauses and as a burst: no launch, no
+    queue, no stop, no quit and no editor."""
+    edited = tmp_path / "edited"
+    monkeypatch.setenv("EDITOR", f"{sys.executable} -c \"import pathlib; pathlib.Path({str(edited)!r}).touch()\"")
+    monkeypatch.delenv("VISUAL", raising=False)
+    run_id = add_running(tmp_path / "run.log")
+    a = app()
+
+    async def back_to(pilot: Any, mode: str) -> None:
+        while len(a.screen_stack) > 1:  # a question or a pushed screen a letter opened
+            await typed(pilot, ["escape"])
+        await typed(pilot, [{"catalog": "1", "runs": "3"}[mode]])
+        assert a.current_mode == mode and len(a.screen_stack) == 1
+
+    async def body(pilot: Any) -> None:
+        await until(pilot, lambda: catalog_loaded(a))
+        for mode in ("catalog", "runs"):
+            for word in STRAY_WORDS:
+                for burst in (False, True):
+                    await back_to(pilot, mode)
+                    if mode == "runs":
+                        await until(pilot, lambda: a.screen.query_one("#runs", DataTable).row_count == 1)
+                    if burst:
+                        await pilot.press(*word)
+                        await pilot.pause(0.3)
+                    else:
+                        for k in word:
+                            await pilot.press(k)
+                            await pilot.pause(0.2)
+                    assert a.is_running, (mode, word, burst)  # `qwen`: q asked, w e swallowed, n said stay
+                    if word == "lora" and mode == "catalog":
+                        assert isinstance(a.screen, ConfirmScreen), (mode, word, burst)
+        await back_to(pilot, "catalog")
+        await pilot.pause(0.5)
+        assert a.is_running
+        s = store()
+        assert s.count_runs() == 1 and not s.queue_items()
+        run = s.run(run_id)
+        assert run is not None and run.status == "running" and not s.stop_requested(run_id)
+        assert not edited.exists()
+
+    drive(a, body)
 
 
 def test_queue_asks_first() -> None:

@@ -78,6 +78,41 @@ def test_long_log_tail_follows_to_the_end_even_when_written_while_hidden(tmp_pat
     drive(a, body)
 
 
+def test_with_regular_telemetry_the_run_is_drawn_with_the_next_frame_and_no_line_is_lost(tmp_path: Path) -> None:
+    """At 1 Hz telemetry the run's news waits for the next frame (one redraw, not two); the tail still
+    gets every line once, in order, and the progress line the newest step."""
+    from zerodeck.core.telemetry.sources import ReplaySource
+
+    from .tui_support import NPU8
+
+    log = tmp_path / "run.log"
+    log.write_text("".join(_step(i) + "\n" for i in range(1, 6)), encoding="utf-8")
+    add_running(log)
+    a = app(None, mode="live")
+    a.source = ReplaySource("npu-smi", [NPU8.read_text(encoding="utf-8")])
+    a.poll_interval = 0.3
+
+    async def body(pilot: Any) -> None:
+        screen = a.screen
+        await until(pilot, lambda: len(screen._frame_times) == 3)
+        held = 0
+        for i in range(6, 31):
+            with log.open("a", encoding="utf-8") as f:
+                f.write(_step(i) + "\n")
+            await pilot.pause(0.05)
+            held += screen._held is not None
+            assert screen._held is None or screen._hold_timer is not None  # held only until a frame
+        assert held  # the news did wait for frames
+        tail = screen.query_one("#log")
+        await until(pilot, lambda: tail.lines[-1:] and '"step": 30' in tail.lines[-1])
+        steps = [json.loads(ln)["step"] for ln in tail.lines]
+        assert steps == list(range(1, 31))
+        store().update_run(a.followed_run, steps_done=30)
+        await until(pilot, lambda: "step 30/20" in text_of(screen.query_one("#progress", Static)))
+
+    drive(a, body, size=(120, 40))
+
+
 def test_status_rows_fit_80_columns_and_elapsed_counts_from_the_start() -> None:
     add_running(Path("/nonexistent.log"), name="x" * 120)
     run = store().runs()[0]
@@ -106,6 +141,18 @@ def test_curves_render_their_points() -> None:
     short = plot.plot_text(78, 5)  # a short plot keeps its points, not its title
     assert "loss 0.2500" not in short and "┤" in short
     assert "no loss points yet" in CurvesPlot("loss").plot_text(40, 8)
+
+
+def test_a_growing_curve_is_redrawn_only_when_the_drawing_can_move() -> None:
+    """A rebuild costs 20-30 ms: a curve that grows by a step a second waits until its new points
+    fill a braille column (an unmounted plot counts 40 cells, 80 columns), or for an eval point."""
+    plot = CurvesPlot("loss")
+    plot.curves = Curves(loss=tuple((i, 1.0) for i in range(1000)))
+    grown = Curves(loss=tuple((i, 1.0) for i in range(1005)))
+    assert plot._grows(grown) and not plot._visible_change(grown)
+    assert plot._visible_change(Curves(loss=tuple((i, 1.0) for i in range(1013))))
+    assert plot._visible_change(Curves(loss=grown.loss, eval_loss=((1000, 0.9),)))
+    assert not plot._grows(Curves(loss=tuple((i, 1.0) for i in range(5, 2000))))  # another run's curve
 
 
 RANK_SCRIPT = """

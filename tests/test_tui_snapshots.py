@@ -147,7 +147,8 @@ def test_run_record(snap_compare: Any, size: tuple[int, int], tmp_path: Path,
 
 @pytest.mark.parametrize("size", SIZES)
 def test_run_record_curves(snap_compare: Any, size: tuple[int, int]) -> None:
-    """A finished run's record with its loss and throughput curves."""
+    """A finished run's record with its loss and throughput curves, side by side: both in view at
+    80 x 24 without scrolling."""
     ids = seeded()
     store().upsert_metrics(ids["z0"], [{"step": s, "loss": round(1.5 + 0.5 * 0.996 ** s + (s % 7) / 200, 4),
                                         "samples_per_s": 11.0 + (s % 5) / 5} for s in range(2, 1000, 9)])
@@ -159,7 +160,9 @@ def test_run_record_curves(snap_compare: Any, size: tuple[int, int]) -> None:
         await until(pilot, lambda: table.row_count == 4)
         table.move_cursor(row=_keys(table).index(str(ids["z0"])))
         await pilot.press("enter")
-        await until(pilot, lambda: getattr(a.screen, "detail", None) is not None)
+        # The plots are mounted just after the fields have painted.
+        await until(pilot, lambda: bool(a.screen.query("#detail-speed"))
+                    and a.screen.query_one("#detail-curves").display)
         await pilot.pause()
 
     assert snap_compare(a, terminal_size=size, run_before=ready)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import App, ScreenStackError, UnknownModeError
@@ -36,6 +36,7 @@ from zerodeck.tui.messages import (
     RunLaunched,
     RunsChanged,
     TelemetrySnapshot,
+    WarmedUp,
 )
 from zerodeck.tui.screens.base import ZerodeckScreen
 from zerodeck.tui.services import LogFollower, Services, progress_of, utcnow
@@ -50,6 +51,8 @@ LOG_KEEP = 500
 LOSS_KEEP = 600  # loss points kept for the live sparkline
 CURVE_KEEP = 5000  # points per live curve: bounded, so a week-long run keeps the view's memory flat
 SCOPE_EVERY_S = 5.0  # how often the followed run's process list is re-read
+WARM_UP_CHECK_S = 0.5  # how often start-up looks for an idle moment to warm up in
+LONG_LIVED = frozenset({"telemetry", "runs"})  # worker groups that never finish: not a sign of work
 
 
 def _catalog() -> Screen[None]:
@@ -87,8 +90,10 @@ class ZerodeckApp(App[int]):
         Binding("3", "switch_mode('runs')", _("Runs"), show=False),
         Binding("4", "switch_mode('compare')", _("Compare"), show=False),
         # Outside a filter box only: there, q is a letter (an Input consumes printable keys, so
-        # this binding is neither run nor shown). Quitting closes the UI; runs keep going.
-        Binding("q", "quit", _("Quit")),
+        # this binding is neither run nor shown). It asks, and `q` again quits (`QuitScreen`): a
+        # word typed without `/` never closes the UI. Ctrl+Q (Textual's) quits at once. Quitting
+        # closes the UI only; runs keep going.
+        Binding("q", "ask_quit", _("Quit")),
     ]
 
     def __init__(self, services: Services, source: Source | None = None, poll_interval: float = 1.0,
@@ -130,9 +135,42 @@ class ZerodeckApp(App[int]):
         self.switch_mode(self.start_mode)
         self.poll_telemetry()
         self.watch_runs()
+        self._warm_timer = self.set_interval(WARM_UP_CHECK_S, self._warm_up_when_idle)
+
+    # -- warming up ---------------------------------------------------------------------------
+    def _warm_up_when_idle(self) -> None:
+        """Once nothing the user waits for is being read (the first screen's rows, the planner's
+        verdicts): warming up earlier would take the GIL from them."""
+        if any(w.is_running and w.group not in LONG_LIVED for w in self.workers):
+            return
+        self._warm_timer.stop()
+        self._warm_up()
+
+    @work(thread=True, group="warm-up", exit_on_error=False)
+    def _warm_up(self) -> None:
+        from zerodeck.tui.warmup import import_screens
+
+        import_screens()
+        self.post_message(WarmedUp())
+
+    def on_warmed_up(self, _msg: WarmedUp) -> None:
+        from zerodeck.tui.warmup import add_styles
+
+        add_styles(self.stylesheet)
 
     def on_unmount(self) -> None:
         self._halt()
+
+    def action_ask_quit(self) -> None:
+        from zerodeck.tui.screens.confirm import QuitScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._halt()
+                self.exit(0)
+
+        if not isinstance(self.screen, QuitScreen):
+            self.push_screen(QuitScreen(), answered)
 
     async def action_quit(self) -> None:
         self._halt()
@@ -226,6 +264,10 @@ class ZerodeckApp(App[int]):
         loss_curve: deque[tuple[int, float]] = deque(maxlen=CURVE_KEEP)
         sps_curve: deque[tuple[int, float]] = deque(maxlen=CURVE_KEEP)
         last_point = None
+        # The losses and curves as tuples, rebuilt only when points were added: the same objects from
+        # one second to the next make comparing the progress (here and in the plots) cost nothing.
+        added, log_gen = 0, 0
+        shared: tuple[tuple[Any, ...], tuple[float, ...], Curves] | None = None
         from zerodeck.core.outcome.metrics import MetricsFollower  # in this thread: not on the first paint
 
         evals = MetricsFollower()
@@ -256,6 +298,7 @@ class ZerodeckApp(App[int]):
                 loss_curve.clear()
                 sps_curve.clear()
                 last_point = None
+                added = 0
             progress = None
             lines: list[str] = []
             if run_id is not None:
@@ -265,19 +308,24 @@ class ZerodeckApp(App[int]):
                     loss_curve.extend((p.step, p.loss) for p in points if p.loss is not None)
                     sps_curve.extend((p.step, p.samples_per_s) for p in points if p.samples_per_s is not None)
                     last_point = points[-1] if points else last_point
+                    added += len(points)
                     if follower is None or follower.path != run.log_path:
                         reset = reset or follower is not None
                         follower = LogFollower(run.log_path)
                         evals = MetricsFollower()
+                        log_gen += 1
                     lines = follower.poll()
                     for line in lines:
                         # Eval loss is only in the log (the store keeps training points). Only eval lines
                         # and tqdm bars (their step) are fed, so the follower holds no per-step points.
                         if "eval_loss" in line or "%|" in line:
                             evals.feed(line)
-                    progress = replace(progress_of(run, tuple(losses), last_point, self.clock()), curves=Curves(
-                        loss=tuple(loss_curve), samples_per_s=tuple(sps_curve),
-                        eval_loss=tuple(evals.eval_points[-CURVE_KEEP:])))
+                    key = (run_id, added, log_gen, len(evals.eval_points))
+                    if shared is None or shared[0] != key:
+                        shared = (key, tuple(losses), Curves(
+                            loss=tuple(loss_curve), samples_per_s=tuple(sps_curve),
+                            eval_loss=tuple(evals.eval_points[-CURVE_KEEP:])))
+                    progress = replace(progress_of(run, shared[1], last_point, self.clock()), curves=shared[2])
                 except Exception:
                     progress = None
             if reset or lines or progress != last_progress:

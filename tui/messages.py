@@ -32,6 +32,10 @@ class TelemetrySnapshot(Message):
         return isinstance(message, TelemetrySnapshot)
 
 
+class WarmedUp(Message):
+    """The modules of the screens opened later are imported (in a worker): their styles can be read."""
+
+
 class RunsChanged(Message):
     def __init__(self, active: list[RunRecord]) -> None:
         super().__init__()
@@ -112,10 +116,14 @@ class PlanBuilt(Message, bubble=False):
 
 
 class RunsLoaded(Message, bubble=False):
-    def __init__(self, runs: list[RunRecord], total: int) -> None:
+    """The newest runs, how many the store holds, and the stamp they were read under (`None`: the stamp
+    was unchanged, nothing was read again)."""
+
+    def __init__(self, runs: list[RunRecord] | None, total: int, stamp: tuple[Any, ...]) -> None:
         super().__init__()
         self.runs = runs
         self.total = total
+        self.stamp = stamp
 
 
 class RunDetailLoaded(Message, bubble=False):

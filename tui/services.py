@@ -145,6 +145,18 @@ class Services:
         peaks = self.store.max_card_peak_gib([r.id for r in runs if r.measured_peak_gib is None])
         return [replace(r, measured_peak_gib=peaks[r.id]) if r.id in peaks else r for r in runs], total
 
+    def runs_stamp(self) -> tuple[Any, ...]:
+        """What tells whether a list of runs read earlier is out of date, in three small queries
+        instead of a thousand rows: how many runs, the newest id, and where each active run is (only
+        active runs change). The Runs screen compares it before reading its rows again."""
+        from zerodeck.store.records import LIVE_STATUSES
+
+        newest = self.store.runs(limit=1)
+        active = self.store.runs(statuses=LIVE_STATUSES)
+        return (self.store.count_runs(), newest[0].id if newest else None,
+                tuple((r.id, r.status, r.outcome, r.started_at, r.ended_at, r.steps_done, r.samples_per_s,
+                       r.final_loss, r.measured_peak_gib) for r in active))
+
     def active_runs(self) -> list[RunRecord]:
         """The runs a process may belong to right now, newest first (what the live view follows)."""
         from zerodeck.store.records import LIVE_STATUSES

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
+from textual import events
 from textual.screen import Screen
 from zerodeck.tui.messages import LoadFailed
 from zerodeck.tui.view import Frame, Progress
@@ -19,6 +20,25 @@ if TYPE_CHECKING:
 
 
 class ZerodeckScreen(Screen[None]):
+    _styled_theme: str | None = None  # the theme this screen's widgets were last styled for
+
+    def _on_screen_resume(self, event: events.ScreenResume) -> None:
+        # Runs before Textual's own handler (subclass first). Textual re-applies the whole stylesheet to
+        # every widget of a screen it shows, and that empties each table's cache of rendered cells: with
+        # the Runs table it was most of the 130-320 ms a number key took (issue 12). A new screen was
+        # styled when its widgets were mounted, and a hidden one's styles cannot have changed unless
+        # the theme did; a changed stylesheet is still re-applied by `switch_mode`'s own check of the
+        # app's CSS generation.
+        theme = self.app.theme
+        if self._styled_theme in (None, theme):
+            event.refresh_styles = False
+        self._styled_theme = theme
+        # A mode's screen made by `switch_mode` is styled by the current stylesheet, but Textual 8 records
+        # that on the screen it leaves, so coming back to this one the first time re-parsed and
+        # re-applied the whole stylesheet (100 ms). Record it here, as Textual does after a refresh.
+        if self._css_update_count < 0:
+            self._css_update_count = self.app._css_update_count
+
     @property
     def zapp(self) -> ZerodeckApp:
         return cast("ZerodeckApp", self.app)

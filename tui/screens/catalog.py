@@ -3,9 +3,10 @@
 Bad recipe files stay visible at the bottom with their `PATH:LINE: field: message` problems.
 
 The key model (the same on every list): every key is a command, and none of them starts anything
-alone: `l` (launch) and `a` (queue) ask first, showing the recipe's cards. Typing goes to the filter
-only after `/`; there `q` and digits are text, and Enter, Down or Esc (which clears) go back to the
-table. The footer shows which of the two the keys are doing.
+alone: `l` (launch) and `a` (queue) ask first, showing the recipe's cards; `q` asks before the UI
+closes; the editor, which takes the whole terminal, is Shift+E, a key no lower-case word contains.
+Typing goes to the filter only after `/`; there `q` and digits are text, and Enter, Down or Esc
+(which clears) go back to the table. The footer shows which of the two the keys are doing.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from textual import events, on, work
 from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 from zerodeck.core.i18n import _
 from zerodeck.tui.messages import CatalogLoaded, LoadFailed, RunQueued
 from zerodeck.tui.screens.base import ZerodeckScreen
 from zerodeck.tui.view import BadFile, CatalogRow
 from zerodeck.tui.widgets.filter import FilterInput
+from zerodeck.tui.widgets.footer import KeysFooter
 from zerodeck.tui.widgets.modebar import ModeBar
 from zerodeck.tui.widgets.text import verdict_text
 
@@ -43,7 +45,8 @@ class CatalogScreen(ZerodeckScreen):
         Binding("p", "plan", _("Plan")),
         Binding("l", "launch", _("Launch…")),
         Binding("a", "queue", _("Queue…")),
-        Binding("e", "edit", _("Edit")),
+        # Shift+E: the editor takes the whole terminal, so not a letter found inside recipe names.
+        Binding("E", "edit", _("Edit"), key_display="E"),
         Binding("g,space", "expand", _("Grid±")),
         Binding("v", "columns", _("Columns")),
         Binding("escape", "clear_filter", _("Clear"), key_display="esc"),
@@ -65,7 +68,7 @@ class CatalogScreen(ZerodeckScreen):
             # The recipe name stays put while Left / Right scroll the other columns.
             yield DataTable(id="catalog", cursor_type="row", zebra_stripes=False, fixed_columns=1)
             yield Static("", id="problems")
-        yield Footer(compact=True)  # every command fits at 80 columns
+        yield KeysFooter(compact=True)  # every command fits at 80 columns
 
     def on_mount(self) -> None:
         table = self.query_one("#catalog", DataTable)

@@ -13,11 +13,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, OptionList, Static
+from textual.widgets import DataTable, OptionList, Static
 from zerodeck.core import paths
 from zerodeck.core.i18n import _
 from zerodeck.tui.messages import CompareLoaded, Exported, LoadFailed
 from zerodeck.tui.screens.base import ZerodeckScreen
+from zerodeck.tui.widgets.footer import KeysFooter
 from zerodeck.tui.widgets.modebar import ModeBar
 
 FORMATS = ("md", "csv", "json", "html", "latex")
@@ -49,7 +50,7 @@ class CompareScreen(ZerodeckScreen):
         yield ModeBar()
         yield Static("", id="compare-title")
         yield DataTable(id="compare", cursor_type="row")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#compare", DataTable).focus()

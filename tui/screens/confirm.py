@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import events, work
@@ -49,6 +49,7 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("enter,y", "answer(True)", _("Yes"), show=False),
         Binding("escape,n", "answer(False)", _("No"), show=False),
     ]
+    ANSWER_KEYS: ClassVar[frozenset[str]] = ANSWER_KEYS  # every other key is swallowed
 
     def __init__(self, question: str, details: Text | str = "", *, verb: str = "",
                  load: Callable[[], Text] | None = None) -> None:
@@ -101,9 +102,39 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(yes)
 
     def on_key(self, event: events.Key) -> None:
-        if event.key not in ANSWER_KEYS:
+        if event.key not in self.ANSWER_KEYS:
             event.stop()
             event.prevent_default()
+
+
+class QuitScreen(ConfirmScreen, inherit_bindings=False):
+    """`q` asks before the UI closes, and a second `q` answers: `qq` quits as fast as htop's `q`,
+    while a word typed without `/` (`qwen`) cannot close the UI, nor run its other letters as
+    commands (`e`, `n`, `s`): the question swallows them. `y` and Enter do not answer, so the
+    end of a word or an Enter typed after it never quits either. Ctrl+Q quits at once (Textual's
+    own binding). Runs keep going either way: they belong to their supervisors."""
+
+    BINDINGS = [
+        Binding("q", "answer(True)", _("Quit"), show=False),
+        Binding("escape,n", "answer(False)", _("Stay"), show=False),
+    ]
+    ANSWER_KEYS: ClassVar[frozenset[str]] = frozenset({"q", "escape", "n"})
+
+    def __init__(self) -> None:
+        super().__init__(_("quit zerodeck?"), Text(_("runs keep going: their supervisors own them, and "
+                                                  "`zerodeck` shows them again")), verb=_("quit"))
+
+    def _hint(self) -> Text:
+        t = Text()
+        t.append("q", style="bold")
+        t.append(" " + _("again quits") + "   ")
+        t.append("Esc", style="bold")
+        t.append("/")
+        t.append("n", style="bold")
+        t.append(" " + _("stay") + "   ")
+        t.append("ctrl+q", style="bold")
+        t.append(" " + _("quits at once"))
+        return t
 
 
 # -- what the questions say ----------------------------------------------------------------------

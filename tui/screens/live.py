@@ -9,6 +9,8 @@ run already going; `n` steps through the active runs, `s` asks the followed run'
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from datetime import datetime
 
 from rich.text import Span, Text
@@ -16,18 +18,23 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.events import Resize
-from textual.widgets import Footer, Static
+from textual.timer import Timer
+from textual.widgets import Static
 from zerodeck.core.i18n import _
 from zerodeck.store.records import RunRecord
 from zerodeck.tui.screens.stopping import StopsRuns
 from zerodeck.tui.view import Frame, Progress, fmt_duration, fmt_num, run_duration_s
 from zerodeck.tui.widgets.cards import CardHeader, CardRow, HostRow, ProcList
 from zerodeck.tui.widgets.curves import CurvesPlot
+from zerodeck.tui.widgets.footer import KeysFooter
 from zerodeck.tui.widgets.logtail import LogTail
 from zerodeck.tui.widgets.modebar import ModeBar
 from zerodeck.tui.widgets.text import crop, outcome_text
 
 WIDE = 110  # from this width the log tail and the curves sit side by side
+REGULAR = 3  # telemetry frames that arrived within REGULAR_S: the run's news waits for the next one
+REGULAR_S = 3.5
+HOLD_S = 1.5  # the longest a run's news waits for a frame
 TALL = 34  # from this height the run panel grows so the curves have room
 
 
@@ -41,6 +48,11 @@ class LiveScreen(StopsRuns):
         self.kind = ""
         self.progress: Progress | None = None
         self.curves_first = False  # narrow terminals: the curves instead of the log tail
+        self._frame_times: deque[float] = deque(maxlen=REGULAR)
+        self._held: tuple[Progress | None, list[str], bool] | None = None  # run news held for the next frame
+        self._hold_timer: Timer | None = None
+        self._last_frame: Frame | None = None
+        self._drawn: Progress | None = None  # the progress the run panel shows (`progress`: the newest)
         self._shown_text: dict[str | None, tuple[str, tuple[Span, ...]]] = {}
 
     def compose(self) -> ComposeResult:
@@ -57,11 +69,13 @@ class LiveScreen(StopsRuns):
                 with Vertical(id="curves"):
                     yield CurvesPlot("loss", id="loss-plot")
                     yield CurvesPlot("throughput", id="speed-plot")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self._replay()
-        # Elapsed time moves every second even when the run prints nothing (a long first step).
+        # Elapsed time moves every second even when the run prints nothing (a long first step). Each
+        # telemetry frame sets it too, in the frame's own redraw; this timer then finds the line as it
+        # is and draws nothing, so it adds a redraw of its own only when telemetry is slow.
         self.set_interval(1.0, self._tick)
 
     def on_screen_resume(self) -> None:
@@ -82,19 +96,20 @@ class LiveScreen(StopsRuns):
         self._arrange(self.size.width, self.size.height)
 
     def _tick(self) -> None:
-        self._set(self.query_one("#progress", Static), progress_text(self.progress, self.zapp.clock(), self._width()))
+        self._set(self.query_one("#progress", Static), progress_text(self._drawn, self.zapp.clock(), self._width()))
 
     def _width(self) -> int:
         return self.size.width or 80
 
     def _replay(self) -> None:
         app = self.zapp
+        self._held = None  # the app's log lines include whatever was held
         if app.latest_frame is not None:
             self.show_frame(app.latest_frame)
         log = self.query_one("#log", LogTail)
         log.clear()
         log.write_lines(list(app.log_lines))
-        self.show_progress(app.progress, [], False)
+        self._draw_progress(app.progress, [], False)
 
     # -- telemetry ---------------------------------------------------------------------------
     def show_frame(self, frame: Frame) -> None:
@@ -115,10 +130,40 @@ class LiveScreen(StopsRuns):
         procs.show(kind, frame.processes)
         self.query_one("#host", HostRow).show(frame.host, history.host)
         self._set(self.query_one("#live-status", Static), status_text(frame, self._width()))
+        if frame is not self._last_frame:  # a replay on mount or resume is not a new read
+            self._last_frame = frame
+            self._frame_times.append(time.monotonic())
+        self._release()  # the run's news held since the last frame, drawn in this frame's redraw
+        self._tick()
 
     # -- the followed run ---------------------------------------------------------------------
     def show_progress(self, progress: Progress | None, lines: list[str], reset: bool) -> None:
+        """The followed run moved. While telemetry frames come regularly (1 Hz), the drawing waits for
+        the next frame, at most HOLD_S: both then share one redraw of the screen instead of two a
+        second (issue 12: a redraw is most of the live view's CPU). Otherwise it is drawn now."""
         self.progress = progress
+        t = self._frame_times
+        if not (len(t) == REGULAR and time.monotonic() - t[0] < REGULAR_S):
+            self._release()
+            self._draw_progress(progress, lines, reset)
+            return
+        held_lines, held_reset = ([], False) if self._held is None else self._held[1:]
+        if reset:
+            held_lines, held_reset = [], True
+        self._held = (progress, held_lines + list(lines), held_reset)
+        if self._hold_timer is None:
+            self._hold_timer = self.set_timer(HOLD_S, self._release)
+
+    def _release(self) -> None:
+        if self._hold_timer is not None:
+            self._hold_timer.stop()
+            self._hold_timer = None
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._draw_progress(*held)
+
+    def _draw_progress(self, progress: Progress | None, lines: list[str], reset: bool) -> None:
+        self._drawn = progress
         # With no run, the run panel shrinks to one line so sixteen dies fit on 24 rows.
         self.query_one("#run-panel").set_class(progress is None, "-idle")
         log = self.query_one("#log", LogTail)
@@ -127,7 +172,7 @@ class LiveScreen(StopsRuns):
         if lines:
             log.write_lines(lines)
         if progress is not None:
-            for plot in self.query(CurvesPlot):
+            for plot in (self.query_one("#loss-plot", CurvesPlot), self.query_one("#speed-plot", CurvesPlot)):
                 plot.show(progress.curves)
         self._set(self.query_one("#progress", Static), progress_text(progress, self.zapp.clock(), self._width()))
 

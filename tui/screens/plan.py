@@ -10,10 +10,11 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 from zerodeck.core.i18n import _
 from zerodeck.tui.messages import LaunchRequested, PlanBuilt
 from zerodeck.tui.screens.base import ZerodeckScreen
+from zerodeck.tui.widgets.footer import KeysFooter
 from zerodeck.tui.widgets.modebar import ModeBar
 from zerodeck.tui.widgets.plan_bars import PlanBars, plan_numbers
 
@@ -33,7 +34,7 @@ class PlanScreen(ZerodeckScreen):
             yield PlanBars(id="plan-bars")
             yield Static("", id="plan-advice")
             yield Static("", id="plan-data")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.load()

@@ -1,54 +1,70 @@
 """One run's full record: every stored field, peaks per card against the prediction, the loss and
 throughput curves (a resumed run's: its chain's), its events, the card snapshot taken at failure,
-and the log's tail."""
+and the log's tail.
+
+The header is painted at once from the row the Runs table already holds; the rest is read in a
+worker, painted with the fields first, and the curves are drawn just after that paint (a plot costs
+more than the rest of the record). Loss and throughput sit side by side, so both are in view at
+80 x 24 without scrolling; a tall terminal gives them more rows.
+"""
 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
-from textual.widgets import Footer, Log, Static
+from textual.containers import Horizontal, VerticalScroll
+from textual.events import Resize
+from textual.widgets import Log, Static
 from zerodeck.core.i18n import _
 from zerodeck.core.values import printable
 from zerodeck.tui.messages import LoadFailed, RunDetailLoaded, RunStopped
 from zerodeck.tui.screens.stopping import StopsRuns
-from zerodeck.tui.view import RunDetail, run_label
+from zerodeck.tui.view import Curves, RunDetail, run_label
 from zerodeck.tui.widgets.curves import CurvesPlot
+from zerodeck.tui.widgets.footer import KeysFooter
 from zerodeck.tui.widgets.modebar import ModeBar
 from zerodeck.tui.widgets.text import bar, outcome_text, sparkline
 
+if TYPE_CHECKING:
+    from zerodeck.store.records import RunRecord
+
 HIDDEN = {"rendered", "env", "argv", "versions", "baseline", "summary", "attempts_log"}
+TALL = 34  # from this height the curves get more rows
 
 
 class RunDetailScreen(StopsRuns):
     BINDINGS = [Binding("escape,b", "app.pop_screen", _("Back")), Binding("s", "stop", _("Stop")),
                 Binding("r", "reload", _("Reload"))]
 
-    def __init__(self, run_id: int) -> None:
+    def __init__(self, run_id: int, run: RunRecord | None = None) -> None:
         super().__init__()
         self.run_id = run_id
+        self.run = run  # the row the Runs table holds: the header needs no wait
         self.detail: RunDetail | None = None
 
     def compose(self) -> ComposeResult:
         yield ModeBar()
         with VerticalScroll(id="detail-body"):
-            yield Static(f"run {self.run_id} …", id="detail-head")
-            with Vertical(id="detail-curves"):
-                yield CurvesPlot("loss", id="detail-loss")
-                yield CurvesPlot("throughput", id="detail-speed")
+            yield Static(head_text(self.run) if self.run else f"run {self.run_id} …", id="detail-head")
+            yield Horizontal(id="detail-curves")  # the plots are mounted once there are points
             yield Static("", id="detail-peaks")
             yield Static("", id="detail-events")
             yield Static("", id="detail-fields")
             yield Static("", id="detail-failure")
         yield Log(id="detail-log", max_lines=500)
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
+        self.query_one("#detail-curves").display = False
         self.load()
+
+    def on_resize(self, event: Resize) -> None:
+        self.query_one("#detail-curves").set_class(event.size.height >= TALL, "-tall")
 
     def action_reload(self) -> None:
         self.load()
@@ -66,14 +82,7 @@ class RunDetailScreen(StopsRuns):
 
     def on_run_detail_loaded(self, msg: RunDetailLoaded) -> None:
         d = self.detail = msg.detail
-        r = d.run
-        head = Text(f"run {r.id} · {r.name} · ", style="bold")
-        head.append_text(outcome_text(run_label(r)))
-        if r.reason:
-            head.append(f"\n{r.reason}", style="red")
-        if r.placement:  # its processes were found on cards it was not given (core/launch/ledger.py)
-            head.append(f"\nplacement: {r.placement}", style="yellow")
-        self.query_one("#detail-head", Static).update(head)
+        self.query_one("#detail-head", Static).update(head_text(d.run))
         fields = Text()
         for k, v in d.fields:
             if k in HIDDEN or v in ("-", "", "{}", "[]"):
@@ -85,10 +94,10 @@ class RunDetailScreen(StopsRuns):
         events = self.query_one("#detail-events", Static)
         events.display = bool(d.events)  # no events: the record looks as it always did
         events.update(events_text(d))
-        self.query_one("#detail-curves").display = bool(d.curves)
-        self.query_one("#detail-speed").display = bool(d.curves.samples_per_s)
-        for plot in self.query(CurvesPlot):
-            plot.show(d.curves)
+        if d.curves:
+            self.call_after_refresh(self._show_curves, d.curves)  # the fields are painted first
+        else:
+            self.query_one("#detail-curves").display = False
         failure = Text()
         if d.failure_snapshot:
             failure.append(_("card snapshot at failure") + "\n", style="bold")
@@ -97,6 +106,15 @@ class RunDetailScreen(StopsRuns):
         log = self.query_one("#detail-log", Log)
         log.clear()
         log.write_lines(list(d.log_tail) or [_("(no log)")])
+
+    def _show_curves(self, curves: Curves) -> None:
+        box = self.query_one("#detail-curves", Horizontal)
+        if not box.children:
+            box.mount_all([CurvesPlot("loss", id="detail-loss"), CurvesPlot("throughput", id="detail-speed")])
+        self.query_one("#detail-speed").display = bool(curves.samples_per_s)
+        for plot in self.query(CurvesPlot):
+            plot.show(curves)
+        box.display = True
 
     def action_stop(self) -> None:
         if self.detail is None or not self.detail.run.active:
@@ -131,6 +149,16 @@ def _event_detail(detail: object) -> str:
     if isinstance(detail, dict):
         return str(detail.get("summary") or ", ".join(f"{k}={v}" for k, v in detail.items() if k != "cards"))
     return "" if detail is None else str(detail)
+
+
+def head_text(r: RunRecord) -> Text:
+    head = Text(f"run {r.id} · {r.name} · ", style="bold")
+    head.append_text(outcome_text(run_label(r)))
+    if r.reason:
+        head.append(f"\n{r.reason}", style="red")
+    if r.placement:  # its processes were found on cards it was not given (core/launch/ledger.py)
+        head.append(f"\nplacement: {r.placement}", style="yellow")
+    return head
 
 
 def peaks_text(d: RunDetail) -> Text:

@@ -7,17 +7,19 @@ while Left / Right scroll the rest; `v` chooses the columns shown."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 from zerodeck.core.i18n import _
 from zerodeck.store.records import RunRecord
 from zerodeck.tui.messages import LoadFailed, RunsLoaded, RunStopped
 from zerodeck.tui.screens.stopping import StopsRuns
 from zerodeck.tui.view import fmt_duration, run_duration_s, run_label
+from zerodeck.tui.widgets.footer import KeysFooter
 from zerodeck.tui.widgets.modebar import ModeBar
 from zerodeck.tui.widgets.text import outcome_text
 
@@ -25,7 +27,7 @@ COLUMNS = ("", "id", "recipe", "outcome", "time", "peak/pred GiB", "samples/s", 
 KEYS = tuple(c or "mark" for c in COLUMNS)
 FIXED = 3  # mark, id, recipe: what tells one row from another
 SHOWN = 1000  # the newest runs listed; the title says how many the store holds
-RESUME_RELOAD_S = 0.3
+RESUME_CHECK_S = 0.3  # after the paint: even a short query in a worker holds the GIL a while
 MARK = "●"
 MARKED_STYLE = "bold magenta"  # the mark, the id and the name; the other cells turn bold only
 
@@ -46,12 +48,13 @@ class RunsScreen(StopsRuns):
         self.total = -1  # nothing loaded yet
         self.marked: set[int] = set()
         self.hidden: frozenset[str] = frozenset()
+        self.stamp: tuple[Any, ...] | None = None  # `Services.runs_stamp()` of the rows shown
 
     def compose(self) -> ComposeResult:
         yield ModeBar()
         yield Static("", id="runs-title")
         yield DataTable(id="runs", cursor_type="row", fixed_columns=FIXED)
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self._add_columns()
@@ -67,10 +70,11 @@ class RunsScreen(StopsRuns):
             table.add_column(COLUMNS[i], key=KEYS[i])
 
     def on_screen_resume(self) -> None:
-        # Coming back, the table already shown is painted first and refreshed just after: reading a
-        # thousand runs in a worker still holds the GIL long enough to delay the paint by half a second.
-        if self.runs:
-            self.set_timer(RESUME_RELOAD_S, self.load)
+        # Coming back, the table already shown is painted first; a moment later a cheap check says
+        # whether any row changed, and only then are the rows read again (a thousand runs read in a
+        # worker hold the GIL long enough to delay the next key by a few hundred milliseconds).
+        if self.stamp is not None:
+            self.set_timer(RESUME_CHECK_S, self.load)
         else:
             self.load()
 
@@ -78,16 +82,24 @@ class RunsScreen(StopsRuns):
         self.load()  # a run started or ended: its row changed
 
     def action_reload(self) -> None:
-        self.load()
+        self.load(force=True)
 
     @work(thread=True, exclusive=True, group="runs-list")
-    def load(self) -> None:
+    def load(self, force: bool = False) -> None:
         try:
-            self.post_message(RunsLoaded(*self.zapp.services.runs(limit=SHOWN)))
+            services = self.zapp.services
+            stamp = services.runs_stamp()  # before the rows: a change in between is seen next time
+            if stamp == self.stamp and not force:
+                self.post_message(RunsLoaded(None, self.total, stamp))
+                return
+            self.post_message(RunsLoaded(*services.runs(limit=SHOWN), stamp))
         except Exception as exc:
             self.post_message(LoadFailed(str(exc)))
 
     def on_runs_loaded(self, msg: RunsLoaded) -> None:
+        if msg.runs is None:
+            return
+        self.stamp = msg.stamp
         if (msg.runs, msg.total) != (self.runs, self.total):
             self.runs, self.total = msg.runs, msg.total
             self.render_table()
@@ -124,7 +136,7 @@ class RunsScreen(StopsRuns):
         if r is not None:
             from zerodeck.tui.screens.run_detail import RunDetailScreen
 
-            self.app.push_screen(RunDetailScreen(r.id))
+            self.app.push_screen(RunDetailScreen(r.id, r))
 
     def action_mark(self) -> None:
         r = self.current()

@@ -2,9 +2,13 @@
 has it, and throughput over steps in a plot of its own (on one plot the throughput's jitter buries the
 loss). People judge a run by its curve, in Live and in the run record.
 
-A plot is rebuilt only when its points change, and at most every few seconds while a run is going
-(a rebuild costs a few milliseconds and a curve needs no 1 Hz refresh); an idle live view redraws
-nothing. A short plot drops its title and axis label to keep the points.
+A plot is rebuilt only when its points change, and while a run is going only when the new points
+can move the drawing: at most every REDRAW_S, once the curve has grown by a braille column's worth
+of its steps (about 1 % of a long run), or after MAX_WAIT_S at the latest. A rebuild costs 20-30 ms
+of a core (plotext, then Textual reading its output): two plots rebuilt every 5 s were about 1 % of
+a core (issue 12: the live view following a run went over 3 %). The progress line above the plots
+shows the newest loss every second. An idle live view redraws nothing. A short
+plot drops its title and axis label to keep the points.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ import time
 from typing import Any
 
 from textual.app import RenderResult
+from textual.timer import Timer
 from textual_plotext import PlotextPlot
 from zerodeck.tui.view import Curves
 
 MAX_POINTS = 400  # plotted per series: a terminal has fewer columns than that
-REDRAW_S = 5.0  # the least time between two rebuilds of a growing curve
+REDRAW_S = 10.0  # the least time between two rebuilds of a growing curve
+MAX_WAIT_S = 30.0  # the most time a grown curve waits for its rebuild
 Points = tuple[tuple[int, float], ...]
 
 
@@ -42,21 +48,45 @@ class CurvesPlot(PlotextPlot):
         self._title = ""
         self._drawn_at = 0.0
         self._pending: Curves | None = None
+        self._flush_timer: Timer | None = None
+        self._flush_due: float | None = None
         self._draw()
 
     def show(self, curves: Curves) -> None:
         if curves == (self._pending or self.curves):
             return
-        wait = self._drawn_at + REDRAW_S - time.monotonic()
-        if self.curves and curves and wait > 0:  # a curve that grows: redrawn a little later, once
-            if self._pending is None:
-                self.set_timer(wait, self._flush)
-            self._pending = curves
-            return
+        if self.curves and curves and self._grows(curves):  # redrawn a little later, once
+            now = time.monotonic()
+            due = self._drawn_at + (REDRAW_S if self._visible_change(curves) else MAX_WAIT_S)
+            if due > now:
+                self._pending = curves
+                if self._flush_due is None or due < self._flush_due:
+                    if self._flush_timer is not None:
+                        self._flush_timer.stop()
+                    self._flush_timer, self._flush_due = self.set_timer(due - now, self._flush), due
+                return
         self._pending = None
         self._replot(curves)
 
+    def _series(self, c: Curves) -> Points:
+        return c.samples_per_s if self.series == "throughput" else c.loss
+
+    def _grows(self, curves: Curves) -> bool:
+        """The same run's curve with points added (not another run's, not a reset)."""
+        old, new = self._series(self.curves), self._series(curves)
+        return bool(old) and len(new) >= len(old) and new[:1] == old[:1]
+
+    def _visible_change(self, curves: Curves) -> bool:
+        """Enough new points to move the drawing by a braille column (two per cell) at this width, or
+        a new eval point (few, and each one matters)."""
+        old, new = self._series(self.curves), self._series(curves)
+        if len(curves.eval_loss) != len(self.curves.eval_loss):
+            return True
+        columns = max(2 * (self.size.width or 40), 1)
+        return len(new) - len(old) >= max(1, len(old) // columns)
+
     def _flush(self) -> None:
+        self._flush_timer, self._flush_due = None, None
         if self._pending is not None:
             curves, self._pending = self._pending, None
             self._replot(curves)
