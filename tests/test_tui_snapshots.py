@@ -238,9 +238,13 @@ def test_stop_asked(snap_compare: Any, tmp_path: Path) -> None:
 
     async def ready(pilot: Any) -> None:
         await pilot.press("3")
-        await until(pilot, lambda: table_settled(a.screen.query_one("#runs", DataTable), 1))
+        runs = a.screen.query_one("#runs", DataTable)
+        await until(pilot, lambda: table_settled(runs, 1))
         await until(pilot, lambda: a.active_runs)
         await pilot.press("s")
         await pilot.pause(0.3)
+        # The Runs table under the question may reload when the active runs arrive: its columns are
+        # measured on a later refresh, so wait for that too.
+        await until(pilot, lambda: table_settled(runs, 1))
 
     assert snap_compare(a, terminal_size=(80, 24), run_before=ready)
