@@ -132,6 +132,15 @@ class ZerodeckApp(App[int]):
         return self.services.clock
 
     def on_mount(self) -> None:
+        # Packages whose __init__ imports their own submodules are imported here, once, before any
+        # worker thread starts: two threads first importing `zerodeck.core.recipe` and one of its
+        # submodules at the same moment can trip the import system's deadlock detection, which hands
+        # one of them a half-initialised module (seen as a `KeyError: 'zerodeck.core.recipe'` toast
+        # and an empty catalog). About 0.2 s, spent by the catalog's worker anyway.
+        import zerodeck.core.compare
+        import zerodeck.core.export
+        import zerodeck.core.recipe  # noqa: F401
+
         self.switch_mode(self.start_mode)
         self.poll_telemetry()
         self.watch_runs()
