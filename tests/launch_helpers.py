@@ -83,3 +83,16 @@ def orphan_run(zd_home: Path, log: str) -> int:
     store.update_run(run_id, status="running", supervisor_pid=dead.pid, workdir=str(run_dir),
                      log_path=str(run_dir / "run.log"))
     return run_id
+
+
+def built_env(script: str, what: str, timeout: int) -> Path:
+    """A cached training environment built by `scripts/SCRIPT` (which prints its path last), or a
+    test skip that says why it could not be built."""
+    import pytest
+
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / script)], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        pytest.skip(f"the {what} environment could not be built (scripts/{script}): {tail}")
+    return Path(proc.stdout.strip().splitlines()[-1])

@@ -22,6 +22,7 @@ from zerodeck.core.launch.llamafactory import CLI_ENV, YAML_NAME, render
 from zerodeck.core.recipe import load_recipe_file
 
 from .conftest import FIXTURES, ROOT
+from .launch_helpers import built_env
 from .test_llamafactory_render import parse_yaml
 
 pytestmark = [pytest.mark.slow, pytest.mark.llamafactory]
@@ -62,12 +63,7 @@ backend = "llamafactory"
 @pytest.fixture(scope="session")
 def lf_venv() -> Path:
     """The LLaMA-Factory environment, built once (about a minute) and then reused."""
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "lf-venv.sh")], capture_output=True, text=True,
-                          timeout=1800, stdin=subprocess.DEVNULL)
-    if proc.returncode != 0:
-        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
-        pytest.skip(f"the LLaMA-Factory environment could not be built (scripts/lf-venv.sh): {tail}")
-    return Path(proc.stdout.strip().splitlines()[-1])
+    return built_env("lf-venv.sh", "LLaMA-Factory", timeout=1800)
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import FIXTURES, ROOT
+from .launch_helpers import built_env
 
 pytestmark = [pytest.mark.slow]
 
@@ -63,12 +64,7 @@ MODELSCOPE_OFFLINE = "1"
 
 @pytest.fixture(scope="session")
 def swift_venv() -> Path:
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "swift-venv.sh")], capture_output=True, text=True,
-                          timeout=2400, stdin=subprocess.DEVNULL)
-    if proc.returncode != 0:
-        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
-        pytest.skip(f"the ms-swift environment could not be built (scripts/swift-venv.sh): {tail}")
-    return Path(proc.stdout.strip().splitlines()[-1])
+    return built_env("swift-venv.sh", "ms-swift", timeout=2400)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,8 @@ dependencies (LLaMA-Factory's renderer) costs nothing to the others. Each module
 from __future__ import annotations
 
 import importlib
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,3 +56,21 @@ def resolve(path: str, base: Path) -> Path:
     except RuntimeError:  # `~nosuchuser/...`: no home to expand to; the path is taken literally
         p = Path(path)
     return p if p.is_absolute() else (base / p)
+
+
+def find_cli(recipe: Recipe, program: str, env_var: str, install: str) -> Path:
+    """The launcher executable a backend runs: launch.options["cli"], else $`env_var`, else `program`
+    on PATH. `install` names what provides it, for the error."""
+    explicit = recipe.launch.options.get("cli")
+    source = "launch.options.cli"
+    if not explicit:
+        explicit, source = os.environ.get(env_var), env_var
+    if explicit:
+        path = resolve(str(explicit), Path())
+        if path.is_file() and os.access(path, os.X_OK):
+            return path.absolute()
+        raise RenderError(f"{program} not found: {source} = {explicit} is not an executable file")
+    found = shutil.which(program)
+    if not found:
+        raise RenderError(f"{program} not found on PATH; install {install} or set {env_var} or launch.options.cli")
+    return Path(found).absolute()

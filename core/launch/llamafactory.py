@@ -27,12 +27,12 @@ import json
 import math
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 from zerodeck.core.errors import BadInput
-from zerodeck.core.launch.backends import RenderError, resolve
+from zerodeck.core.launch import backends
+from zerodeck.core.launch.backends import RenderError
 from zerodeck.core.launch.context import Launch, RenderContext
 from zerodeck.core.launch.ds_config import dumps as ds_dumps
 from zerodeck.core.launch.ds_config import render_ds_config
@@ -57,21 +57,7 @@ _VISIBLE_ENV = {"npu": "ASCEND_RT_VISIBLE_DEVICES", "cuda": "CUDA_VISIBLE_DEVICE
 
 def find_cli(recipe: Recipe) -> Path:
     """The `llamafactory-cli` to run: launch.options["cli"], else $ZERODECK_LLAMAFACTORY_CLI, else PATH."""
-    explicit = recipe.launch.options.get("cli")
-    source = "launch.options.cli"
-    if not explicit:
-        explicit, source = os.environ.get(CLI_ENV), CLI_ENV
-    if explicit:
-        path = resolve(str(explicit), Path())
-        if path.is_file() and os.access(path, os.X_OK):
-            return path.absolute()
-        raise RenderError(f"llamafactory-cli not found: {source} = {explicit} is not an executable file")
-    found = shutil.which("llamafactory-cli")
-    if not found:
-        raise RenderError(
-            f"llamafactory-cli not found on PATH; install LLaMA-Factory or set {CLI_ENV} or launch.options.cli"
-        )
-    return Path(found).absolute()
+    return backends.find_cli(recipe, "llamafactory-cli", CLI_ENV, "LLaMA-Factory")
 
 
 def model_name_or_path(model: ModelSpec, recipe_dir: Path) -> str:

@@ -20,10 +20,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
+from zerodeck.core.launch import backends
 from zerodeck.core.launch.backends import RenderError, resolve
 from zerodeck.core.launch.context import Launch, RenderContext
 from zerodeck.core.launch.ds_config import dumps as ds_dumps
@@ -44,19 +44,7 @@ _OPTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 def find_cli(recipe: Recipe) -> Path:
     """The `swift` to run: launch.options["cli"], else $ZERODECK_SWIFT_CLI, else PATH."""
-    explicit = recipe.launch.options.get("cli")
-    source = "launch.options.cli"
-    if not explicit:
-        explicit, source = os.environ.get(CLI_ENV), CLI_ENV
-    if explicit:
-        path = resolve(str(explicit), Path())
-        if path.is_file() and os.access(path, os.X_OK):
-            return path.absolute()
-        raise RenderError(f"swift not found: {source} = {explicit} is not an executable file")
-    found = shutil.which("swift")
-    if not found:
-        raise RenderError(f"swift not found on PATH; install ms-swift or set {CLI_ENV} or launch.options.cli")
-    return Path(found).absolute()
+    return backends.find_cli(recipe, "swift", CLI_ENV, "ms-swift")
 
 
 def swift_version(cli: Path) -> tuple[int, int] | None:
