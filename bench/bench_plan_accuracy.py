@@ -9,6 +9,7 @@ with the reason, and the seed scenarios on 8 x 64 GB 910B. Run: .venv/bin/python
 from __future__ import annotations
 
 import csv
+import re
 import statistics
 import subprocess
 import sys
@@ -52,6 +53,12 @@ NON_MONOTONE = ("same source and settings report more memory here than at a long
                 "(memory cannot fall as sequences grow; the row disagrees with its own neighbours)")
 
 
+SUMMED_DDP = ("ms-swift DDP: its logged memory sums torch.cuda.max_memory_reserved over every device the "
+              "process sees (trainer get_max_cuda_memory), and data parallelism adds a card only DDP's "
+              "bucket copy of the trainable parameters (17.89M, < 0.1 GiB), yet the row is 7.6 GiB above "
+              "the same run on one card (row 139): not one card's figure")
+
+
 def non_monotone(rows: list[dict[str, str]], slack: float = 0.05) -> set[int]:
     """Rows whose figure exceeds, by more than `slack`, the figure the same source reports for the
     same setup at a longer sequence: one of the two is a misprint, and the longer-sequence figure is
@@ -81,6 +88,8 @@ def excluded(i: int, r: dict[str, str], inconsistent: set[int] | frozenset[int] 
                 "any optimizer layout it could be (pure bf16 8, mixed 16)")
     if i in inconsistent:
         return NON_MONOTONE
+    if "max_memory_reserved" in r["notes"] and "DDP" in r["notes"] and int(r["n_devices"]) > 1:
+        return SUMMED_DDP
     if arch_for(r["model"]) is None:
         return "architecture unknown"
     return None
@@ -118,6 +127,16 @@ def to_input(r: dict[str, str]) -> PlanInput:
     bucket, overlap = 5e8, "overlap_comm true" in notes
     if qwen_v1 and stage in (1, 2):
         bucket, overlap = 2e8, True
+    # Dynamic padding: the cached blocks of other batch lengths scale with a typical (median)
+    # sample. The source states its dataset's length as mean +- sd ("3234+-2547 tokens"); token
+    # counts of text are right-skewed, so the median is taken as a log-normal's with that mean and
+    # spread: mean / sqrt(1 + (sd / mean)^2). A row trained on another dataset (the Tuners table's
+    # ms-agent mix) states none, and gets what the planner assumes without data: seq_len.
+    stated = re.search(r"\((\d+)\+-(\d+) tokens", notes)
+    typical = None
+    if stated and "ms-agent" not in notes:
+        mean, sd = float(stated.group(1)), float(stated.group(2))
+        typical = round(mean / (1 + (sd / mean) ** 2) ** 0.5)
     return PlanInput(
         arch=arch, method=kind, lora_rank=int(r["lora_rank"] or 8), lora_target=target,  # type: ignore[arg-type]
         freeze_layers=freeze_layers, stage=int(r["zero_stage"]), offload=off,  # type: ignore[arg-type]
@@ -132,6 +151,7 @@ def to_input(r: dict[str, str]) -> PlanInput:
         quant_format="bnb" if "bnb" in prec else "gptq",
         # Qwen v1 finetune.py pads every sample to model_max_length; swift and LLaMA-Factory pad per batch.
         fixed_length=source_qwen_readme,
+        typical_len=typical,
         reserved_only="max_memory_reserved" in notes,
         # Qwen v1's remote code computes CrossEntropyLoss on the 16-bit logits; only autocast (HF
         # Trainer without DeepSpeed) would upcast them, and DeepSpeed runs without autocast.

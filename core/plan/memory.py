@@ -122,10 +122,12 @@ GIB = 1024**3
 ACT_H, ACT_Q, ACT_I, ACT_KV = 12.0, 6.0, 8.0, 4.0
 EAGER_SCORE_BYTES = 6.0
 LOGIT_BYTES = 12.0  # current transformers ForCausalLMLoss, backward peak (see docstring)
-LOGIT_BYTES_16 = 8.0  # cross-entropy left in 16 bit: logits, log-softmax, its gradient, the logits' gradient
-DYNAMIC_FRAG = 1.5  # logits-sized blocks the allocator keeps cached when batch lengths vary
+LOGIT_BYTES_16 = 6.0  # cross-entropy left in 16 bit: shifted copy, log-softmax, its gradient (2 bytes each)
+LOGIT_CACHE_16 = 2.0  # ... and the slice gradient's new full-length block the allocator keeps
+DYNAMIC_FRAG = 2.0  # loss-phase sets of a typical batch the allocator keeps cached when lengths vary
 STATIC_HEADROOM = 0.10
-LOGIT_BYTES_SHIFT_COPY = 14.0  # older transformers / remote code: fp32 logits plus a contiguous shifted copy
+LOGIT_BYTES_SHIFT_COPY = 12.0  # remote code (Qwen v1) under autocast: logits, shifted copy, fp32 cast, log-softmax
+SHIFT_COPY_CACHE = 4.0  # the log-softmax gradient's fp32 block, which no freed 16-bit block can hold
 RUNTIME_GIB = {"npu": 3.0, "cuda": 1.0, "cpu": 0.4}
 BUCKET_ELEMS = 5e8
 SUB_GROUP_ELEMS = 1e9
@@ -161,6 +163,7 @@ class PlanInput:
     quant_bits: int | None = None  # QLoRA base weights
     quant_format: Literal["gptq", "bnb"] = "gptq"  # pre-quantised checkpoint, or bitsandbytes at load
     fixed_length: bool = False  # every batch padded to seq_len (no shape-driven fragmentation)
+    typical_len: int | None = None  # typical sample length in tokens (data inspection); None: seq_len
     reserved_only: bool = False  # the figure wanted is torch's reserved memory (no runtime context)
     loss_fp32: bool = True  # cross-entropy upcast to fp32 (HF ForCausalLMLoss, or autocast without DeepSpeed)
     loss_impl: Literal["hf", "shift_copy"] = "hf"  # current ForCausalLMLoss, or fp32 logits + shifted copy
@@ -255,39 +258,46 @@ def estimate(inp: PlanInput) -> Breakdown:
     total_p = a.params()
     t_params = trainable_params(inp)
     lora = inp.method == "lora"
-    adapters = t_params if lora else 0  # new tensors on top of the base model
-    if lora and inp.train_embeddings:
-        # modules_to_save trains copies: the copies are new tensors, the originals stay frozen.
-        adapters = t_params
-
     # weights
     base = _weight_bytes(inp)
-    deepspeed = z >= 1
-    if lora and deepspeed and not inp.pure_16bit and inp.precision != "fp32":
-        # DeepSpeed casts the module, adapters included, to 16 bit; the fp32 copy is the optimizer's.
-        w_train_b, g_b, opt_b = float(b), float(b), 12.0
-    elif lora:
-        w_train_b, g_b, opt_b = 4.0, 4.0, 8.0  # fp32 adapters: weight, grad, two moments
+    deepspeed = z >= 1 and inp.precision != "fp32"
+    # Bytes per trainable parameter (weight copy on top of the base, gradient, optimizer states)
+    # and the foreach Adam temporary, by kind of trainable tensor.
+    kinds: list[tuple[float, float, float, float, float]] = []  # (count, weight, grad, optim, temp)
+    if lora:
+        lora_n = float(lora_params(a, inp.lora_rank, inp.lora_target))
+        copies = float(t_params) - lora_n  # modules_to_save copies of embed_tokens / lm_head
+        if deepspeed:
+            # DeepSpeed casts the module, adapters and copies included, to 16 bit; the fp32 copy is
+            # the optimizer's (DeepSpeedEngine._configure_distributed_model).
+            kinds.append((lora_n + copies, b, b, 12.0, 0.0))
+        else:
+            # PEFT creates the adapters in fp32 and keeps them there (LoraLayer.update_layer moves
+            # them to the base layer's device only; PEFT >= 0.12 autocast_adapter_dtype upcasts
+            # them), in a pure-16-bit model too: weight, gradient, two moments, foreach temporary.
+            kinds.append((lora_n, 4.0, 4.0, 8.0, 4.0))
+            # modules_to_save deep-copies the 16-bit module; LLaMA-Factory upcasts trainable
+            # parameters to fp32 unless it trains in pure 16 bit.
+            cb = float(b) if inp.pure_16bit else 4.0
+            kinds.append((copies, cb, cb, 2.0 * cb, cb))
     elif inp.pure_16bit or inp.precision == "fp32":
-        w_train_b, g_b, opt_b = 0.0, float(b), 2.0 * b  # moments in the parameters' dtype
+        kinds.append((float(t_params), 0.0, b, 2.0 * b, b))  # moments in the parameters' dtype
     else:
-        w_train_b, g_b, opt_b = 0.0, float(b), 12.0  # fp32 master + m + v
-    weights = base + adapters * w_train_b
-    if inp.pure_16bit and lora:
-        # Adapters trained in 16 bit too (e.g. modules_to_save copies in a pure-bf16 model).
-        weights = base + adapters * b
-        g_b, opt_b = float(b), 2.0 * b
+        kinds.append((float(t_params), 0.0, b, 12.0, 0.0))  # fp32 master + m + v
+    weights = base + sum(k[0] * k[1] for k in kinds)
     if z == 3:
         weights /= n
     if inp.offload == "all":
         weights = 0.0
 
-    grads = t_params * g_b
+    grad_b = sum(k[0] * k[2] for k in kinds)
+    g_b = grad_b / max(1.0, float(t_params))
+    grads = grad_b
     if z >= 2:
         grads /= n
     if inp.offload != "none":
         grads = 0.0  # ZeRO-Offload reduces gradients straight into host buffers (Ren et al. 2021 §4)
-    optim = t_params * opt_b
+    optim = sum(k[0] * k[3] for k in kinds)
     if z >= 1:
         optim /= n
     if inp.offload in ("optimizer", "all"):
@@ -311,16 +321,18 @@ def estimate(inp: PlanInput) -> Breakdown:
         # bitsandbytes dequantises each layer's weights to 16 bit for its matmuls, forward and
         # backward (MatMul4Bit): one layer's worth is live while that layer runs.
         working += a.layer_params() * 2
-    logit_cache = 0.0  # the 16-bit logits' freed block, cached by the allocator through the backward
+    # Loss-phase bytes per vocab entry and token: what is allocated at the peak, and what the
+    # allocator keeps reserved for the same fixed-shape step (module docstring, "logits").
     if inp.precision == "fp32":
-        logits = tokens * a.vocab * LOGIT_BYTES_SHIFT_COPY * 2
+        logit_b, cache_b = 2 * LOGIT_BYTES_SHIFT_COPY, 2 * SHIFT_COPY_CACHE
     elif not inp.loss_fp32:
-        logits = tokens * a.vocab * LOGIT_BYTES_16
+        logit_b, cache_b = LOGIT_BYTES_16, LOGIT_CACHE_16
     elif inp.loss_impl == "shift_copy":
-        logits = tokens * a.vocab * LOGIT_BYTES_SHIFT_COPY
+        logit_b, cache_b = LOGIT_BYTES_SHIFT_COPY, SHIFT_COPY_CACHE
     else:
-        logits = tokens * a.vocab * LOGIT_BYTES
-        logit_cache = tokens * a.vocab * b
+        logit_b, cache_b = LOGIT_BYTES, float(b)
+    logits = tokens * a.vocab * logit_b
+    logit_cache = tokens * a.vocab * cache_b
     loss_phase = logits
     if bnb:
         # Autocast runs the fp32 lm_head in 16 bit: the cast copy of its weight is saved for the
@@ -352,7 +364,7 @@ def estimate(inp: PlanInput) -> Breakdown:
     if z == 0 and (lora or inp.pure_16bit or inp.precision == "fp32"):
         # torch's foreach Adam copies the trainable parameters once, in their own dtype (fp32
         # adapters, or the 16-bit copies LoRA trains with modules_to_save in a pure-16-bit model).
-        step_temp = t_params * (w_train_b if lora and not inp.pure_16bit else b)
+        step_temp = sum(k[0] * k[4] for k in kinds)
     elif z >= 1 and inp.offload == "none":
         # DeepSpeed's mixed-precision step upcasts the gradient partition to fp32: the whole
         # partition at ZeRO-1/2 (stage_1_and_2.py), one sub-group (sub_group_size 1e9) at ZeRO-3.
@@ -361,11 +373,22 @@ def estimate(inp: PlanInput) -> Breakdown:
     runtime = 0.0 if inp.reserved_only else RUNTIME_GIB.get(inp.device, 0.0) * GIB
     static = weights + grads + optim + buffers
     transient = act_term + logit_term
-    hard = static * (1 + STATIC_HEADROOM) + max(transient, step_temp) + runtime
+    # torch's reserved figure holds the states in blocks of their own size; the margin is for what a
+    # card monitor also sees outside the caching allocator (module docstring, "headroom").
+    margin = 0.0 if inp.reserved_only else STATIC_HEADROOM
+    hard = static * (1 + margin) + max(transient, step_temp) + runtime
     # Variable-length batches leave logits-sized blocks of many sizes in the allocator's cache;
     # states allocated lazily (no DeepSpeed: first backward and first step) settle into them.
-    lazy = grads + optim if z == 0 else 0.0
-    frag = logit_cache if inp.fixed_length else max(logit_cache, DYNAMIC_FRAG * logits - lazy)
+    # Only the moments settle there: torch's Adam makes them at the first step(), when every block of
+    # the first batch is free; the gradients appear during that batch's backward, beside its blocks.
+    lazy = optim if z == 0 else 0.0
+    frag = logit_cache
+    if not inp.fixed_length:
+        # Blocks cached from batches of other lengths: about DYNAMIC_FRAG more loss-phase sets
+        # (allocated + cached bytes) of a typical batch, not of the longest one.
+        typical = min(inp.seq_len, inp.typical_len or inp.seq_len)
+        sets = inp.micro_batch * typical * a.vocab * (logit_b + cache_b)
+        frag = max(logit_cache, logit_cache + DYNAMIC_FRAG * sets - lazy)
     total = hard + frag
     cap = inp.card_gb * GIB
     if hard <= cap:
