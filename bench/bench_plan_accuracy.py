@@ -1,9 +1,11 @@
 """Accuracy of the memory model against published measurements (tests/fixtures/memory/measured-dev.csv,
 a copy of ../shared/corpus/memory/measured-dev.csv).
 
-Prints the median and worst absolute percentage error of the predicted per-card peak against every
-measured row it can map, the fits/OOM agreement on every row with an outcome, the excluded rows
-with the reason, and the seed scenarios on 8 x 64 GB 910B. Run: .venv/bin/python bench/bench_plan_accuracy.py [-v]
+Prints the median, p90 and worst absolute percentage error of the predicted per-card peak against
+every measured row it can map (and by group: checkpointing, ZeRO stage, method, how the figure was
+read), the fits/OOM agreement on every row with an outcome and the rows that disagree, the
+excluded rows with the reason (`tests/test_plan_accuracy.py: EXCLUDED` holds the list), and the
+seed scenarios on 8 x 64 GB 910B. Run: .venv/bin/python bench/bench_plan_accuracy.py [-v]
 """
 
 from __future__ import annotations
@@ -170,6 +172,7 @@ def evaluate(verbose: bool = False) -> dict[str, Any]:
     rows = list(csv.DictReader(CSV.open(encoding="utf-8")))
     inconsistent = non_monotone(rows)
     errors: list[tuple[float, int, str, float, float]] = []
+    by_group: dict[str, list[float]] = {}
     errors16: list[float] = []
     agree = total_outcomes = 0
     wrong: list[str] = []
@@ -185,6 +188,9 @@ def evaluate(verbose: bool = False) -> dict[str, Any]:
             meas = float(r["measured_peak_gb_per_device"])
             e = (bd.total - meas) / meas * 100
             errors.append((e, i, r["model"], bd.total, meas))
+            for g in ("ckpt" if inp.grad_ckpt else "no ckpt", f"ZeRO-{inp.stage}", r["method"],
+                      "reserved (torch)" if inp.reserved_only else "card monitor"):
+                by_group.setdefault(g, []).append(abs(e))
             if inp.quant_bits is None:
                 errors16.append(abs(e))
         if r["outcome"] in ("fits", "oom"):
@@ -209,6 +215,7 @@ def evaluate(verbose: bool = False) -> dict[str, Any]:
         "median16": statistics.median(errors16), "worst16": max(errors16), "n16": len(errors16),
         "ratio_spread": (round(cuts[0], 3), round(cuts[-1], 3)),
         "outcomes": total_outcomes, "agree": agree, "wrong": wrong, "excluded": excl,
+        "groups": {g: (len(v), statistics.median(v), max(v)) for g, v in sorted(by_group.items())},
     }
 
 
@@ -236,13 +243,16 @@ def main() -> None:
           f"worst {res['worst16']:.1f} %")
     lo, hi = res["ratio_spread"]
     print(f"measured / predicted, 5th-95th percentile: {lo:.3f} .. {hi:.3f} (the model-basis range)")
+    print("median |error| by group (rows, median, worst):")
+    for g, (n, med, worst) in res["groups"].items():
+        print(f"  {g:<17} {n:3d}  {med:4.1f} %  {worst:4.1f} %")
     print(f"fits/OOM agreement: {res['agree']} of {res['outcomes']} "
           f"({100 * res['agree'] / max(1, res['outcomes']):.1f} %)")
     for w in res["wrong"]:
         print("  " + w)
     print("excluded:")
     for why, idx in res["excluded"].items():
-        print(f"  {len(idx):3d} rows ({idx[0]}..{idx[-1]}): {why}")
+        print(f"  {len(idx):3d} rows ({', '.join(map(str, idx)) if len(idx) <= 3 else f'{idx[0]}..{idx[-1]}'}): {why}")
     print("seed scenarios, 8 x 64 GB 910B, LoRA r8, seq 2048, micro-batch 1:")
     print("\n".join(seeds()))
     print(f"evaluated in {dt * 1000:.1f} ms")

@@ -25,13 +25,18 @@ Terms (bytes per card; P parameters, T trainable, N data-parallel ranks, t = mic
   trainable parameter (ZeRO paper §3.1, "K = 12"); 1/N from ZeRO-1; on the host with optimizer
   offload (ZeRO-Offload, Ren et al. 2021). DeepSpeed's step also upcasts the gradient partition to
   fp32 (4 bytes per partitioned parameter; at ZeRO-3 one sub_group_size of 1e9 at a time), a
-  step-phase term. LoRA adapters are trained in fp32 (PEFT and LLaMA-Factory upcast trainable
-  adapters), so they cost 16 bytes each whatever the stage.
+  step-phase term. LoRA adapters are trained in fp32 (PEFT makes them in fp32 and moves them to
+  the base layer's device only, `LoraLayer.update_layer`; PEFT >= 0.12 upcasts them on purpose,
+  `autocast_adapter_dtype=True`; LLaMA-Factory upcasts trainable parameters), so they cost 16
+  bytes each whatever the base dtype, in a pure-16-bit model too.
   "Pure" 16-bit training (HF Trainer without DeepSpeed, weights loaded in bf16) keeps no master
-  copy: 2 + 2 + 4 bytes, plus the 2-byte temporary of torch's foreach Adam step (torch.optim.adam
+  copy: 2 + 2 + 4 bytes, plus the temporary of torch's foreach Adam step (torch.optim.adam
   `_multi_tensor_adam`: `_foreach_sqrt` allocates a full copy). That temporary is one copy of
-  whatever trains without DeepSpeed, LoRA adapters (fp32) and their modules_to_save copies
-  included: for a base model whose embeddings train it is a GiB, not noise.
+  whatever trains without DeepSpeed, in its own dtype: fp32 adapters (4 bytes), and the 16-bit
+  modules_to_save copies of embed_tokens / lm_head (PEFT deep-copies the 16-bit module): for a
+  base model whose embeddings train it is a GiB, not noise. The Qwen README's LoRA series (no
+  DeepSpeed, bf16) sits 0.8 / 1.3 / 1.9 GiB above 16-bit adapters for 1.8B / 7B / 14B at 256
+  tokens: their r64 adapters' 10 more bytes each in fp32 (0.6 / 1.3 / 2.1 GiB).
   Under DeepSpeed (ZeRO 1-3) the engine casts the whole module to bf16/fp16 before training
   (`DeepSpeedEngine._configure_distributed_model`: `self.module.bfloat16()`), adapters included:
   they then cost 2 (weight) + 2 (gradient, 1/N from ZeRO-2) + 12 (fp32 master and moments, 1/N
@@ -52,21 +57,31 @@ Terms (bytes per card; P parameters, T trainable, N data-parallel ranks, t = mic
   input (2 bytes) and the boolean mask (1 byte) that PEFT's `lora_A(dropout(x))` keeps. Eager
   attention also stores the softmax of the scores, heads x seq^2 per sequence at 6 bytes (fp32
   softmax + its 16-bit cast, HF `eager_attention_forward`); sdpa / flash never materialise it (Dao et al. 2022).
-- logits and cross-entropy: t x vocab elements. Current transformers (>= 4.46, `ForCausalLMLoss`)
-  computes `logits.float()` inside the loss and shifts the labels, not the logits: the forward
-  holds the 16-bit logits, the fp32 upcast and the log-softmax (10 bytes); HF Trainer's
-  `compute_loss` drops the model output before `backward`, and the upcast is not saved (the
-  log-softmax saves its output), so the backward holds the saved log-softmax, the dense fp32
-  gradient nll_loss writes, and the log-softmax gradient: 12 bytes, the peak. The 16-bit logits'
-  block stays in the allocator's cache (2 bytes, counted as headroom). Older transformers and
-  remote code (Qwen v1) upcast in the model and then copy `shift_logits = logits[..., :-1,
-  :].contiguous()`: 2 + 4 + 4 + 4 = 14 bytes (`loss_impl="shift_copy"`). For Qwen's 152k vocabulary this is 4 GiB at
-  2048 tokens, more than a 7B's checkpointed activations. Model code that calls CrossEntropyLoss
-  on the 16-bit logits without an upcast (Qwen v1's remote code) under DeepSpeed, which manages
+- logits and cross-entropy: t x vocab elements; the allocated peak (`logits`) and what the caching
+  allocator keeps reserved for the same fixed-shape step (`headroom`), traced block by block
+  (PyTorch CUDACachingAllocator: a freed block serves a later request of its size or smaller,
+  best fit; blocks of separate segments never merge). Current transformers (>= 4.46,
+  `ForCausalLMLoss`) computes `logits.float()` inside the loss and shifts the labels, not the
+  logits: the forward holds the 16-bit logits, the fp32 upcast and the log-softmax (10 bytes);
+  HF Trainer's `compute_loss` drops the model output before `backward`, and the upcast is not
+  saved (the log-softmax saves its output), so the backward holds the saved log-softmax, the
+  dense fp32 gradient nll_loss writes (in the upcast's freed block) and the log-softmax gradient
+  (a new block): 12 bytes, the peak; the 16-bit logits' block stays cached (2 bytes). Remote
+  code that copies `shift_logits = lm_logits[..., :-1, :].contiguous()` and calls
+  CrossEntropyLoss on the 16-bit copy (Qwen v1's modeling_qwen.py, `loss_impl="shift_copy"`)
+  under autocast, which runs cross_entropy in fp32 (torch autocast op list), allocates the
+  logits, the copy, the fp32 cast and the log-softmax: 2 + 2 + 4 + 4 = 12 bytes; in the backward
+  the log-softmax gradient fits none of the freed blocks (two of 2 bytes, the cast's taken by the
+  nll gradient), so 4 more bytes stay reserved: 16 in all (an earlier 14 assumed an upcast in
+  the model, which Qwen v1 does not do). For Qwen's 152k vocabulary this is 4 GiB at 2048 tokens,
+  more than a 7B's checkpointed activations. The same code under DeepSpeed, which manages
   precision itself and runs no autocast (HF Trainer: "deepspeed ... manage their own half
-  precision"), keeps the whole loss in 16 bit: the logits, the log-softmax saved for backward,
-  its gradient and the logits' gradient, 8 bytes. The Qwen README's Q-LoRA series (fp16,
-  DeepSpeed) grows by ~9 bytes per vocab entry and token from 4k to 8k tokens, not 14.
+  precision"), keeps the whole loss in 16 bit: the copy, the log-softmax and its gradient, 6
+  bytes at the peak, plus the full-length block the slice's gradient needs (no freed block of
+  t - 1 rows holds t rows): 8 reserved. The Qwen README's Q-LoRA series (fp16, DeepSpeed) grows by
+  ~9 bytes per vocab entry and token from 4k to 8k tokens, not 14. In fp32 (the builtin trainer:
+  fp32 logits, the contiguous copy `logits[:, :-1].reshape(...)` makes, the log-softmax) 12 bytes
+  at the peak and the log-softmax gradient's block cached (4).
   Peak memory is the larger of the loss phase (logits live) and the backward phase (one layer's
   recomputed activations and their gradients), not their sum.
 - buffers: ZeRO-1/2 allocate the gradient bucket (`ipg_buffer`) at every backward with
@@ -89,19 +104,28 @@ Terms (bytes per card; P parameters, T trainable, N data-parallel ranks, t = mic
   rank process and its RSS: Python with torch, DeepSpeed and gloo loaded is ~0.4 GiB before the
   model (the demo trainer's ranks, measured here with psutil). Zero when the figure wanted is
   torch's max_memory_reserved.
-- headroom: the caching allocator keeps freed blocks (PyTorch / torch_npu caching allocator).
-  With dynamic padding (LLaMA-Factory's collator pads to the longest in each batch), the
-  per-shape logits blocks fragment: reserved memory grows by about one and a half more
-  logits-sized sets of blocks (FIT 1.5 on variable-length runs, ms-swift max_memory_reserved),
-  but this cache is elastic: the allocator frees it and retries before reporting OOM, so it never
-  makes a run fail on its own. Long-lived tensors created after the first loss phase are carved
-  out of those cached blocks (the allocator splits large free blocks): without DeepSpeed, torch's
-  Adam creates its moments at the first step() and autograd creates each .grad in the first
-  backward, so at ZeRO-0 the gradients and optimizer states fill the fragments instead of adding
-  to them (ms-swift: full fine-tuning of Qwen-1.8B at 8k tokens reserves 1.9 GiB more than LoRA,
-  not the ~10 GiB its moments and gradients take). DeepSpeed allocates its partitions at
-  initialisation, before any logits exist. A further 10 % of the static terms covers block
-  rounding, small blocks and the launcher's own tensors (FIT).
+- headroom: the caching allocator keeps freed blocks (PyTorch / torch_npu caching allocator):
+  the fixed-shape loss blocks above, and with dynamic padding (LLaMA-Factory's and ms-swift's
+  collators pad to the longest in each batch) blocks of other lengths: a later, longer batch
+  finds no cached block big enough and takes new segments, the shorter ones stay cached. Those
+  are about DYNAMIC_FRAG = 2 more loss-phase sets (allocated + cached bytes) of a typical batch
+  (FIT; ms-swift's max_memory_reserved at 512 to 8192 tokens on one dataset: 44-49 bytes per
+  vocab entry and token up to 2048, falling to 34 and 27.5 at 4096 and 8192, the same for 1.8B,
+  7B and 14B). A typical batch is micro_batch x the data's median length when the data is known
+  (`typical_len`, token p50 of the data inspection), else seq_len, the worst case. This cache is
+  elastic: the allocator frees it and retries before reporting OOM, so it never makes a run fail
+  on its own (`hard` leaves it out). Long-lived tensors created after the first loss phase are
+  carved out of those cached blocks (the allocator splits large free blocks): without
+  DeepSpeed, torch's Adam creates its moments at the first step(), when every block of the first
+  batch is free, so at ZeRO-0 they fill the fragments instead of adding to them; the gradients
+  appear during the first backward, beside that batch's own blocks, and add (ms-swift: full
+  fine-tuning of Qwen-1.8B at 8k tokens reserves 1.9 GiB more than LoRA, not the ~10 GiB its
+  moments and gradients take). DeepSpeed allocates its partitions at initialisation, before any
+  logits exist. A further 10 % of the static terms covers what a card monitor sees beyond torch's
+  blocks: block rounding, small blocks, the launcher's and libraries' own buffers (FIT). A figure
+  read as torch's max_memory_reserved (`reserved_only`) gets none of it: there the states sit in
+  blocks of their own size (ms-swift's excess over the states is the same within 5 % for 1.8B,
+  7B and 14B at each length, so no term grows with the parameters).
 - host RAM per node: offloaded optimizer states (12 bytes per trainable parameter, plus a 4-byte fp32
   gradient copy) and offloaded 16-bit parameters, pinned (DeepSpeed offload docs); one 16-bit model
   copy while checkpoints load (safetensors shards are memory-mapped and shared by the ranks);
@@ -324,7 +348,9 @@ def estimate(inp: PlanInput) -> Breakdown:
     # Loss-phase bytes per vocab entry and token: what is allocated at the peak, and what the
     # allocator keeps reserved for the same fixed-shape step (module docstring, "logits").
     if inp.precision == "fp32":
-        logit_b, cache_b = 2 * LOGIT_BYTES_SHIFT_COPY, 2 * SHIFT_COPY_CACHE
+        # fp32 logits, the contiguous copy of the shifted ones, the log-softmax (the builtin
+        # trainer's `cross_entropy(logits[:, :-1].reshape(...))`); the log-softmax gradient's block.
+        logit_b, cache_b = LOGIT_BYTES, 4.0
     elif not inp.loss_fp32:
         logit_b, cache_b = LOGIT_BYTES_16, LOGIT_CACHE_16
     elif inp.loss_impl == "shift_copy":
