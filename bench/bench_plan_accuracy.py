@@ -56,7 +56,8 @@ NON_MONOTONE = ("same source and settings report more memory here than at a long
 
 
 SUMMED_DDP = ("ms-swift DDP: its logged memory sums torch.cuda.max_memory_reserved over every device the "
-              "process sees (trainer get_max_cuda_memory), and data parallelism adds a card only DDP's "
+              "process sees (ms-swift 2.x swift/trainers/mixin.py, SwiftMixin.get_max_cuda_memory: "
+              "range(torch.cuda.device_count())), and data parallelism adds a card only DDP's "
               "bucket copy of the trainable parameters (17.89M, < 0.1 GiB), yet the row is 7.6 GiB above "
               "the same run on one card (row 139): not one card's figure")
 
