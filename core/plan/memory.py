@@ -403,10 +403,10 @@ def estimate(inp: PlanInput) -> Breakdown:
     # card monitor also sees outside the caching allocator (module docstring, "headroom").
     margin = 0.0 if inp.reserved_only else STATIC_HEADROOM
     hard = static * (1 + margin) + max(transient, step_temp) + runtime
-    # Variable-length batches leave logits-sized blocks of many sizes in the allocator's cache;
-    # states allocated lazily (no DeepSpeed: first backward and first step) settle into them.
-    # Only the moments settle there: torch's Adam makes them at the first step(), when every block of
-    # the first batch is free; the gradients appear during that batch's backward, beside its blocks.
+    # Variable-length batches leave loss-phase blocks of many sizes in the allocator's cache. States
+    # made lazily settle into them, but only the moments: torch's Adam makes them at the first
+    # step(), when every block of the first batch is free; the gradients appear during that
+    # batch's backward, beside its blocks. DeepSpeed makes its partitions before any batch.
     lazy = optim if z == 0 else 0.0
     frag = logit_cache
     if not inp.fixed_length:
