@@ -120,9 +120,18 @@ def pg_server():
 
 
 @pytest.fixture
-def pg_url(pg_server) -> str:
-    """A fresh empty database owned by the non-superuser role `zerodeck`."""
-    return pg_server.new_database()
+def pg_url(pg_server) -> Iterator[str]:
+    """A fresh empty database owned by the non-superuser role `zerodeck`, dropped after the test (a
+    whole suite run with `--store postgresql` would otherwise keep hundreds of them on disk)."""
+    url = pg_server.new_database()
+    yield url
+    from zerodeck.core.cli.context import forget_store
+    from zerodeck.store.engine import reset_engines
+
+    forget_store()
+    reset_engines()
+    if pg_server.running:
+        pg_server.drop_database(url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
