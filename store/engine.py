@@ -29,6 +29,7 @@ from urllib.parse import quote, unquote
 
 from sqlalchemy import URL, Connection, Engine, event, inspect, make_url, text
 from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel, create_engine
 from zerodeck.store import models
@@ -101,6 +102,11 @@ def get_engine(url: str | None = None, *, readonly: bool = False) -> Engine:
 
 
 def _open(url: str, readonly: bool) -> Engine:
+    try:
+        make_url(url)
+    except ArgumentError:
+        raise StoreError(f"{mask_url(url)}: cannot open the store: not a database URL (sqlite:////PATH or "
+                         f"postgresql+psycopg://USER@HOST/DB)") from None
     path = sqlite_file(url)
     if path is not None and readonly:
         return _open_read_only(url, path, reason=None)
@@ -154,7 +160,13 @@ def _make(url: str | URL, where: str, *, sqlite: bool, read_only_reason: str | N
     if read_only_reason is not None:
         # A fresh connection per use: an immutable open caches pages as if the file never changed.
         kwargs["poolclass"] = NullPool
-    engine = create_engine(url, **kwargs)
+    try:
+        engine = create_engine(url, **kwargs)
+    except (ArgumentError, ImportError) as exc:
+        # ZERODECK_DB is a user's text: a typo or a driver that is not installed is one line naming it.
+        why = "not a database URL" if isinstance(exc, ArgumentError) else f"its driver is not installed ({exc})"
+        hint = "; PostgreSQL takes postgresql+psycopg://USER@HOST/DB" if not str(url).startswith("sqlite") else ""
+        raise StoreError(f"{mask_url(url)}: cannot open the store: {why}{hint}") from None
     event.listen(engine, "handle_error", partial(_translate, where, read_only_reason))
     if sqlite:
         event.listen(engine, "connect", partial(_sqlite_pragmas, wal=read_only_reason is None))

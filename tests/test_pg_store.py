@@ -109,3 +109,13 @@ def test_a_run_on_postgresql_records_no_password(pg_server, pg_url: str, cli, mo
     assert [p["step"] for p in detail["metrics"]] == [1]
     spec = json.loads((Path(detail["workdir"]) / "launch.json").read_text())
     assert "hunter2" not in json.dumps(spec.get("env", {}))
+
+
+@pytest.mark.parametrize(("url", "words"), [
+    ("garbage", "not a database URL"),
+    ("postgresql+psycopg2://u:hunter2@h/db", "its driver is not installed"),
+])
+def test_a_bad_store_url_is_one_line_without_the_password(cli, monkeypatch, url: str, words: str) -> None:
+    monkeypatch.setenv("ZERODECK_DB", url)
+    code, out, err = cli("runs", "--json")
+    assert code == 1 and out == "" and err.count("\n") == 1 and words in err and "hunter2" not in err, err
