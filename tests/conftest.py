@@ -18,6 +18,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                           "database on the session's real server (tests/pg_server.py) as ZERODECK_DB")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--store") != "postgresql":
+        return
+    skip = pytest.mark.skip(reason="about the SQLite store file (--store postgresql)")
+    for item in items:
+        if item.get_closest_marker("sqlite_only"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def zd_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Path:
     """Every test gets its own data directory and store (`--store postgresql`: a database of its own)."""

@@ -30,6 +30,7 @@ def _add_run(store: Store, name: str = "r", **fields) -> int:
     return store.add_run(name=name, recipe_hash="h1", backend="builtin", **fields)
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_is_wal_with_busy_timeout(zd_home: Path) -> None:
     store = Store.from_environment()
     _add_run(store)
@@ -40,6 +41,7 @@ def test_sqlite_is_wal_with_busy_timeout(zd_home: Path) -> None:
     assert _db(zd_home).is_file()
 
 
+@pytest.mark.sqlite_only
 def test_zerodeck_db_url_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, zd_home: Path) -> None:
     other = tmp_path / "elsewhere.sqlite"
     monkeypatch.setenv("ZERODECK_DB", f"sqlite:///{other}")
@@ -55,6 +57,7 @@ def _set_stored_version(path: Path, version: int) -> None:
     con.close()
 
 
+@pytest.mark.sqlite_only
 def test_newer_schema_is_refused_untouched(zd_home: Path) -> None:
     _add_run(Store.from_environment())
     _set_stored_version(_db(zd_home), 99)
@@ -64,6 +67,7 @@ def test_newer_schema_is_refused_untouched(zd_home: Path) -> None:
     assert _db(zd_home).read_bytes() == before
 
 
+@pytest.mark.sqlite_only
 def test_a_later_migration_keeps_rows(zd_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run_id = _add_run(Store.from_environment(), "keep-me")
     reset_engines()
@@ -203,6 +207,7 @@ def test_queue_claim_is_exclusive(backend_url: str) -> None:
     assert [i.state for i in store.queue_items()] == ["done", "running"]
 
 
+@pytest.mark.sqlite_only
 def test_cli_refuses_newer_database_in_one_line(cli, zd_home: Path) -> None:
     _add_run(Store.from_environment())
     _set_stored_version(_db(zd_home), 99)
