@@ -21,6 +21,8 @@ from zerodeck.store.engine import reset_engines
 from zerodeck.store.errors import StoreDamaged, StoreReadOnly
 from zerodeck.store.models import SCHEMA_VERSION
 
+pytestmark = pytest.mark.sqlite_only  # read-only files, full disks, damaged files: SQLite's own failures
+
 RECIPE = "demo-cpu-zero0"
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "store"
