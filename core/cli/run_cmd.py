@@ -32,6 +32,8 @@ def register(sub: Any) -> None:
     p.add_argument("--detach", action="store_true", help=_("return at once, printing the run id(s)"))
     p.add_argument("--dry-run", action="store_true",
                    help=_("print what would be launched (argv, environment, rendered files); start and record nothing"))
+    p.add_argument("--scheduler", choices=("local", "slurm"), default=None,
+                   help=_("run here, or submit to Slurm (overrides the recipe's [cluster] scheduler)"))
     add_json_flag(p)
     p.set_defaults(handler=cmd_run)
 
@@ -149,6 +151,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from zerodeck.core.launch import api
 
     todo = expand_refs(args.recipes)
+    if args.scheduler is not None:
+        todo = [(with_scheduler(recipe, args.scheduler), path) for recipe, path in todo]
     if args.dry_run:
         return dry_run(todo, as_json=args.json)
     host = cli_host()
@@ -197,6 +201,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         emit([r.brief() for r in results], as_json=True)
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def with_scheduler(recipe: Any, scheduler: str) -> Any:
+    """The recipe with `[cluster] scheduler` replaced, validated as if the file said so."""
+    from pydantic import ValidationError
+    from zerodeck.core.recipe.model import ClusterSpec
+
+    try:
+        cluster = ClusterSpec.model_validate({**recipe.cluster.model_dump(), "scheduler": scheduler})
+    except ValidationError as exc:
+        msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise BadInput(f"--scheduler {scheduler}: {recipe.name}: cluster: {msg}") from None
+    return recipe.model_copy(update={"cluster": cluster})
 
 
 def dry_run(todo: list[tuple[Any, Path]], as_json: bool) -> int:
