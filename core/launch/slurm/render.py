@@ -54,11 +54,18 @@ def default_gres(recipe: Recipe) -> str | None:
     return None if recipe.hardware.device == "cpu" else f"gpu:{recipe.hardware.cards}"
 
 
+def node_tag(ctx: RenderContext) -> str:
+    return f"{ctx.run_dir}@slurm"
+
+
 def sbatch_lines(recipe: Recipe, ctx: RenderContext) -> list[str]:
     c = recipe.cluster
     name = re.sub(r"[^A-Za-z0-9._+-]", "_", f"zd{ctx.run_id}-{recipe.name}")[:64]
     lines = [f"--job-name={name}", f"--nodes={c.nodes}", "--ntasks-per-node=1",
-             f"--output={ctx.run_dir}/slurm-%j.out", f"--chdir={ctx.run_dir}"]
+             f"--output={ctx.run_dir}/slurm-%j.out", f"--chdir={ctx.run_dir}",
+             # The job's processes carry a tag of their own: the supervisor's sweep of the run's local
+             # processes never reaches into a job step when the login node is also a compute node.
+             f"--export=ALL,ZERODECK_RUN_TAG={node_tag(ctx)}"]
     gres = default_gres(recipe)
     if gres:
         lines.append(f"--gres={gres}")
@@ -136,9 +143,7 @@ def node_script(recipe: Recipe, launch: Launch, ctx: RenderContext) -> str:
         f'MASTER_PORT="$(( {PORT_BASE} + ${{SLURM_JOB_ID:-0}} % {PORT_SPAN} ))"',
         f"NNODES={nodes}",
         "export NODE_RANK NNODES MASTER_ADDR MASTER_PORT",
-        # The tag of this node's processes differs from the login node's: a local stop never
-        # reaches them behind Slurm's back when login and compute node are one machine.
-        f"export ZERODECK_RUN_TAG={shlex.quote(str(ctx.run_dir) + '@slurm')}",
+        f"export ZERODECK_RUN_TAG={shlex.quote(node_tag(ctx))}",
         'GPUS="${SLURM_STEP_GPUS:-${SLURM_JOB_GPUS:-}}"',
     ]
     if device == "npu":
@@ -164,8 +169,14 @@ def node_script(recipe: Recipe, launch: Launch, ctx: RenderContext) -> str:
         "SAMPLER=$!",
         'echo "zerodeck: node $NODE_RANK of $NNODES on $NODE_NAME"'
         ' "(rendezvous $MASTER_ADDR:$MASTER_PORT, cards ${GPUS:-none})"',
-        " ".join(quote(w) for w in argv),
+        # In the background with `wait`, so a TERM from Slurm (scancel, time limit) runs the trap at
+        # once and reaches the backend: a child orphaned by its shell would escape proctrack/linuxproc.
+        'trap \'trap - TERM INT; kill -TERM "$JOB" "$SAMPLER" 2>/dev/null\' TERM INT',
+        " ".join(quote(w) for w in argv) + " &",
+        "JOB=$!",
+        'wait "$JOB"',
         "rc=$?",
+        'if kill -0 "$JOB" 2>/dev/null; then wait "$JOB"; rc=$?; fi',
         'kill "$SAMPLER" 2>/dev/null; wait "$SAMPLER" 2>/dev/null',
         "exit $rc",
     ]
