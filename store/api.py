@@ -649,8 +649,11 @@ class Store:
         q = select(table).order_by(table.c.run_id)
         if run_ids is not None:
             q = q.where(table.c.run_id.in_(list(run_ids)))
-        return [SlurmJobRecord(**{k: (_aware(v) if isinstance(v, datetime) else v)
-                                  for k, v in row._mapping.items()}) for row in self._rows(q)]
+        out = []
+        for row in self._rows(q):
+            values: dict[str, Any] = {k: (_aware(v) if isinstance(v, datetime) else v) for k, v in row._mapping.items()}
+            out.append(SlurmJobRecord(**values))
+        return out
 
 
 class SlurmFields(TypedDict, total=False):

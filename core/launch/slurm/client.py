@@ -42,7 +42,7 @@ class SlurmClient:
     def __init__(self, runner: Runner = run_command) -> None:
         self.runner = runner
         self.calls: Counter[str] = Counter()
-        self._sacct_works: bool | None = None
+        self.sacct_works: bool | None = None
 
     def _run(self, argv: list[str], *, check: bool = True) -> str:
         self.calls[argv[0]] += 1
@@ -74,14 +74,14 @@ class SlurmClient:
         else one `scontrol show job` (every job the controller still holds)."""
         if not job_ids:
             return {}
-        if self._sacct_works is not False:
+        if self.sacct_works is not False:
             self.calls["sacct"] += 1
             rc, out, err = self.runner(["sacct", "--noheader", "--parsable2", "--allocations",
                                         f"--jobs={','.join(job_ids)}",
                                         "--format=JobID,State,ExitCode,NodeList,Submit,Start,End,Partition,Reason"],
                                        TIMEOUT_S)
-            self._sacct_works = rc == 0 and "not running" not in err.lower() and "disabled" not in err.lower()
-            if self._sacct_works:
+            self.sacct_works = rc == 0 and "not running" not in err.lower() and "disabled" not in err.lower()
+            if self.sacct_works:
                 found = parse_sacct(out)
                 if found:
                     return found

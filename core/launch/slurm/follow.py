@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from zerodeck.core.launch.slurm.client import SlurmClient, SlurmError
 from zerodeck.core.launch.slurm.nodes import node_telemetry
-from zerodeck.core.launch.slurm.queue import GONE_AFTER_S, POLL_S, SharedQueue
+from zerodeck.core.launch.slurm.queue import GONE_AFTER_S, MIN_AGE_S, POLL_S, SharedQueue
 from zerodeck.core.launch.slurm.render import SBATCH_FILE, TELEMETRY_DIR
 from zerodeck.core.launch.slurm.result import STATE_FILE
 from zerodeck.core.launch.slurm.states import JobState
@@ -38,6 +38,7 @@ JOB_FILE = "slurm_job.json"
 TELEMETRY_FLUSH_S = 5.0
 STOP_VERIFY_S = 6.0  # inside the supervisor's grace before SIGKILL (GRACE_S = 8)
 HEARTBEAT_S = 300.0  # a pending job says so in the log: waiting in the queue is not a stall
+QUICK_S = 10.0  # after submitting, poll at MIN_AGE_S this long (a free cluster starts a job at once)
 
 
 def utcnow() -> datetime:
@@ -137,6 +138,7 @@ class Follower:
                                     cards_per_node=self.cards, submitted_at=self.submitted)
         self.say(f"submitted Slurm job {self.job_id} ({self.nodes} node(s) x {self.cards} card(s))")
         missing_since: float | None = None
+        started_polling = time.monotonic()
         while True:
             if self.stop_wanted:
                 return self.cancel()
@@ -157,7 +159,9 @@ class Follower:
                     return self.ended(state)
             self.logs.pump()
             self.flush_telemetry()
-            self._sleep(self.poll)
+            # Quick polls until the job runs, so the start is recorded within a second of it.
+            quick = self.started is None and time.monotonic() - started_polling < QUICK_S
+            self._sleep(min(self.poll, MIN_AGE_S) if quick else self.poll)
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds

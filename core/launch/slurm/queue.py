@@ -23,6 +23,8 @@ from zerodeck.core.launch.slurm.client import SlurmClient, SlurmError
 from zerodeck.core.launch.slurm.states import TERMINAL_STATES, JobState
 
 POLL_S = 2.0
+# A job just submitted is not in the shared answer yet: its follower may ask again this soon.
+MIN_AGE_S = 0.5
 # A job squeue no longer lists and no final query knows after this long is gone (purged).
 GONE_AFTER_S = 30.0
 
@@ -61,10 +63,14 @@ class SharedQueue:
         """The newest known state of each of `job_ids` (a job Slurm no longer knows is absent)."""
         with self._locked():
             data = self._read()
+            if isinstance(data.get("sacct_works"), bool):  # learnt once for every follower
+                self.client.sacct_works = data["sacct_works"]
             now = self.clock()
             jobs: dict[str, Any] = data.get("jobs", {})
             finals: dict[str, Any] = data.get("finals", {})
-            fresh = now - float(data.get("at", 0.0)) < self.max_age
+            age = now - float(data.get("at", 0.0))
+            known = all(j in jobs or j in finals for j in job_ids)
+            fresh = age < min(MIN_AGE_S, self.max_age) or (age < self.max_age and known)
             if not fresh:
                 try:
                     listed = self.client.squeue()
@@ -84,7 +90,7 @@ class SharedQueue:
                 for job_id, state in got.items():
                     if state.terminal:
                         finals[job_id] = dataclasses.asdict(state)
-                data.update(finals=_recent(finals, now), finals_at=now)
+                data.update(finals=_recent(finals, now), finals_at=now, sacct_works=self.client.sacct_works)
             counts = data.get("calls", {})
             for name, count in self.client.calls.items():
                 counts[name] = counts.get(name, 0) + count

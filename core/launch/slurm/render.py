@@ -108,14 +108,15 @@ def node_command(recipe: Recipe, launch: Launch, ctx: RenderContext) -> tuple[li
 def _torchrun_multinode(argv: list[str], nodes: str) -> list[str]:
     out: list[str] = []
     i = 0
-    replaced = {"--nnodes": [nodes, "--node_rank", Var("NODE_RANK")], "--master_addr": [Var("MASTER_ADDR")],
-                "--master_port": [Var("MASTER_PORT")], "--node_rank": []}
+    # Each option and its value → what the node runs instead (a single node's --node_rank goes).
+    replaced: dict[str, list[str]] = {
+        "--nnodes": ["--nnodes", nodes, "--node_rank", Var("NODE_RANK")],
+        "--master_addr": ["--master_addr", Var("MASTER_ADDR")],
+        "--master_port": ["--master_port", Var("MASTER_PORT")], "--node_rank": []}
     while i < len(argv):
         word = argv[i]
         if word in replaced and i + 1 < len(argv):
-            more = replaced[word]
-            if more:
-                out += [word, *more] if word != "--node_rank" else []
+            out += replaced[word]
             i += 2
             continue
         out.append(word)
