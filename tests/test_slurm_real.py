@@ -131,3 +131,28 @@ def test_pending_job_shows_pending_with_its_reason(slurm_env, cli, tmp_path: Pat
     assert code == 0 and json.loads(out)["slurm"]["state"] == "PENDING"
     cli("stop", str(run_id))
     assert job.job_id not in slurm_env.jobs()
+
+
+def test_a_job_outliving_its_supervisor_and_follower_is_followed_again(slurm_env, cli, tmp_path: Path) -> None:  # noqa: F811 - the fixture
+    recipe = command_job(tmp_path, ["sleep", "600"])
+    code, out, err = cli("run", str(recipe), "--detach")
+    assert code == 0, err
+    run_id = int(out.split()[0])
+    job = wait_for(lambda: (j := _job(run_id)) and j.state == "RUNNING" and j, 60)
+    run = run_row(run_id)
+    local = [p for p in _run_processes(run_id)
+             if "zerodeck.core.launch.slurm.follow" in " ".join(psutil.Process(p).cmdline())]
+    for pid in [run.supervisor_pid, *local]:  # the login node's half dies; the job runs on
+        os.kill(pid, 9)
+    wait_for(lambda: not psutil.pid_exists(run.supervisor_pid) or psutil.Process(run.supervisor_pid).status()
+             == psutil.STATUS_ZOMBIE, 10)
+    code, out, err = cli("runs", "--json")
+    assert "re-adopted" in err, err
+    assert job.job_id in slurm_env.jobs()
+    log = Path(run.log_path)
+    wait_for(lambda: f"following Slurm job {job.job_id} again" in log.read_text(), 30)
+    assert run_row(run_id).status == "running" and slurm_env.jobs().count(job.job_id) == 1  # not resubmitted
+    code, out, err = cli("stop", str(run_id))
+    final = run_row(run_id)
+    assert final.outcome == "killed" and "Slurm CANCELLED" in final.reason, final.reason
+    assert job.job_id not in slurm_env.jobs()

@@ -167,3 +167,22 @@ def test_a_version_4_store_migrates_to_6_with_its_runs(zd_home: Path) -> None:
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "6"
     with pytest.raises(TypeError):
         store.upsert_slurm_job(run_id, bogus=1)  # type: ignore[call-arg]
+
+
+def test_the_supervisor_reads_how_the_job_ended(tmp_path: Path) -> None:
+    import json
+
+    from zerodeck.core.launch.slurm.result import STATE_FILE, adjust
+
+    bare = diagnose("", exit_code=1)
+    assert adjust(tmp_path, bare) == bare  # a local run: no state file
+    (tmp_path / STATE_FILE).write_text(json.dumps({"state": "NOT_SUBMITTED", "error": "sbatch: invalid partition"}))
+    assert (adjust(tmp_path, bare).outcome, adjust(tmp_path, bare).reason) == ("failed", "sbatch: invalid partition")
+    # A job Slurm forgot is judged by its log, as a local run whose processes are gone.
+    (tmp_path / STATE_FILE).write_text(json.dumps({"job_id": "5", "state": "UNKNOWN"}))
+    vanished = adjust(tmp_path, diagnose("", exit_code=None))
+    assert vanished.outcome == "lost" and "vanished" in vanished.reason
+    done = "{\"zerodeck\": \"done\", \"steps\": 20, \"train_runtime\": 7.1, \"train_loss\": 4.2}\n"
+    assert adjust(tmp_path, diagnose(done, exit_code=None)).outcome == "succeeded"
+    (tmp_path / STATE_FILE).write_text(json.dumps({"job_id": "5", "state": "CANCELLED", "stopped": True}))
+    assert adjust(tmp_path, bare).reason == "stopped on request (Slurm CANCELLED)"

@@ -55,6 +55,20 @@ def parse_slurm_time(text: str | None) -> datetime | None:
         return None
 
 
+def submitted_job(run_dir: Path) -> str | None:
+    """The job id this run was submitted as, when it was (`slurm_job.json`)."""
+    try:
+        job_id = json.loads((run_dir / JOB_FILE).read_text()).get("job_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(job_id) if job_id else None
+
+
+def follow_again(run_dir: Path) -> bool:
+    """A Slurm run whose follower is gone but whose job may still be in Slurm: submitted, not ended."""
+    return submitted_job(run_dir) is not None and not (run_dir / STATE_FILE).exists()
+
+
 class LogStreamer:
     """Copies what each node's log gained since the last call into the run's log."""
 
@@ -126,24 +140,26 @@ class Follower:
 
     # -- the life of the job ----------------------------------------------------------------------
     def run(self) -> int:
-        try:
-            self.job_id = self.client.submit(self.run_dir / SBATCH_FILE)
-        except SlurmError as exc:
-            self.say(f"submission failed: {exc}")
-            self.write_state({"state": "NOT_SUBMITTED", "error": str(exc)})
+        known = submitted_job(self.run_dir)
+        if known is not None:
+            # The run's follower died with its supervisor and the reconciler started them again:
+            # follow the job already submitted, never submit a second one.
+            self.job_id = known
+            row = self.store.slurm_job(self.run_id)
+            self.submitted = row.submitted_at if row is not None else None
+            self.started = row.started_at if row is not None else None
+            self.say(f"following Slurm job {self.job_id} again")
+        elif not self.submit():
             return 1
-        self.submitted = utcnow()
-        (self.run_dir / JOB_FILE).write_text(json.dumps({"job_id": self.job_id}) + "\n")
-        self.store.upsert_slurm_job(self.run_id, job_id=self.job_id, state="PENDING", nodes=self.nodes,
-                                    cards_per_node=self.cards, submitted_at=self.submitted)
-        self.say(f"submitted Slurm job {self.job_id} ({self.nodes} node(s) x {self.cards} card(s))")
+        job_id = self.job_id
+        assert job_id is not None
         missing_since: float | None = None
         started_polling = time.monotonic()
         while True:
             if self.stop_wanted:
                 return self.cancel()
             try:
-                state = self.queue.observe([self.job_id]).get(self.job_id)
+                state = self.queue.observe([job_id]).get(job_id)
             except SlurmError as exc:
                 self.say(f"scheduler query failed: {exc}")
                 state = None
@@ -162,6 +178,20 @@ class Follower:
             # Quick polls until the job runs, so the start is recorded within a second of it.
             quick = self.started is None and time.monotonic() - started_polling < QUICK_S
             self._sleep(min(self.poll, MIN_AGE_S) if quick else self.poll)
+
+    def submit(self) -> bool:
+        try:
+            self.job_id = self.client.submit(self.run_dir / SBATCH_FILE)
+        except SlurmError as exc:
+            self.say(f"submission failed: {exc}")
+            self.write_state({"state": "NOT_SUBMITTED", "error": str(exc)})
+            return False
+        self.submitted = utcnow()
+        (self.run_dir / JOB_FILE).write_text(json.dumps({"job_id": self.job_id}) + "\n")
+        self.store.upsert_slurm_job(self.run_id, job_id=self.job_id, state="PENDING", nodes=self.nodes,
+                                    cards_per_node=self.cards, submitted_at=self.submitted)
+        self.say(f"submitted Slurm job {self.job_id} ({self.nodes} node(s) x {self.cards} card(s))")
+        return True
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds

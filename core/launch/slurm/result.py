@@ -23,7 +23,9 @@ def adjust(run_dir: Path, d: Diagnosis) -> Diagnosis:
     if data.get("error"):
         return Diagnosis("failed", d.device, d.code, d.rank, d.excerpt, str(data["error"]))
     if data["state"] == "UNKNOWN":  # vanished: the logs decide, as for a local run whose processes are gone
-        reason = d.reason or "the Slurm job vanished from the queue"
+        if d.outcome == "succeeded":
+            return d
+        reason = "the Slurm job vanished from the queue" + (f": {d.reason}" if d.reason else "")
         return Diagnosis(d.outcome or "lost", d.device, d.code, d.rank, d.excerpt, reason)
     fields = {k: data.get(k) for k in ("job_id", "state", "reason", "node_list", "exit_code")}
     job = JobState(**{k: (str(v) if v is not None else None) for k, v in fields.items()})  # type: ignore[arg-type]
