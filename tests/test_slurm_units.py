@@ -186,3 +186,23 @@ def test_the_supervisor_reads_how_the_job_ended(tmp_path: Path) -> None:
     assert adjust(tmp_path, diagnose(done, exit_code=None)).outcome == "succeeded"
     (tmp_path / STATE_FILE).write_text(json.dumps({"job_id": "5", "state": "CANCELLED", "stopped": True}))
     assert adjust(tmp_path, bare).reason == "stopped on request (Slurm CANCELLED)"
+
+
+def test_node_telemetry_keeps_per_node_peaks_and_a_bounded_series(tmp_path: Path) -> None:
+    import json
+
+    from zerodeck.core.launch.slurm.nodes import MAX_POINTS, node_telemetry
+
+    for node, base in (("npu-a01", 1000.0), ("npu-a02", 2000.0)):
+        rows = [{"wall": 100.0 + i, "node": node, "host_used_mb": 500.0, "host_total_mb": 1000.0,
+                 "cards": [{"card": "0", "used_mb": base + i, "total_mb": 65536.0, "util_pct": 50.0}]}
+                for i in range(2000)]
+        text = "".join(json.dumps(r) + "\n" for r in rows) + '{"wall": 3000, "cards": [{"ca'  # being written
+        (tmp_path / f"{node}.jsonl").write_text(text)
+    samples, peaks, nodes = node_telemetry(tmp_path, "npu")
+    assert nodes == ["npu-a01", "npu-a02"]
+    by = {(p.source, p.card): p for p in peaks}
+    assert by[("npu-smi", "npu-a02:0")].peak_mb == 3999.0 and by[("npu-smi", "npu-a01:0")].baseline_mb == 1000.0
+    assert by[("host", "npu-a01")].total_mb == 1000.0
+    per_card = [s for s in samples if s.card == "npu-a01:0"]
+    assert len(per_card) <= MAX_POINTS and per_card[0].t == 0.0 and per_card[-1].t > 1900

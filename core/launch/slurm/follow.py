@@ -38,6 +38,7 @@ JOB_FILE = "slurm_job.json"
 TELEMETRY_FLUSH_S = 5.0
 STOP_VERIFY_S = 6.0  # inside the supervisor's grace before SIGKILL (GRACE_S = 8)
 HEARTBEAT_S = 300.0  # a pending job says so in the log: waiting in the queue is not a stall
+FINAL_TRIES = 6  # polls to wait for an ended job's exit code (sacct / scontrol) before recording without it
 QUICK_S = 10.0  # after submitting, poll at MIN_AGE_S this long (a free cluster starts a job at once)
 
 
@@ -53,6 +54,10 @@ def parse_slurm_time(text: str | None) -> datetime | None:
         return datetime.fromisoformat(text).astimezone(timezone.utc)
     except ValueError:
         return None
+
+
+def _age_s(since: datetime) -> float:
+    return (utcnow() - since).total_seconds()
 
 
 def submitted_job(run_dir: Path) -> str | None:
@@ -154,6 +159,7 @@ class Follower:
         job_id = self.job_id
         assert job_id is not None
         missing_since: float | None = None
+        final_tries = 0
         started_polling = time.monotonic()
         while True:
             if self.stop_wanted:
@@ -171,12 +177,14 @@ class Follower:
             else:
                 missing_since = None
                 self.note(state)
-                if state.terminal:
+                if state.terminal and (state.exit_code is not None or final_tries >= FINAL_TRIES):
                     return self.ended(state)
+                if state.terminal:  # squeue said it ended; the exit code comes with the next final query
+                    final_tries += 1
             self.logs.pump()
             self.flush_telemetry()
             # Quick polls until the job runs, so the start is recorded within a second of it.
-            quick = self.started is None and time.monotonic() - started_polling < QUICK_S
+            quick = (self.started is None and time.monotonic() - started_polling < QUICK_S) or final_tries > 0
             self._sleep(min(self.poll, MIN_AGE_S) if quick else self.poll)
 
     def submit(self) -> bool:
@@ -250,7 +258,9 @@ class Follower:
 
     def flush_telemetry(self, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now - self._flushed < TELEMETRY_FLUSH_S:
+        # Every 5 s while the run is young, then every 30 s: the files are re-read whole each time.
+        every = TELEMETRY_FLUSH_S if self.started is None or _age_s(self.started) < 300 else 6 * TELEMETRY_FLUSH_S
+        if not force and now - self._flushed < every:
             return
         self._flushed = now
         samples, peaks, _nodes = node_telemetry(self.run_dir / TELEMETRY_DIR, self.device)

@@ -15,6 +15,7 @@ from typing import Any
 from zerodeck.store.records import CardPeakRecord, SampleRecord
 
 SOURCE = {"npu": "npu-smi", "cuda": "nvidia", "cpu": "cpu"}
+MAX_POINTS = 600  # samples kept per card (peaks are taken from every reading)
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
@@ -64,4 +65,16 @@ def node_telemetry(telemetry_dir: Path, device: str, t0: float | None = None
                     peak["peak_mb"] = used
                 if total is not None:
                     peak["total_mb"] = total
-    return samples, [CardPeakRecord(source=s, card=c, **p) for (s, c), p in peaks.items()], nodes
+    return _thin(samples), [CardPeakRecord(source=s, card=c, **p) for (s, c), p in peaks.items()], nodes
+
+
+def _thin(samples: list[SampleRecord]) -> list[SampleRecord]:
+    """At most MAX_POINTS evenly spread samples per (source, card): a long run's series stays small."""
+    by_card: dict[tuple[str, str], list[SampleRecord]] = {}
+    for s in samples:
+        by_card.setdefault((s.source, s.card), []).append(s)
+    out: list[SampleRecord] = []
+    for series in by_card.values():
+        stride = -(-len(series) // MAX_POINTS)
+        out += series[::stride]
+    return out
