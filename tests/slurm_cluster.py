@@ -89,7 +89,9 @@ class SlurmCluster:
             "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none",
             "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core", "GresTypes=gpu",
             "AccountingStorageType=accounting_storage/none", "JobCompType=jobcomp/none",
-            "JobAcctGatherType=jobacct_gather/none", "MpiDefault=none", "ReturnToService=2",
+            "JobAcctGatherType=jobacct_gather/none", "MpiDefault=none",
+            # A node set DOWN stays down until resumed (a test fails a node on purpose).
+            "ReturnToService=1",
             "SchedulerType=sched/backfill", "SchedulerParameters=sched_interval=1",
             "InactiveLimit=0", "KillWait=2", "MinJobAge=600", "OverTimeLimit=0",
             "SlurmctldTimeout=30", "SlurmdTimeout=30", "Waittime=0",

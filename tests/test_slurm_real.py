@@ -156,3 +156,18 @@ def test_a_job_outliving_its_supervisor_and_follower_is_followed_again(slurm_env
     final = run_row(run_id)
     assert final.outcome == "killed" and "Slurm CANCELLED" in final.reason, final.reason
     assert job.job_id not in slurm_env.jobs()
+
+
+def test_a_node_failure_is_lost_naming_the_node(slurm_env, cli, tmp_path: Path) -> None:  # noqa: F811 - the fixture
+    recipe = command_job(tmp_path, ["sleep", "600"], nodes=2, extra='["--no-requeue"]')
+    code, out, err = cli("run", str(recipe), "--detach")
+    assert code == 0, err
+    run_id = int(out.split()[0])
+    wait_for(lambda: (j := _job(run_id)) and j.state == "RUNNING" and j, 60)
+    try:
+        slurm_env.run(["scontrol", "update", "nodename=zdnode2", "state=down", "reason=zerodeck-test"])
+        final = wait_for(lambda: (x := run_row(run_id)).finished and x, 60)
+    finally:
+        slurm_env.run(["scontrol", "update", "nodename=zdnode2", "state=resume"], check=False)
+    assert final.outcome == "lost" and final.reason.startswith("node zdnode2 failed (Slurm NODE_FAIL"), final.reason
+    assert _job(run_id).state == "NODE_FAIL"

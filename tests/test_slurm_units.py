@@ -122,8 +122,10 @@ def test_slurm_states_map_onto_outcomes() -> None:
     timeout = slurm_outcome(_job("TIMEOUT", exit_code="0:15"), bare)
     assert (timeout.outcome, timeout.reason) == ("killed", "time limit (Slurm TIMEOUT, exit 0:15)")
     assert slurm_outcome(_job("PREEMPTED"), bare).outcome == "killed"
-    lost = slurm_outcome(_job("NODE_FAIL", node_list="npu-a02"), bare)
+    lost = slurm_outcome(_job("NODE_FAIL", node_list="npu-a01,npu-a02"), bare, failed_node="npu-a02")
     assert lost.outcome == "lost" and lost.reason.startswith("node npu-a02 failed (Slurm NODE_FAIL")
+    unsure = slurm_outcome(_job("NODE_FAIL", node_list="npu-a01,npu-a02"), bare)  # back up before we asked
+    assert unsure.reason.startswith("a node of npu-a01,npu-a02 failed")
     oom = slurm_outcome(_job("OUT_OF_MEMORY", exit_code="0:125"), bare)
     assert (oom.outcome, oom.device) == ("oom", "host") and "Slurm OUT_OF_MEMORY" in oom.reason
     assert slurm_outcome(_job("CANCELLED"), bare, stopped=True).reason == "stopped on request (Slurm CANCELLED)"

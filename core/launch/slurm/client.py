@@ -89,6 +89,12 @@ class SlurmClient:
         self.calls["scontrol"] += 1
         return parse_scontrol(out) if rc == 0 else {}
 
+    def down_nodes(self) -> set[str]:
+        """Nodes Slurm holds down, drained or failed (which node a NODE_FAIL job lost)."""
+        out = self._run(["sinfo", "--noheader", "--Node", "--states=down,drain,fail,no_respond",
+                         "--format=%N"], check=False)
+        return set(out.split())
+
     def hostnames(self, node_list: str) -> list[str]:
         return self._run(["scontrol", "show", "hostnames", node_list]).split()
 

@@ -246,7 +246,12 @@ class Follower:
         ended = parse_slurm_time(state.end_time) or utcnow()
         self.store.upsert_slurm_job(self.run_id, state=state.state, state_reason=state.reason,
                                     exit_code=state.exit_code, ended_at=ended)
-        self.write_state({**asdict(state), "stopped": self.stop_wanted})
+        extra: dict[str, Any] = {"stopped": self.stop_wanted}
+        if state.state == "NODE_FAIL":
+            with contextlib.suppress(SlurmError):
+                nodes = self._expand(state.node_list).split(",") if state.node_list else []
+                extra["failed_node"] = ",".join(n for n in nodes if n in self.client.down_nodes()) or None
+        self.write_state({**asdict(state), **extra})
         code = state.exit_code or "?"
         self.say(f"Slurm job {self.job_id} ended {state.state} (exit {code})")
         if state.state == "COMPLETED":

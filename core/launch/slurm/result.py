@@ -30,4 +30,5 @@ def adjust(run_dir: Path, d: Diagnosis) -> Diagnosis:
     fields = {k: data.get(k) for k in ("job_id", "state", "reason", "node_list", "exit_code")}
     job = JobState(**{k: (str(v) if v is not None else None) for k, v in fields.items()})  # type: ignore[arg-type]
     stopped = bool(data.get("stopped")) or d.reason == "stopped on request"
-    return slurm_outcome(job, d, stopped=stopped)
+    failed = data.get("failed_node")
+    return slurm_outcome(job, d, stopped=stopped, failed_node=str(failed) if failed else None)

@@ -88,8 +88,9 @@ def slurm_outcome(job: JobState, diagnosed: Diagnosis, *, stopped: bool = False,
     if state == "PREEMPTED":
         return with_("killed", "preempted")
     if state == "NODE_FAIL":
-        node = failed_node or job.node_list or "a node"
-        return with_("lost", f"node {node} failed")
+        if failed_node:
+            return with_("lost", f"node {failed_node} failed")
+        return with_("lost", f"a node of {job.node_list} failed" if job.node_list else "a node failed")
     if state == "OUT_OF_MEMORY":
         return with_("oom", "out of host memory", device="host")
     if state == "CANCELLED":
