@@ -63,3 +63,18 @@ def test_a_failed_query_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(SlurmError) as exc:
         queue.observe(["1"])
     assert str(exc.value).startswith("squeue") and "\n" not in str(exc.value)
+
+
+def test_doctor_reports_the_slurm_client_partitions_and_gres(slurm_env, cli) -> None:  # noqa: F811 - the fixture
+    import json
+    import re
+
+    code, out, _err = cli("doctor", "--json")
+    slurm = json.loads(out)["slurm"]
+    assert slurm["error"] is None and slurm["client"].endswith("sbatch")
+    assert re.match(r"^slurm(-wlm)? \d+\.\d+", slurm["version"]), slurm  # "slurm-wlm 22.05.8" on Debian
+    (part,) = slurm["partitions"]
+    assert (part["name"], part["default"], part["state"], part["nodes"], part["gres"]) == \
+        ("debug", True, "up", 2, "gpu:2")
+    code, out, _err = cli("doctor")
+    assert f"slurm: {slurm['version']}" in out and "GRES gpu:2 (default)" in out
