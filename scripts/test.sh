@@ -14,7 +14,7 @@ bash scripts/swift-venv.sh >/dev/null || echo "zerodeck: no ms-swift environment
 # munge, installed when missing and this is root; otherwise those tests skip and say why.
 if ! command -v sbatch >/dev/null || ! [ -x /usr/sbin/slurmctld ] || ! [ -x /usr/sbin/munged ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null \
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge; } >/dev/null \
       || echo "zerodeck: slurm-wlm / munge did not install; the Slurm tests will skip" >&2
   else
     echo "zerodeck: no slurm-wlm / munge (install them as root); the Slurm tests will skip" >&2
