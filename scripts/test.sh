@@ -27,6 +27,16 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
         echo "zerodeck: no PostgreSQL (initdb) here and not root to install it; the PostgreSQL tests will skip" >&2
     fi
 fi
+# The one-machine Slurm cluster of the Slurm tests (tests/slurm_cluster.py): Debian's slurm-wlm and
+# munge, installed when missing and this is root; otherwise those tests skip and say why.
+if ! command -v sbatch >/dev/null || ! [ -x /usr/sbin/slurmctld ] || ! [ -x /usr/sbin/munged ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge; } >/dev/null \
+      || echo "zerodeck: slurm-wlm / munge did not install; the Slurm tests will skip" >&2
+  else
+    echo "zerodeck: no slurm-wlm / munge (install them as root); the Slurm tests will skip" >&2
+  fi
+fi
 "$VENV/bin/ruff" check core store tui tests bench
 MYPY="$VENV/bin/mypy" bash scripts/mypy.sh core store tui
 # The layering contracts in pyproject.toml [tool.importlinter] (ARCHITECTURE.md, "Layers").

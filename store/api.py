@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, TypedDict
 
 from sqlalchemy import Engine, String, Table, delete, func, insert, select, text, type_coerce, update
@@ -29,6 +29,7 @@ from zerodeck.store.models import (
     RecipeSnapshot,
     Run,
     RunEvent,
+    SlurmJob,
     TelemetrySample,
     utcnow,
 )
@@ -46,6 +47,7 @@ from zerodeck.store.records import (
     QueueRecord,
     RunRecord,
     SampleRecord,
+    SlurmJobRecord,
     decode_json,
     encode_json,
     records_from_rows,
@@ -627,9 +629,60 @@ class Store:
             points.update({p.step: p for p in mine})
         return [points[k] for k in sorted(points)]
 
+    # -- added by the Slurm area (issue 15) ------------------------------------------------------
+    def upsert_slurm_job(self, run_id: int, **fields: Unpack[SlurmFields]) -> None:
+        """Create or update the run's Slurm row with the given columns."""
+        unknown = set(fields) - set(SlurmFields.__annotations__)
+        if unknown:
+            raise TypeError(f"not a slurm_job column: {', '.join(sorted(unknown))}")
+        with self._session() as s:
+            row = s.get(SlurmJob, run_id)
+            if row is None:
+                s.add(SlurmJob(run_id=run_id, **fields))
+            else:
+                for key, value in fields.items():
+                    setattr(row, key, value)
+                s.add(row)
+            s.commit()
+
+    def slurm_job(self, run_id: int) -> SlurmJobRecord | None:
+        found = self.slurm_jobs([run_id])
+        return found[0] if found else None
+
+    def slurm_jobs(self, run_ids: Sequence[int] | None = None) -> list[SlurmJobRecord]:
+        """Slurm rows of the given runs (all when None), oldest run first."""
+        table: Table = SlurmJob.__table__  # type: ignore[attr-defined]
+        q = select(table).order_by(table.c.run_id)
+        if run_ids is not None:
+            q = q.where(table.c.run_id.in_(list(run_ids)))
+        out = []
+        for row in self._rows(q):
+            values: dict[str, Any] = {k: (_aware(v) if isinstance(v, datetime) else v) for k, v in row._mapping.items()}
+            out.append(SlurmJobRecord(**values))
+        return out
+
+
+class SlurmFields(TypedDict, total=False):
+    job_id: str | None
+    state: str | None
+    state_reason: str | None
+    nodes: int
+    cards_per_node: int
+    node_list: str | None
+    partition: str | None
+    exit_code: str | None
+    submitted_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    queue_wait_s: float | None
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
 
 def _like_literal(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-__all__ = ["Store", "RunFields", "FinishFields", "QueueFields", "decode_json"]
+__all__ = ["Store", "RunFields", "FinishFields", "QueueFields", "SlurmFields", "decode_json"]

@@ -113,4 +113,5 @@ MIGRATIONS: dict[int, Callable[[Any], None]] = {
     2: _v2_run_axes,
     3: _v3_card_ledger,
     4: _v4_events_resume,
+    # 6: the slurm_job table (issue 15): new, so create_all makes it after the steps; no run row moves.
 }

@@ -18,7 +18,8 @@ from zerodeck.store.records import OUTCOMES, STATUSES
 # 3: the card ledger (ledger_hold, host_card) and the run's placement (card_ids, HCCL port block,
 #    placement warning).
 # 4: run events, the stall flag and resume links (parent_id, resumed_from, stalled_at on run).
-SCHEMA_VERSION = 4
+# 6: the slurm_job table (a run submitted to Slurm: job id, state, nodes, queue wait).
+SCHEMA_VERSION = 6
 __all__ = ["OUTCOMES", "STATUSES", "SCHEMA_VERSION"]
 
 
@@ -204,3 +205,27 @@ class RunEvent(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow)
     kind: str = Field(index=True)
     detail: str = "null"  # JSON: a line of text or an object (the per-card snapshot of a stall)
+
+
+# -- Slurm jobs (issue 15, migration 6) -------------------------------------------------------------
+class SlurmJob(SQLModel, table=True):
+    """The Slurm side of a run submitted with `[cluster] scheduler = "slurm"`: one row per run.
+
+    A table of its own rather than run columns: most runs never touch a scheduler, and the state
+    the scheduler reports (PENDING with its reason, RUNNING, TIMEOUT, ...) changes while the run's
+    own status stays `running`."""
+
+    __tablename__ = "slurm_job"
+    run_id: int = Field(foreign_key="run.id", primary_key=True)
+    job_id: str | None = Field(default=None, index=True)
+    state: str | None = None  # Slurm's job state: PENDING, RUNNING, COMPLETED, TIMEOUT, ...
+    state_reason: str | None = None  # squeue's %r: Resources, Priority, ReqNodeNotAvail, ...
+    nodes: int = 1
+    cards_per_node: int = 0
+    node_list: str | None = None  # the job's nodes, expanded (zdn1,zdn2)
+    partition: str | None = None
+    exit_code: str | None = None  # Slurm's "code:signal" of the batch script
+    submitted_at: datetime | None = None
+    started_at: datetime | None = None  # when the job left the queue and ran
+    ended_at: datetime | None = None
+    queue_wait_s: float | None = None  # started_at - submitted_at: time waiting, apart from run time

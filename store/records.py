@@ -312,3 +312,27 @@ class EventRecord:
 
     def as_dict(self) -> dict[str, Any]:
         return {"at": self.at.isoformat(), "kind": self.kind, "detail": self.detail}
+
+
+# -- Slurm jobs (issue 15) ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SlurmJobRecord:
+    """One run's Slurm job as the store holds it (`store.slurm_job(run_id)`)."""
+
+    run_id: int
+    job_id: str | None
+    state: str | None
+    state_reason: str | None
+    nodes: int
+    cards_per_node: int
+    node_list: str | None
+    partition: str | None
+    exit_code: str | None
+    submitted_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    queue_wait_s: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: (v.isoformat() if isinstance(v := getattr(self, f.name), datetime) else v)
+                for f in fields(self)}

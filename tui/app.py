@@ -334,7 +334,8 @@ class ZerodeckApp(App[int]):
                         shared = (key, tuple(losses), Curves(
                             loss=tuple(loss_curve), samples_per_s=tuple(sps_curve),
                             eval_loss=tuple(evals.eval_points[-CURVE_KEEP:])))
-                    progress = replace(progress_of(run, shared[1], last_point, self.clock()), curves=shared[2])
+                    progress = replace(progress_of(run, shared[1], last_point, self.clock()), curves=shared[2],
+                                       cluster=self.services.cluster_view(run_id))
                 except Exception:
                     progress = None
             if reset or lines or progress != last_progress:

@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zerodeck.core.outcome.evals import eval_points
-from zerodeck.tui.view import BadFile, CardPeakView, CatalogRow, Curves, Progress, RunDetail, run_duration_s
+from zerodeck.tui.view import (
+    BadFile,
+    CardPeakView,
+    CatalogRow,
+    ClusterView,
+    Curves,
+    Progress,
+    RunDetail,
+    run_duration_s,
+)
 
 # The store and the core modules below are imported where they are used, in worker threads: the first
 # screen paints without waiting for SQLAlchemy (~0.45 s) and the planner, launcher and compare modules
@@ -249,6 +258,14 @@ class Services:
         table = self.compare_table(run_ids, diff_only, pivot)
         write_export(out, render(table, fmt), fmt)
         return out
+
+    def cluster_view(self, run_id: int) -> ClusterView | None:
+        """The followed run's Slurm job (issue 15), or None for a local run."""
+        job = self.store.slurm_job(run_id)
+        if job is None:
+            return None
+        return ClusterView(nodes=job.nodes, cards=job.cards_per_node, state=job.state, reason=job.state_reason,
+                           job_id=job.job_id)
 
     def grid_runs(self, run_id: int) -> list[int]:
         """Every run of the grid the given run was expanded from."""

@@ -81,6 +81,25 @@ class Progress:
     samples_per_s: float | None = None
     eta_s: float | None = None
     curves: Curves = field(default_factory=Curves)
+    # A Slurm run (issue 15): nodes x cards and the job's state ("PENDING (Resources)"), else None.
+    cluster: ClusterView | None = None
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """The Slurm side of the followed run, as the live screen shows it."""
+
+    nodes: int
+    cards: int
+    state: str | None
+    reason: str | None = None
+    job_id: str | None = None
+
+    def text(self) -> str:
+        state = self.state or "?"
+        if self.reason and self.state == "PENDING":
+            state += f" ({self.reason})"
+        return f"{self.nodes}x{self.cards} nodes·cards  Slurm {state}"
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,9 @@ def collect(timeout: float | None = None) -> dict[str, Any]:
     report["cards"] = cards
     report["processes_holding_cards"] = holders
     report["failed_sources"] = failed
+    from zerodeck.core.launch.slurm.doctor import slurm_report
+
+    report["slurm"] = slurm_report()
     return report
 
 
@@ -147,6 +150,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"  {name:13} {version or _('not installed')}")
     asc = report["ascend"]
     print(f"\nascend: npu-smi {asc.get('npu-smi') or '-'}  driver {asc['driver'] or '-'}  CANN {asc['cann'] or '-'}")
+    slurm = report["slurm"]
+    if slurm["client"] is None or slurm["error"]:
+        print(f"\nslurm: {printable(slurm['error'] or '-')}")
+    else:
+        print(f"\nslurm: {printable(slurm['version'] or '?')} ({printable(slurm['client'])})")
+        for part in slurm["partitions"]:
+            default = " (default)" if part["default"] else ""
+            print(printable(f"  {part['name']:12} {part['state']:5} {part['nodes']} node(s), time limit "
+                            f"{part['time_limit']}, GRES {part['gres'] or '-'}{default}"))
     if report["cards"]:
         print()
         emit(report["cards"], as_json=False, columns=["source", "card", "logical_id", "name", "health",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from zerodeck.core.cli.output import add_json_flag, emit, err, say
 from zerodeck.core.errors import EXIT_FAILED, EXIT_OK, BadInput, OperationFailed
 from zerodeck.core.i18n import _
-from zerodeck.core.values import printable
+from zerodeck.core.values import human, printable
 
 if TYPE_CHECKING:  # the store pulls in SQLAlchemy: handlers import it, `zerodeck --help` does not
     from zerodeck.store.api import Store
@@ -32,6 +32,8 @@ def register(sub: Any) -> None:
     p.add_argument("--detach", action="store_true", help=_("return at once, printing the run id(s)"))
     p.add_argument("--dry-run", action="store_true",
                    help=_("print what would be launched (argv, environment, rendered files); start and record nothing"))
+    p.add_argument("--scheduler", choices=("local", "slurm"), default=None,
+                   help=_("run here, or submit to Slurm (overrides the recipe's [cluster] scheduler)"))
     add_json_flag(p)
     p.set_defaults(handler=cmd_run)
 
@@ -149,6 +151,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from zerodeck.core.launch import api
 
     todo = expand_refs(args.recipes)
+    if args.scheduler is not None:
+        todo = [(with_scheduler(recipe, args.scheduler), path) for recipe, path in todo]
     if args.dry_run:
         return dry_run(todo, as_json=args.json)
     host = cli_host()
@@ -197,6 +201,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         emit([r.brief() for r in results], as_json=True)
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def with_scheduler(recipe: Any, scheduler: str) -> Any:
+    """The recipe with `[cluster] scheduler` replaced, validated as if the file said so."""
+    from pydantic import ValidationError
+    from zerodeck.core.recipe.model import ClusterSpec
+
+    try:
+        cluster = ClusterSpec.model_validate({**recipe.cluster.model_dump(), "scheduler": scheduler})
+    except ValidationError as exc:
+        msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise BadInput(f"--scheduler {scheduler}: {recipe.name}: cluster: {msg}") from None
+    return recipe.model_copy(update={"cluster": cluster})
 
 
 def dry_run(todo: list[tuple[Any, Path]], as_json: bool) -> int:
@@ -290,6 +307,8 @@ def run_detail(store: Store, run_id: int) -> dict[str, Any]:
     data["metrics"] = [asdict(p) for p in store.metrics(run_id)]
     data["card_peaks"] = [asdict(p) for p in store.card_peaks(run_id)]
     data["events"] = [e.as_dict() for e in store.events(run_id)]
+    job = store.slurm_job(run_id)  # issue 15: the run's Slurm job (null for a local run)
+    data["slurm"] = job.as_dict() if job is not None else None
     return data
 
 
@@ -313,6 +332,13 @@ def cmd_show(args: argparse.Namespace) -> int:
         total = f" of {peak['total_mb']:.0f}" if peak.get("total_mb") else ""
         base = f" (baseline {peak['baseline_mb']:.0f})" if peak.get("baseline_mb") is not None else ""
         say(f"{('peak ' + peak['card']).ljust(18)}  {peak['peak_mb'] or 0:.0f} MB{total}{base} [{peak['source']}]")
+    slurm = data.get("slurm")
+    if slurm:
+        why = f" ({slurm['state_reason']})" if slurm.get("state_reason") else ""
+        waited = slurm.get("queue_wait_s")
+        wait = f", waited {human(waited)} s in the queue" if waited is not None else ""
+        say(f"{'slurm'.ljust(18)}  job {slurm['job_id']} {slurm['state']}{why}: {slurm['nodes']} node(s) x "
+            f"{slurm['cards_per_node']} card(s){' on ' + slurm['node_list'] if slurm.get('node_list') else ''}{wait}")
     for event in data["events"]:
         say(f"{('event ' + event['kind']).ljust(18)}  {event['at']}  {printable(_event_text(event['detail']))}")
     return EXIT_OK

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,6 +28,8 @@ from zerodeck.core.launch.context import RenderContext
 from zerodeck.core.launch.environment import RUN_ID_VAR, RUN_TAG, host_info, mask_env, versions
 from zerodeck.core.launch.ledger import Placement
 from zerodeck.core.launch.procs import SUPERVISOR_MODULE
+from zerodeck.core.launch.slurm import uses_slurm
+from zerodeck.core.launch.slurm.client import client_found
 from zerodeck.core.launch.spec import JobSpec
 from zerodeck.core.launch.supervisor import mount_point
 from zerodeck.core.plan.verdict import plan_recipe
@@ -94,7 +97,8 @@ def start_run(store: Store, recipe: Recipe, path: Path | None, detach: bool = Tr
     `host` is this host as the process's entry read it; without one the process environment is read.
     """
     host = host or acquire.local_host(os.environ)
-    cards = acquire.choose(store, host, recipe, peak_mb(recipe))
+    # A Slurm run's cards are the scheduler's to give, on its nodes: this host's ledger is not asked.
+    cards = None if uses_slurm(recipe) else acquire.choose(store, host, recipe, peak_mb(recipe))
     run_id = create_run(store, recipe, path)
     launch_recorded(store, run_id, recipe, path, host=host, cards=cards)
     if not detach:
@@ -116,6 +120,8 @@ def launch_recorded(store: Store, run_id: int, recipe: Recipe, path: Path | None
     instead of leaving it queued and the caller (the queue runner) dead."""
 
     try:
+        if placement is None and uses_slurm(recipe):
+            placement = slurm_placement()
         if placement is None:
             try:
                 where = host or acquire.local_host(os.environ)
@@ -157,6 +163,14 @@ def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None, placem
         launch = render(recipe, ctx)
     except BadInput as exc:
         _fail(store, run_id, str(exc))
+    inner = launch  # what one node runs: the preflight checks it, the follower submits its wrapping
+    if uses_slurm(recipe):
+        from zerodeck.core.launch.slurm.render import wrap
+
+        try:
+            launch = wrap(recipe, launch, ctx, cache=paths.home() / "slurm" / "queue.json")
+        except BadInput as exc:
+            _fail(store, run_id, str(exc))
     try:
         alerts = for_recipe(load_config(paths.config_file()), recipe)
     except BadInput as exc:
@@ -176,16 +190,24 @@ def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None, placem
                    world_size=launch.ranks, python=sys.executable, output_dir=output_dir,
                    validate_ds_config="ds_config.json" in launch.files
                    and recipe.launch.backend not in ("command", "builtin"),
-                   store_url=store.url, alert_urls=alerts.urls, alert_on=alerts.on, **watch_fields(recipe))
+                   store_url=store.url, alert_urls=alerts.urls, alert_on=alerts.on, **watch_fields(recipe),
+                   scheduler=recipe.cluster.scheduler)
     spec.write(run_dir)
     store.update_run(run_id, argv=launch.argv, env=mask_env(full_env), rendered=launch.files, versions=versions(),
                      host=placement.host, master_port=port,
                      card_ids=devices, summary={"host": host_info(), "cwd": spec.cwd})
-    problem = preflight.check(recipe, launch, port, env_path, recipe_path=path, recipe_dir=recipe_dir)
+    problem = preflight.check(recipe, inner, port, env_path, recipe_path=path, recipe_dir=recipe_dir)
+    if problem is None and uses_slurm(recipe) and client_found() is None:
+        problem = "sbatch: not found on PATH (install the Slurm client, or drop [cluster] scheduler = \"slurm\")"
     if problem:
         _fail(store, run_id, problem)
     # Recorded at once, so a supervisor that dies before it writes anything is noticed by the first poll.
     store.update_run(run_id, supervisor_pid=spawn_supervisor(store, run_id, run_dir))
+
+
+def slurm_placement() -> Placement:
+    """A Slurm run holds nothing on this host: Slurm places it, and node.sh picks its rendezvous port."""
+    return Placement(host=socket.gethostname(), card_ids=(), master_port=0)
 
 
 def watch_fields(recipe: Recipe) -> dict[str, Any]:

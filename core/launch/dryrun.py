@@ -38,9 +38,14 @@ def dry_run(recipe: Recipe, path: Path | None) -> dict[str, Any]:
     port = int(fixed) if isinstance(fixed, int) else pick_port()
     devices = recipe.hardware.devices or list(range(recipe.hardware.cards))
     recipe_dir = path.parent.resolve() if path else Path.cwd()
-    launch = render(recipe, RenderContext(0, run_dir, recipe_dir, port, devices, sys.executable))
+    ctx = RenderContext(0, run_dir, recipe_dir, port, devices, sys.executable)
+    launch = render(recipe, ctx)
     # The run directory would exist by now in a real launch; the job's cwd inside it is not a problem.
     checked = dataclasses.replace(launch, cwd=None) if launch.cwd == run_dir else launch
+    if recipe.cluster.scheduler == "slurm":  # the sbatch and node scripts a real launch would submit
+        from zerodeck.core.launch.slurm.render import wrap
+
+        launch = wrap(recipe, launch, ctx, cache=paths.home() / "slurm" / "queue.json")
     problem = preflight.check(recipe, checked, port, launch.env.get("PATH"), recipe_path=path, recipe_dir=recipe_dir)
     return {
         "name": recipe.name,

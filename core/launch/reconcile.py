@@ -98,7 +98,18 @@ def _reconcile_locked(store: Store, fresh: RunRecord) -> str | None:
         pid = spawn_supervisor(store, fresh.id, Path(fresh.workdir), adopt=True)
         store.update_run(fresh.id, supervisor_pid=pid)
         return "adopted"
+    if fresh.workdir and _slurm_job_unfollowed(Path(fresh.workdir)):
+        # Its Slurm job lives on without anyone here: a new supervisor follows it again (issue 15).
+        store.update_run(fresh.id, supervisor_pid=fresh.supervisor_pid)
+        store.update_run(fresh.id, supervisor_pid=spawn_supervisor(store, fresh.id, Path(fresh.workdir)))
+        return "adopted"
     return conclude(store, fresh)
+
+
+def _slurm_job_unfollowed(run_dir: Path) -> bool:
+    from zerodeck.core.launch.slurm.follow import follow_again
+
+    return follow_again(run_dir)
 
 
 def conclude(store: Store, run: RunRecord) -> str:

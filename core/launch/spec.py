@@ -48,6 +48,9 @@ class JobSpec:
     # Alert targets (Apprise URLs, unmasked: this file is 0600) and the events that send.
     alert_urls: tuple[str, ...] = field(default_factory=tuple)
     alert_on: tuple[str, ...] = field(default_factory=tuple)
+    # Issue 15: "slurm" when the job is the Slurm follower (core/launch/slurm/follow.py): the nodes'
+    # samplers record telemetry, and Slurm's end state maps the outcome.
+    scheduler: str = "local"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -140,6 +143,10 @@ def _optional(data: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(data["resume"], bool):
             raise SpecError("resume: true or false expected")
         out["resume"] = data["resume"]
+    if "scheduler" in data:
+        if data["scheduler"] not in ("local", "slurm"):
+            raise SpecError("scheduler: 'local' or 'slurm' expected")
+        out["scheduler"] = data["scheduler"]
     for key in ("alert_urls", "alert_on"):
         if key in data:
             value = data[key]

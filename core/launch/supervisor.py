@@ -294,7 +294,8 @@ class Supervisor:
         return rc, killed
 
     def _recorder(self) -> Recorder | None:
-        if self.make_recorder is None:
+        if self.make_recorder is None or (self.spec is not None and self.spec.scheduler == "slurm"):
+            # A Slurm run's cards are on its nodes: their samplers record, the follower stores.
             return None
         try:
             recorder = self.make_recorder(self)
@@ -548,6 +549,10 @@ class Supervisor:
         self.sleep(PORT_SETTLE_S)
 
     def finish(self, d: Diagnosis, *, exit_code: int | None, text: str = "") -> None:
+        if self.spec is not None and self.spec.scheduler == "slurm":
+            from zerodeck.core.launch.slurm.result import adjust
+
+            d = adjust(self.run_dir, d)  # Slurm's end state: TIMEOUT, NODE_FAIL, ... (states.py)
         self._store_points(self.follower.flush())
         summary = {k: v for k, v in self.follower.summary().items() if v is not None}
         out_dir = self.spec.output_dir if self.spec else None

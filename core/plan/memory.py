@@ -173,9 +173,10 @@ class PlanInput:
     freeze_layers: int = 2
     stage: int = 0
     offload: Literal["none", "optimizer", "all"] = "none"
-    cards: int = 8
+    cards: int = 8  # per node
     card_gb: float = 64.0
     device: Literal["npu", "cuda", "cpu"] = "npu"
+    nodes: int = 1  # `[cluster] nodes`: ZeRO shards over all ranks of all nodes
     micro_batch: int = 1
     seq_len: int = 2048
     grad_ckpt: bool = True
@@ -276,7 +277,7 @@ def act_bytes_per_token_layer(inp: PlanInput) -> float:
 
 def estimate(inp: PlanInput) -> Breakdown:
     a = inp.arch
-    n = max(1, inp.cards)
+    n = max(1, inp.cards * inp.nodes)  # data-parallel ranks across every node
     z = inp.stage
     b = 4 if inp.precision == "fp32" else 2
     total_p = a.params()
@@ -435,7 +436,7 @@ def _host_bytes(inp: PlanInput, t_params: int, total_p: int) -> float:
     ranks = min(inp.cards, 8)
     host = total_p * 2.0 + ranks * 2.0 * GIB  # one 16-bit copy while loading; python+torch+runtime per rank
     if inp.offload in ("optimizer", "all"):
-        host += t_params * (12 + 4) * ranks / max(1, inp.cards)
+        host += t_params * (12 + 4) * ranks / max(1, inp.cards * inp.nodes)
     if inp.offload == "all":
-        host += total_p * 2.0 * ranks / max(1, inp.cards)
+        host += total_p * 2.0 * ranks / max(1, inp.cards * inp.nodes)
     return host

@@ -159,7 +159,8 @@ def input_from_recipe(recipe: Any) -> PlanInput:
         arch=arch, method=recipe.method.kind, lora_rank=recipe.method.rank,
         lora_target=_target(recipe.method.target), freeze_layers=recipe.method.freeze_trainable_layers,
         stage=recipe.zero.stage, offload=recipe.zero.offload, cards=recipe.hardware.cards,
-        card_gb=recipe.hardware.card_gb, device=recipe.hardware.device, micro_batch=t.micro_batch,
+        nodes=recipe.cluster.nodes, card_gb=recipe.hardware.card_gb, device=recipe.hardware.device,
+        micro_batch=t.micro_batch,
         seq_len=t.seq_len, grad_ckpt=t.grad_ckpt, attn=t.attn, precision=t.precision,
         **_quant(recipe),
         lora_dropout=recipe.method.dropout,
@@ -370,7 +371,7 @@ def largest_micro_batch(inp: PlanInput, fits: Callable[[PlanInput], bool], *, sa
                         grad_accum: int = 1) -> tuple[int | None, MicroBatchBound | None]:
     """The largest micro-batch that fits and what bounds it. A step takes micro_batch x grad_accum
     samples on every card, so a micro-batch above samples / (cards x grad_accum) has nothing to fill it."""
-    data_cap = max(1, samples // (max(1, grad_accum) * max(1, inp.cards))) if samples else None
+    data_cap = max(1, samples // (max(1, grad_accum) * max(1, inp.cards * inp.nodes))) if samples else None
     limit = min(MICRO_BATCH_SEARCH, data_cap) if data_cap else MICRO_BATCH_SEARCH
     mb = max_micro_batch(inp, fits, limit)
     if mb is None or mb < limit:

@@ -32,6 +32,7 @@ _SHORT = {
     "hardware.cards": "x",
     "hardware.device": "",
     "hardware.card_gb": "g",
+    "cluster.nodes": "n",
 }
 
 

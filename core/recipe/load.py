@@ -20,7 +20,7 @@ from zerodeck.core.errors import BadInput
 from zerodeck.core.plan.registry import UnknownModel, lookup
 from zerodeck.core.recipe.files import file_problems
 from zerodeck.core.recipe.grid import GridError, expand, grid_problems
-from zerodeck.core.recipe.model import AlertsSpec, Recipe, WatchSpec
+from zerodeck.core.recipe.model import AlertsSpec, ClusterSpec, Recipe, WatchSpec
 from zerodeck.core.recipe.placeholders import template_problems
 from zerodeck.core.recipe.quant import QUANT_AXES, quant_problems
 
@@ -309,6 +309,7 @@ LATER_KEYS = (("model", "quantization"), ("method", "quant_bits"))
 LATER_DEFAULTS: tuple[tuple[str, str, Any], ...] = (("launch", "resume", False),)
 LATER_SECTIONS: dict[str, dict[str, Any]] = {
     "watch": WatchSpec().model_dump(mode="json"), "alerts": AlertsSpec().model_dump(mode="json"),
+    "cluster": ClusterSpec().model_dump(mode="json"),
 }
 
 

@@ -208,6 +208,56 @@ class AlertsSpec(_Section):
     on: list[Literal["finished", "stalled", "lost"]] | None = None
 
 
+SBATCH_RE = re.compile(r"^[A-Za-z0-9:_./,=+@%-]+$")
+
+
+class ClusterSpec(_Section):
+    """Where the run executes beyond this server (README "Multi-node runs through Slurm").
+
+    `scheduler = "local"` (the default) runs on this machine; `"slurm"` submits one batch job of
+    `nodes` nodes, each with `hardware.cards` cards. `gres` defaults to `gpu:<cards>` (Slurm declares
+    Ascend NPUs as `gpu` GRES too); `extra` holds further `#SBATCH` options, one per item."""
+
+    scheduler: Literal["local", "slurm"] = "local"
+    nodes: int = Field(1, ge=1, le=4096)
+    partition: str | None = None
+    time: str | None = None  # Slurm's --time: "MM", "HH:MM:SS", "D-HH:MM"
+    account: str | None = None
+    qos: str | None = None
+    gres: str | None = None
+    extra: list[str] = Field(default_factory=list)
+    network_interface: str | None = None  # HCCL / NCCL / GLOO_SOCKET_IFNAME on every node
+
+    @field_validator("partition", "account", "qos", "gres", "network_interface")
+    @classmethod
+    def _one_word(cls, v: str | None) -> str | None:
+        # Each lands on an #SBATCH line or in an environment variable of the batch script.
+        if v is not None and not SBATCH_RE.match(v):
+            raise ValueError(f"{v!r}: one word of letters, digits and :_./,=+@%- expected")
+        return v
+
+    @field_validator("time")
+    @classmethod
+    def _time(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^(\d+-)?\d+(:\d{1,2}){0,2}$", v):
+            raise ValueError(f"{v!r}: a Slurm time such as '30', '02:00:00' or '1-12:00' expected")
+        return v
+
+    @field_validator("extra")
+    @classmethod
+    def _extra(cls, v: list[str]) -> list[str]:
+        for item in v:
+            if "\n" in item or "\r" in item or not item.startswith("-"):
+                raise ValueError(f"{item!r}: one sbatch option per item, such as '--exclusive'")
+        return v
+
+    @model_validator(mode="after")
+    def _nodes_need_slurm(self) -> ClusterSpec:
+        if self.nodes > 1 and self.scheduler != "slurm":
+            raise ValueError(f"nodes = {self.nodes} needs scheduler = \"slurm\"")
+        return self
+
+
 class Recipe(_Strict):
 
     name: str
@@ -222,6 +272,7 @@ class Recipe(_Strict):
     launch: LaunchSpec = LaunchSpec()
     watch: WatchSpec = WatchSpec()
     alerts: AlertsSpec = AlertsSpec()
+    cluster: ClusterSpec = ClusterSpec()
     grid: dict[str, list[Any]] = Field(default_factory=dict)
 
     @field_validator("name")

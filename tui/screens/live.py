@@ -239,6 +239,8 @@ def progress_text(p: Progress | None, now: datetime, width: int = 80) -> Text:
         at += f" {100 * p.step / p.total:.0f}%"
     # Elapsed since the run started (started_at), ticking every second, not since the first step.
     parts = [at, fmt_duration(run_duration_s(r, now))]
+    if p.cluster is not None:  # a Slurm run: where it runs, and whether it still waits in the queue
+        parts.insert(0, p.cluster.text())
     if p.eta_s is not None:
         parts.append(f"ETA {fmt_duration(p.eta_s)}")
     fixed = len(f" run {r.id}  {status}") + sum(2 + len(x) for x in parts)
