@@ -35,6 +35,10 @@ class StoreBusy(StoreError):
     """Another process held the write lock past the busy timeout."""
 
 
+class StoreUnreachable(StoreError):
+    """The database server cannot be reached, or the connection to it dropped."""
+
+
 def damaged_message(path: str, detail: str) -> str:
     """What to do about a damaged file: restore the newest migration backup, else salvage with .recover."""
     name = Path(path).name
