@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import tomllib
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 # Migration 2 reads axes from stored recipe snapshots. Snapshots are full dumps of the recipe model,
 # so every key is normally present; these are the recipe model's defaults for hand-made ones
@@ -50,9 +50,19 @@ def snapshot_axes(toml_text: str) -> dict[str, Any]:
     }
 
 
+def _columns(conn: Any, table: str) -> set[str]:
+    """The columns a table has now, on any backend: a step adds only what is missing, so a store
+    that already has a column (or a step run twice) is left as it is."""
+    return {column["name"] for column in inspect(conn).get_columns(table)}
+
+
+def _datetime(conn: Any) -> str:
+    """The column type SQLAlchemy's DateTime makes on this backend (PostgreSQL has no DATETIME)."""
+    return "TIMESTAMP WITHOUT TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+
+
 def _v2_run_axes(conn: Any) -> None:
-    have = {row[1] for row in conn.execute(text("PRAGMA table_info(run)"))} if conn.dialect.name == "sqlite" \
-        else set()
+    have = _columns(conn, "run")
     for name, sql_type in _AXIS_TYPES.items():
         if name not in have:
             conn.execute(text(f"ALTER TABLE run ADD COLUMN {name} {sql_type}"))
@@ -71,17 +81,15 @@ _PLACEMENT_TYPES = {"card_ids": "VARCHAR NOT NULL DEFAULT '[]'", "hccl_base_port
 def _v3_card_ledger(conn: Any) -> None:
     """The run's placement columns; older runs held no ledger cards, so `card_ids` starts empty.
     The ledger tables themselves are new and made by create_all after the steps."""
-    have = {row[1] for row in conn.execute(text("PRAGMA table_info(run)"))} if conn.dialect.name == "sqlite" \
-        else set()
+    have = _columns(conn, "run")
     for name, sql_type in _PLACEMENT_TYPES.items():
         if name not in have:
             conn.execute(text(f"ALTER TABLE run ADD COLUMN {name} {sql_type}"))
 def _v4_events_resume(conn: Any) -> None:
     """Resume links and the stall flag on run; the event table itself is made by create_all after
     the steps. Columns are added only when missing, so a store that already has them is left as is."""
-    have = {row[1] for row in conn.execute(text("PRAGMA table_info(run)"))} if conn.dialect.name == "sqlite" \
-        else set()
-    for name, sql_type in (("parent_id", "INTEGER"), ("resumed_from", "VARCHAR"), ("stalled_at", "DATETIME")):
+    have = _columns(conn, "run")
+    for name, sql_type in (("parent_id", "INTEGER"), ("resumed_from", "VARCHAR"), ("stalled_at", _datetime(conn))):
         if name not in have:
             conn.execute(text(f"ALTER TABLE run ADD COLUMN {name} {sql_type}"))
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_run_parent_id ON run (parent_id)"))
