@@ -217,7 +217,7 @@ class SpooledStore(Store):
         if self._down_since is None:
             self._down_since = now
             self._delay = BACKOFF_FIRST_S
-            self.note(f"store unreachable ({exc}); the run goes on, its records are kept in {self.path.name}")
+            self.note(f"{exc}; the run goes on, its records are kept in {self.path.name}")
         else:
             self._delay = min(self._delay * 2, BACKOFF_MAX_S)
         self._retry_at = now + self._delay
