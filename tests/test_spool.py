@@ -293,3 +293,13 @@ def test_a_spool_left_behind_is_replayed_before_the_conclusion(tmp_path: Path) -
     after = h.store.run(h.run_id)
     assert after is not None and (after.outcome, after.exit_code) == ("succeeded", 0)  # the supervisor's record
     assert not (h.run_dir / SPOOL_FILE).exists()
+
+
+def test_one_upsert_of_many_points_merges_a_step_reported_twice(tmp_path: Path) -> None:
+    """What a replayed spool hands the store: many points at once, a step again with more columns."""
+    store, run_id = make_store(tmp_path)
+    store.upsert_metrics(run_id, [{"step": 1, "loss": 2.0}, {"step": 1, "lr": 0.1, "loss": None},
+                                  {"step": 2, "loss": 1.0}])
+    store.upsert_metrics(run_id, [{"step": 2, "grad_norm": 3.0, "loss": None}, {"step": 3, "loss": 0.5}])
+    assert [(m.step, m.loss, m.lr, m.grad_norm) for m in store.metrics(run_id)] == [
+        (1, 2.0, 0.1, None), (2, 1.0, None, 3.0), (3, 0.5, None, None)]
