@@ -141,3 +141,13 @@ def test_server_stopped_30s_during_a_demo_run_loses_nothing(pg_server: Any, pg_u
     log = (run_dir / "run.log").read_text()
     assert "store unreachable" in log and "store reachable again" in log
     assert not (run_dir / SPOOL_FILE).exists()
+
+
+def test_a_reader_open_across_a_restart_reads_at_once(pg_server: Any, pg_url: str) -> None:
+    """The pool's connections died with the server; the first read after it is back replaces them
+    (pre-ping) instead of reporting the store unreachable (a TUI or a waiting `run` stays open)."""
+    store = Store.open(pg_url)
+    assert store.count_runs() == 0
+    pg_server.stop()
+    pg_server.start()
+    assert store.count_runs() == 0
