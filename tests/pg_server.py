@@ -12,6 +12,7 @@ the package when it runs as root).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import os
@@ -142,9 +143,38 @@ def start_server() -> PgServer:
     bindir = find_bindir()
     assert bindir is not None
     server = PgServer(bindir)
+    # Also at interpreter exit: a session ended by an error or Ctrl-C still leaves no server running.
+    atexit.register(server.cleanup)
     try:
         server.init()
     except BaseException:
         server.cleanup()
         raise
     return server
+
+
+def load_sqlite_file(db_path: Path, url: str) -> None:
+    """Re-create a SQLite store file's tables and rows as they are (an old schema stays old) in the
+    empty database at `url`: how the tests get a version 1 store on PostgreSQL."""
+    from sqlalchemy import MetaData, create_engine, insert, select, text
+
+    src = create_engine(f"sqlite:///{db_path}")
+    dst = create_engine(url)
+    meta = MetaData()
+    meta.reflect(src)
+    for table in meta.tables.values():
+        for column in table.columns:
+            column.type = column.type.as_generic()  # SQLite's DATETIME is TIMESTAMP there
+    try:
+        meta.create_all(dst)
+        with src.connect() as s, dst.begin() as d:
+            for table in meta.sorted_tables:
+                rows = [dict(r._mapping) for r in s.execute(select(table))]
+                if rows:
+                    d.execute(insert(table), rows)
+                if "id" in table.c and rows:
+                    d.execute(text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                                   f"(SELECT MAX(id) FROM {table.name}))"))
+    finally:
+        src.dispose()
+        dst.dispose()
