@@ -36,7 +36,7 @@ class Blink:
     def _check(self, *_args: Any) -> None:
         if self.is_down():
             self.attempts += 1
-            raise StoreUnreachable("server/db: store unreachable (connection refused)")
+            raise StoreUnreachable("store unreachable: server/db (connection refused)")
 
     def remove(self) -> None:
         event.remove(self.store.engine, "before_cursor_execute", self._check)
