@@ -303,3 +303,24 @@ def test_one_upsert_of_many_points_merges_a_step_reported_twice(tmp_path: Path) 
     store.upsert_metrics(run_id, [{"step": 2, "grad_norm": 3.0, "loss": None}, {"step": 3, "loss": 0.5}])
     assert [(m.step, m.loss, m.lr, m.grad_norm) for m in store.metrics(run_id)] == [
         (1, 2.0, 0.1, None), (2, 1.0, None, 3.0), (3, 0.5, None, None)]
+
+
+def test_a_stop_by_signal_works_while_the_store_is_away_and_its_end_is_recorded(tmp_path: Path) -> None:
+    """The stored stop request cannot be read during an outage; SIGTERM to the supervisor still stops
+    the job, and the supervisor waits for the store to record `killed` (a second signal would give up)."""
+    from zerodeck.core.launch.supervisor import _on_stop
+
+    h: Harness
+
+    def signal_stop() -> None:
+        _on_stop(h.sup)(15, None)
+
+    h = Harness(tmp_path, [(0.5, step(1)), (2.0, step(2)), (3.0, signal_stop), (600.0, Exit(0))])
+    blink = Blink(h.store, down=lambda: 1.0 <= h.clock.now < 60.0)
+    h.sup.run()
+    assert h.sweep.terminated and h.sup.store.pending > 0
+    assert h.sup.settle()
+    blink.remove()
+    run = h.record()
+    assert (run.status, run.outcome, run.reason) == ("finished", "killed", "stopped on request")
+    assert [m.step for m in h.store.metrics(h.run_id)] == [1, 2]

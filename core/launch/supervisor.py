@@ -148,6 +148,7 @@ class Supervisor:
         self.sweep: ProcessSweep = sweep or procs.Sweep()
         self.make_recorder = make_recorder
         self.stop_signalled = False
+        self.signals = 0  # stop signals received: one more while settling gives up waiting for the store
         self.adopting = False
         self.no_space: str | None = None  # "no space left on PATH" once the run directory's disk is full
         run = store.run(run_id)
@@ -567,9 +568,12 @@ class Supervisor:
         self.alert("lost" if d.outcome == "lost" else "finished")
 
     def settle(self) -> bool:
-        """Wait until every buffered write is in the store (a stop signal gives up: the spool stays in
-        the run directory for the next supervisor or reconciler). True when none is left."""
-        return self.store.settle(should_stop=lambda: self.stop_signalled)
+        """Wait until every buffered write is in the store. The signal that stopped the run asked for
+        its end to be recorded, so it is waited for; a stop signal received while waiting gives up
+        (the spool stays in the run directory for the next supervisor or reconciler). True when none
+        is left."""
+        seen = self.signals
+        return self.store.settle(should_stop=lambda: self.signals > seen)
 
     # -- re-adoption --------------------------------------------------------------------------------
     def adopt(self) -> None:
@@ -651,6 +655,7 @@ class Supervisor:
 def _on_stop(sup: Supervisor) -> Any:
     def handler(signum: int, _frame: Any) -> None:
         sup.stop_signalled = True
+        sup.signals += 1
 
     return handler
 
