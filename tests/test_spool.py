@@ -324,3 +324,23 @@ def test_a_stop_by_signal_works_while_the_store_is_away_and_its_end_is_recorded(
     run = h.record()
     assert (run.status, run.outcome, run.reason) == ("finished", "killed", "stopped on request")
     assert [m.step for m in h.store.metrics(h.run_id)] == [1, 2]
+
+
+def test_every_other_store_method_runs_on_the_inner_stores_sessions(tmp_path: Path) -> None:
+    """A store that checks each write (the claim token's fencing does it in `_session`) checks the
+    writes and reads made through the spool's other methods too."""
+    base, run_id = make_store(tmp_path)
+    opened: list[str] = []
+
+    class Checking(Store):
+        def _session(self) -> Any:
+            opened.append("session")
+            return super()._session()
+
+        def _rows(self, query: Any) -> list[Any]:
+            opened.append("rows")
+            return super()._rows(query)
+
+    spool = SpooledStore(Checking(base.engine, base.url), tmp_path / SPOOL_FILE)
+    spool.request_stop(run_id)  # not one of the spool's own writes: Store's, on the inner session
+    assert spool.events(run_id) == [] and opened == ["session", "rows"]

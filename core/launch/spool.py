@@ -30,12 +30,13 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlmodel import Session
 from typing_extensions import Unpack
 from zerodeck.store.api import FinishFields, RunFields, Store
 from zerodeck.store.errors import StoreBusy, StoreUnreachable
@@ -94,6 +95,16 @@ class SpooledStore(Store):
         self._stop_seen: dict[int, bool] = {}
         self.buffered = 0  # writes buffered in this process (the benchmark reads it)
         self._load()
+
+    # Every other method of Store runs on the inner store's sessions: a store that checks each
+    # write (the claim token's fencing) checks the ones made through here too.
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[Session]:
+        with self.inner._session() as session:
+            yield session
+
+    def _rows(self, query: Any) -> list[Any]:
+        return self.inner._rows(query)
 
     # -- state -----------------------------------------------------------------------------------
     @property

@@ -573,7 +573,11 @@ class Supervisor:
         (the spool stays in the run directory for the next supervisor or reconciler). True when none
         is left."""
         seen = self.signals
-        return self.store.settle(should_stop=lambda: self.signals > seen)
+        try:
+            return self.store.settle(should_stop=lambda: self.signals > seen)
+        except Exception as exc:  # refused for good (the run's lease was taken over): nothing more lands
+            self._note(f"buffered writes not recorded: {exc}")
+            return False
 
     # -- re-adoption --------------------------------------------------------------------------------
     def adopt(self) -> None:
