@@ -175,10 +175,10 @@ def test_a_crash_mid_replay_then_a_new_supervisor_replays_without_doubling(tmp_p
     writes(first, run_id)
     assert first.pending == 19
     blink.flag = False
-    # The replay merges the first two updates into one write, then the points and progress of each
-    # step (12 writes), skips the telemetry the later one replaces, and dies right after the event
-    # "stalled" lands, before marking it.
-    first.writer = Crashing(n=13)
+    # The replay writes the first 13 writes (state changes, points, progress) as one upsert of the
+    # points and one update, skips the telemetry the later one replaces, and dies right after the
+    # event "stalled" lands, before marking it.
+    first.writer = Crashing(n=3)
     with pytest.raises(SystemExit):
         first.settle(timeout=60)
     assert record(store, run_id)["events"] == [("stalled", {"summary": "no progress", "step": 3})]

@@ -50,6 +50,7 @@ SYNC_EVERY_S = 1.0  # points and progress are fsync'd at most this often; state 
 # Errors that mean "not now": the write is buffered and retried. Anything else is raised.
 TRANSIENT: tuple[type[Exception], ...] = (StoreUnreachable, StoreBusy)
 _SAME_EVENT = timedelta(milliseconds=1)
+_STREAM = ("update_run", "upsert_metrics")  # the writes of a run in progress, merged on replay
 
 __all__ = ["SPOOL_FILE", "SpooledStore", "TRANSIENT"]
 
@@ -237,11 +238,11 @@ class SpooledStore(Store):
         started = self.monotonic()
         count = len(self._pending)
         while self._pending:
-            taken, op, args, kwargs = self._next_batch()
-            if op is not None:
+            count, calls = self._next_batch()
+            for op, args, kwargs in calls:
                 self._apply(op, args, kwargs)
-            self._mark(taken[-1]["seq"])
-            del self._pending[:len(taken)]
+            self._mark(self._pending[count - 1]["seq"])
+            del self._pending[:count]
         self._close_file()
         if self._down_since is not None:
             away = started - self._down_since
@@ -252,27 +253,38 @@ class SpooledStore(Store):
         self._down_since = None
         self._delay = BACKOFF_FIRST_S
 
-    def _next_batch(self) -> tuple[list[dict[str, Any]], str | None, list[Any], dict[str, Any]]:
-        """The first buffered write, merged with the ones right after it that it can absorb: updates
-        of one run become one update (the later value wins, as it would have), consecutive points one
-        upsert; a telemetry replace that a later one replaces anyway is skipped."""
+    def _next_batch(self) -> tuple[int, list[tuple[str, list[Any], dict[str, Any]]]]:
+        """How many buffered writes to take next, and the calls that write them. A stretch of one
+        run's progress updates and metric points (what a supervisor writes every second) becomes one
+        upsert of all the points and one update with the last value of each column: the final state
+        is the same (points and run columns live in different tables; a later value wins, as it would
+        have), so an hour's outage lands in a few statements. A telemetry replace that a later one
+        replaces anyway is skipped. Anything else (state changes are updates too, but an event or
+        the end breaks the stretch) is written on its own, in order."""
         first = self._pending[0]
-        op, args, kwargs = first["op"], list(first["args"]), dict(first["kwargs"])
-        taken = [first]
-        if op == "replace_telemetry" and any(e["op"] == op and e["args"][0] == args[0] for e in self._pending[1:]):
-            return taken, None, [], {}
-        if op in ("update_run", "upsert_metrics"):
-            if op == "upsert_metrics":
-                args = [args[0], list(args[1])]
-            for entry in self._pending[1:]:
-                if entry["op"] != op or entry["args"][0] != args[0]:
-                    break
-                if op == "update_run":
-                    kwargs.update(entry["kwargs"])
-                else:
-                    args[1].extend(entry["args"][1])
-                taken.append(entry)
-        return taken, op, args, kwargs
+        op, run_id = first["op"], first["args"][0]
+        if op == "replace_telemetry":
+            later = any(e["op"] == op and e["args"][0] == run_id for e in self._pending[1:])
+            return 1, [] if later else [(op, first["args"], first["kwargs"])]
+        if op not in _STREAM:
+            return 1, [(op, first["args"], first["kwargs"])]
+        fields: dict[str, Any] = {}
+        points: list[dict[str, Any]] = []
+        count = 0
+        for entry in self._pending:
+            if entry["op"] not in _STREAM or entry["args"][0] != run_id:
+                break
+            count += 1
+            if entry["op"] == "update_run":
+                fields.update(entry["kwargs"])
+            else:
+                points.extend(entry["args"][1])
+        calls: list[tuple[str, list[Any], dict[str, Any]]] = []
+        if points:
+            calls.append(("upsert_metrics", [run_id, points], {}))
+        if fields:
+            calls.append(("update_run", [run_id], fields))
+        return count, calls
 
     def _apply(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> None:
         target = self.writer
