@@ -135,6 +135,8 @@ def main() -> int:
     p.add_argument("--load-s", type=int, default=180)
     p.add_argument("--outage-s", type=int, default=60)
     p.add_argument("--skip-sqlite", action="store_true")
+    p.add_argument("--skip-pg", action="store_true")
+    p.add_argument("--skip-load", action="store_true", help="only the outage (PostgreSQL)")
     args = p.parse_args()
     from tests.pg_server import start_server, unavailable
 
@@ -144,17 +146,18 @@ def main() -> int:
         os.environ["PATH"] = f"{tmp / 'bin'}{os.pathsep}{os.environ['PATH']}"
         results: dict[str, Any] = {"telemetry": "npu-smi at 1 Hz, fake npu-smi replaying a real 8-card 910B3 capture",
                                    "job": "one step a second"}
-        if not args.skip_sqlite:
+        if not args.skip_sqlite and not args.skip_load:
             results["sqlite_load"] = load(f"sqlite:///{tmp / 'bench.db'}", tmp / "sqlite", args.load_s)
             print(json.dumps({"sqlite_load": results["sqlite_load"]}), flush=True)
-        why = unavailable()
+        why = "--skip-pg" if args.skip_pg else unavailable()
         if why:
             print(f"PostgreSQL skipped: {why}")
         else:
             server = start_server()
             try:
-                results["postgresql_load"] = load(server.new_database(), tmp / "pg", args.load_s)
-                print(json.dumps({"postgresql_load": results["postgresql_load"]}), flush=True)
+                if not args.skip_load:
+                    results["postgresql_load"] = load(server.new_database(), tmp / "pg", args.load_s)
+                    print(json.dumps({"postgresql_load": results["postgresql_load"]}), flush=True)
                 results["postgresql_outage"] = outage(server, server.new_database(), tmp / "pg-out",
                                                       args.outage_s + 40, args.outage_s)
                 print(json.dumps({"postgresql_outage": results["postgresql_outage"]}), flush=True)
