@@ -236,20 +236,22 @@ class SpooledStore(Store):
 
     def _replay(self) -> None:
         started = self.monotonic()
-        count = len(self._pending)
+        writes = statements = 0
         while self._pending:
-            count, calls = self._next_batch()
+            taken, calls = self._next_batch()
             for op, args, kwargs in calls:
                 self._apply(op, args, kwargs)
-            self._mark(self._pending[count - 1]["seq"])
-            del self._pending[:count]
+            statements += len(calls)
+            self._mark(self._pending[taken - 1]["seq"])
+            del self._pending[:taken]
+            writes += taken
         self._close_file()
         if self._down_since is not None:
             away = started - self._down_since
-            self.note(f"store reachable again after {away:.0f} s: {count} buffered writes replayed in "
-                      f"{self.monotonic() - started:.1f} s")
+            self.note(f"store reachable again after {away:.0f} s: {writes} buffered writes replayed as "
+                      f"{statements} in {self.monotonic() - started:.1f} s")
         else:
-            self.note(f"{count} writes left in {self.path.name} by an earlier supervisor replayed")
+            self.note(f"{writes} writes left in {self.path.name} by an earlier supervisor replayed")
         self._down_since = None
         self._delay = BACKOFF_FIRST_S
 
