@@ -1,8 +1,11 @@
 """The one engine factory: every process (CLI, supervisor, TUI worker) opens the store here.
 
 SQLite in WAL mode with a busy timeout, because a supervisor writes samples while the TUI and the
-CLI read; any SQLAlchemy URL through `ZERODECK_DB`. Opening checks the schema version first: a
-database from a newer zerodeck is refused untouched, an older one is migrated after a backup copy.
+CLI read; PostgreSQL (`postgresql+psycopg://`, a team's shared store) with UTC sessions, a connect
+timeout and pre-ping, so a server that went away is `StoreUnreachable` in one line and one that came
+back is used again without a restart; any SQLAlchemy URL through `ZERODECK_DB`. Opening checks the
+schema version first: a database from a newer zerodeck is refused untouched, an older one is migrated
+(after a backup copy of a SQLite file) under the migration lock.
 
 Opening an up-to-date store writes nothing, so reading works where writing cannot: on a read-only
 file, directory or file system and on a full disk. When SQLite cannot even read there (a WAL

@@ -12,12 +12,20 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                     help="the store every test's environment names: postgresql gives each test a fresh "
+                          "database on the session's real server (tests/pg_server.py) as ZERODECK_DB")
+
+
 @pytest.fixture(autouse=True)
-def zd_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own data directory and store."""
+def zd_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Path:
+    """Every test gets its own data directory and store (`--store postgresql`: a database of its own)."""
     home = tmp_path / "zdhome"
     monkeypatch.setenv("ZERODECK_HOME", str(home))
     monkeypatch.delenv("ZERODECK_DB", raising=False)
+    if request.config.getoption("--store") == "postgresql":
+        monkeypatch.setenv("ZERODECK_DB", request.getfixturevalue("pg_url"))
     monkeypatch.delenv("ZERODECK_RECIPES", raising=False)
     # English unless a test asks for Chinese: a developer's LANG=zh_CN.UTF-8 must not change the wording
     # every other test compares.
