@@ -94,7 +94,7 @@ class SpooledStore(Store):
         self._synced_at = float("-inf")
         self._runs: dict[int, RunRecord] = {}
         self._stop_seen: dict[int, bool] = {}
-        self.buffered = 0  # writes buffered in this process (the benchmark reads it)
+        self.buffered = 0  # writes this process had to buffer
         self._load()
 
     # Every other method of Store runs on the inner store's sessions: a store that checks each
@@ -178,9 +178,10 @@ class SpooledStore(Store):
                 return self.inner.card_peaks(run_id)
             except TRANSIENT as exc:
                 self._failed(exc)
-        for entry in reversed(self._pending):
-            if entry["op"] == "replace_telemetry" and entry["args"][0] == run_id:
-                return [CardPeakRecord(**p) for p in entry["args"][2]]
+        with self._lock:  # the recorder's thread may be appending
+            for entry in reversed(self._pending):
+                if entry["op"] == "replace_telemetry" and entry["args"][0] == run_id:
+                    return [CardPeakRecord(**p) for p in entry["args"][2]]
         return []
 
     # -- draining --------------------------------------------------------------------------------
