@@ -363,22 +363,34 @@ class Store:
     def upsert_metrics(self, run_id: int, points: Sequence[dict[str, Any]]) -> None:
         """Insert points, or update the one already stored for the same step (parsers report a step
         again when a later line adds columns to it)."""
-        columns = set(MetricPoint.model_fields) - {"id", "run_id"}
+        columns = [c for c in MetricPoint.model_fields if c not in ("id", "run_id")]
+        # One statement to find the steps already stored and one to insert the new ones, whatever the
+        # batch's size (a supervisor replaying a spool after an outage hands over minutes of points).
+        merged: dict[int, dict[str, Any]] = {}
+        for p in points:
+            values = {k: v for k, v in p.items() if k in columns}
+            have = merged.get(values["step"])
+            if have is None:
+                merged[values["step"]] = values
+            else:  # a later line for the same step adds columns; it never blanks one
+                have.update({k: v for k, v in values.items() if v is not None})
+        if not merged:
+            return
         with self._session() as s:
-            for p in points:
-                values = {k: v for k, v in p.items() if k in columns}
-                existing = s.exec(  # type: ignore[call-overload]
-                    select(MetricPoint).where(_METRIC.c.run_id == run_id,
-                                              _METRIC.c.step == values.get("step"))
-                ).first()
-                if existing is None:
-                    s.add(MetricPoint(run_id=run_id, **values))
-                else:
-                    existing = existing[0]
-                    for k, v in values.items():
-                        if v is not None:
-                            setattr(existing, k, v)
-                    s.add(existing)
+            stored: dict[int, int] = {}
+            steps = list(merged)
+            for i in range(0, len(steps), _CHUNK):
+                q = select(_METRIC.c.step, _METRIC.c.id).where(_METRIC.c.run_id == run_id,
+                                                               _METRIC.c.step.in_(steps[i:i + _CHUNK]))
+                stored.update({int(step): int(pid) for step, pid in s.execute(q)})
+            new = [{"run_id": run_id, **{c: v.get(c) for c in columns}} for step, v in merged.items()
+                   if step not in stored]
+            if new:
+                s.execute(insert(_METRIC), new)
+            for step, pid in stored.items():
+                changes = {k: v for k, v in merged[step].items() if v is not None}
+                if changes:
+                    s.execute(update(MetricPoint).where(_METRIC.c.id == pid).values(**changes))
             s.commit()
 
     def metrics(self, run_id: int, *, after_step: int | None = None) -> list[MetricRecord]:
@@ -397,8 +409,12 @@ class Store:
         with self._session() as s:
             s.execute(delete(CardPeak).where(_PEAK.c.run_id == run_id))
             s.execute(delete(TelemetrySample).where(_SAMPLE.c.run_id == run_id))
-            s.add_all([TelemetrySample(run_id=run_id, **vars(x)) for x in samples])
-            s.add_all([CardPeak(run_id=run_id, **vars(p)) for p in peaks])
+            # Core inserts of many rows: one statement each on SQLite (executemany), a few batched
+            # ones on PostgreSQL, where ORM objects cost a statement per row on SQLite.
+            if samples:
+                s.execute(insert(_SAMPLE), [{"run_id": run_id, **vars(x)} for x in samples])
+            if peaks:
+                s.execute(insert(_PEAK), [{"run_id": run_id, **vars(p)} for p in peaks])
             s.commit()
 
     def card_peaks(self, run_id: int) -> list[CardPeakRecord]:

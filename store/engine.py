@@ -182,6 +182,10 @@ def _translate(where: str, read_only_reason: str | None, context: ExceptionConte
     original = context.original_exception
     if isinstance(original, StoreError):
         return
+    if getattr(context, "is_pre_ping", False) and context.is_disconnect:
+        # A pooled connection that died with a server restart: the pool replaces it now, and only a
+        # new connection that fails says the store is unreachable.
+        return
     error = translate(original, where, read_only_reason) or translate_server(
         original, where, disconnect=context.is_disconnect)
     if error is not None:

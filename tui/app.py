@@ -28,6 +28,7 @@ from zerodeck.core.i18n import _
 from zerodeck.core.telemetry.model import Snapshot
 from zerodeck.core.telemetry.poller import Poller
 from zerodeck.core.telemetry.sources import DEFAULT_TIMEOUT, Source, make_source
+from zerodeck.store.errors import StoreUnreachable
 from zerodeck.tui.messages import (
     LaunchRequested,
     LoadFailed,
@@ -42,6 +43,7 @@ from zerodeck.tui.screens.base import ZerodeckScreen
 from zerodeck.tui.services import LogFollower, Services, progress_of, utcnow
 from zerodeck.tui.telemetry import History, frame_from_snapshot
 from zerodeck.tui.view import Curves, Frame, Progress
+from zerodeck.tui.widgets.text import error_line
 
 if TYPE_CHECKING:
     from zerodeck.store.api import Store  # SQLAlchemy: imported by the first worker, after the first paint
@@ -288,11 +290,23 @@ class ZerodeckApp(App[int]):
                                              .format(run_id=lost_id, what=done)))
             except Exception as exc:
                 self.post_message(Notice(_("reconcile: {error}").format(error=exc)))
+        away = False  # the store could not be reached at the last poll: said once, and once when back
         while not worker.is_cancelled and not self._stop.is_set():
             try:
                 active = self.services.active_runs()
+            except StoreUnreachable as exc:
+                # The runs go on (their supervisors keep their records): show them as last seen.
+                active = last_active if last_active is not None else []
+                if not away:
+                    self.post_message(Notice(_("{error}; runs go on, shown as last seen until it is back")
+                                             .format(error=error_line(exc))))
+                away = True
             except Exception:
                 active = []
+            else:
+                if away:
+                    self.post_message(Notice(_("store reachable again")))
+                away = False
             if active != last_active:
                 last_active = active
                 self.post_message(RunsChanged(active))
@@ -336,6 +350,8 @@ class ZerodeckApp(App[int]):
                             eval_loss=tuple(evals.eval_points[-CURVE_KEEP:])))
                     progress = replace(progress_of(run, shared[1], last_point, self.clock()), curves=shared[2],
                                        cluster=self.services.cluster_view(run_id))
+                except StoreUnreachable:
+                    progress = last_progress  # the run goes on; its last known state stays on screen
                 except Exception:
                     progress = None
             if reset or lines or progress != last_progress:
@@ -388,7 +404,7 @@ class ZerodeckApp(App[int]):
         try:
             self.post_message(RunLaunched(self.services.launch(name), name))
         except Exception as exc:
-            self.post_message(LoadFailed(_("launch {name}: {error}").format(name=name, error=exc)))
+            self.post_message(LoadFailed(_("launch {name}: {error}").format(name=name, error=error_line(exc))))
 
     def on_run_launched(self, msg: RunLaunched) -> None:
         self.notify(_("run {run_id} started: {name}").format(run_id=msg.run_id, name=msg.name), timeout=6)

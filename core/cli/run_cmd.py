@@ -146,6 +146,27 @@ class Progress:
         sys.stderr.flush()
 
 
+class StoreAway:
+    """What a foreground run or `logs -f` says when the store goes away and comes back: one line each;
+    the run goes on meanwhile and its supervisor writes its record when the store is back."""
+
+    def __init__(self, run_id: int, tty: bool = False) -> None:
+        self.run_id = run_id
+        self.tty = tty
+        self.away = False
+
+    def __call__(self, error: Exception | None) -> None:
+        if self.away == (error is not None):
+            return  # said already
+        self.away = error is not None
+        lead = "\n" if self.tty else ""
+        if error is not None:
+            err(lead + _("{error}; run {run_id} goes on, waiting for the store").format(
+                error=str(error).splitlines()[0], run_id=self.run_id))
+        else:
+            err(lead + _("store reachable again; run {run_id}").format(run_id=self.run_id))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from zerodeck.core.cli.context import cli_host, cli_store
     from zerodeck.core.launch import api
@@ -186,7 +207,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not args.json:
             print(run_id, flush=True)
         try:
-            final = api.wait_run(store, run_id, poll=0.5, on_progress=Progress(tty))
+            final = api.wait_run(store, run_id, poll=0.5, on_progress=Progress(tty),
+                                 on_unreachable=StoreAway(run_id, tty))
         except KeyboardInterrupt:
             err(_("run {run_id} keeps running in the background; `zerodeck stop {run_id}` ends it")
                 .format(run_id=run_id))
@@ -264,7 +286,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
         print(run_id, flush=True)
     tty = sys.stderr.isatty()
     try:
-        final = api.wait_run(store, run_id, poll=0.5, on_progress=Progress(tty))
+        final = api.wait_run(store, run_id, poll=0.5, on_progress=Progress(tty),
+                             on_unreachable=StoreAway(run_id, tty))
     except KeyboardInterrupt:
         err(f"run {run_id} keeps running in the background; `zerodeck stop {run_id}` ends it")
         return 130
@@ -358,6 +381,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     run = api.get_run(store, args.run)
     if not run.log_path or not Path(run.log_path).exists():
         raise OperationFailed(_("run {run_id} has no log file").format(run_id=args.run))
+    away = StoreAway(args.run)
     with open(run.log_path, "rb") as fh:
         while True:
             chunk = fh.read(65536)
@@ -366,13 +390,28 @@ def cmd_logs(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
                 continue
             # refresh: a follower notices a dead supervisor too, so `logs -f` never waits forever.
-            if not args.follow or api.refresh(store, args.run).finished:
+            if not args.follow or follow_over(store, args.run, away):
                 rest = fh.read()
                 if rest:
                     sys.stdout.write(rest.decode("utf-8", errors="replace"))
                 break
             time.sleep(0.5)
     return EXIT_OK
+
+
+def follow_over(store: Any, run_id: int, away: StoreAway) -> bool:
+    """Whether a followed run has finished; a store that cannot be reached says so once and the
+    log goes on being followed (the run goes on)."""
+    from zerodeck.core.launch import api
+    from zerodeck.store.errors import StoreUnreachable
+
+    try:
+        finished = api.refresh(store, run_id).finished
+    except StoreUnreachable as exc:
+        away(exc)
+        return False
+    away(None)
+    return finished
 
 
 def cmd_stop(args: argparse.Namespace) -> int:

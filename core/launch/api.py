@@ -36,7 +36,7 @@ from zerodeck.core.plan.verdict import plan_recipe
 from zerodeck.core.recipe.load import content_hash, to_toml
 from zerodeck.core.recipe.model import Recipe
 from zerodeck.store.api import Store
-from zerodeck.store.errors import StoreError, StoreReadOnly
+from zerodeck.store.errors import StoreError, StoreReadOnly, StoreUnreachable
 from zerodeck.store.records import RunRecord
 
 STOP_WAIT_S = 30.0
@@ -252,13 +252,27 @@ def list_runs(store: Store, limit: int | None = None) -> list[RunRecord]:
 
 
 def wait_run(store: Store, run_id: int, poll: float = 1.0,
-             on_progress: Callable[[RunRecord], None] | None = None) -> RunRecord:
+             on_progress: Callable[[RunRecord], None] | None = None,
+             on_unreachable: Callable[[StoreUnreachable | None], None] | None = None) -> RunRecord:
     """Block until the run is finished; `on_progress(run)` is called after each poll.
 
     Each poll also checks that the run's supervisor lives (`refresh`), so a killed supervisor is
-    re-adopted or its run concluded within a poll or two, never waited on forever."""
+    re-adopted or its run concluded within a poll or two, never waited on forever. A store that
+    cannot be reached is waited out (the run goes on and its supervisor keeps its record until the
+    store is back): `on_unreachable(error)` when it goes away, `on_unreachable(None)` when it is back."""
+    away = False
     while True:
-        current = refresh(store, run_id)
+        try:
+            current = refresh(store, run_id)
+        except StoreUnreachable as exc:
+            if not away and on_unreachable is not None:
+                on_unreachable(exc)
+            away = True
+            time.sleep(poll)
+            continue
+        if away and on_unreachable is not None:
+            on_unreachable(None)
+        away = False
         if on_progress is not None:
             on_progress(current)
         if current.finished:

@@ -5,9 +5,11 @@ in a session of its own with stdin/stdout on /dev/null, so a closed SSH session,
 CLI or a quit TUI never reaches it. It reads the run's `JobSpec` (which names its store), starts
 the job in its own process group with stdout+stderr going to the run's log file, records each
 state change and the metric points in the store, polls the run's stop request, and records how
-the job ended. `--adopt` watches a job whose first supervisor vanished (the reconciler starts it)
-until its processes are gone; `conclude` judges a run none of whose processes is left by its log,
-for the adopter and for the reconciler alike.
+the job ended. It writes through a `SpooledStore` (spool.py): while the database cannot be reached
+the job goes on and the writes wait on disk in the run directory, in order, until it is back; the
+supervisor does not exit before they have landed. `--adopt` watches a job whose first supervisor
+vanished (the reconciler starts it) until its processes are gone; `conclude` judges a run none of
+whose processes is left by its log, for the adopter and for the reconciler alike.
 
 It never leaves a run `running` behind it: the run directory's disk is checked every second (a
 small reserve file is given back when it fills, so the last log line and the record still fit)
@@ -43,12 +45,12 @@ from zerodeck.core.launch import procs
 from zerodeck.core.launch.environment import RUN_ID_VAR, RUN_TAG
 from zerodeck.core.launch.outcome_bridge import is_transient, llamafactory_results, verdict
 from zerodeck.core.launch.spec import JobSpec, SpecError
+from zerodeck.core.launch.spool import SPOOL_FILE, TRANSIENT, SpooledStore
 from zerodeck.core.launch.watchdog import StallWatch, WatchConfig, minutes
 from zerodeck.core.outcome.classify import Diagnosis, diagnose
 from zerodeck.core.outcome.metrics import MetricsFollower
 from zerodeck.core.telemetry.recorder import RunRecorder
 from zerodeck.store.api import FinishFields, Store
-from zerodeck.store.errors import StoreBusy
 from zerodeck.store.models import utcnow
 
 GRACE_S = 8.0  # between SIGTERM and SIGKILL on stop
@@ -138,7 +140,6 @@ class Supervisor:
                  monotonic: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  sweep: ProcessSweep | None = None, make_recorder: RecorderFactory | None = telemetry_recorder
                  ) -> None:
-        self.store = store
         self.run_id = run_id
         self.spec = spec
         self.spawn = spawn
@@ -147,6 +148,7 @@ class Supervisor:
         self.sweep: ProcessSweep = sweep or procs.Sweep()
         self.make_recorder = make_recorder
         self.stop_signalled = False
+        self.signals = 0  # stop signals received: one more while settling gives up waiting for the store
         self.adopting = False
         self.no_space: str | None = None  # "no space left on PATH" once the run directory's disk is full
         run = store.run(run_id)
@@ -154,13 +156,16 @@ class Supervisor:
             raise SystemExit(f"run {run_id} is not in the store")
         self.run_dir = Path(run.workdir or ".")
         self.log_path = Path(run.log_path or self.run_dir / "run.log")
+        # Every write goes through the spool; one left behind by an earlier supervisor lands first.
+        self.store: SpooledStore = store if isinstance(store, SpooledStore) else SpooledStore(
+            store, self.run_dir / SPOOL_FILE, note=self._note, monotonic=monotonic, sleep=sleep)
+        self.store.remember(run)
         self.tag = str(self.run_dir)  # what every job process carries in ZERODECK_RUN_TAG
         self.follower = MetricsFollower()
         self.log_offset = 0
         self.pgid: int | None = None
         self.points = 0
         self._pids: set[int] = set()
-        self._unsaved: list[dict[str, Any]] = []
         self._pids_at = -1e9
         # The stall watchdog (watchdog.py): one StallWatch per attempt, fed every store tick.
         self.watch: StallWatch | None = None
@@ -240,6 +245,8 @@ class Supervisor:
         fail again) goes on as a new run from the newest complete checkpoint, with the retries left."""
         left = spec.retries - (attempt - 1)
         if not (spec.resume and resumable and left > 0) or self.stop_wanted():
+            return
+        if not self.settle():  # a resume reads the store: wait for it, with the record landed first
             return
         from zerodeck.core.launch.resume import resume_run  # imports the launch API, which imports us
 
@@ -336,11 +343,8 @@ class Supervisor:
             now = self.monotonic()
             if now - last_store >= STORE_POLL_S:
                 last_store = now
-                try:
-                    self._follow()
-                    stop = self.stop_wanted()
-                except StoreBusy:
-                    continue  # a busy store is asked again next tick; the job goes on meanwhile
+                self._follow()
+                stop = self.stop_wanted()
                 if self.space_problem():
                     self.no_space = self.space_problem()
                     self.sweep.terminate_run(self.tag, self.pgid, GRACE_S)
@@ -412,9 +416,8 @@ class Supervisor:
             return False
         if verdict == "progressed":
             self._note(f"progress again at step {step}")
-            with contextlib.suppress(StoreBusy):
-                self.store.update_run(self.run_id, stalled_at=None)
-                self.store.add_event(self.run_id, "progressed", {"summary": f"step {step}", "step": watch.step})
+            self.store.update_run(self.run_id, stalled_at=None)
+            self.store.add_event(self.run_id, "progressed", {"summary": f"step {step}", "step": watch.step})
             return False
         stalled_for = now - (watch.last_progress)
         self.stall_reason = f"stalled for {minutes(stalled_for)} min at step {step}"
@@ -429,13 +432,8 @@ class Supervisor:
         return dataclasses.replace(d, outcome=outcome, reason=self.stall_reason or "stalled")
 
     def _record_stall(self, detail: dict[str, Any]) -> None:
-        try:
-            self.store.update_run(self.run_id, stalled_at=utcnow())
-            self.store.add_event(self.run_id, "stalled", detail)
-        except StoreBusy:
-            if self.watch is not None:  # not recorded: the next tick says it again
-                self.watch.stalled_since = None
-            return
+        self.store.update_run(self.run_id, stalled_at=utcnow())
+        self.store.add_event(self.run_id, "stalled", detail)
         self.alert("stalled")
 
     def alert(self, kind: str) -> None:
@@ -512,17 +510,9 @@ class Supervisor:
             total and self.steps_seen is not None and self.steps_seen >= total)
 
     def _store_points(self, points: list[dict[str, Any]]) -> None:
-        points = self._unsaved + points
         if not points:
             return
-        try:
-            self.store.upsert_metrics(self.run_id, points)
-        except StoreBusy:
-            # Another process held the write lock past the busy timeout: keep the points for the
-            # next tick rather than lose them or give up on the job.
-            self._unsaved = points
-            return
-        self._unsaved = []
+        self.store.upsert_metrics(self.run_id, points)
         self.points += len(points)
         summary = self.follower.summary()
         self._progress(summary)
@@ -582,6 +572,18 @@ class Supervisor:
         self._note(f"run {self.run_id} finished: {d.outcome}{why}")
         self.alert("lost" if d.outcome == "lost" else "finished")
 
+    def settle(self) -> bool:
+        """Wait until every buffered write is in the store. The signal that stopped the run asked for
+        its end to be recorded, so it is waited for; a stop signal received while waiting gives up
+        (the spool stays in the run directory for the next supervisor or reconciler). True when none
+        is left."""
+        seen = self.signals
+        try:
+            return self.store.settle(should_stop=lambda: self.signals > seen)
+        except Exception as exc:  # refused for good (the run's lease was taken over): nothing more lands
+            self._note(f"buffered writes not recorded: {exc}")
+            return False
+
     # -- re-adoption --------------------------------------------------------------------------------
     def adopt(self) -> None:
         """Watch a job whose supervisor died, until its processes are gone; then judge it by its log."""
@@ -636,6 +638,11 @@ class Supervisor:
         ends on, and the one the reconciler takes for a run that ended while nobody watched): its metric
         points and summary, succeeded or the diagnosed failure, and `lost` only when the log tells
         nothing. No exit status was seen, so none is recorded and none is claimed. Returns the outcome."""
+        if self.store.pending and self.store.drain():
+            # The spool its supervisor left may have held the end: that record stands.
+            replayed = self.store.run(self.run_id)
+            if replayed is not None and replayed.finished:
+                return replayed.outcome or "lost"
         self._follow()
         text = self._log_text(0)
         d = diagnose(text, exit_code=None)
@@ -657,6 +664,7 @@ class Supervisor:
 def _on_stop(sup: Supervisor) -> Any:
     def handler(signum: int, _frame: Any) -> None:
         sup.stop_signalled = True
+        sup.signals += 1
 
     return handler
 
@@ -688,12 +696,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     run_dir = (args.run_dir or Path.cwd()).resolve()
     try:
-        spec, store = open_spec_and_store(run_dir, args.adopt)
+        sup = _first_contact(run_dir, args)
     except SpecError as exc:
         # No store to record in: the reconciler will find the run without a supervisor.
         print(f"zerodeck supervisor: run {args.run_id}: {exc}", file=sys.stderr)
         return 1
-    sup = Supervisor(store, args.run_id, spec)
+    except TRANSIENT as exc:
+        print(f"zerodeck supervisor: run {args.run_id}: {exc}; giving up", file=sys.stderr)
+        return 1
     signal.signal(signal.SIGTERM, _on_stop(sup))
     signal.signal(signal.SIGINT, _on_stop(sup))
     try:
@@ -704,7 +714,30 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         last_resort(sup, exc)
         return 1
+    finally:
+        sup.settle()
     return 0
+
+
+FIRST_CONTACT_S = 600.0
+
+
+def _first_contact(run_dir: Path, args: argparse.Namespace) -> Supervisor:
+    """Open the store and read the run, waiting out an outage (with backoff) for up to
+    FIRST_CONTACT_S: nothing has started yet, and without the run's record there is nothing to do."""
+    deadline = time.monotonic() + FIRST_CONTACT_S
+    delay = 0.5
+    while True:
+        try:
+            spec, store = open_spec_and_store(run_dir, args.adopt)
+            return Supervisor(store, args.run_id, spec)
+        except TRANSIENT as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            print(f"zerodeck supervisor: run {args.run_id}: {exc}; trying again in {delay:g} s",
+                  file=sys.stderr, flush=True)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def last_resort(sup: Supervisor, exc: BaseException) -> None:

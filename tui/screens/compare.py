@@ -20,6 +20,7 @@ from zerodeck.tui.messages import CompareLoaded, Exported, LoadFailed
 from zerodeck.tui.screens.base import ZerodeckScreen
 from zerodeck.tui.widgets.footer import KeysFooter
 from zerodeck.tui.widgets.modebar import ModeBar
+from zerodeck.tui.widgets.text import error_line
 
 FORMATS = ("md", "csv", "json", "html", "latex")
 PIVOTS: tuple[tuple[str, str, str] | None, ...] = (
@@ -77,7 +78,7 @@ class CompareScreen(ZerodeckScreen):
             headers, rows = services.compare(ids, diff_only=diff_only, pivot=pivot)
             self.post_message(CompareLoaded(ids, headers, rows))
         except Exception as exc:
-            self.post_message(CompareLoaded(ids, [], [], error=str(exc)))
+            self.post_message(CompareLoaded(ids, [], [], error=error_line(exc)))
 
     def on_exported(self, msg: Exported) -> None:
         self.notify(_("exported to {path}").format(path=msg.path), timeout=8)

@@ -28,7 +28,7 @@ from zerodeck.tui.view import Curves, RunDetail, run_label
 from zerodeck.tui.widgets.curves import CurvesPlot
 from zerodeck.tui.widgets.footer import KeysFooter
 from zerodeck.tui.widgets.modebar import ModeBar
-from zerodeck.tui.widgets.text import bar, outcome_text, sparkline
+from zerodeck.tui.widgets.text import bar, error_line, outcome_text, sparkline
 
 if TYPE_CHECKING:
     from zerodeck.store.records import RunRecord
@@ -74,7 +74,7 @@ class RunDetailScreen(StopsRuns):
         try:
             self.post_message(RunDetailLoaded(self.zapp.services.run_detail(self.run_id)))
         except Exception as exc:
-            self.post_message(LoadFailed(f"run {self.run_id}: {exc!r}"))
+            self.post_message(LoadFailed(f"run {self.run_id}: {error_line(exc)}"))
 
     def on_run_stopped(self, msg: RunStopped) -> None:
         super().on_run_stopped(msg)

@@ -21,7 +21,7 @@ from zerodeck.tui.screens.stopping import StopsRuns
 from zerodeck.tui.view import fmt_duration, run_duration_s, run_label
 from zerodeck.tui.widgets.footer import KeysFooter
 from zerodeck.tui.widgets.modebar import ModeBar
-from zerodeck.tui.widgets.text import outcome_text
+from zerodeck.tui.widgets.text import error_line, outcome_text
 
 COLUMNS = ("", "id", "recipe", "outcome", "time", "peak/pred GiB", "samples/s", "loss")
 KEYS = tuple(c or "mark" for c in COLUMNS)
@@ -94,7 +94,7 @@ class RunsScreen(StopsRuns):
                 return
             self.post_message(RunsLoaded(*services.runs(limit=SHOWN), stamp))
         except Exception as exc:
-            self.post_message(LoadFailed(str(exc)))
+            self.post_message(LoadFailed(error_line(exc)))
 
     def on_runs_loaded(self, msg: RunsLoaded) -> None:
         if msg.runs is None:

@@ -21,6 +21,13 @@ OUTCOME_STYLE = {
 }
 
 
+def error_line(exc: BaseException) -> str:
+    """An error as the one line a notification shows: a store that cannot be reached reads
+    `store unreachable: HOST/DB (reason)`, never a repr or a traceback."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def bar(frac: float | None, width: int, style: str = "") -> Text:
     width = max(1, width)
     if frac is None:
