@@ -21,6 +21,7 @@ from zerodeck.store.models import (
     RecipeSnapshot,
     Run,
     RunEvent,
+    SlurmJob,
     TelemetrySample,
 )
 
@@ -49,6 +50,8 @@ def seed(store: Store, n: int) -> None:
         conn.execute(insert(HostCard), [{"host": "node1", "card": 0, "memory_used_mb": 5.0}])
         conn.execute(insert(RunEvent), [{"run_id": 3, "kind": "stalled", "detail": '{"step": 4}',
                                          "at": t0 + timedelta(hours=1)}])
+        conn.execute(insert(SlurmJob), [{"run_id": 4, "job_id": "17", "state": "COMPLETED", "nodes": 2,
+                                         "cards_per_node": 8, "submitted_at": t0, "queue_wait_s": 3.5}])
 
 
 def _info(cli, url: str) -> dict:
