@@ -270,9 +270,36 @@ def test_only_the_chart_modules_import_matplotlib() -> None:
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             if any(n == "matplotlib" or n.startswith("matplotlib.") for n in names):
                 importers.append(path.relative_to(ROOT).as_posix())
-    assert sorted(set(importers)) == ["core/export/charts.py", "core/export/fonts.py"]
+    assert sorted(set(importers)) == ["core/export/charts_mpl.py", "core/export/fonts.py"]
     code = ("import contextlib, io\nfrom zerodeck.core.cli import main\n"
             "for argv in (['--help'], ['chart', '--help'], ['chart', 'loss', '--help']):\n"
             "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
             "        main(argv)\n")
     assert heavy_modules_loaded(code, also=("matplotlib",)) == []
+
+
+def test_many_runs_get_a_legend_beside_the_axes_with_every_run() -> None:
+    """Above LEGEND_INSIDE entries the legend stands beside the axes in balanced columns (drawn as
+    plain artists): every run's label is there as text, each with a sample of its own line, and
+    the figure widens by the columns' width, more for long CJK names."""
+    def curves(label: str, n: int) -> list[Curve]:
+        return [Curve(f"#{r} {label}-{r}", [(float(s), 2.0 - s / (900 + r)) for s in range(1, 201)])
+                for r in range(1, n + 1)]
+
+    svg = _render(lambda t, f: charts.curves_chart(curves("qwen", 40), t, f, title="Loss", ylabel="loss"), "svg")
+    root = ET.fromstring(svg)
+    texts = [t for el in root.iter(f"{SVG_NS}text") for t in el.itertext()]
+    assert all(f"#{r} qwen-{r}" in texts for r in range(1, 41))
+    # 40 curves and 40 samples beside them, each sample a short line (its path is a few points long).
+    lines = [g for g in root.iter(f"{SVG_NS}g") if (g.get("id") or "").startswith("line2d")]
+    assert len(lines) >= 80
+    png = _render(lambda t, f: charts.curves_chart(curves("qwen", 40), t, f, title="Loss", ylabel="loss"), "png")
+    wide = _render(lambda t, f: charts.curves_chart(curves(CJK_NAME, 40), t, f, title="Loss", ylabel="loss"), "png")
+    assert 1080 < _png_stats(png)["size"][0] < _png_stats(wide)["size"][0]
+    from matplotlib.image import imread
+
+    img = imread(io.BytesIO(png), format="png")[..., :3].mean(axis=2)
+    # Right of the axes (their right spine stands SIZE[0] - 0.25 in from the left) and inside the
+    # frame's edges, every row of 20 entries at 18.5 px carries ink: a sample and a label.
+    legend = img[60:420, int((charts.SIZE[0] - 0.1) * charts.DPI):-20]
+    assert (legend < 0.5).any(axis=1).reshape(-1, 20).any(axis=1).all()

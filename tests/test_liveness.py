@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -292,12 +293,23 @@ def test_watchers_noticing_the_same_death_start_exactly_one_adopter(zd_home: Pat
             t.start()
         for t in threads:
             t.join(60)
-        assert sum(what == "adopted" for r in results for _, what in r) == 1
         final = wait_for(lambda: (r := run_row(run_id)).finished and r, 60)
     finally:
         rank.wait(30)
-    assert final.outcome == "succeeded"
-    assert Path(row.log_path).read_text().count("supervisor re-adopted the run") == 1
+    # On failure, what each watcher did and what the adopters wrote (a second adopter is started
+    # only when the first is seen gone: its stderr says why it went).
+    said = (f"watchers: {results}\nsupervisor.log:\n{_read(Path(row.workdir) / 'supervisor.log')}\n"
+            f"run.log:\n{_read(Path(row.log_path))}")
+    assert sum(what == "adopted" for r in results for _, what in r) == 1, said
+    assert final.outcome == "succeeded", said
+    assert Path(row.log_path).read_text().count("supervisor re-adopted the run") == 1, said
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[-3000:]
+    except OSError as exc:
+        return f"({exc.strerror})"
 
 
 def test_run_whose_supervisor_died_of_a_full_disk_is_failed_by_the_next_command(cli, small_home: Path) -> None:
@@ -323,3 +335,43 @@ def test_a_full_disk_at_launch_fails_the_run_with_its_reason(cli, small_home: Pa
     assert code == 1 and f"failed: no space left on {small_home}" in err
     (run,) = home_store().runs()
     assert (run.status, run.outcome, run.reason) == ("finished", "failed", f"no space left on {small_home}")
+
+
+def test_a_run_its_supervisor_finishes_while_a_watcher_looks_is_not_concluded_again(zd_home: Path) -> None:
+    """The interleaving behind a second conclusion (or a second adopter): a watcher that found the old
+    supervisor gone takes the run lock and reads the run (a live supervisor, not finished); that
+    supervisor records the end and exits; the watcher then sees it gone. Played in that order with a
+    real process standing in for the supervisor (its command line and working directory are what
+    the liveness check reads) and a store whose locked read lets it finish and exit right after."""
+    import sys
+
+    from zerodeck.core.launch.procs import SUPERVISOR_MODULE
+    from zerodeck.core.launch.reconcile import reconcile_run
+    from zerodeck.store.api import Store
+
+    run_id = orphan_run(zd_home, done_log(1).splitlines()[0] + "\n")  # concluded alone: `lost`
+    stale = run_row(run_id)  # as the watcher read it before: its dead first supervisor
+    sup = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", SUPERVISOR_MODULE, str(run_id)],
+                           cwd=stale.workdir, stdin=subprocess.PIPE)
+    home_store().update_run(run_id, supervisor_pid=sup.pid)
+
+    class SupervisorEndsAfterTheRead(Store):
+        def run(self, rid: int) -> Any:
+            record = super().run(rid)
+            if sup.poll() is None:
+                self.finish_run(rid, "succeeded")  # what the supervisor records last ...
+                assert sup.stdin is not None
+                sup.stdin.close()
+                sup.wait(30)  # ... before it exits
+            return record
+
+    try:
+        what = reconcile_run(SupervisorEndsAfterTheRead.open(home_store().url), stale)
+    finally:
+        if sup.poll() is None:
+            sup.kill()
+            sup.wait(30)
+    run = run_row(run_id)
+    assert what is None, f"reconciled a run its supervisor had finished: {what}"
+    assert (run.outcome, run.reason) == ("succeeded", None)
+    assert "supervisor vanished" not in Path(run.log_path).read_text()

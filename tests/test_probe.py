@@ -175,7 +175,11 @@ def test_probe_on_the_cpu_demo_records_a_probe_run_with_its_telemetry_peaks(tmp_
     assert run is not None and run.outcome == "succeeded" and PROBE_TAG in run.tags
     assert run.steps_done == 3  # max_steps overridden (the recipe says 20)
     peaks: list[CardPeakRecord] = [p for p in store.card_peaks(run.id) if p.source == "cpu"]
-    assert [p.card for p in peaks] == ["rank0", "rank1"] == res.cards
+    samples = [r for r in store.memory_series(run.id) if r[1] == "cpu"]
+    log = Path(run.log_path).read_text(errors="replace")[-2000:] if run.log_path else ""
+    said = (f"peaks {peaks}, probe cards {res.cards}, {len(samples)} cpu samples of cards "
+            f"{sorted({r[2] for r in samples})}; log tail:\n{log}")
+    assert [p.card for p in peaks] == ["rank0", "rank1"] == res.cards, said
     assert res.per_card_peak_gib == [round((p.peak_mb or 0) / 1024, 3) for p in peaks]
     assert run.measured_peak_gib == pytest.approx(max(res.per_card_peak_gib), abs=1e-3)
     series = [r for r in store.memory_series(run.id) if r[1] == "cpu"]

@@ -72,7 +72,13 @@ def reconcile_run(store: Store, run: RunRecord, now: datetime | None = None) -> 
         fresh = store.run(run.id)
         if fresh is None or fresh.finished or not supervisor_gone(fresh, now):
             return None
-        return _reconcile_locked(store, fresh)
+        # A supervisor records the end before it exits, so read once more now that it is seen gone:
+        # one that finished and exited between the read above and that look (an adopter another
+        # watcher just started, or the first supervisor) must not be concluded or adopted again.
+        after = store.run(run.id)
+        if after is None or after.finished or after.supervisor_pid != fresh.supervisor_pid:
+            return None
+        return _reconcile_locked(store, after)
 
 
 @contextlib.contextmanager
