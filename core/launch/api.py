@@ -176,7 +176,8 @@ def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None, placem
                    world_size=launch.ranks, python=sys.executable, output_dir=output_dir,
                    validate_ds_config="ds_config.json" in launch.files
                    and recipe.launch.backend not in ("command", "builtin"),
-                   store_url=store.url, alert_urls=alerts.urls, alert_on=alerts.on, **watch_fields(recipe))
+                   store_url=store.url, alert_urls=alerts.urls, alert_on=alerts.on,
+                   claim_token=placement.claim_token, host=placement.host, **watch_fields(recipe))
     spec.write(run_dir)
     store.update_run(run_id, argv=launch.argv, env=mask_env(full_env), rendered=launch.files, versions=versions(),
                      host=placement.host, master_port=port,

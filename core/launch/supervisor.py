@@ -47,7 +47,7 @@ from zerodeck.core.launch.watchdog import StallWatch, WatchConfig, minutes
 from zerodeck.core.outcome.classify import Diagnosis, diagnose
 from zerodeck.core.outcome.metrics import MetricsFollower
 from zerodeck.core.telemetry.recorder import RunRecorder
-from zerodeck.store.api import FinishFields, Store
+from zerodeck.store.api import FinishFields, LeaseLost, Store
 from zerodeck.store.errors import StoreBusy
 from zerodeck.store.models import utcnow
 
@@ -688,6 +688,10 @@ def main(argv: list[str] | None = None) -> int:
         # No store to record in: the reconciler will find the run without a supervisor.
         print(f"zerodeck supervisor: run {args.run_id}: {exc}", file=sys.stderr)
         return 1
+    if spec is not None and spec.claim_token is not None:
+        # A run made by a queue claim writes as the claim's holder: once another host takes the claim
+        # over (its host was judged silent), every write raises LeaseLost and lands nothing.
+        store = store.fenced(args.run_id, spec.claim_token, host=spec.host)
     sup = Supervisor(store, args.run_id, spec)
     signal.signal(signal.SIGTERM, _on_stop(sup))
     signal.signal(signal.SIGINT, _on_stop(sup))
@@ -696,10 +700,25 @@ def main(argv: list[str] | None = None) -> int:
             sup.adopt()
         else:
             sup.run()
+    except LeaseLost as exc:
+        lease_lost(sup, exc)
+        return 1
     except Exception as exc:
         last_resort(sup, exc)
         return 1
     return 0
+
+
+def lease_lost(sup: Supervisor, exc: LeaseLost) -> None:
+    """The run's claim was taken over (its host was judged silent, its cards given back): this
+    supervisor records nothing more, and ends the job, whose cards the ledger no longer holds for it."""
+    with contextlib.suppress(Exception):
+        print(f"zerodeck supervisor: run {sup.run_id}: lease lost: {exc}", file=sys.stderr, flush=True)
+    sup._note(f"lease lost, writing nothing more and stopping the job: {exc}")
+    sup._release_reserve()
+    with contextlib.suppress(Exception):
+        if sup.sweep.tagged_pids(sup.tag):
+            sup.sweep.terminate_run(sup.tag, sup.pgid, GRACE_S)
 
 
 def last_resort(sup: Supervisor, exc: BaseException) -> None:
