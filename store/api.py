@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
-from sqlalchemy import Engine, String, Table, delete, func, insert, or_, select, type_coerce, update
+from sqlalchemy import Engine, String, Table, delete, func, insert, or_, select, text, type_coerce, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from typing_extensions import Unpack
@@ -223,6 +223,12 @@ class Store:
         with self._session() as s:
             run = Run(id=run_id, **_encoded(fields))
             s.add(run)
+            if run_id is not None and self.engine.dialect.name == "postgresql":
+                s.flush()
+                # SQLite numbers the next run max(id) + 1; PostgreSQL's sequence knows nothing of an
+                # id given by hand and would hand it out again later.
+                s.execute(text("SELECT setval(pg_get_serial_sequence('run', 'id'), "
+                               "(SELECT MAX(id) FROM run))"))
             s.commit()
             assert run.id is not None
             return run.id

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from sqlalchemy import URL, Engine, event, inspect, make_url, text
+from sqlalchemy import URL, Connection, Engine, event, inspect, make_url, text
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel, create_engine
@@ -37,12 +38,14 @@ from zerodeck.store.errors import (
     damaged_message,
     read_only_message,
     translate,
+    translate_server,
     why_read_only,
 )
 from zerodeck.store.location import data_home
 from zerodeck.store.migrations import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 15_000
+CONNECT_TIMEOUT_S = 5
 _WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "ALTER", "DROP")
 
 
@@ -136,6 +139,13 @@ def _make(url: str | URL, where: str, *, sqlite: bool, read_only_reason: str | N
     kwargs: dict[str, Any] = {}
     if sqlite:
         kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+    elif is_postgres(url):
+        # UTC sessions: the schema's timestamps are naive UTC on both backends (SQLite stores them as
+        # text), so an aware value must never be shifted by the server's own time zone. A dead server
+        # is found in seconds, and a pooled connection that died with a restart is replaced before use.
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S, "options": "-c timezone=UTC",
+                                  "application_name": "zerodeck"}
+        kwargs["pool_pre_ping"] = True
     if read_only_reason is not None:
         # A fresh connection per use: an immutable open caches pages as if the file never changed.
         kwargs["poolclass"] = NullPool
@@ -153,7 +163,8 @@ def _translate(where: str, read_only_reason: str | None, context: ExceptionConte
     original = context.original_exception
     if isinstance(original, StoreError):
         return
-    error = translate(original, where, read_only_reason)
+    error = translate(original, where, read_only_reason) or translate_server(
+        original, where, disconnect=context.is_disconnect)
     if error is not None:
         raise error from original
     if context.sqlalchemy_exception is not None:
@@ -185,65 +196,144 @@ class _WriteGate:
         self.passed = True
 
 
-def stored_version(engine: Engine) -> int | None:
+def stored_version(conn: Engine | Connection) -> int | None:
     """The schema version recorded in the database, or None for an empty database."""
-    names = inspect(engine).get_table_names()
+    names = inspect(conn).get_table_names()
     if "meta" not in names:
         return 0 if names else None
-    with engine.connect() as conn:
+    if isinstance(conn, Connection):
         row = conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).first()
+    else:
+        with conn.connect() as c:
+            row = c.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).first()
     return int(row[0]) if row else 0
 
 
-def _prepare(engine: Engine, url: str, read_only_reason: str | None = None) -> None:
-    """Create, migrate or refuse; an up-to-date store is left without a single write."""
-    version = stored_version(engine)
+def _refuse_newer(version: int | None, url: str) -> None:
     if version is not None and version > models.SCHEMA_VERSION:
         raise StoreError(
             f"{_where(url)}: database schema version {version} is newer than this zerodeck "
-            f"understands ({models.SCHEMA_VERSION}); upgrade zerodeck (the file was not changed)"
+            f"understands ({models.SCHEMA_VERSION}); upgrade zerodeck (the "
+            f"{'file' if sqlite_file(url) is not None else 'database'} was not changed)"
         )
+
+
+def _prepare(engine: Engine, url: str, read_only_reason: str | None = None) -> None:
+    """Create, migrate or refuse; an up-to-date store is left without a single write.
+
+    The version is read first without any lock (the common case: up to date, nothing to do), then
+    read again under the migration lock by whoever has to change something, so of several processes
+    opening an old or empty store at once exactly one migrates and the others find it done
+    (store/migrations.py says why this lock and not Alembic's)."""
+    version = stored_version(engine)
+    _refuse_newer(version, url)
     if version == models.SCHEMA_VERSION:
         missing = set(SQLModel.metadata.tables) - set(inspect(engine).get_table_names())
-        if missing and read_only_reason is None:
-            SQLModel.metadata.create_all(engine)
-        return
-    if read_only_reason is not None:
+        if not missing or read_only_reason is not None:
+            return
+    elif read_only_reason is not None:
         need = "a new database" if version is None else f"an upgrade of its schema from version {version}"
         raise StoreReadOnly(
             f"{read_only_message(_where(url), read_only_reason).split(';')[0]}; it needs {need} "
             f"to {models.SCHEMA_VERSION} first (the file was not changed)"
         )
-    if version is not None:
-        _backup(url, version)
-        migrate(engine, version, MIGRATIONS)
-    SQLModel.metadata.create_all(engine)
-    _set_version(engine, models.SCHEMA_VERSION)
+    with _migration_lock(engine) as conn:
+        version = stored_version(conn)
+        _refuse_newer(version, url)
+        if version is not None and version < models.SCHEMA_VERSION:
+            _backup(url, version)
+            migrate(conn, version, MIGRATIONS)
+        SQLModel.metadata.create_all(conn)
+        if version != models.SCHEMA_VERSION:
+            _set_version(conn, models.SCHEMA_VERSION)
 
 
-def migrate(engine: Engine, version: int, steps: dict[int, Callable[[Any], None]]) -> None:
-    """Run each step from `version + 1` up to SCHEMA_VERSION, each in its own transaction."""
+# Any fixed number: every zerodeck process takes the same lock (pg_advisory_xact_lock's key space is
+# the database's, so it only has to differ from another application's keys on the same database).
+MIGRATION_LOCK_KEY = 0x7A65726F6465636B >> 1  # "zerodeck"
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[Connection]:
+    """One transaction holding the store's migration lock: PostgreSQL's transaction-scoped advisory
+    lock, SQLite's write lock (BEGIN IMMEDIATE). Both are released by the commit or rollback."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        try:
+            yield conn
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+
+
+def migrate(conn: Connection, version: int, steps: dict[int, Callable[[Any], None]]) -> None:
+    """Run each step from `version + 1` up to SCHEMA_VERSION on `conn`, in its transaction: a step
+    that fails leaves the store as it was before the first."""
+    conn.execute(text("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)"))
     for target in range(version + 1, models.SCHEMA_VERSION + 1):
         step = steps.get(target)
-        with engine.begin() as conn:
-            if step is not None:
-                step(conn)
-            conn.execute(text("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)"))
-            conn.execute(text("DELETE FROM meta WHERE key = 'schema_version'"))
-            conn.execute(text("INSERT INTO meta (key, value) VALUES ('schema_version', :v)"), {"v": str(target)})
+        if step is not None:
+            step(conn)
+        _set_version(conn, target)
 
 
-def _set_version(engine: Engine, version: int) -> None:
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM meta WHERE key = 'schema_version'"))
-        conn.execute(text("INSERT INTO meta (key, value) VALUES ('schema_version', :v)"), {"v": str(version)})
+def _set_version(conn: Connection, version: int) -> None:
+    conn.execute(text("DELETE FROM meta WHERE key = 'schema_version'"))
+    conn.execute(text("INSERT INTO meta (key, value) VALUES ('schema_version', :v)"), {"v": str(version)})
+
+
+def is_postgres(url: str | URL) -> bool:
+    try:
+        return make_url(url).get_backend_name() == "postgresql"
+    except Exception:  # noqa: BLE001 - not a URL at all: not PostgreSQL
+        return False
+
+
+def mask_url(url: str | URL) -> str:
+    """The URL as written, with its password (in the user part or a `password=` parameter) as ***."""
+    text_url = url.render_as_string(hide_password=False) if isinstance(url, URL) else str(url)
+    masked = re.sub(r"([?&]password=)[^&]*", r"\1***", text_url)
+    scheme, sep, rest = masked.partition("://")
+    if not sep:
+        return masked
+    # The user part ends at the last @ before the path: a password may itself hold an unencoded @.
+    cut = len(rest)
+    for mark in ("/", "?"):
+        at = rest.find(mark, rest.rfind("@") + 1 if "@" in rest else 0)
+        cut = min(cut, at) if at >= 0 else cut
+    authority, tail = rest[:cut], rest[cut:]
+    if "@" in authority:
+        userinfo, host = authority.rsplit("@", 1)
+        if ":" in userinfo:
+            authority = userinfo.split(":", 1)[0] + ":***@" + host
+    return f"{scheme}://{authority}{tail}"
 
 
 def _where(url: str) -> str:
+    """How errors name the store: the SQLite file, or HOST/DB of a server (never the password)."""
     path = sqlite_file(url)
     if path is not None:
         return str(path)
-    return url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url.split("@")[-1]
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite:///")
+    return server_name(url)
+
+
+def server_name(url: str | URL) -> str:
+    """HOST[:PORT]/DB of a server URL (a Unix-socket host is its directory)."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001
+        return mask_url(url).split("@")[-1]
+    host = parsed.host or parsed.query.get("host") or "localhost"
+    if isinstance(host, tuple):
+        host = ",".join(host)
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{host}{port}/{parsed.database or ''}"
 
 
 def _backup(url: str, version: int) -> None:

@@ -35,6 +35,23 @@ class StoreBusy(StoreError):
     """Another process held the write lock past the busy timeout."""
 
 
+class StoreUnreachable(StoreError):
+    """The database server cannot be reached, or the connection to it dropped: it may come back, so a
+    supervisor keeps its run going and writes later (the message never holds the password)."""
+
+
+def unreachable_message(where: str, reason: str) -> str:
+    return f"store unreachable: {where} ({_short(reason)})"
+
+
+# What a server says when it is there but refuses us: retrying will not help, so not "unreachable".
+_REFUSALS = ("password authentication failed", "does not exist", "no pg_hba.conf entry",
+             "permission denied", "authentication failed", "no password supplied")
+# SQLSTATE classes of a server going away or not yet taking connections (08: connection exception;
+# 57P01-57P03: admin / crash shutdown, cannot connect now).
+_GONE_STATES = ("57P01", "57P02", "57P03")
+
+
 def damaged_message(path: str, detail: str) -> str:
     """What to do about a damaged file: restore the newest migration backup, else salvage with .recover."""
     name = Path(path).name
@@ -100,6 +117,44 @@ def translate(orig: BaseException, path: str, read_only_reason: str | None = Non
         why = f" ({reason})" if reason else ""
         return StoreError(f"{path}: cannot open the database file{why}; check the path and its permissions")
     return None
+
+
+def translate_server(orig: BaseException, where: str, *, disconnect: bool = False) -> StoreError | None:
+    """The StoreError for a database server's driver error (psycopg), or None when it is not one.
+
+    A server that cannot be reached or dropped the connection is `StoreUnreachable`; one that answers
+    but refuses us (wrong password, no such database or role) is a plain `StoreError`: waiting for it
+    would not help."""
+    module = type(orig).__module__ or ""
+    if not module.startswith("psycopg"):
+        return None
+    state = getattr(orig, "sqlstate", None) or ""
+    text = _server_reason(str(orig))
+    if any(word in text for word in _REFUSALS) and not state.startswith("08"):
+        if "permission denied for" in text:
+            return None  # a missing GRANT on a table: an ordinary database error naming it
+        return StoreError(f"{where}: cannot connect to the store ({_short(text)}); check the URL's "
+                          f"user, password and database")
+    if disconnect or state.startswith("08") or state in _GONE_STATES or (
+            type(orig).__name__ == "OperationalError" and not state):
+        return StoreUnreachable(unreachable_message(where, text))
+    return None
+
+
+def _server_reason(text: str) -> str:
+    """The telling part of a libpq message: the last line without its address preamble."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return "no reason given"
+    for line in lines:
+        if "FATAL:" in line:
+            return line.split("FATAL:", 1)[1].strip()
+    line = lines[0]
+    # 'connection failed: connection to server on socket "/x/.s.PGSQL.5432" failed: No such file ...'
+    reason = line.rsplit("failed:", 1)[-1].strip() if "failed:" in line else line
+    if any("Is the server running" in later for later in lines[1:]):
+        reason += "; is the server running?"
+    return reason
 
 
 def _unreadable(path: str) -> str | None:

@@ -79,3 +79,50 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
         reset_engines()
         subprocess.run(["mount", "-o", "remount,rw", str(mnt)], capture_output=True)
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+# -- PostgreSQL (issue 14): a real server for the session, a fresh database per test (tests/pg_server.py) --
+
+_PG: dict[str, object] = {}
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """The session's PostgreSQL server (started on first use, removed at the end); skips, saying why,
+    where PostgreSQL or psycopg is missing."""
+    from tests.pg_server import start_server, unavailable
+
+    reason = unavailable()
+    if reason:
+        pytest.skip(f"PostgreSQL tests skipped: {reason}")
+    if "failed" in _PG:
+        pytest.skip(f"PostgreSQL tests skipped: {_PG['failed']}")
+    try:
+        server = start_server()
+    except Exception as exc:  # noqa: BLE001 - said once, every PG test skips with it
+        _PG["failed"] = f"cannot start a PostgreSQL server: {exc}"
+        pytest.skip(str(_PG["failed"]))
+    try:
+        yield server
+    finally:
+        from zerodeck.store.engine import reset_engines
+
+        reset_engines()  # close our connections before the server goes
+        server.cleanup()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A fresh empty database owned by the non-superuser role `zerodeck`."""
+    return pg_server.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_url(request: pytest.FixtureRequest, zd_home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A store URL on each backend, set as ZERODECK_DB: tests that only need a Store run on both."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{zd_home / 'zerodeck.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    monkeypatch.setenv("ZERODECK_DB", url)
+    return url

@@ -65,7 +65,11 @@ def run_tui() -> int:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         err(_("cannot start the TUI: {reason}").format(reason=reason))
         return EXIT_FAILED
-    return run_app()
+    from zerodeck.core.cli.context import cli_store, server_store_named
+
+    # A store on a server is opened before the screen takes the terminal: one that cannot be reached
+    # is one line here (StoreUnreachable), not an error inside the TUI. SQLite stays opened lazily.
+    return run_app(cli_store() if server_store_named() else None)
 
 
 def choose_language(env: Mapping[str, str]) -> None:

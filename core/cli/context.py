@@ -47,6 +47,12 @@ def existing_store() -> Store | None:
         return None
 
 
+def server_store_named() -> bool:
+    """Whether ZERODECK_DB names a database server (not a SQLite file)."""
+    url = os.environ.get("ZERODECK_DB", "")
+    return bool(url) and not url.startswith("sqlite")
+
+
 def forget_store() -> None:
     """Tests switch ZERODECK_HOME between in-process `main()` calls."""
     global _STORE

@@ -1,0 +1,57 @@
+"""PostgreSQL as a store: opening, migrations under the advisory lock, and one-line failures (issue 14).
+
+These run on a real server (tests/pg_server.py) and skip, saying why, where PostgreSQL is missing."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from zerodeck.store import models
+from zerodeck.store.api import Store
+from zerodeck.store.engine import mask_url, reset_engines, stored_version
+from zerodeck.store.errors import StoreError, StoreUnreachable
+
+
+def test_a_fresh_database_gets_the_schema_as_a_non_superuser(pg_url: str) -> None:
+    store = Store.open(pg_url)
+    assert store.engine.dialect.name == "postgresql"
+    assert stored_version(store.engine) == models.SCHEMA_VERSION
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).scalar() is False
+        assert conn.execute(text("SHOW timezone")).scalar() == "UTC"
+    store.save_snapshot(hash="h", name="n", toml="", source_path=None)
+    rid = store.add_run(name="n", recipe_hash="h", backend="builtin")
+    got = store.run(rid)
+    assert got is not None and got.created_at is not None and got.created_at.tzinfo is not None
+
+
+def test_a_run_added_after_a_chosen_id_gets_a_fresh_one(pg_url: str) -> None:
+    store = Store.open(pg_url)
+    store.save_snapshot(hash="h", name="n", toml="", source_path=None)
+    assert store.add_run_at(7, name="n", recipe_hash="h", backend="builtin") == 7
+    assert store.add_run(name="n", recipe_hash="h", backend="builtin") == 8
+
+
+def test_a_stopped_server_is_one_line_unreachable(pg_server, pg_url: str, cli, monkeypatch) -> None:
+    monkeypatch.setenv("ZERODECK_DB", pg_url)
+    Store.open(pg_url)
+    reset_engines()
+    pg_server.stop()
+    try:
+        with pytest.raises(StoreUnreachable, match=r"^store unreachable: .*/zd_\w+ \(.+\)$"):
+            Store.open(pg_url)
+        code, out, err = cli("runs", "--json")
+    finally:
+        pg_server.start()
+    assert code == 1 and out == ""
+    assert err.startswith("zerodeck: store unreachable: ") and err.count("\n") == 1, err
+
+
+def test_the_password_is_masked_in_errors(pg_server, pg_url: str) -> None:
+    secret = pg_url.replace("zerodeck@", "zerodeck:hunter2@")
+    assert "hunter2" not in mask_url(secret) and "zerodeck:***@" in mask_url(secret)
+    assert "hunter2" not in mask_url(pg_url + "&password=hunter2")
+    wrong = secret.replace("/zd_", "/nosuchdb_zd_")
+    with pytest.raises(StoreError) as info:
+        Store.open(wrong)
+    assert "hunter2" not in str(info.value) and "\n" not in str(info.value)
