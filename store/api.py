@@ -436,7 +436,7 @@ class Store:
             res = s.execute(insert(_QUEUE).values(recipe_ref=recipe_ref, recipe_hash=recipe_hash, host=host,
                                                   state="pending", added_at=utcnow(), claim_token=0))
             s.commit()
-        return int(res.inserted_primary_key[0])  # type: ignore[index]
+        return int(res.inserted_primary_key[0])  # type: ignore[attr-defined]
 
     def queue_items(self, *, states: Sequence[str] | None = None, item_id: int | None = None,
                     limit: int | None = None, for_host: str | None = None) -> list[QueueRecord]:
@@ -456,8 +456,9 @@ class Store:
             q = q.where(_QUEUE.c.id == item_id)
         if limit:
             q = q.limit(limit)
-        return [QueueRecord(*r[:10], host=r[10], claim_token=int(r[11] or 0), lease_host=r[12],
-                            lease_expires_at=utc(r[13])) for r in self._rows(q)]
+        return [QueueRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], host=r[10],
+                            claim_token=int(r[11] or 0), lease_host=r[12], lease_expires_at=utc(r[13]))
+                for r in self._rows(q)]
 
     def queue_item(self, item_id: int) -> QueueRecord | None:
         found = self.queue_items(item_id=item_id)
