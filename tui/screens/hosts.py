@@ -16,14 +16,15 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
-from zerodeck.core.i18n import _
+from zerodeck.core.i18n import N_, _
 from zerodeck.core.values import printable
 from zerodeck.tui.messages import HostsLoaded, LoadFailed
 from zerodeck.tui.screens.base import ZerodeckScreen
 from zerodeck.tui.widgets.footer import KeysFooter
 from zerodeck.tui.widgets.modebar import ModeBar
 
-COLUMNS = ("host", "heartbeat", "card", "run", "memory MiB", "foreign")
+COLUMNS = (("host", N_("host")), ("heartbeat", N_("heartbeat")), ("card", N_("card")), ("run", N_("run")),
+           ("memory", N_("memory MiB")), ("foreign", N_("foreign")))
 RELOAD_S = 3.0
 
 
@@ -42,8 +43,8 @@ class HostsScreen(ZerodeckScreen):
 
     def on_mount(self) -> None:
         table = self.query_one("#hosts", DataTable)
-        for key in COLUMNS:
-            table.add_column(_(key), key=key)
+        for key, label in COLUMNS:
+            table.add_column(_(label), key=key)
         table.focus()
         self.load()
         self.set_interval(RELOAD_S, self.load)
