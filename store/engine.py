@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -43,6 +42,9 @@ from zerodeck.store.errors import (
 )
 from zerodeck.store.location import data_home
 from zerodeck.store.migrations import MIGRATIONS
+from zerodeck.store.urls import mask_url, server_name
+
+__all__ = ["get_engine", "mask_url", "server_name", "StoreError", "reset_engines"]
 
 BUSY_TIMEOUT_MS = 15_000
 CONNECT_TIMEOUT_S = 5
@@ -293,26 +295,6 @@ def is_postgres(url: str | URL) -> bool:
         return False
 
 
-def mask_url(url: str | URL) -> str:
-    """The URL as written, with its password (in the user part or a `password=` parameter) as ***."""
-    text_url = url.render_as_string(hide_password=False) if isinstance(url, URL) else str(url)
-    masked = re.sub(r"([?&]password=)[^&]*", r"\1***", text_url)
-    scheme, sep, rest = masked.partition("://")
-    if not sep:
-        return masked
-    # The user part ends at the last @ before the path: a password may itself hold an unencoded @.
-    cut = len(rest)
-    for mark in ("/", "?"):
-        at = rest.find(mark, rest.rfind("@") + 1 if "@" in rest else 0)
-        cut = min(cut, at) if at >= 0 else cut
-    authority, tail = rest[:cut], rest[cut:]
-    if "@" in authority:
-        userinfo, host = authority.rsplit("@", 1)
-        if ":" in userinfo:
-            authority = userinfo.split(":", 1)[0] + ":***@" + host
-    return f"{scheme}://{authority}{tail}"
-
-
 def _where(url: str) -> str:
     """How errors name the store: the SQLite file, or HOST/DB of a server (never the password)."""
     path = sqlite_file(url)
@@ -321,19 +303,6 @@ def _where(url: str) -> str:
     if url.startswith("sqlite:///"):
         return url.removeprefix("sqlite:///")
     return server_name(url)
-
-
-def server_name(url: str | URL) -> str:
-    """HOST[:PORT]/DB of a server URL (a Unix-socket host is its directory)."""
-    try:
-        parsed = make_url(url)
-    except Exception:  # noqa: BLE001
-        return mask_url(url).split("@")[-1]
-    host = parsed.host or parsed.query.get("host") or "localhost"
-    if isinstance(host, tuple):
-        host = ",".join(host)
-    port = f":{parsed.port}" if parsed.port else ""
-    return f"{host}{port}/{parsed.database or ''}"
 
 
 def _backup(url: str, version: int) -> None:

@@ -119,10 +119,11 @@ def pg_url(pg_server) -> str:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def backend_url(request: pytest.FixtureRequest, zd_home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A store URL on each backend, set as ZERODECK_DB: tests that only need a Store run on both."""
+    """A store URL on each backend (PostgreSQL's set as ZERODECK_DB): tests that only need a Store run on both."""
     if request.param == "sqlite":
-        url = f"sqlite:///{zd_home / 'zerodeck.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
+        from zerodeck.store.engine import database_url
+
+        return database_url()  # the default store under ZERODECK_HOME, exactly as without the fixture
+    url = request.getfixturevalue("pg_url")
     monkeypatch.setenv("ZERODECK_DB", url)
     return url

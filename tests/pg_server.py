@@ -12,6 +12,7 @@ the package when it runs as root).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import os
@@ -142,6 +143,8 @@ def start_server() -> PgServer:
     bindir = find_bindir()
     assert bindir is not None
     server = PgServer(bindir)
+    # Also at interpreter exit: a session ended by an error or Ctrl-C still leaves no server running.
+    atexit.register(server.cleanup)
     try:
         server.init()
     except BaseException:

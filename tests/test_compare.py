@@ -40,7 +40,8 @@ def check_golden(name: str, text: str) -> None:
 
 
 @pytest.fixture
-def store() -> Store:
+def store(backend_url: str) -> Store:
+    """The test's store, on SQLite and on PostgreSQL (conftest `backend_url`)."""
     return Store.from_environment()
 
 

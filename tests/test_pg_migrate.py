@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from tests.pg_server import load_sqlite_file
 from zerodeck.store import models
+
+from tests.pg_server import load_sqlite_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "store"
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,9 +97,8 @@ def test_five_processes_open_one_store_at_once(backend: str, kind: str, tmp_path
 def test_a_newer_store_is_refused_in_one_line(backend: str, tmp_path: Path, request: pytest.FixtureRequest,
                                               cli, monkeypatch: pytest.MonkeyPatch) -> None:
     url = _fresh_store(backend, tmp_path, request)
-    from zerodeck.store.engine import reset_engines
-
     from zerodeck.store.api import Store
+    from zerodeck.store.engine import reset_engines
 
     Store.open(url)
     reset_engines()

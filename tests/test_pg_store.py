@@ -55,3 +55,31 @@ def test_the_password_is_masked_in_errors(pg_server, pg_url: str) -> None:
     with pytest.raises(StoreError) as info:
         Store.open(wrong)
     assert "hunter2" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_read_only_role_reads_with_the_readmes_grants(pg_server, pg_url: str, cli, monkeypatch) -> None:
+    """README, "A team's store": a role with CONNECT, USAGE and SELECT only can list and compare runs
+    (opening an up-to-date store writes nothing) and is refused a write in one line."""
+    store = Store.open(pg_url)
+    store.save_snapshot(hash="h", name="n", toml="", source_path=None)
+    rid = store.add_run(name="n", recipe_hash="h", backend="builtin", status="finished", outcome="succeeded")
+    dbname = pg_url.split("@/")[1].split("?")[0]
+    pg_server.psql("postgres", "DO $$BEGIN CREATE ROLE zerodeck_read LOGIN; EXCEPTION WHEN duplicate_object "
+                               "THEN NULL; END$$")
+    pg_server.psql(dbname, f"GRANT CONNECT ON DATABASE {dbname} TO zerodeck_read; "
+                           "GRANT USAGE ON SCHEMA public TO zerodeck_read; "
+                           "GRANT SELECT ON ALL TABLES IN SCHEMA public TO zerodeck_read")
+    monkeypatch.setenv("ZERODECK_DB", pg_server.url(dbname, role="zerodeck_read"))
+    code, out, err = cli("runs", "--json")
+    assert code == 0, err
+    assert [r["id"] for r in __import__("json").loads(out)] == [rid]
+    code, out, err = cli("compare", "--all", "--json")
+    assert code == 0, err
+    from sqlalchemy.exc import DBAPIError
+    from zerodeck.store.errors import failure_line
+
+    reader = Store.open(pg_server.url(dbname, role="zerodeck_read"))
+    with pytest.raises(DBAPIError) as info:
+        reader.request_stop(rid)
+    line = failure_line(info.value)
+    assert line is not None and "permission denied for table run" in line and "\n" not in line

@@ -54,7 +54,8 @@ def make_chain(store: Store) -> tuple[int, int, int]:
 
 
 @pytest.fixture
-def store() -> Store:
+def store(backend_url: str) -> Store:
+    """The test's store, on SQLite and on PostgreSQL (conftest `backend_url`)."""
     return Store.from_environment()
 
 

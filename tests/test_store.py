@@ -1,4 +1,6 @@
-"""The store API: engine settings, schema versions and migrations, typed writes, the RunRecord read model."""
+"""The store API: engine settings, schema versions and migrations, typed writes, the RunRecord read model.
+
+Tests taking `backend_url` run on SQLite and on a real PostgreSQL (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -115,7 +117,7 @@ def test_migration_defaults_are_the_recipe_models_defaults() -> None:
     assert snapshot_axes("not = [toml") == {}
 
 
-def test_updates_are_checked_and_json_columns_decoded(zd_home: Path) -> None:
+def test_updates_are_checked_and_json_columns_decoded(backend_url: str) -> None:
     store = Store.from_environment()
     run_id = _add_run(store, tags=["a", "b"])
     store.update_run(run_id, status="running", argv=["python", "-m", "x"], env={"A": "1"},
@@ -136,7 +138,7 @@ def test_updates_are_checked_and_json_columns_decoded(zd_home: Path) -> None:
     assert isinstance(done.ended_at, datetime) and done.brief()["ended_at"].endswith("+00:00")
 
 
-def test_unreadable_json_columns_decode_to_empty(zd_home: Path) -> None:
+def test_unreadable_json_columns_decode_to_empty(backend_url: str) -> None:
     store = Store.from_environment()
     run_id = _add_run(store)
     with store.engine.begin() as conn:
@@ -147,7 +149,7 @@ def test_unreadable_json_columns_decode_to_empty(zd_home: Path) -> None:
     assert store.runs()[0].env == {} and store.run_records()[0].tags == ()
 
 
-def test_run_records_aggregate_card_peaks_and_filter_tags(zd_home: Path) -> None:
+def test_run_records_aggregate_card_peaks_and_filter_tags(backend_url: str) -> None:
     store = Store.from_environment()
     a = _add_run(store, "a", tags=["sweep"])
     b = _add_run(store, "b", tags=["sweep_2"])  # LIKE's `_` must not match
@@ -168,7 +170,7 @@ def test_run_records_aggregate_card_peaks_and_filter_tags(zd_home: Path) -> None
     assert store.card_peaks(a) == [] and store.memory_series(a) == []
 
 
-def test_metrics_upsert_by_step(zd_home: Path) -> None:
+def test_metrics_upsert_by_step(backend_url: str) -> None:
     store = Store.from_environment()
     run_id = _add_run(store)
     store.upsert_metrics(run_id, [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}])
@@ -178,7 +180,7 @@ def test_metrics_upsert_by_step(zd_home: Path) -> None:
     assert [p.step for p in store.metrics(run_id, after_step=1)] == [2]
 
 
-def test_active_statuses_include_queued(zd_home: Path) -> None:
+def test_active_statuses_include_queued(backend_url: str) -> None:
     store = Store.from_environment()
     queued = _add_run(store, "q", master_port=29500)
     running = _add_run(store, "r", status="running", master_port=29501)
@@ -188,7 +190,7 @@ def test_active_statuses_include_queued(zd_home: Path) -> None:
     assert done not in {r.id for r in store.active_runs()}
 
 
-def test_queue_claim_is_exclusive(zd_home: Path) -> None:
+def test_queue_claim_is_exclusive(backend_url: str) -> None:
     store = Store.from_environment()
     store.save_snapshot(hash="h1", name="alpha", toml="", source_path=None)
     a = store.enqueue("a.toml", "h1")

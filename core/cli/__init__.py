@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "zerodeck.core.cli.queue_cmd",
     "zerodeck.core.cli.diagnose_cmd",
     "zerodeck.core.cli.alerts_cmd",
+    "zerodeck.core.cli.store_cmd",
 ]
 
 

@@ -99,7 +99,10 @@ def _dist_location(name: str) -> str | None:
 
 
 def mask_env(env: dict[str, str]) -> dict[str, str]:
-    return {k: (MASK if SECRET_RE.search(k) else v) for k, v in sorted(env.items())}
+    """Secrets by name, and a password inside any URL value (ZERODECK_DB=postgresql://user:pw@...)."""
+    from zerodeck.store.urls import mask_text
+
+    return {k: (MASK if SECRET_RE.search(k) else mask_text(v)) for k, v in sorted(env.items())}
 
 
 def versions() -> dict[str, str | None]:
