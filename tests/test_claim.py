@@ -306,3 +306,18 @@ def _alive(pid: int) -> bool:
             return fh.read().split(") ")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_stopping_another_hosts_run_only_asks_its_supervisor(store: Store) -> None:
+    """Only the run's own host can signal its processes: here the stop is a request in the store,
+    which that host's supervisor reads every second; no end is recorded on its behalf."""
+    from zerodeck.core.errors import OperationFailed
+    from zerodeck.core.launch.api import stop_run
+
+    store.save_snapshot(hash="h", name="r", toml="", source_path=None)
+    run_id = store.add_run(name="r", recipe_hash="h", status="running", host="somewhere-else",
+                           supervisor_pid=999_999_999, workdir="/nonexistent/run")
+    with pytest.raises(OperationFailed, match="runs on host somewhere-else: asked to stop"):
+        stop_run(store, run_id, wait=0.6)
+    run = store.run(run_id)
+    assert run is not None and run.status == "running" and store.stop_requested(run_id)
