@@ -182,7 +182,8 @@ class RunsScreen(StopsRuns):
                 self._add_columns()
                 self.render_table()
 
-        self.app.push_screen(ColumnChooser(KEYS[FIXED:], self.hidden), chosen)
+        offered = [k for i, k in enumerate(KEYS) if i >= FIXED and (i != HOST or self.many_hosts)]
+        self.app.push_screen(ColumnChooser(offered, self.hidden), chosen)
 
     def action_compare(self) -> None:
         current = self.current()
