@@ -1,8 +1,11 @@
 """The one engine factory: every process (CLI, supervisor, TUI worker) opens the store here.
 
 SQLite in WAL mode with a busy timeout, because a supervisor writes samples while the TUI and the
-CLI read; any SQLAlchemy URL through `ZERODECK_DB`. Opening checks the schema version first: a
-database from a newer zerodeck is refused untouched, an older one is migrated after a backup copy.
+CLI read; PostgreSQL (`postgresql+psycopg://`, a team's shared store) with UTC sessions, a connect
+timeout and pre-ping, so a server that went away is `StoreUnreachable` in one line and one that came
+back is used again without a restart; any SQLAlchemy URL through `ZERODECK_DB`. Opening checks the
+schema version first: a database from a newer zerodeck is refused untouched, an older one is migrated
+(after a backup copy of a SQLite file) under the migration lock.
 
 Opening an up-to-date store writes nothing, so reading works where writing cannot: on a read-only
 file, directory or file system and on a full disk. When SQLite cannot even read there (a WAL
@@ -26,6 +29,7 @@ from urllib.parse import quote, unquote
 
 from sqlalchemy import URL, Connection, Engine, event, inspect, make_url, text
 from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel, create_engine
 from zerodeck.store import models
@@ -98,6 +102,11 @@ def get_engine(url: str | None = None, *, readonly: bool = False) -> Engine:
 
 
 def _open(url: str, readonly: bool) -> Engine:
+    try:
+        make_url(url)
+    except ArgumentError:
+        raise StoreError(f"{mask_url(url)}: cannot open the store: not a database URL (sqlite:////PATH or "
+                         f"postgresql+psycopg://USER@HOST/DB)") from None
     path = sqlite_file(url)
     if path is not None and readonly:
         return _open_read_only(url, path, reason=None)
@@ -151,7 +160,13 @@ def _make(url: str | URL, where: str, *, sqlite: bool, read_only_reason: str | N
     if read_only_reason is not None:
         # A fresh connection per use: an immutable open caches pages as if the file never changed.
         kwargs["poolclass"] = NullPool
-    engine = create_engine(url, **kwargs)
+    try:
+        engine = create_engine(url, **kwargs)
+    except (ArgumentError, ImportError) as exc:
+        # ZERODECK_DB is a user's text: a typo or a driver that is not installed is one line naming it.
+        why = "not a database URL" if isinstance(exc, ArgumentError) else f"its driver is not installed ({exc})"
+        hint = "; PostgreSQL takes postgresql+psycopg://USER@HOST/DB" if not str(url).startswith("sqlite") else ""
+        raise StoreError(f"{mask_url(url)}: cannot open the store: {why}{hint}") from None
     event.listen(engine, "handle_error", partial(_translate, where, read_only_reason))
     if sqlite:
         event.listen(engine, "connect", partial(_sqlite_pragmas, wal=read_only_reason is None))

@@ -12,12 +12,20 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                     help="the store every test's environment names: postgresql gives each test a fresh "
+                          "database on the session's real server (tests/pg_server.py) as ZERODECK_DB")
+
+
 @pytest.fixture(autouse=True)
-def zd_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own data directory and store."""
+def zd_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Path:
+    """Every test gets its own data directory and store (`--store postgresql`: a database of its own)."""
     home = tmp_path / "zdhome"
     monkeypatch.setenv("ZERODECK_HOME", str(home))
     monkeypatch.delenv("ZERODECK_DB", raising=False)
+    if request.config.getoption("--store") == "postgresql":
+        monkeypatch.setenv("ZERODECK_DB", request.getfixturevalue("pg_url"))
     monkeypatch.delenv("ZERODECK_RECIPES", raising=False)
     # English unless a test asks for Chinese: a developer's LANG=zh_CN.UTF-8 must not change the wording
     # every other test compares.
@@ -112,9 +120,18 @@ def pg_server():
 
 
 @pytest.fixture
-def pg_url(pg_server) -> str:
-    """A fresh empty database owned by the non-superuser role `zerodeck`."""
-    return pg_server.new_database()
+def pg_url(pg_server) -> Iterator[str]:
+    """A fresh empty database owned by the non-superuser role `zerodeck`, dropped after the test (a
+    whole suite run with `--store postgresql` would otherwise keep hundreds of them on disk)."""
+    url = pg_server.new_database()
+    yield url
+    from zerodeck.core.cli.context import forget_store
+    from zerodeck.store.engine import reset_engines
+
+    forget_store()
+    reset_engines()
+    if pg_server.running:
+        pg_server.drop_database(url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

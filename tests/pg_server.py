@@ -133,6 +133,12 @@ class PgServer:
         self.psql(name, f"ALTER SCHEMA public OWNER TO {ROLE}")
         return self.url(name)
 
+    def drop_database(self, url: str) -> None:
+        """Drop a database made by `new_database`, closing whatever still connects to it."""
+        name = url.split("@/", 1)[1].split("?", 1)[0]
+        with contextlib.suppress(RuntimeError):
+            self.psql("postgres", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
     def cleanup(self) -> None:
         with contextlib.suppress(Exception):
             self.stop("immediate")

@@ -41,10 +41,12 @@ def test_a_stopped_server_is_one_line_unreachable(pg_server, pg_url: str, cli, m
         with pytest.raises(StoreUnreachable, match=r"^store unreachable: .*/zd_\w+ \(.+\)$"):
             Store.open(pg_url)
         code, out, err = cli("runs", "--json")
+        tui = cli()  # the TUI opens a server store before it takes the terminal
     finally:
         pg_server.start()
     assert code == 1 and out == ""
     assert err.startswith("zerodeck: store unreachable: ") and err.count("\n") == 1, err
+    assert tui[0] == 1 and tui[2].startswith("zerodeck: store unreachable: ") and tui[2].count("\n") == 1, tui
 
 
 def test_the_password_is_masked_in_errors(pg_server, pg_url: str) -> None:
@@ -83,3 +85,37 @@ def test_a_read_only_role_reads_with_the_readmes_grants(pg_server, pg_url: str, 
         reader.request_stop(rid)
     line = failure_line(info.value)
     assert line is not None and "permission denied for table run" in line and "\n" not in line
+
+
+def test_a_run_on_postgresql_records_no_password(pg_server, pg_url: str, cli, monkeypatch, tmp_path) -> None:
+    """A real supervised run with the password in ZERODECK_DB: it runs (the supervisor connects with
+    the URL of its launch spec), and neither the run record's environment nor `show`, `runs` or the
+    launch spec's environment holds the password (the test server trusts its socket, so any works)."""
+    import json
+    from pathlib import Path
+
+    from tests.launch_helpers import command_recipe
+
+    url = pg_url.replace("zerodeck@", "zerodeck:hunter2@")
+    monkeypatch.setenv("ZERODECK_DB", url)
+    program = 'import json; print(json.dumps({"zerodeck": "step", "step": 1, "loss": 2.0}), flush=True)'
+    code, out, err = cli("run", str(command_recipe(tmp_path, program)), "--json")
+    assert code == 0, err
+    (run,) = json.loads(out)
+    assert run["outcome"] == "succeeded" and "hunter2" not in out + err
+    code, out, err = cli("show", str(run["id"]), "--json")
+    detail = json.loads(out)
+    assert detail["env"]["ZERODECK_DB"] == url.replace("hunter2", "***") and "hunter2" not in out
+    assert [p["step"] for p in detail["metrics"]] == [1]
+    spec = json.loads((Path(detail["workdir"]) / "launch.json").read_text())
+    assert "hunter2" not in json.dumps(spec.get("env", {}))
+
+
+@pytest.mark.parametrize(("url", "words"), [
+    ("garbage", "not a database URL"),
+    ("postgresql+psycopg2://u:hunter2@h/db", "its driver is not installed"),
+])
+def test_a_bad_store_url_is_one_line_without_the_password(cli, monkeypatch, url: str, words: str) -> None:
+    monkeypatch.setenv("ZERODECK_DB", url)
+    code, out, err = cli("runs", "--json")
+    assert code == 1 and out == "" and err.count("\n") == 1 and words in err and "hunter2" not in err, err
