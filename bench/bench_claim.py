@@ -81,7 +81,7 @@ def measure(url: str, items: int, runners: int, bind: bool) -> dict[str, float]:
 
 
 def _report(name: str, r: dict[str, Any]) -> None:
-    print(f"{name:<11} {r['claims']:.0f} claims in {r['wall_s']:.2f} s = {r['claims_per_s']:.0f} claims/s; "
+    print(f"{name:<14} {r['claims']:.0f} claims in {r['wall_s']:.2f} s = {r['claims_per_s']:.0f} claims/s; "
           f"lost races {r['lost_races']:.0f}; per runner {r['per_runner']}; each item once: yes; "
           f"pinned items only on their host: {'yes' if r['pinned_ok'] else 'NO'}")
 
@@ -91,17 +91,19 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=400)
     ap.add_argument("--runners", type=int, default=4)
     ap.add_argument("--bind", action="store_true", help="also make and bind each claimed item's run")
-    ap.add_argument("--pg-url", default=None)
+    ap.add_argument("--pg-url", default=None, help="an empty PostgreSQL database (one runner count only)")
     ap.add_argument("--skip-pg", action="store_true")
     args = ap.parse_args()
-    print(f"claim throughput: {args.runners} runners, {args.items} items (a quarter pinned to one host), "
+    counts = sorted({1, args.runners})  # one runner alone: the cost of a claim without contention
+    print(f"claim throughput: {counts} runners, {args.items} items (a quarter pinned to one host), "
           f"{'claim + make and bind the run' if args.bind else 'claim with a port hold'}; {os.cpu_count()} CPUs")
-    with tempfile.TemporaryDirectory(prefix="zd-bench-claim-") as tmp:
-        _report("SQLite", measure(f"sqlite:///{tmp}/claim.db", args.items, args.runners, args.bind))
+    for n in counts:
+        with tempfile.TemporaryDirectory(prefix="zd-bench-claim-") as tmp:
+            _report(f"SQLite x{n}", measure(f"sqlite:///{tmp}/claim.db", args.items, n, args.bind))
     if args.skip_pg:
         return
     if args.pg_url:
-        _report("PostgreSQL", measure(args.pg_url, args.items, args.runners, args.bind))
+        _report(f"PostgreSQL x{args.runners}", measure(args.pg_url, args.items, args.runners, args.bind))
         return
     sys.path.insert(0, str(ROOT))
     from tests.pg_server import start_server, unavailable
@@ -112,7 +114,8 @@ def main() -> None:
         return
     server = start_server()
     try:
-        _report("PostgreSQL", measure(server.new_database(), args.items, args.runners, args.bind))
+        for n in counts:
+            _report(f"PostgreSQL x{n}", measure(server.new_database(), args.items, n, args.bind))
     finally:
         from zerodeck.store.engine import reset_engines
 
