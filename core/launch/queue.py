@@ -206,7 +206,7 @@ class Runner:
         snap = self._snapshot()
         view = ledger.observe(self.config, snap)
         now = time.monotonic()
-        if now - self._host_at >= HOST_RECORD_EVERY_S:
+        if now - self._host_at >= min(HOST_RECORD_EVERY_S, self.grace_s / 3):  # beat well inside the grace
             self._host_at = now
             self._beat(view)
             for run_id, _what in judge_hosts(self.store, self.config.host, self.grace_s):

@@ -691,7 +691,14 @@ def main(argv: list[str] | None = None) -> int:
     if spec is not None and spec.claim_token is not None:
         # A run made by a queue claim writes as the claim's holder: once another host takes the claim
         # over (its host was judged silent), every write raises LeaseLost and lands nothing.
-        store = store.fenced(args.run_id, spec.claim_token, host=spec.host)
+        from zerodeck.core.errors import BadInput
+        from zerodeck.core.launch.hostname import configure, host_grace
+        from zerodeck.store.api import HEARTBEAT_S
+
+        with contextlib.suppress(BadInput):  # checked by its runner's entry; the default otherwise
+            configure(os.environ)  # the grace its runner was given (inherited): beat well inside it
+        store = store.fenced(args.run_id, spec.claim_token, host=spec.host,
+                             heartbeat_s=min(HEARTBEAT_S, host_grace() / 3))
     sup = Supervisor(store, args.run_id, spec)
     signal.signal(signal.SIGTERM, _on_stop(sup))
     signal.signal(signal.SIGINT, _on_stop(sup))
