@@ -324,3 +324,48 @@ def test_stopping_another_hosts_run_only_asks_its_supervisor(store: Store) -> No
         stop_run(store, run_id, wait=0.6)
     run = store.run(run_id)
     assert run is not None and run.status == "running" and store.stop_requested(run_id)
+
+
+def test_a_claim_skips_an_item_another_runner_is_claiming_on_postgresql(pg_url: str) -> None:
+    """`FOR UPDATE SKIP LOCKED`: while another transaction holds the item's row, a claim moves on at
+    once (None) instead of waiting for it; once that transaction ends, the item can be claimed."""
+    import threading
+
+    from sqlalchemy import text
+
+    store = Store.open(pg_url)
+    item = _item(store)
+    got: list[int | None] = []
+    with store.engine.connect() as other:
+        other.execute(text("SELECT id FROM queue_item WHERE id = :i FOR UPDATE"), {"i": item})
+        t = threading.Thread(target=lambda: got.append(store.claim(item, "gpu-01", [], os.getpid())), daemon=True)
+        t.start()
+        t.join(timeout=10)
+        assert not t.is_alive() and got == [None]  # skipped, not blocked
+        other.rollback()
+    assert store.claim(item, "gpu-01", [], os.getpid()) == 1
+
+
+def test_migration_5_on_an_old_store_keeps_its_queue_and_is_idempotent(tmp_path: Path) -> None:
+    import shutil
+
+    from zerodeck.store.migrations import MIGRATIONS
+    from zerodeck.store.models import SCHEMA_VERSION
+
+    db = tmp_path / "old.db"
+    shutil.copy(Path(__file__).parent / "fixtures" / "store" / "zerodeck-v1.db", db)
+    import sqlite3
+
+    with sqlite3.connect(db) as old:  # an item queued by the old version, still waiting
+        old.execute("INSERT INTO queue_item (recipe_ref, state, added_at) VALUES ('a.toml', 'pending', "
+                    "'2025-01-01 00:00:00.000000')")
+    store = Store.open(f"sqlite:///{db}")
+    assert SCHEMA_VERSION >= 5
+    before = store.queue_items()
+    assert [(i.recipe_ref, i.state, i.claim_token, i.host, i.lease_host) for i in before] == [
+        ("a.toml", "pending", 0, None, None)]
+    with store.engine.begin() as conn:
+        MIGRATIONS[5](conn)  # a second time: nothing to add, nothing lost
+    assert store.queue_items() == before
+    item = _item(store)
+    assert store.claim(item, "gpu-01", [], os.getpid()) == 1
