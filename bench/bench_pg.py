@@ -1,4 +1,4 @@
-"""`zerodeck runs --json` and `zerodeck compare --all` with 10,000 runs on SQLite and on PostgreSQL (issue 14).
+"""`zerodeck runs --json`, `compare --all` and `store copy` with 10,000 runs on SQLite and PostgreSQL (issue 14).
 
     .venv/bin/python bench/bench_pg.py [--runs 10000] [--repeat 5]
 
@@ -105,6 +105,14 @@ def main() -> int:
                 out = subprocess.run([sys.executable, "-c", _INSIDE, env["ZERODECK_DB"], str(args.repeat)],
                                      env=env, capture_output=True, text=True, check=True).stdout.split()
                 print(f"{name:12} {out[0]:>5} ms {out[1]:>6} ms {out[2]:>11} ms {out[3]:>10} ms")
+            print("\nzerodeck store copy (every table, one transaction, counts checked), fresh process:")
+            copies = [("sqlite -> postgresql", stores["sqlite"]["ZERODECK_DB"], server.new_database("copy")),
+                      ("postgresql -> sqlite", stores["postgresql"]["ZERODECK_DB"], f"sqlite:///{home}/back.db")]
+            for label, src, dst in copies:
+                t0 = time.perf_counter()
+                done = subprocess.run([ZD, "store", "copy", src, dst], env=base, capture_output=True, text=True)
+                line = (done.stdout.splitlines() or [done.stderr.strip()])[0]
+                print(f"{label:22} {time.perf_counter() - t0:6.1f} s  {line}")
     finally:
         server.cleanup()
     return 0

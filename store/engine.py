@@ -165,7 +165,9 @@ def _make(url: str | URL, where: str, *, sqlite: bool, read_only_reason: str | N
     except (ArgumentError, ImportError) as exc:
         # ZERODECK_DB is a user's text: a typo or a driver that is not installed is one line naming it.
         why = "not a database URL" if isinstance(exc, ArgumentError) else f"its driver is not installed ({exc})"
-        hint = "; PostgreSQL takes postgresql+psycopg://USER@HOST/DB" if not str(url).startswith("sqlite") else ""
+        hint = "" if str(url).startswith("sqlite") else (
+            "; pip install 'zerodeck[postgres]'" if "psycopg" in str(exc) and "psycopg2" not in str(exc)
+            else "; PostgreSQL takes postgresql+psycopg://USER@HOST/DB")
         raise StoreError(f"{mask_url(url)}: cannot open the store: {why}{hint}") from None
     event.listen(engine, "handle_error", partial(_translate, where, read_only_reason))
     if sqlite:

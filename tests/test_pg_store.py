@@ -119,3 +119,11 @@ def test_a_bad_store_url_is_one_line_without_the_password(cli, monkeypatch, url:
     monkeypatch.setenv("ZERODECK_DB", url)
     code, out, err = cli("runs", "--json")
     assert code == 1 and out == "" and err.count("\n") == 1 and words in err and "hunter2" not in err, err
+
+
+def test_without_postgresql_the_tests_say_why(monkeypatch) -> None:
+    from tests import pg_server
+
+    monkeypatch.setattr(pg_server, "find_bindir", lambda: None)
+    reason = pg_server.unavailable()
+    assert reason is not None and "apt-get install postgresql" in reason
