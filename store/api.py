@@ -10,18 +10,22 @@ mypy checks at every call site, and the common transitions have names of their o
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypedDict
 
-from sqlalchemy import Engine, String, Table, delete, func, insert, select, text, type_coerce, update
+from sqlalchemy import Engine, String, Table, delete, func, insert, or_, select, text, type_coerce, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from typing_extensions import Unpack
 from zerodeck.store.engine import database_url, get_engine
+from zerodeck.store.errors import StoreError
 from zerodeck.store.models import (
     CardPeak,
+    Host,
     HostCard,
     LedgerHold,
     MetricPoint,
@@ -55,6 +59,8 @@ from zerodeck.store.records import (
 )
 
 _CHUNK = 900  # stay far below SQLite's bound-parameter limit
+DEFAULT_LEASE_S = 60.0  # a claim's lease and a host's grace: how long a silent holder keeps what it holds
+HEARTBEAT_S = 10.0  # how often a fenced supervisor says its host is alive (well inside DEFAULT_LEASE_S)
 
 
 class FinishFields(TypedDict, total=False):
@@ -153,6 +159,7 @@ _SAMPLE: Table = TelemetrySample.__table__  # type: ignore[attr-defined]
 _HOLD: Table = LedgerHold.__table__  # type: ignore[attr-defined]
 _HOST: Table = HostCard.__table__  # type: ignore[attr-defined]
 _EVENT: Table = RunEvent.__table__  # type: ignore[attr-defined]
+_HOSTROW: Table = Host.__table__  # type: ignore[attr-defined]
 _RUN_COLUMNS = [_RUN.c[name] for name in RECORD_FIELDS]
 # Datetimes come back as stored text and are parsed by fromisoformat (C), not per-value type hooks.
 _RUN_SELECT = [type_coerce(c, String) if c.key in TIME_FIELDS else c for c in _RUN_COLUMNS]
@@ -441,28 +448,35 @@ class Store:
         return [(r[0], r[1], r[2], r[3], r[4]) for r in self._rows(q)]
 
     # -- the queue -----------------------------------------------------------------------------
-    def enqueue(self, recipe_ref: str, recipe_hash: str | None = None) -> int:
+    def enqueue(self, recipe_ref: str, recipe_hash: str | None = None, *, host: str | None = None) -> int:
+        """Append an item; `host` pins it to that server (only its runner claims it)."""
         with self._session() as s:
-            item = QueueItem(recipe_ref=recipe_ref, recipe_hash=recipe_hash)
-            s.add(item)
+            res = s.execute(insert(_QUEUE).values(recipe_ref=recipe_ref, recipe_hash=recipe_hash, host=host,
+                                                  state="pending", added_at=utcnow(), claim_token=0))
             s.commit()
-            assert item.id is not None
-            return item.id
+        return int(res.inserted_primary_key[0])  # type: ignore[attr-defined]
 
     def queue_items(self, *, states: Sequence[str] | None = None, item_id: int | None = None,
-                    limit: int | None = None) -> list[QueueRecord]:
+                    limit: int | None = None, for_host: str | None = None) -> list[QueueRecord]:
+        """Queue items in queue order; `for_host` keeps those that host's runner may claim (unpinned,
+        or pinned to it)."""
         q = (select(_QUEUE.c.id, _QUEUE.c.recipe_ref, _QUEUE.c.recipe_hash, _QUEUE.c.state,
                     _QUEUE.c.run_id, _QUEUE.c.reason, _SNAP.c.name, _QUEUE.c.added_at,
-                    _QUEUE.c.started_at, _QUEUE.c.ended_at)
+                    _QUEUE.c.started_at, _QUEUE.c.ended_at, _QUEUE.c.host, _QUEUE.c.claim_token,
+                    _QUEUE.c.lease_host, _QUEUE.c.lease_expires_at)
              .outerjoin(RecipeSnapshot, _SNAP.c.hash == _QUEUE.c.recipe_hash)
              .order_by(_QUEUE.c.id))
         if states:
             q = q.where(_QUEUE.c.state.in_(list(states)))
+        if for_host is not None:
+            q = q.where(or_(_QUEUE.c.host.is_(None), _QUEUE.c.host == for_host))
         if item_id is not None:
             q = q.where(_QUEUE.c.id == item_id)
         if limit:
             q = q.limit(limit)
-        return [QueueRecord(*r) for r in self._rows(q)]
+        return [QueueRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], host=r[10],
+                            claim_token=int(r[11] or 0), lease_host=r[12], lease_expires_at=utc(r[13]))
+                for r in self._rows(q)]
 
     def queue_item(self, item_id: int) -> QueueRecord | None:
         found = self.queue_items(item_id=item_id)
@@ -493,24 +507,43 @@ class Store:
 
     # -- the card ledger -----------------------------------------------------------------------
     def admit(self, item_id: int, host: str, holds: Sequence[tuple[str, int]], holder_pid: int) -> bool:
-        """Claim a pending queue item and take its holds (kind, ident) on `host`, all or nothing in one
-        transaction. False when another runner claimed the item or holds any of them: the unique
-        constraint on (host, kind, ident) decides, so two runners can never hold one card."""
+        """`claim` without caring for the token: True when this process claimed the item."""
+        return self.claim(item_id, host, holds, holder_pid) is not None
+
+    def claim(self, item_id: int, host: str, holds: Sequence[tuple[str, int]], holder_pid: int, *,
+              lease_s: float = DEFAULT_LEASE_S) -> int | None:
+        """Claim a pending queue item for `host` and take its holds (kind, ident) there, all or nothing
+        in one transaction; returns the claim's token (fencing token), None when another runner claimed
+        the item first, the item is pinned to another host, or any hold is taken: the unique constraint
+        on (host, kind, ident) decides, so two runners can never hold one card.
+
+        On PostgreSQL the item row is locked `FOR UPDATE SKIP LOCKED`: a runner never waits on an item
+        another is claiming, it moves on. On SQLite the transaction is the single writer. The claim is a
+        lease held by `host` until now + `lease_s`, renewed by its runner (`heartbeat`)."""
         now = utcnow()
         rows = [{"host": host, "kind": kind, "ident": ident, "item_id": item_id, "holder_pid": holder_pid,
                  "taken_at": now} for kind, ident in holds]
+        q = _QUEUE.c
         try:
             with self._session() as s:
-                res = s.execute(update(QueueItem).where(_QUEUE.c.id == item_id, _QUEUE.c.state == "pending")
-                                .values(state="running", started_at=now))
+                found = s.execute(select(q.claim_token).where(
+                    q.id == item_id, q.state == "pending", or_(q.host.is_(None), q.host == host))
+                    .with_for_update(skip_locked=True)).first()
+                if found is None:
+                    return None
+                token = int(found[0] or 0) + 1
+                res = s.execute(update(_QUEUE).where(q.id == item_id, q.state == "pending",
+                                                     q.claim_token == found[0])
+                                .values(state="running", started_at=now, claim_token=token, lease_host=host,
+                                        lease_expires_at=now + timedelta(seconds=lease_s)))
                 if res.rowcount != 1:  # type: ignore[attr-defined]
-                    return False  # leaving the block rolls back
+                    return None  # leaving the block rolls back
                 if rows:
                     s.execute(insert(_HOLD), rows)
                 s.commit()
         except IntegrityError:
-            return False
-        return True
+            return None
+        return token
 
     def hold_for_run(self, run_id: int, on_host: str, holds: Sequence[tuple[str, int]], holder_pid: int,
                      **fields: Unpack[RunFields]) -> bool:
@@ -678,6 +711,157 @@ class Store:
         return out
 
 
+    # -- issue 14: leases and hosts ---------------------------------------------------------------
+    # The claim protocol. `claim` gives a queue item's next claim token to the runner that takes it;
+    # `bind_claim` carries it onto the run made for the item; every later write of that run goes through
+    # `fenced(run_id, token)`, which checks the token in the same transaction. Taking a claim over
+    # (`expire_claims` re-queues an item whose runner never made its run and stopped renewing;
+    # `lose_run` ends the run of a silent host) raises the token, so the former holder's next write
+    # raises `LeaseLost` and lands nothing.
+
+    def fenced(self, run_id: int, token: int, *, host: str | None = None,
+               heartbeat_s: float = HEARTBEAT_S) -> FencedStore:
+        """This store, writing as the holder of run `run_id`'s claim `token`: see `FencedStore`."""
+        return FencedStore(self, run_id, token, host=host, heartbeat_s=heartbeat_s)
+
+    def bind_claim(self, item_id: int, token: int, run_id: int, **fields: Unpack[RunFields]) -> None:
+        """`bind_holds` for the holder of claim `token`: the item, its holds and the run (which takes
+        the token) in one transaction; LeaseLost when the claim was taken over meanwhile."""
+        q = _QUEUE.c
+        with self._session() as s:
+            res = s.execute(update(_QUEUE).where(q.id == item_id, q.claim_token == token, q.state == "running")
+                            .values(run_id=run_id))
+            if res.rowcount != 1:  # type: ignore[attr-defined]
+                raise LeaseLost(f"queue item {item_id}", token)
+            s.execute(update(LedgerHold).where(_HOLD.c.item_id == item_id).values(run_id=run_id))
+            s.execute(update(_RUN).where(_RUN.c.id == run_id).values(claim_token=token, **_encoded(dict(fields))))
+            s.commit()
+
+    def finish_item(self, item_id: int, token: int, **fields: Unpack[QueueFields]) -> None:
+        """`update_queue_item` for the holder of claim `token` (its lease ends with it); LeaseLost when
+        the claim was taken over."""
+        q = _QUEUE.c
+        with self._session() as s:
+            res = s.execute(update(_QUEUE).where(q.id == item_id, q.claim_token == token)
+                            .values(lease_expires_at=None, **fields))
+            if res.rowcount != 1:  # type: ignore[attr-defined]
+                raise LeaseLost(f"queue item {item_id}", token)
+            if fields.get("state") in ("pending", "done", "failed", "removed"):
+                s.execute(delete(LedgerHold).where(_HOLD.c.item_id == item_id, _HOLD.c.run_id.is_(None)))
+            s.commit()
+
+    def run_claim_token(self, run_id: int) -> int | None:
+        rows = self._rows(select(_RUN.c.claim_token).where(_RUN.c.id == run_id))
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def heartbeat(self, host: str, *, runner_pid: int | None = None,
+                  cards: Sequence[HostCardRecord] | None = None, lease_s: float | None = None) -> None:
+        """Say `host` is alive, in one transaction: its `host` row (upserted; `runner_pid` when its
+        runner says it), the latest state of its cards when given (one row per card, replaced, not a
+        stream), and with `lease_s` the leases of the queue items its runner holds, renewed to now +
+        `lease_s`. Supervisors renew the host only: a dead runner's half-made claims must expire."""
+        now = utcnow()
+        values: dict[str, Any] = {"last_heartbeat": now}
+        if runner_pid is not None:
+            values.update(runner_pid=runner_pid, runner_seen_at=now)
+        for attempt in range(2):
+            try:
+                with self._session() as s:
+                    res = s.execute(update(_HOSTROW).where(_HOSTROW.c.name == host).values(**values))
+                    if res.rowcount != 1:  # type: ignore[attr-defined]
+                        s.execute(insert(_HOSTROW).values(name=host, **values))
+                    if cards is not None:
+                        s.execute(delete(HostCard).where(_HOST.c.host == host))
+                        if cards:
+                            s.execute(insert(_HOST), [
+                                {"host": host, "card": c.card, "memory_used_mb": c.memory_used_mb,
+                                 "memory_total_mb": c.memory_total_mb, "foreign_pids": encode_json(c.foreign_pids),
+                                 "seen_at": c.seen_at or now} for c in cards])
+                    if lease_s is not None:
+                        s.execute(update(_QUEUE).where(_QUEUE.c.lease_host == host, _QUEUE.c.state == "running")
+                                  .values(lease_expires_at=now + timedelta(seconds=lease_s)))
+                    s.commit()
+                return
+            except IntegrityError:
+                if attempt:  # two first heartbeats of one host raced: the second one updates
+                    raise
+
+    def hosts(self) -> list[HostBeat]:
+        q = select(_HOSTROW.c.name, type_coerce(_HOSTROW.c.last_heartbeat, String), _HOSTROW.c.runner_pid,
+                   type_coerce(_HOSTROW.c.runner_seen_at, String)).order_by(_HOSTROW.c.name)
+        out = []
+        for name, beat, pid, seen in self._rows(q):
+            when = utc(beat)
+            assert when is not None
+            out.append(HostBeat(name, when, pid, utc(seen)))
+        return out
+
+    def leased_runs(self) -> list[tuple[int, str | None, int, datetime | None]]:
+        """(run id, host, claim token, created at) of every unfinished run made by a claim."""
+        r = _RUN.c
+        q = select(r.id, r.host, r.claim_token, type_coerce(r.created_at, String)).where(
+            r.status.in_(ACTIVE_STATUSES), r.claim_token.is_not(None))
+        return [(int(i), h, int(t), utc(c)) for i, h, t, c in self._rows(q)]
+
+    def lose_run(self, run_id: int, token: int, host: str, silent_before: datetime, reason: str) -> bool:
+        """End run `run_id` as `lost` because its host fell silent: only while it still holds claim
+        `token` and `host` has not beaten since `silent_before` (checked inside the transaction, after
+        the run row is taken, so a host that came back keeps its run). The token is raised, the run's
+        holds given back and its queue item failed, all at once. False when any of that no longer holds.
+        Never retried: a lost run stays lost until a person resumes or queues it again."""
+        now = utcnow()
+        with self._session() as s:
+            res = s.execute(update(_RUN).where(_RUN.c.id == run_id, _RUN.c.claim_token == token,
+                                               _RUN.c.status.in_(ACTIVE_STATUSES))
+                            .values(status="finished", outcome="lost", reason=reason, ended_at=now,
+                                    claim_token=token + 1))
+            if res.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            beat = s.execute(select(type_coerce(_HOSTROW.c.last_heartbeat, String))
+                             .where(_HOSTROW.c.name == host)).first()
+            last = utc(beat[0]) if beat else None
+            if last is not None and last > silent_before:
+                s.rollback()
+                return False
+            s.execute(delete(LedgerHold).where(_HOLD.c.run_id == run_id))
+            s.execute(update(_QUEUE).where(_QUEUE.c.run_id == run_id, _QUEUE.c.state == "running")
+                      .values(state="failed", reason=f"run {run_id}: lost: {reason}", ended_at=now,
+                              lease_expires_at=None, claim_token=_QUEUE.c.claim_token + 1))
+            s.commit()
+        return True
+
+    def expire_claims(self) -> list[tuple[int, str]]:
+        """Settle queue items whose lease ran out (their runner stopped renewing it): an item whose run
+        was never made goes back to `pending` (nothing ran, so claiming it again starts it once), its
+        half-taken holds given back; an item whose run has finished gets that run's end. An item whose
+        run is still going is left to its host's heartbeat (`lose_run`). Returns (item id, new state)."""
+        now = utcnow()
+        q = _QUEUE.c
+        rows = self._rows(select(q.id, q.claim_token, q.run_id, _RUN.c.status, _RUN.c.outcome, _RUN.c.reason)
+                          .outerjoin(Run, _RUN.c.id == q.run_id)
+                          .where(q.state == "running", q.lease_expires_at.is_not(None), q.lease_expires_at < now))
+        done: list[tuple[int, str]] = []
+        for item_id, token, run_id, status, outcome, why in rows:
+            if run_id is not None and status != "finished":
+                continue
+            if run_id is None:
+                values: dict[str, Any] = {"state": "pending", "started_at": None, "lease_host": None}
+            else:
+                ok = outcome == "succeeded"
+                values = {"state": "done" if ok else "failed", "ended_at": now,
+                          "reason": None if ok else f"run {run_id}: {outcome}: {why or ''}".rstrip(": ")}
+            with self._session() as s:
+                res = s.execute(update(_QUEUE).where(q.id == item_id, q.claim_token == token, q.state == "running",
+                                                     q.lease_expires_at < now)
+                                .values(lease_expires_at=None, claim_token=token + 1, **values))
+                if res.rowcount != 1:  # type: ignore[attr-defined]
+                    continue
+                s.execute(delete(LedgerHold).where(_HOLD.c.item_id == item_id, _HOLD.c.run_id.is_(None)))
+                s.commit()
+            done.append((int(item_id), str(values["state"])))
+        return done
+
+
 class SlurmFields(TypedDict, total=False):
     job_id: str | None
     state: str | None
@@ -697,8 +881,86 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+@dataclass(frozen=True)
+class HostBeat:
+    """One host's row: when it last said it was alive, and its runner's pid and last word."""
+
+    name: str
+    last_heartbeat: datetime
+    runner_pid: int | None = None
+    runner_seen_at: datetime | None = None
+
+
+class LeaseLost(StoreError):
+    """A write of a run (or queue item) whose claim this process no longer holds: another host took it
+    over, or a silent host's run was marked lost. Nothing of that write landed.
+
+    It means STOP WRITING, never "try later": a layer that buffers writes while the store is
+    unreachable (the supervisor's spool) must let it pass through unbuffered, and the writer stops
+    (the supervisor ends its job and says so in its log; the runner drops the item)."""
+
+    def __init__(self, what: str, token: int) -> None:
+        super().__init__(f"{what}: claim token {token} no longer holds (another host took the claim over, "
+                         "or the run was marked lost); this process stops writing it")
+        self.what = what
+        self.token = token
+
+
+class FencedStore(Store):
+    """The store as the holder of one run's claim sees it: every write (any method of `Store` that
+    writes) first runs `UPDATE run SET claim_token = :t WHERE id = :id AND claim_token = :t` in the
+    same transaction, and raises `LeaseLost` (landing nothing) when no row matches. On PostgreSQL that
+    statement also locks the run's row until the transaction commits, so a takeover waits for the
+    write in flight and the next one is refused; SQLite's single writer gives the same order.
+
+    Once lost it stays lost: every later write raises at once. `stop_requested(run_id)` (the
+    supervisor asks it every tick) reads the token as well, so a supervisor learns of the takeover
+    within a tick even when it has nothing to write, and every `heartbeat_s` it renews its host's
+    heartbeat, which keeps the host's runs from being judged lost while the host lives."""
+
+    def __init__(self, base: Store, run_id: int, token: int, *, host: str | None = None,
+                 heartbeat_s: float = HEARTBEAT_S) -> None:
+        super().__init__(base.engine, base.url)
+        self.run_id = run_id
+        self.token = token
+        self.host = host
+        self.heartbeat_s = heartbeat_s
+        self.lost = False
+        self._beat_at = -1e18
+
+    def _lost(self) -> LeaseLost:
+        self.lost = True
+        return LeaseLost(f"run {self.run_id}", self.token)
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        if self.lost:
+            raise self._lost()
+        with Session(self.engine, expire_on_commit=False) as session:
+            res = session.execute(update(_RUN).where(_RUN.c.id == self.run_id, _RUN.c.claim_token == self.token)
+                                  .values(claim_token=self.token))
+            if res.rowcount != 1:  # type: ignore[attr-defined]
+                raise self._lost()
+            yield session
+
+    def stop_requested(self, run_id: int) -> bool:
+        if run_id != self.run_id:
+            return super().stop_requested(run_id)
+        if self.lost:
+            raise self._lost()
+        rows = self._rows(select(_RUN.c.stop_requested, _RUN.c.claim_token).where(_RUN.c.id == run_id))
+        if not rows or rows[0][1] != self.token:
+            raise self._lost()
+        now = time.monotonic()
+        if self.host and now - self._beat_at >= self.heartbeat_s:
+            self._beat_at = now
+            self.heartbeat(self.host)
+        return bool(rows[0][0])
+
+
 def _like_literal(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-__all__ = ["Store", "RunFields", "FinishFields", "QueueFields", "SlurmFields", "decode_json"]
+__all__ = ["Store", "RunFields", "FinishFields", "QueueFields", "SlurmFields", "decode_json", "FencedStore",
+           "LeaseLost", "HostBeat", "DEFAULT_LEASE_S", "HEARTBEAT_S"]

@@ -108,10 +108,26 @@ def _v4_events_resume(conn: Any) -> None:
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_run_parent_id ON run (parent_id)"))
 
 
+def _v5_leases_hosts(conn: Any) -> None:
+    """Issue 14: the claim token on run (fencing), and on queue_item its token, its pinned host and its
+    lease. Old items are unclaimed (token 0, no lease); an old run has no token and is written as
+    before. The `host` table is new and made by create_all after the steps."""
+    stamp = _datetime(conn)
+    if "claim_token" not in _columns(conn, "run"):
+        conn.execute(text("ALTER TABLE run ADD COLUMN claim_token INTEGER"))
+    have = _columns(conn, "queue_item")
+    for name, sql_type in (("host", "VARCHAR"), ("claim_token", "INTEGER NOT NULL DEFAULT 0"),
+                           ("lease_host", "VARCHAR"), ("lease_expires_at", stamp)):
+        if name not in have:
+            conn.execute(text(f"ALTER TABLE queue_item ADD COLUMN {name} {sql_type}"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_queue_item_host ON queue_item (host)"))
+
+
 MIGRATIONS: dict[int, Callable[[Any], None]] = {
     # 1: the first schema; created by create_all, nothing to move.
     2: _v2_run_axes,
     3: _v3_card_ledger,
     4: _v4_events_resume,
+    5: _v5_leases_hosts,
     # 6: the slurm_job table (issue 15): new, so create_all makes it after the steps; no run row moves.
 }

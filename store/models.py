@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Column, DateTime, Integer, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 from zerodeck.store.records import OUTCOMES, STATUSES
 
@@ -18,6 +18,8 @@ from zerodeck.store.records import OUTCOMES, STATUSES
 # 3: the card ledger (ledger_hold, host_card) and the run's placement (card_ids, HCCL port block,
 #    placement warning).
 # 4: run events, the stall flag and resume links (parent_id, resumed_from, stalled_at on run).
+# 5: leases and hosts (issue 14): claim tokens on run and queue_item, the queue item's pinned host and
+#    lease, and one `host` row per server with its last heartbeat.
 # 6: the slurm_job table (a run submitted to Slurm: job id, state, nodes, queue wait).
 SCHEMA_VERSION = 6
 __all__ = ["OUTCOMES", "STATUSES", "SCHEMA_VERSION"]
@@ -205,6 +207,34 @@ class RunEvent(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow)
     kind: str = Field(index=True)
     detail: str = "null"  # JSON: a line of text or an object (the per-card snapshot of a stall)
+
+
+# -- issue 14: leases and hosts (migration 5) ------------------------------------------------------
+# A claim is a lease: whoever claims a queue item gets its next claim token (fencing token) and holds
+# it until `lease_expires_at`, renewed by the holder host's runner; the run made for the item carries
+# the same token, and every later write of that run checks it in the same transaction
+# (`Store.fenced`). Taking a claim over (an expired lease re-queued, a silent host's run marked lost)
+# raises the token, so the old holder's next write is refused. The columns are added to the existing
+# tables here, at the end, so the classes above stay as older migrations left them; store/api.py
+# writes them through the Core tables.
+Run.__table__.append_column(Column("claim_token", Integer, nullable=True))  # type: ignore[attr-defined]
+QueueItem.__table__.append_column(Column("host", String, nullable=True, index=True))  # type: ignore[attr-defined]
+QueueItem.__table__.append_column(  # type: ignore[attr-defined]
+    Column("claim_token", Integer, nullable=False, default=0, server_default="0"))
+QueueItem.__table__.append_column(Column("lease_host", String, nullable=True))  # type: ignore[attr-defined]
+QueueItem.__table__.append_column(Column("lease_expires_at", DateTime, nullable=True))  # type: ignore[attr-defined]
+
+
+class Host(SQLModel, table=True):
+    """One server that runs zerodeck jobs: its last heartbeat (its runner, and the supervisors of its
+    leased runs, renew it), and the runner that last reported its cards. A host silent past the grace
+    period has its leased runs marked `lost` by whoever reconciles (core/launch/reconcile.py)."""
+
+    __tablename__ = "host"
+    name: str = Field(primary_key=True)
+    last_heartbeat: datetime = Field(default_factory=utcnow)
+    runner_pid: int | None = None
+    runner_seen_at: datetime | None = None  # the last heartbeat of its runner (supervisors leave it)
 
 
 # -- Slurm jobs (issue 15, migration 6) -------------------------------------------------------------

@@ -270,11 +270,17 @@ class QueueRecord:
     added_at: datetime | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    # issue 14: the host it is pinned to (None: any), its claim token and who holds its lease
+    host: str | None = None
+    claim_token: int = 0
+    lease_host: str | None = None
+    lease_expires_at: datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "recipe": self.recipe_name, "recipe_ref": self.recipe_ref, "state": self.state,
                 "run_id": self.run_id, "reason": self.reason, "added_at": self.added_at,
-                "started_at": self.started_at, "ended_at": self.ended_at}
+                "started_at": self.started_at, "ended_at": self.ended_at, "host": self.host,
+                "claimed_by": self.lease_host}
 
 
 @dataclass(frozen=True)

@@ -273,10 +273,12 @@ def test_hosts_shows_the_foreign_process_of_a_replayed_capture(cli, tmp_path: Pa
     code, out, err = cli("hosts", "--json")
     assert code == 0, err
     (host,) = json.loads(out)
-    assert set(host) == {"host", "seen_at", "cards"} and host["host"] == HOST
+    # issue 14 added last_heartbeat, stale and runner_pid (no runner beat here: stale, no pid)
+    assert set(host) == {"host", "seen_at", "cards", "last_heartbeat", "stale", "runner_pid"} and host["host"] == HOST
+    assert host["stale"] is True and host["runner_pid"] is None
     cards = {c["index"]: c for c in host["cards"]}
     assert sorted(cards) == list(range(8))
-    assert set(cards[2]) == {"index", "run_id", "foreign_pids", "memory_used_mb", "memory_total_mb"}
+    assert set(cards[2]) == {"index", "run_id", "foreign_pids", "memory_used_mb", "memory_total_mb", "run_name"}
     assert cards[2]["foreign_pids"] == [1333928] and cards[2]["memory_used_mb"] == 41052
     assert all(cards[i]["foreign_pids"] == [] for i in cards if i != 2)
     assert cards[0]["memory_total_mb"] == 65536 and cards[0]["run_id"] is None

@@ -14,6 +14,7 @@ from zerodeck.store.api import Store
 from zerodeck.store.copy import tables
 from zerodeck.store.models import (
     CardPeak,
+    Host,
     HostCard,
     LedgerHold,
     MetricPoint,
@@ -48,6 +49,7 @@ def seed(store: Store, n: int) -> None:
                       {"recipe_ref": "b.toml", "recipe_hash": None, "state": "pending", "run_id": None}])
         conn.execute(insert(LedgerHold), [{"host": "node1", "kind": "card", "ident": 0, "run_id": 2, "holder_pid": 1}])
         conn.execute(insert(HostCard), [{"host": "node1", "card": 0, "memory_used_mb": 5.0}])
+        conn.execute(insert(Host), [{"name": "node1", "last_heartbeat": t0, "runner_pid": 1}])  # issue 14
         conn.execute(insert(RunEvent), [{"run_id": 3, "kind": "stalled", "detail": '{"step": 4}',
                                          "at": t0 + timedelta(hours=1)}])
         conn.execute(insert(SlurmJob), [{"run_id": 4, "job_id": "17", "state": "COMPLETED", "nodes": 2,

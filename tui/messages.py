@@ -153,3 +153,11 @@ class Exported(Message, bubble=False):
     def __init__(self, path: Path) -> None:
         super().__init__()
         self.path = path
+
+
+class HostsLoaded(Message, bubble=False):
+    """Every host sharing the store, as `zerodeck hosts --json` lists them (issue 14)."""
+
+    def __init__(self, hosts: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.hosts = hosts

@@ -230,6 +230,13 @@ class Services:
         return list(reconcile(self.store))
 
     # -- compare ---------------------------------------------------------------------------
+    def hosts(self) -> list[dict[str, Any]]:
+        """Every host sharing the store: its cards, who holds them, its last heartbeat (stale marked)."""
+        from zerodeck.core.launch.hostname import host_grace
+        from zerodeck.core.launch.ledger import hosts_json
+
+        return hosts_json(self.store, host_grace(), self.clock())
+
     def compare_table(self, run_ids: list[int], diff_only: bool = False,
                       pivot: tuple[str, str, str] | None = None) -> Table:
         """The core compare Table of these runs, as `zerodeck compare` builds it."""

@@ -94,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from zerodeck.core.paths import check_home
 
         check_home()
+        from zerodeck.core.launch.hostname import configure
+
+        configure(os.environ)  # ZERODECK_HOST, ZERODECK_HOST_GRACE: this host as every store write names it
         if args.command is None:
             return run_tui()
         if handler is None:

@@ -6,10 +6,10 @@ import argparse
 from typing import Any
 
 from zerodeck.core.cli.output import add_json_flag, emit, err
-from zerodeck.core.errors import EXIT_OK
+from zerodeck.core.errors import EXIT_OK, BadInput
 from zerodeck.core.i18n import _
 
-QUEUE_COLUMNS = ["id", "recipe", "state", "run_id", "added_at", "reason"]
+QUEUE_COLUMNS = ["id", "recipe", "state", "host", "claimed_by", "run_id", "added_at", "reason"]
 
 
 def register(sub: Any) -> None:
@@ -19,6 +19,8 @@ def register(sub: Any) -> None:
     qs = p.add_subparsers(dest="queue_command", metavar="COMMAND")
     add = qs.add_parser("add", help=_("append recipes (files or catalog names) to the queue"))
     add.add_argument("recipes", nargs="+", metavar="RECIPE")
+    add.add_argument("--host", metavar="NAME", default=None,
+                     help=_("pin the runs to this server: only its runner claims them"))
     add_json_flag(add)
     add.set_defaults(handler=cmd_add)
 
@@ -38,7 +40,10 @@ def cmd_add(args: argparse.Namespace) -> int:
     from zerodeck.core.launch import queue
 
     refs = expand_refs(args.recipes)  # a bad reference is reported before any store is opened
-    ids = queue.add(cli_store(), refs)
+    host = args.host.strip() if args.host is not None else None
+    if host is not None and (not host or any(ch.isspace() or not ch.isprintable() for ch in host)):
+        raise BadInput(f"--host {args.host!r}: expected a host name (as `zerodeck hosts` lists them)")
+    ids = queue.add(cli_store(), refs, host=host)
     if args.json:
         emit(ids, as_json=True)
     else:
@@ -74,12 +79,14 @@ def cmd_runner(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-HOST_COLUMNS = ["host", "card", "run_id", "foreign_pids", "memory_used_mb", "memory_total_mb", "seen_at"]
+HOST_COLUMNS = ["host", "card", "run_id", "run", "foreign_pids", "memory_used_mb", "memory_total_mb", "seen_at",
+                "last_heartbeat"]
 
 
 def cmd_hosts(args: argparse.Namespace) -> int:
     from zerodeck.core.cli.context import cli_store
     from zerodeck.core.launch import ledger
+    from zerodeck.core.launch.hostname import host_grace
     from zerodeck.store.errors import StoreReadOnly
 
     config, source = host_setup()
@@ -87,16 +94,21 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     snap = source.read() if source is not None else None
     try:
         ledger.release_stale(store, config.host)
+        # Reading this host's cards is not a heartbeat: only a runner or a supervisor says a host lives.
         store.record_host(config.host, ledger.host_records(config, ledger.observe(config, snap)))
     except StoreReadOnly:
         pass  # a read-only store still lists what was recorded
-    hosts = ledger.hosts_json(store)
+    hosts = ledger.hosts_json(store, host_grace())
     if args.json:
         emit(hosts, as_json=True)
         return EXIT_OK
-    rows = [{"host": h["host"], "card": c["index"], "run_id": c["run_id"],
+    stale = _("(stale)")
+    rows = [{"host": h["host"], "card": c["index"], "run_id": c["run_id"], "run": c["run_name"],
              "foreign_pids": ",".join(map(str, c["foreign_pids"])) or None, "memory_used_mb": c["memory_used_mb"],
-             "memory_total_mb": c["memory_total_mb"], "seen_at": h["seen_at"]}
-            for h in hosts for c in h["cards"]]
+             "memory_total_mb": c["memory_total_mb"], "seen_at": h["seen_at"],
+             "last_heartbeat": f"{h['last_heartbeat'] or '-'} {stale}" if h["stale"] else h["last_heartbeat"]}
+            for h in hosts for c in h["cards"] or [{"index": None, "run_id": None, "run_name": None,
+                                                    "foreign_pids": [], "memory_used_mb": None,
+                                                    "memory_total_mb": None}]]
     emit(rows, as_json=False, columns=HOST_COLUMNS)
     return EXIT_OK

@@ -36,6 +36,7 @@ COLUMNS: tuple[Column, ...] = (
     _c("id", "run", kind="int"),
     _c("name", "recipe"),
     _c("grid", "grid"),
+    _c("host", "host", optional=True),  # only when the runs come from more than one server
     _c("tags", "tags"),
     # recipe axes
     _c("model", "model"),

@@ -189,7 +189,13 @@ def load_rows(store: Store, selection: Selection) -> list[dict[str, Any]]:
         order = {rid: i for i, rid in enumerate(ids)}
         records.sort(key=lambda r: order[r.id])
     chains = resume_chains(store, records)
-    return [build_row(r, chains.get(r.id, ())) for r in records]
+    rows = [build_row(r, chains.get(r.id, ())) for r in records]
+    if len({r.host for r in records if r.host}) > 1:
+        # Runs from several servers sharing a store (issue 14): each row says where it ran. A
+        # comparison of one server's runs keeps the columns, and the CSV / JSON, it always had.
+        for row, rec in zip(rows, records, strict=True):
+            row["host"] = rec.host
+    return rows
 
 
 def resume_chains(store: Store, records: Sequence[RunRecord]) -> dict[int, list[RunRecord]]:

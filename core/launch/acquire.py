@@ -48,15 +48,14 @@ class LocalHost:
 def local_host(env: Mapping[str, str]) -> LocalHost:
     """ZERODECK_CARDS, ZERODECK_CPU_CARDS (a bad value is BadInput naming the variable) and the card
     source of this host, if any."""
-    import socket
-
     from zerodeck.core.launch.environment import versions
+    from zerodeck.core.launch.hostname import name_from_env
     from zerodeck.core.telemetry.sources import availability, make_source
 
     why = availability()
     name = next((n for n in ("npu-smi", "nvidia") if why.get(n) is None), None)
     cann = versions().get("cann") if name == "npu-smi" else None
-    return LocalHost(HostConfig.from_env(env, socket.gethostname(), cann), make_source(name) if name else None)
+    return LocalHost(HostConfig.from_env(env, name_from_env(env), cann), make_source(name) if name else None)
 
 
 def offered(host: LocalHost, device: str) -> HostView:

@@ -190,7 +190,8 @@ def _launch(store: Store, run_id: int, recipe: Recipe, path: Path | None, placem
                    world_size=launch.ranks, python=sys.executable, output_dir=output_dir,
                    validate_ds_config="ds_config.json" in launch.files
                    and recipe.launch.backend not in ("command", "builtin"),
-                   store_url=store.url, alert_urls=alerts.urls, alert_on=alerts.on, **watch_fields(recipe),
+                   store_url=store.url, alert_urls=alerts.urls, alert_on=alerts.on,
+                   claim_token=placement.claim_token, host=placement.host, **watch_fields(recipe),
                    scheduler=recipe.cluster.scheduler)
     spec.write(run_dir)
     store.update_run(run_id, argv=launch.argv, env=mask_env(full_env), rendered=launch.files, versions=versions(),
@@ -301,6 +302,22 @@ def checked(store: Store, current: RunRecord) -> RunRecord:
     return get_run(store, current.id)
 
 
+def _stop_remote(store: Store, run: RunRecord, wait: float) -> RunRecord:
+    """A run on another server (issue 14): only its own supervisor can stop its processes, and it
+    reads the request in the store every second; nothing here may signal a pid or record an end."""
+    if run.finished:
+        return run
+    store.request_stop(run.id)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        current = get_run(store, run.id)
+        if current.finished:
+            return current
+        time.sleep(0.5)
+    raise OperationFailed(f"run {run.id} runs on host {run.host}: asked to stop, it has not ended within "
+                          f"{wait:g} s (its supervisor there stops it; a silent host's run is marked lost)")
+
+
 def stop_run(store: Store, run_id: int, wait: float = STOP_WAIT_S) -> RunRecord:
     """Ask the supervisor to stop the run; end it ourselves if the supervisor is gone.
 
@@ -309,6 +326,10 @@ def stop_run(store: Store, run_id: int, wait: float = STOP_WAIT_S) -> RunRecord:
     run: RunRecord | None = get_run(store, run_id)
     assert run is not None
     tag = run.workdir
+    from zerodeck.core.launch.hostname import this_host
+
+    if run.host is not None and run.host != this_host():
+        return _stop_remote(store, run, wait)
     if run.finished and not procs.tagged_pids(tag):
         return run
     store.request_stop(run_id)

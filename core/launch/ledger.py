@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import psutil
@@ -222,6 +223,7 @@ class Placement:
     master_port: int
     hccl_base_port: int | None = None
     hccl_ports: int | None = None
+    claim_token: int | None = None  # the queue claim it was made by: every write of the run carries it
 
 
 def placement_holds(store: Store, config: HostConfig, device: str, cards: Sequence[int],
@@ -317,17 +319,36 @@ def host_records(config: HostConfig, view: HostView) -> list[HostCardRecord]:
             for c in view.cards.get(kind, [])]
 
 
-def hosts_json(store: Store) -> list[dict[str, Any]]:
-    """`zerodeck hosts --json` (a command-line contract)."""
+def hosts_json(store: Store, grace_s: float, now: datetime | None = None) -> list[dict[str, Any]]:
+    """`zerodeck hosts --json` (a command-line contract): every host's cards and who holds them, with
+    (issue 14) its last heartbeat, whether it is stale (silent past `grace_s`) and its runner's pid."""
+    now = now or datetime.now(timezone.utc)
     holders: dict[tuple[str, str, int], int | None] = {
         (h.host, h.kind, h.ident): h.run_id for h in store.holds()}
+    names = {r.id: r.name for r in store.runs(ids=sorted({i for i in holders.values() if i is not None}))} \
+        if holders else {}
+    beats = {b.name: b for b in store.hosts()}
     out: dict[str, dict[str, Any]] = {}
+
+    def entry_of(host: str) -> dict[str, Any]:
+        if host not in out:
+            beat = beats.get(host)
+            last = beat.last_heartbeat if beat else None
+            out[host] = {"host": host, "seen_at": None, "cards": [],
+                         "last_heartbeat": last.isoformat() if last else None,
+                         "stale": last is None or (now - last).total_seconds() > grace_s,
+                         "runner_pid": beat.runner_pid if beat else None}
+        return out[host]
+
     for rec in store.host_cards():
-        entry = out.setdefault(rec.host, {"host": rec.host, "seen_at": None, "cards": []})
+        entry = entry_of(rec.host)
         seen = rec.seen_at.isoformat() if rec.seen_at else None
         if seen and (entry["seen_at"] is None or seen > str(entry["seen_at"])):
             entry["seen_at"] = seen
         run_id = holders.get((rec.host, CARD, rec.card), holders.get((rec.host, CPU, rec.card)))
         entry["cards"].append({"index": rec.card, "run_id": run_id, "foreign_pids": list(rec.foreign_pids),
-                      "memory_used_mb": rec.memory_used_mb, "memory_total_mb": rec.memory_total_mb})
-    return list(out.values())
+                               "memory_used_mb": rec.memory_used_mb, "memory_total_mb": rec.memory_total_mb,
+                               "run_name": names.get(run_id) if run_id is not None else None})
+    for name in beats:  # a host whose supervisors beat but whose runner never reported cards
+        entry_of(name)
+    return [out[k] for k in sorted(out)]

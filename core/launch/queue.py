@@ -16,14 +16,24 @@ the head starts until it has, so the runs in progress drain and give it their ca
 could never fit even on an empty host (cards taken by foreign processes) reserves nothing.
 `serial=True` keeps one run at a time in queue order, as before the ledger.
 
+Several servers (issue 14): each runs its own runner on one shared store and claims only the items
+that fit its own cards and are not pinned to another host (`queue add --host`). A claim is a lease
+(`Store.claim`: the item's next claim token, held by this host until renewed): the runner renews its
+leases and its host's heartbeat (with its cards' latest state) every few seconds, makes the run under
+the token (`bind_claim`), and hands the token to the supervisor in the launch spec, which writes
+through `Store.fenced`. A runner killed after claiming but before making the run leaves an item whose
+lease runs out: any runner puts it back in the queue (nothing ran, so it still starts exactly once).
+A run whose host falls silent is recorded `lost` by whoever reconciles, never started again
+(core/launch/reconcile.py: `judge_hosts`); every runner judges the other hosts as it loops.
+
 An unexpected error in one item fails that item (and its run) with the reason; the queue goes on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
-import socket
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -35,14 +45,15 @@ from zerodeck.core import paths
 from zerodeck.core.errors import BadInput, OperationFailed
 from zerodeck.core.launch import api, ledger, procs
 from zerodeck.core.launch.environment import RUN_TAG
-from zerodeck.core.launch.reconcile import reconcile
+from zerodeck.core.launch.hostname import host_grace, this_host
+from zerodeck.core.launch.reconcile import judge_hosts, reconcile
 from zerodeck.core.recipe import RecipeError
 from zerodeck.core.recipe.load import content_hash, load_recipe, parse_toml, to_toml
 from zerodeck.core.recipe.model import Recipe
 from zerodeck.core.telemetry.model import Snapshot
 from zerodeck.core.telemetry.poller import Poller
 from zerodeck.core.telemetry.sources import Source
-from zerodeck.store.api import Store
+from zerodeck.store.api import LeaseLost, Store
 from zerodeck.store.errors import StoreError
 from zerodeck.store.records import QueueRecord, RunRecord
 
@@ -53,13 +64,13 @@ PLACEMENT_EVERY_S = 2.0
 HOST_RECORD_EVERY_S = 5.0
 
 
-def add(store: Store, refs: list[tuple[Recipe, Path]]) -> list[int]:
-
+def add(store: Store, refs: list[tuple[Recipe, Path]], host: str | None = None) -> list[int]:
+    """Queue the recipes; `host` pins them to that server (only its runner claims them)."""
     ids = []
     for recipe, path in refs:
         digest = content_hash(recipe)
         store.save_snapshot(hash=digest, name=recipe.name, toml=to_toml(recipe), source_path=str(path))
-        ids.append(store.enqueue(str(path), digest))
+        ids.append(store.enqueue(str(path), digest, host=host))
     return ids
 
 
@@ -98,15 +109,17 @@ def pids_by_tag() -> dict[str, set[int]]:
 class Runner:
     def __init__(self, store: Store, on_event: Callable[[str], None] | None = None, poll: float = 0.5, *,
                  config: ledger.HostConfig | None = None, source: Source | None = None, serial: bool = False,
-                 max_bypass: int = MAX_BYPASS) -> None:
+                 max_bypass: int = MAX_BYPASS, grace_s: float | None = None) -> None:
         self.store = store
         self.on_event = on_event or (lambda _msg: None)
         self.poll = poll
-        self.config = config or ledger.HostConfig(socket.gethostname(), os.cpu_count() or 1)
+        self.config = config or ledger.HostConfig(this_host(), os.cpu_count() or 1)
+        self.grace_s = host_grace() if grace_s is None else grace_s  # leases, and other hosts' silence
         self.source = source
         self.serial = serial
         self.max_bypass = max_bypass
         self.inflight: dict[int, int] = {}  # queue item id -> its run id
+        self.tokens: dict[int, int] = {}  # queue item id -> the claim token this runner holds it by
         self.bypassed: dict[int, int] = {}  # blocked head item id -> items started ahead of it
         self.handled = 0
         self._poller: Poller | None = None
@@ -148,7 +161,7 @@ class Runner:
             self.recover()
             while True:
                 self.step()
-                if once and not self.inflight and not self.store.queue_items(states=["pending"], limit=1):
+                if once and not self.inflight and not self._pending(limit=1):
                     return self.handled
                 time.sleep(self.poll)
         finally:
@@ -160,8 +173,11 @@ class Runner:
         item whose run was never made (unless a live runner is making it right now)."""
         reconcile(self.store)
         ledger.release_stale(self.store, self.config.host)
+        self._beat()
         starting = {h.item_id for h in self.store.holds() if h.run_id is None}
         for item in self.store.queue_items(states=["running"]):
+            if item.lease_host not in (None, self.config.host):
+                continue  # another host's claim: its runner, or its lease running out, settles it
             if item.run_id is None:
                 if item.id in starting:
                     continue  # another runner holds cards for it and is making its run
@@ -171,6 +187,16 @@ class Runner:
             if item.id not in self.inflight:
                 self.on_event(f"queue item {item.id}: waiting for run {item.run_id} started earlier")
                 self.inflight[item.id] = item.run_id
+                self.tokens[item.id] = item.claim_token
+
+    def _pending(self, limit: int | None = None) -> list[QueueRecord]:
+        """Pending items this host may claim: unpinned, or pinned to it."""
+        return self.store.queue_items(states=["pending"], for_host=self.config.host, limit=limit)
+
+    def _beat(self, view: ledger.HostView | None = None) -> None:
+        """This host is alive: its row, its cards' latest state, the leases of the items it holds."""
+        cards = ledger.host_records(self.config, view) if view is not None else None
+        self.store.heartbeat(self.config.host, runner_pid=os.getpid(), cards=cards, lease_s=self.grace_s)
 
     # -- one loop ---------------------------------------------------------------------------------
     def step(self) -> int:
@@ -180,9 +206,11 @@ class Runner:
         snap = self._snapshot()
         view = ledger.observe(self.config, snap)
         now = time.monotonic()
-        if now - self._host_at >= HOST_RECORD_EVERY_S:
+        if now - self._host_at >= min(HOST_RECORD_EVERY_S, self.grace_s / 3):  # beat well inside the grace
             self._host_at = now
-            self.store.record_host(self.config.host, ledger.host_records(self.config, view))
+            self._beat(view)
+            for run_id, _what in judge_hosts(self.store, self.config.host, self.grace_s):
+                self.on_event(f"run {run_id}: lost (its host stopped heartbeating)")
         if self.inflight and now - self._placement_at >= PLACEMENT_EVERY_S:
             self._placement_at = now
             self._check_placements(snap)
@@ -202,17 +230,18 @@ class Runner:
             if run is not None and not run.finished:
                 continue
             del self.inflight[item_id]
+            token = self.tokens.pop(item_id, None)
             self._placed_ok.discard(run_id)
             if run is None:
-                self.store.update_queue_item(item_id, state="failed", reason=f"run {run_id}: gone from the store",
-                                             ended_at=_now())
+                self._settle(item_id, token, state="failed", reason=f"run {run_id}: gone from the store",
+                             ended_at=_now())
                 self.handled += 1
                 continue
             self._sweep(run)
             ok = run.outcome == "succeeded"
             why = f"{run.outcome}: {run.reason or ''}".rstrip(": ")
-            self.store.update_queue_item(item_id, state="done" if ok else "failed",
-                                         reason=None if ok else f"run {run_id}: {why}", ended_at=_now())
+            self._settle(item_id, token, state="done" if ok else "failed",
+                         reason=None if ok else f"run {run_id}: {why}", ended_at=_now())
             self.handled += 1
             self.on_event(f"queue item {item_id}: run {run_id} {run.outcome if ok else why}")
 
@@ -234,7 +263,7 @@ class Runner:
     def _admit(self, view: ledger.HostView) -> int:
         if self.serial and self.inflight:
             return 0
-        pending = self.store.queue_items(states=["pending"])
+        pending = self._pending()
         if not pending:
             return 0
         busy: dict[tuple[str, int], int | None] = ledger.busy_cards(self.store, self.config)
@@ -290,8 +319,9 @@ class Runner:
 
     def _fail_unstarted(self, item: QueueRecord, reason: str) -> None:
         """An item that can never start here is failed, claimed first so two runners report it once."""
-        if self.store.admit(item.id, self.config.host, [], os.getpid()):
-            self.store.update_queue_item(item.id, state="failed", reason=reason, ended_at=_now())
+        token = self.store.claim(item.id, self.config.host, [], os.getpid(), lease_s=self.grace_s)
+        if token is not None:
+            self._settle(item.id, token, state="failed", reason=reason, ended_at=_now())
             self.handled += 1
             self.on_event(f"queue item {item.id}: failed: {reason}")
 
@@ -303,14 +333,23 @@ class Runner:
         holds, placement = ledger.placement_holds(self.store, self.config, recipe.hardware.device, cards,
                                                   int(fixed) if isinstance(fixed, int) else None)
         port, hccl_base, hccl_ports = placement.master_port, placement.hccl_base_port, placement.hccl_ports
-        if not self.store.admit(item.id, host, holds, os.getpid()):
+        token = self.store.claim(item.id, host, holds, os.getpid(), lease_s=self.grace_s)
+        if token is None:
             return False
+        placement = dataclasses.replace(placement, claim_token=token)
         run_id: int | None = None
         try:
             run_id = api.create_run(self.store, recipe, Path(item.recipe_ref))
-            self.store.bind_holds(item.id, run_id, host=host, card_ids=cards, master_port=port,
-                                  hccl_base_port=hccl_base, hccl_ports=hccl_ports)
+            try:
+                self.store.bind_claim(item.id, token, run_id, host=host, card_ids=cards, master_port=port,
+                                      hccl_base_port=hccl_base, hccl_ports=hccl_ports)
+            except LeaseLost as exc:
+                # This runner stalled past its lease and the item went back to the queue: its run never starts.
+                api.record_failed(self.store, run_id, f"not started: {exc}")
+                self.on_event(f"queue item {item.id}: lease lost before its run started ({exc})")
+                return True
             self.inflight[item.id] = run_id
+            self.tokens[item.id] = token
             if not Path(item.recipe_ref).is_file():
                 reason = f"recipe file {item.recipe_ref} no longer exists"
                 api.record_failed(self.store, run_id, reason)
@@ -332,14 +371,26 @@ class Runner:
     def _fail_started(self, item_id: int, run_id: int | None, reason: str) -> None:
         """An unexpected error fails this item and its run (giving back what they held); the queue goes on."""
         self.inflight.pop(item_id, None)
+        token = self.tokens.pop(item_id, None)
         if run_id is not None:
             run = self.store.run(run_id)
             if run is not None and not run.finished:
                 api.record_failed(self.store, run_id, reason)
         prefix = f"run {run_id}: failed: " if run_id is not None else "failed: "
-        self.store.update_queue_item(item_id, state="failed", reason=prefix + reason, ended_at=_now())
+        self._settle(item_id, token, state="failed", reason=prefix + reason, ended_at=_now())
         self.handled += 1
         self.on_event(f"queue item {item_id}: {prefix}{reason}")
+
+    def _settle(self, item_id: int, token: int | None, **fields: Any) -> None:
+        """Record an item's end as the holder of its claim; a claim taken over meanwhile (its run was
+        judged lost, its lease expired) is the new holder's to record: this runner says so and stops."""
+        if token is None:  # an item claimed before claim tokens existed
+            self.store.update_queue_item(item_id, **fields)
+            return
+        try:
+            self.store.finish_item(item_id, token, **fields)
+        except LeaseLost as exc:
+            self.on_event(f"queue item {item_id}: not recorded: {exc}")
 
     # -- placement ----------------------------------------------------------------------------------
     def _check_placements(self, snap: Snapshot | None) -> None:

@@ -7,19 +7,26 @@ with its run directory still live (a new supervisor watches them to the end); ot
 read as re-adoption would read it (`Supervisor.conclude`): metric points, summary and card peaks are
 stored, and the run is recorded as its log proves (succeeded, or the diagnosed failure), `lost` only
 when the log tells nothing. On a read-only store nothing is written and nothing fails.
+
+Several servers may share the store (issue 14): processes can be judged only on their own host, so
+a run placed on another host is never judged here by its pids. A run made by a queue claim on
+another host is judged by that host's heartbeat instead (`judge_hosts`): silent past the grace, the
+run is recorded `lost` naming the host and since when, and its claim is taken (fencing its
+supervisor, should the host come back). Nothing is retried behind the user's back. Queue items whose
+runner stopped renewing their lease before it made their run go back to the queue (`expire_claims`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import socket
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from zerodeck.core.launch import procs
 from zerodeck.core.launch.api import spawn_supervisor
+from zerodeck.core.launch.hostname import host_grace, this_host
 from zerodeck.core.launch.ledger import release_stale
 from zerodeck.core.launch.spec import JobSpec, SpecError
 from zerodeck.core.launch.supervisor import Supervisor
@@ -46,9 +53,12 @@ def reconcile(store: Store, run_ids: set[int] | None = None) -> list[tuple[int, 
     A read-only store stops it quietly: read commands must keep working there."""
     touched: list[tuple[int, str]] = []
     now = datetime.now(timezone.utc)
+    me = this_host()
     for run in store.active_runs():
         if run_ids is not None and run.id not in run_ids:
             continue
+        if not on_this_host(run, me):
+            continue  # its own host judges its processes; here only its heartbeat can (judge_hosts)
         try:
             what = reconcile_run(store, run, now)
         except StoreReadOnly:
@@ -58,12 +68,47 @@ def reconcile(store: Store, run_ids: set[int] | None = None) -> list[tuple[int, 
     with contextlib.suppress(StoreReadOnly):
         # Cards whose run is gone or finished are given back (finish_run gives them back itself;
         # this frees what a dead runner took before it made the run).
-        release_stale(store, socket.gethostname())
+        release_stale(store, me)
+        touched += judge_hosts(store, me, host_grace(), run_ids)
     return touched
 
 
+def on_this_host(run: RunRecord, me: str) -> bool:
+    """A run with no host recorded is from a single-host store (or not placed yet): it is ours."""
+    return run.host is None or run.host == me
+
+
+def judge_hosts(store: Store, me: str, grace_s: float, run_ids: set[int] | None = None,
+                now: datetime | None = None) -> list[tuple[int, str]]:
+    """Claimed runs of other hosts silent for more than `grace_s` are recorded `lost` ("host gpu-02
+    silent since ..."), and expired claims settled (`Store.expire_claims`). Returns (run id, 'lost')."""
+    now = now or datetime.now(timezone.utc)
+    cutoff = now - timedelta(seconds=grace_s)
+    beats = {h.name: h.last_heartbeat for h in store.hosts()}
+    lost: list[tuple[int, str]] = []
+    for run_id, host, token, created in store.leased_runs():
+        if host is None or host == me or (run_ids is not None and run_id not in run_ids):
+            continue
+        last = beats.get(host)
+        if last is not None and last > cutoff:
+            continue
+        if last is None and created is not None and created > cutoff:
+            continue  # never beat yet, and made within the grace
+        since = last.strftime("%Y-%m-%d %H:%M:%S UTC") if last else "it was claimed"
+        reason = f"host {host} silent since {since} (no heartbeat for over {grace_s:g} s); not retried"
+        if store.lose_run(run_id, token, host, cutoff, reason):
+            lost.append((run_id, "lost"))
+    store.expire_claims()
+    return lost
+
+
 def reconcile_run(store: Store, run: RunRecord, now: datetime | None = None) -> str | None:
-    """Re-adopt or conclude one unfinished run whose supervisor is gone; None when it needs nothing."""
+    """Re-adopt or conclude one unfinished run whose supervisor is gone; None when it needs nothing.
+    A run on another host is judged by that host's heartbeat, never by this host's processes."""
+    me = this_host()
+    if not on_this_host(run, me):
+        found = judge_hosts(store, me, host_grace(), {run.id})
+        return found[0][1] if found else None
     if not supervisor_gone(run, now):
         return None
     with _run_lock(run.workdir):

@@ -51,6 +51,11 @@ class JobSpec:
     # Issue 15: "slurm" when the job is the Slurm follower (core/launch/slurm/follow.py): the nodes'
     # samplers record telemetry, and Slurm's end state maps the outcome.
     scheduler: str = "local"
+    # Issue 14: the queue claim the run was made by. The supervisor writes through
+    # `store.fenced(run_id, claim_token)`, so once another host takes the claim over it can write nothing;
+    # `host` is the server it runs on, whose heartbeat the supervisor renews. None: a run started directly.
+    claim_token: int | None = None
+    host: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -147,6 +152,14 @@ def _optional(data: dict[str, Any]) -> dict[str, Any]:
         if data["scheduler"] not in ("local", "slurm"):
             raise SpecError("scheduler: 'local' or 'slurm' expected")
         out["scheduler"] = data["scheduler"]
+    if data.get("claim_token") is not None:
+        if not _is_int(data["claim_token"]) or data["claim_token"] < 0:
+            raise SpecError("claim_token: a non-negative integer or null expected")
+        out["claim_token"] = data["claim_token"]
+    if data.get("host") is not None:
+        if not isinstance(data["host"], str) or not data["host"]:
+            raise SpecError("host: a non-empty string or null expected")
+        out["host"] = data["host"]
     for key in ("alert_urls", "alert_on"):
         if key in data:
             value = data[key]

@@ -50,7 +50,7 @@ from zerodeck.core.launch.watchdog import StallWatch, WatchConfig, minutes
 from zerodeck.core.outcome.classify import Diagnosis, diagnose
 from zerodeck.core.outcome.metrics import MetricsFollower
 from zerodeck.core.telemetry.recorder import RunRecorder
-from zerodeck.store.api import FinishFields, Store
+from zerodeck.store.api import FinishFields, LeaseLost, Store
 from zerodeck.store.models import utcnow
 
 GRACE_S = 8.0  # between SIGTERM and SIGKILL on stop
@@ -711,6 +711,9 @@ def main(argv: list[str] | None = None) -> int:
             sup.adopt()
         else:
             sup.run()
+    except LeaseLost as exc:
+        lease_lost(sup, exc)
+        return 1
     except Exception as exc:
         last_resort(sup, exc)
         return 1
@@ -730,7 +733,7 @@ def _first_contact(run_dir: Path, args: argparse.Namespace) -> Supervisor:
     while True:
         try:
             spec, store = open_spec_and_store(run_dir, args.adopt)
-            return Supervisor(store, args.run_id, spec)
+            return Supervisor(_fenced(store, spec, args.run_id), args.run_id, spec)
         except TRANSIENT as exc:
             if time.monotonic() + delay > deadline:
                 raise
@@ -738,6 +741,32 @@ def _first_contact(run_dir: Path, args: argparse.Namespace) -> Supervisor:
                   file=sys.stderr, flush=True)
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+
+def _fenced(store: Store, spec: JobSpec | None, run_id: int) -> Store:
+    """A run made by a queue claim writes as the claim's holder: once another host takes the claim
+    over (its host was judged silent), every write raises LeaseLost and lands nothing."""
+    if spec is None or spec.claim_token is None:
+        return store
+    from zerodeck.core.errors import BadInput
+    from zerodeck.core.launch.hostname import configure, host_grace
+    from zerodeck.store.api import HEARTBEAT_S
+
+    with contextlib.suppress(BadInput):  # checked by its runner's entry; the default otherwise
+        configure(os.environ)  # the grace its runner was given (inherited): beat well inside it
+    return store.fenced(run_id, spec.claim_token, host=spec.host, heartbeat_s=min(HEARTBEAT_S, host_grace() / 3))
+
+
+def lease_lost(sup: Supervisor, exc: LeaseLost) -> None:
+    """The run's claim was taken over (its host was judged silent, its cards given back): this
+    supervisor records nothing more, and ends the job, whose cards the ledger no longer holds for it."""
+    with contextlib.suppress(Exception):
+        print(f"zerodeck supervisor: run {sup.run_id}: lease lost: {exc}", file=sys.stderr, flush=True)
+    sup._note(f"lease lost, writing nothing more and stopping the job: {exc}")
+    sup._release_reserve()
+    with contextlib.suppress(Exception):
+        if sup.sweep.tagged_pids(sup.tag):
+            sup.sweep.terminate_run(sup.tag, sup.pgid, GRACE_S)
 
 
 def last_resort(sup: Supervisor, exc: BaseException) -> None:

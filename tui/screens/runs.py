@@ -2,7 +2,9 @@
 against the prediction, throughput and final loss. Enter opens a run's full record; `s` stops one
 (after asking); Space marks runs for Compare. A marked row shows a `●` and is drawn bold and
 coloured: the character for NO_COLOR terminals, the style for a glance. The id and name stay fixed
-while Left / Right scroll the rest; `v` chooses the columns shown."""
+while Left / Right scroll the rest; `v` chooses the columns shown. When the store holds runs of
+several servers (issue 14) a host column says where each ran, and `h` opens the Hosts screen: every
+server's cards, who holds them and its last heartbeat."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 from zerodeck.core.i18n import _
+from zerodeck.core.values import printable
 from zerodeck.store.records import RunRecord
 from zerodeck.tui.messages import LoadFailed, RunsLoaded, RunStopped
 from zerodeck.tui.screens.stopping import StopsRuns
@@ -23,7 +26,8 @@ from zerodeck.tui.widgets.footer import KeysFooter
 from zerodeck.tui.widgets.modebar import ModeBar
 from zerodeck.tui.widgets.text import error_line, outcome_text
 
-COLUMNS = ("", "id", "recipe", "outcome", "time", "peak/pred GiB", "samples/s", "loss")
+COLUMNS = ("", "id", "recipe", "host", "outcome", "time", "peak/pred GiB", "samples/s", "loss")
+HOST = 3  # shown only when the runs listed come from more than one host
 KEYS = tuple(c or "mark" for c in COLUMNS)
 FIXED = 3  # mark, id, recipe: what tells one row from another
 SHOWN = 1000  # the newest runs listed; the title says how many the store holds
@@ -40,6 +44,7 @@ class RunsScreen(StopsRuns):
         Binding("c", "compare", _("Compare marked")),
         Binding("v", "columns", _("Columns")),
         Binding("r", "reload", _("Reload")),
+        Binding("h", "hosts", _("Hosts")),
     ]
 
     def __init__(self) -> None:
@@ -49,6 +54,7 @@ class RunsScreen(StopsRuns):
         self.marked: set[int] = set()
         self.hidden: frozenset[str] = frozenset()
         self.stamp: tuple[Any, ...] | None = None  # `Services.runs_stamp()` of the rows shown
+        self.many_hosts = False  # the runs listed come from several servers: the host column shows
 
     def compose(self) -> ComposeResult:
         yield ModeBar()
@@ -62,7 +68,8 @@ class RunsScreen(StopsRuns):
         self.load()
 
     def shown_columns(self) -> list[int]:
-        return [i for i, key in enumerate(KEYS) if i < FIXED or key not in self.hidden]
+        return [i for i, key in enumerate(KEYS)
+                if i < FIXED or (key not in self.hidden and (i != HOST or self.many_hosts))]
 
     def _add_columns(self) -> None:
         table = self.query_one("#runs", DataTable)
@@ -102,6 +109,11 @@ class RunsScreen(StopsRuns):
         self.stamp = msg.stamp
         if (msg.runs, msg.total) != (self.runs, self.total):
             self.runs, self.total = msg.runs, msg.total
+            many = len({r.host for r in msg.runs if r.host}) > 1
+            if many != self.many_hosts:
+                self.many_hosts = many
+                self.query_one("#runs", DataTable).clear(columns=True)
+                self._add_columns()
             self.render_table()
 
     def on_run_stopped(self, msg: RunStopped) -> None:
@@ -170,13 +182,19 @@ class RunsScreen(StopsRuns):
                 self._add_columns()
                 self.render_table()
 
-        self.app.push_screen(ColumnChooser(KEYS[FIXED:], self.hidden), chosen)
+        offered = [k for i, k in enumerate(KEYS) if i >= FIXED and (i != HOST or self.many_hosts)]
+        self.app.push_screen(ColumnChooser(offered, self.hidden), chosen)
 
     def action_compare(self) -> None:
         current = self.current()
         ids = sorted(self.marked) or ([current.id] if current else [])
         self.zapp.compare_ids = ids
         self.app.switch_mode("compare")
+
+    def action_hosts(self) -> None:
+        from zerodeck.tui.screens.hosts import HostsScreen
+
+        self.app.push_screen(HostsScreen())
 
     def action_stop(self) -> None:
         r = self.current()
@@ -193,7 +211,8 @@ def run_cells(r: RunRecord, now: datetime, marked: bool = False) -> tuple[object
     loss = "-" if r.final_loss is None else f"{r.final_loss:.4f}"
     # A run in progress shows the cards it holds (the card ledger, `zerodeck hosts`).
     name = f"{r.name} [cards {','.join(map(str, r.card_ids))}]" if r.active and r.card_ids else r.name
-    cells: tuple[object, ...] = (MARK if marked else " ", str(r.id), name, outcome_text(run_label(r)),
+    cells: tuple[object, ...] = (MARK if marked else " ", str(r.id), name, printable(r.host or "-"),
+                                 outcome_text(run_label(r)),
                                  fmt_duration(run_duration_s(r, now)), f"{peak}/{pred}", sps, loss)
     if not marked:
         return cells
