@@ -38,6 +38,7 @@ def test_xdg_home_that_is_a_file_names_the_path(cli, tmp_path: Path, monkeypatch
     assert (code, err) == (2, f"zerodeck: {tmp_path / 'zerodeck'} is not a directory\n")
 
 
+@pytest.mark.sqlite_only
 def test_missing_home_is_still_created(cli, zd_home: Path) -> None:
     assert not zd_home.exists()
     code, _, _ = cli("runs")

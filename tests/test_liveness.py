@@ -147,6 +147,7 @@ def test_logs_follow_ends_when_the_supervisor_is_dead(zd_bin: str, zd_home: Path
     assert run_row(run_id).outcome == "succeeded"
 
 
+@pytest.mark.sqlite_only
 def test_reconcile_on_a_read_only_store_reads_and_writes_nothing(zd_home: Path) -> None:
     from zerodeck.core.launch import api
     from zerodeck.core.launch.reconcile import reconcile
@@ -221,6 +222,7 @@ def small_home(tmpfs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     return tmpfs
 
 
+@pytest.mark.sqlite_only
 def test_read_commands_on_a_read_only_store_skip_the_reconcile(cli, tmpfs: Path, monkeypatch) -> None:
     from zerodeck.core.cli.context import forget_store
     from zerodeck.store.engine import reset_engines

@@ -416,6 +416,10 @@ def estimate(inp: PlanInput) -> Breakdown:
         typical = min(inp.seq_len, inp.typical_len or inp.seq_len)
         sets = inp.micro_batch * typical * a.vocab * (logit_b + cache_b)
         frag = max(logit_cache, logit_cache + DYNAMIC_FRAG * sets - lazy)
+    if inp.device == "cpu":
+        # CPU ranks have no caching allocator: glibc hands blocks above its mmap threshold back to the
+        # system when freed, so a rank's resident memory holds what is allocated, not a cache of it.
+        frag = 0.0
     total = hard + frag
     cap = inp.card_gb * GIB
     if hard <= cap:

@@ -23,6 +23,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 from zerodeck.core.i18n import _
+from zerodeck.store.errors import StoreUnreachable
 from zerodeck.tui.messages import CatalogLoaded, LoadFailed, RunQueued
 from zerodeck.tui.screens.base import ZerodeckScreen
 from zerodeck.tui.view import BadFile, CatalogRow
@@ -94,6 +95,8 @@ class CatalogScreen(ZerodeckScreen):
             services = self.zapp.services
             self.post_message(CatalogLoaded(*services.catalog(with_plan=False), planned=False))
             self.post_message(CatalogLoaded(*services.catalog(), planned=True))
+        except StoreUnreachable:
+            return  # the app says so once; the catalog keeps the files it read, without plan columns
         except Exception as exc:
             self.post_message(CatalogLoaded([], [], planned=False, error=f"{type(exc).__name__}: {exc}"))
 
