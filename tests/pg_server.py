@@ -70,7 +70,8 @@ class PgServer:
         if os.geteuid() == 0:
             entry = pwd.getpwnam(_SERVER_USER)
             os.chmod(self.root, 0o755)
-            self._as_user = ["runuser", "-u", _SERVER_USER, "--"]
+            # By its full path: a test may empty PATH before it asks for its database.
+            self._as_user = [shutil.which("runuser") or "/usr/sbin/runuser", "-u", _SERVER_USER, "--"]
             self._uid, self._gid = entry.pw_uid, entry.pw_gid
         self.socket_dir.mkdir()
         self._own(self.root, self.socket_dir)

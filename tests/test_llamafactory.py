@@ -57,9 +57,6 @@ cards = 2
 card_gb = 4
 [launch]
 backend = "llamafactory"
-# The HF Trainer logs a NaN or inf loss as the average of the earlier ones: all six as 0.0 when the
-# first is already NaN. Logged as it is, a diverged run shows `nan` here and in zerodeck's points.
-options = {{ logging_nan_inf_filter = false }}
 """
 
 

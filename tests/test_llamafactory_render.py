@@ -84,6 +84,7 @@ def test_seed_recipe_zero3_on_npu(tmp_path: Path, fake_cli: Path) -> None:
     assert (args["bf16"], args["fp16"], args["disable_gradient_checkpointing"]) == (True, False, False)
     assert args["output_dir"] == str(ctx.run_dir / "output")
     assert args["report_to"] == "none" and args["logging_steps"] == 1
+    assert args["logging_nan_inf_filter"] is False  # a NaN loss is logged as NaN, not as the earlier mean
 
     assert args["deepspeed"] == str(ctx.run_dir / DS_NAME)
     ds = json.loads(launch.files[DS_NAME])

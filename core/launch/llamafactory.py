@@ -136,6 +136,9 @@ def training_args(recipe: Recipe, ctx: RenderContext, files: dict[str, str]) -> 
             "output_dir": str(_output_dir(recipe, ctx)),
             "overwrite_output_dir": True,
             "logging_steps": train.logging_steps,
+            # The Trainer's filter logs a NaN or inf loss as the mean of the earlier ones (0.0 from the
+            # first step on): a diverged run would look healthy in zerodeck's points and curves.
+            "logging_nan_inf_filter": False,
             "save_steps": 500,
             "plot_loss": True,
             "report_to": "none",
