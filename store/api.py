@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
 from sqlalchemy import Engine, String, Table, delete, func, insert, or_, select, text, type_coerce, update
@@ -706,7 +706,7 @@ class Store:
             q = q.where(table.c.run_id.in_(list(run_ids)))
         out = []
         for row in self._rows(q):
-            values: dict[str, Any] = {k: (_aware(v) if isinstance(v, datetime) else v) for k, v in row._mapping.items()}
+            values: dict[str, Any] = {k: (utc(v) if isinstance(v, datetime) else v) for k, v in row._mapping.items()}
             out.append(SlurmJobRecord(**values))
         return out
 
@@ -875,10 +875,6 @@ class SlurmFields(TypedDict, total=False):
     started_at: datetime | None
     ended_at: datetime | None
     queue_wait_s: float | None
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
