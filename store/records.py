@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 # Run.status values in the order a run lives them.
 STATUSES = ("queued", "starting", "running", "finished")
@@ -222,8 +222,11 @@ def _decode_column(name: str, texts: list[str | None]) -> list[Any]:
     return [decode_json(name, t) for t in texts]
 
 
-@dataclass(frozen=True)
-class MetricRecord:
+class MetricRecord(NamedTuple):
+    """One training step's numbers. A named tuple, not a frozen dataclass: charts and the live view
+    read tens of thousands of them, and a frozen dataclass's `__init__` (a guarded `setattr` per
+    field) made building them cost more than the query."""
+
     step: int
     t: float | None = None
     loss: float | None = None

@@ -112,7 +112,8 @@ def test_language_from_the_environment(env: dict[str, str], lang: str) -> None:
 
 
 def test_the_language_is_read_only_at_the_entry() -> None:
-    """The CLI's main chooses; nothing below reads LANG or ZERODECK_LANG (ARCHITECTURE.md, "Languages")."""
+    """The CLI's main chooses; nothing below reads LANG or ZERODECK_LANG (ARCHITECTURE.md, "Languages").
+    The chart painter is a process entry too: it takes the language its command chose, not the environment's."""
     callers = []
     for path in sorted((ROOT / "core").rglob("*.py")) + sorted((ROOT / "tui").rglob("*.py")):
         rel = path.relative_to(ROOT).as_posix()
@@ -122,7 +123,7 @@ def test_the_language_is_read_only_at_the_entry() -> None:
                 callers.append(rel)
         if rel != "core/i18n.py":
             assert "ZERODECK_LANG" not in text and '"LANG"' not in text, rel
-    assert sorted(set(callers)) == ["core/cli/__init__.py"]
+    assert sorted(set(callers)) == ["core/cli/__init__.py", "core/export/painter.py"]
 
 
 def test_cli_speaks_chinese_and_keeps_its_contracts(tmp_path: Path) -> None:

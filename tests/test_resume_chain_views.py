@@ -87,17 +87,18 @@ def test_drop_ancestors_keeps_the_last_run_of_each_chain() -> None:
 # -- charts ------------------------------------------------------------------------------------------------
 @pytest.fixture
 def drawn(monkeypatch: pytest.MonkeyPatch) -> list[list[Curve]]:
-    """The curves each chart command drew (the real chart is still drawn)."""
-    from zerodeck.core.export import charts
+    """The curves each chart command handed its painter (the real chart is still drawn)."""
+    from zerodeck.core.export.painter import Painter
 
     seen: list[list[Curve]] = []
-    real = charts.curves_chart
+    real = Painter.draw
 
-    def keep(curves: Any, *args: Any, **kw: Any) -> None:
-        seen.append(list(curves))
-        real(curves, *args, **kw)
+    def keep(self: Painter, chart: str, data: Any, *args: Any, **kw: Any) -> bytes:
+        if chart == "curves_chart":
+            seen.append(list(data))
+        return real(self, chart, data, *args, **kw)
 
-    monkeypatch.setattr(charts, "curves_chart", keep)
+    monkeypatch.setattr(Painter, "draw", keep)
     return seen
 
 

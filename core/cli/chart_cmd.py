@@ -1,14 +1,14 @@
 """`zerodeck chart loss|throughput|memory|peaks RUN... -o FILE.png|.svg|.pdf`: figures for reports.
 
-The file's suffix picks the format; with no `-o` the chart goes to stdout as SVG. Everything that can
-be wrong (the suffix, the runs, a run with nothing to draw) is checked before matplotlib is imported
-(`core/export/charts.py`, about half a second).
+The file's suffix picks the format; with no `-o` the chart goes to stdout as SVG. Each command starts
+its `Painter` (`core/export/painter.py`) once the arguments are checked, so matplotlib is imported in
+another process while the runs are read; a run that cannot be drawn ends the command, and the
+painter with it, before anything is drawn.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 from zerodeck.core.cli.compare_cmd import load_selected, selection_args
 from zerodeck.core.cli.output import err
 from zerodeck.core.errors import EXIT_FAILED, EXIT_OK, BadInput
+from zerodeck.core.export.painter import Painter
 from zerodeck.core.i18n import _
 
 MAX_MEMORY_PANELS = 8
@@ -59,17 +60,14 @@ def _format(args: argparse.Namespace) -> str:
     return chart_format(args.output) if args.output else "svg"
 
 
-def write_chart(output: Path | None, fmt: str, draw: Any, what: str) -> None:
-    """Call `draw(target, fmt)` for the file, or for stdout as SVG text; then say what was written."""
+def write_chart(output: Path | None, image: bytes, what: str) -> None:
+    """Write the chart to its file, or to stdout as SVG text; then say what was written."""
     if output is None:
-        buf = io.BytesIO()
-        draw(buf, fmt)
-        sys.stdout.write(buf.getvalue().decode("utf-8"))
+        sys.stdout.write(image.decode("utf-8"))
         return
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        with open(output, "wb") as f:
-            draw(f, fmt)
+        output.write_bytes(image)
     except OSError as exc:
         raise BadInput(_("{path}: cannot write: {reason}").format(path=output, reason=exc.strerror or exc)) from None
     err(_("wrote {path} ({what})").format(path=output, what=what))
@@ -82,11 +80,16 @@ def _value(m: Any, kind: str) -> float | None:
 
 
 def _curves(args: argparse.Namespace, kind: str) -> int:
+    fmt = _format(args)
+    with Painter(fmt) as painter:
+        return _draw_curves(args, kind, fmt, painter)
+
+
+def _draw_curves(args: argparse.Namespace, kind: str, fmt: str, painter: Painter) -> int:
     from zerodeck.core.cli.context import cli_store
     from zerodeck.core.export.chart_data import Curve, drop_ancestors, stitch
     from zerodeck.core.outcome.evals import eval_points
 
-    fmt = _format(args)
     rows = load_selected(args)
     if rows is None:
         return EXIT_FAILED
@@ -124,15 +127,12 @@ def _curves(args: argparse.Namespace, kind: str) -> int:
         return EXIT_FAILED
     if empty:
         err(_("left out (nothing to draw): {runs}").format(runs=", ".join(empty)))
-    from zerodeck.core.export.charts import curves_chart
-
     if kind == "loss":
         title, ylabel = _("Loss"), _("loss")
     else:
         title = _("Throughput")
         ylabel = _("tokens/s") if tokens else _("samples/s")
-    write_chart(args.output, fmt, lambda target, f: curves_chart(curves, target, f, title=title, ylabel=ylabel,
-                                                                 warn=err),
+    write_chart(args.output, painter.draw("curves_chart", curves, fmt, warn=err, title=title, ylabel=ylabel),
                 _("{kind}, {n} runs").format(kind=title, n=len(curves)))
     return EXIT_OK
 
@@ -146,14 +146,19 @@ def cmd_throughput(args: argparse.Namespace) -> int:
 
 
 def cmd_memory(args: argparse.Namespace) -> int:
-    from zerodeck.core.cli.context import cli_store
-    from zerodeck.core.compare.rows import resolve_refs
-    from zerodeck.core.export.chart_data import MemoryPanel, memory_series
-
     fmt = _format(args)
     if len(args.runs) > MAX_MEMORY_PANELS:
         raise BadInput(_("chart memory: at most {n} runs in one chart (got {got})")
                        .format(n=MAX_MEMORY_PANELS, got=len(args.runs)))
+    with Painter(fmt) as painter:
+        return _draw_memory(args, fmt, painter)
+
+
+def _draw_memory(args: argparse.Namespace, fmt: str, painter: Painter) -> int:
+    from zerodeck.core.cli.context import cli_store
+    from zerodeck.core.compare.rows import resolve_refs
+    from zerodeck.core.export.chart_data import MemoryPanel, memory_series
+
     store = cli_store()
     panels: list[MemoryPanel] = []
     for rid in resolve_refs(store, list(args.runs)):
@@ -165,25 +170,26 @@ def cmd_memory(args: argparse.Namespace) -> int:
         series, cap = memory_series(samples, device=run.device if run else None, card_gb=run.card_gb if run else None)
         label = f"#{rid} {run.name if run else ''}".strip()
         panels.append(MemoryPanel(label=label, series=series, capacity_gib=cap))
-    from zerodeck.core.export.charts import memory_chart
-
     if len(panels) == 1:
         title = _("Run {run}: memory per card").format(run=panels[0].label)
     else:
         title = _("Memory per card")
     n_series = sum(len(p.series) for p in panels)
-    write_chart(args.output, fmt, lambda target, f: memory_chart(panels, target, f, title=title, warn=err),
+    write_chart(args.output, painter.draw("memory_chart", panels, fmt, warn=err, title=title),
                 _("memory over time, {n} series").format(n=n_series))
     return EXIT_OK
 
 
 def cmd_peaks(args: argparse.Namespace) -> int:
     fmt = _format(args)
+    with Painter(fmt) as painter:
+        return _draw_peaks(args, fmt, painter)
+
+
+def _draw_peaks(args: argparse.Namespace, fmt: str, painter: Painter) -> int:
     rows = load_selected(args)
     if rows is None:
         return EXIT_FAILED
-    from zerodeck.core.export.charts import peaks_chart
-
     title = None
     if len(rows) == 1:
         from zerodeck.core.cli.context import cli_store
@@ -196,7 +202,7 @@ def cmd_peaks(args: argparse.Namespace) -> int:
         if cards:
             label = f"#{rows[0]['id']} {rows[0].get('name') or ''}".strip()
             rows, title = cards, _("Run {run}: peak per card vs capacity").format(run=label)
-    write_chart(args.output, fmt, lambda target, f: peaks_chart(rows, target, f, title=title, warn=err),
+    write_chart(args.output, painter.draw("peaks_chart", rows, fmt, warn=err, title=title),
                 _("peaks of {n} runs").format(n=len(rows)) if title is None
                 else _("peaks of {n} cards").format(n=len(rows)))
     return EXIT_OK

@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zerodeck.core.cli.output import add_json_flag, err
 from zerodeck.core.errors import EXIT_FAILED, EXIT_OK, BadInput
 from zerodeck.core.i18n import _, ngettext
+
+if TYPE_CHECKING:
+    from zerodeck.core.export.painter import Painter
 
 FORMAT_CHOICES = ("table", "md", "csv", "json", "html", "latex")
 
@@ -82,10 +85,7 @@ def _format(args: argparse.Namespace) -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from zerodeck.core.compare import comparison_table, pivot_table
-    from zerodeck.core.export import render
     from zerodeck.core.export.chart_data import chart_format
-    from zerodeck.core.export.files import write_export
 
     fmt = _format(args)
     chart_fmt = chart_format(args.chart) if args.chart else None
@@ -98,6 +98,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
             raise BadInput(_("--pivot: expected ROW,COL such as model,zero_stage (got {value!r})")
                            .format(value=args.pivot))
         pivot = parts
+    if chart_fmt is None:
+        return _compare(args, fmt, pivot, None, None)
+    from zerodeck.core.export.painter import Painter
+
+    with Painter(chart_fmt) as painter:
+        return _compare(args, fmt, pivot, chart_fmt, painter)
+
+
+def _compare(args: argparse.Namespace, fmt: str, pivot: list[str] | None, chart_fmt: str | None,
+             painter: Painter | None) -> int:
+    from zerodeck.core.compare import comparison_table, pivot_table
+    from zerodeck.core.export import render
+    from zerodeck.core.export.files import write_export
+
     rows = load_selected(args)
     if rows is None:
         return EXIT_FAILED
@@ -114,10 +128,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                                + ngettext("{n} row", "{n} rows", n).format(n=n)))
     else:
         sys.stdout.write(text)
-    if args.chart and chart_fmt:
+    if painter is not None and chart_fmt:
         from zerodeck.core.cli.chart_cmd import write_chart
-        from zerodeck.core.export.charts import peaks_chart
 
-        write_chart(args.chart, chart_fmt, lambda target, f: peaks_chart(rows, target, f, warn=err),
+        write_chart(args.chart, painter.draw("peaks_chart", rows, chart_fmt, warn=err),
                     _("peak per card vs capacity, {n} runs").format(n=len(rows)))
     return EXIT_OK

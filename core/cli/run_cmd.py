@@ -327,7 +327,7 @@ def run_detail(store: Store, run_id: int) -> dict[str, Any]:
         data[key] = value
         if key == "tags":
             data["status"] = status
-    data["metrics"] = [asdict(p) for p in store.metrics(run_id)]
+    data["metrics"] = [p._asdict() for p in store.metrics(run_id)]
     data["card_peaks"] = [asdict(p) for p in store.card_peaks(run_id)]
     data["events"] = [e.as_dict() for e in store.events(run_id)]
     job = store.slurm_job(run_id)  # issue 15: the run's Slurm job (null for a local run)
