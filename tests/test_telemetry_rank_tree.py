@@ -24,21 +24,24 @@ from zerodeck.core.launch.supervisor import Supervisor
 from zerodeck.core.telemetry.recorder import RunRecorder
 from zerodeck.store.api import Store
 
-# Each line on stdin forks the next rank (RANK = 0, 1); end of input ends the ranks, then the launcher.
-# Rank r holds (r + 1) * 40 MB, touched so it is resident, then says so by creating ready-r.
+# Each "fork" line on stdin forks the next rank (RANK = 0, 1); "end" ends the ranks and says "ended"; end of
+# input ends the launcher. Rank r holds (r + 1) * 40 MB, touched so it is resident, then creates ready-r.
 LAUNCHER = r"""
 import os, subprocess, sys
 rank = ("import os, sys; b = bytearray(int(os.environ['MB']) * 2**20); b[::4096] = b'x' * len(b[::4096]); "
         "open(os.environ['READY'], 'w').close(); sys.stdin.read()")
 ranks = []
 for line in sys.stdin:
+    if line.strip() == "end":
+        for p in ranks:
+            p.stdin.close()
+        code = max((p.wait() for p in ranks), default=0)
+        print("ended", code, flush=True)
+        continue
     r = len(ranks)
     ranks.append(subprocess.Popen([sys.executable, "-c", rank], stdin=subprocess.PIPE,
                                   env={**os.environ, "RANK": str(r), "LOCAL_RANK": str(r), "MB": str((r + 1) * 40),
                                        "READY": os.path.join(sys.argv[1], f"ready-{r}")}))
-for p in ranks:
-    p.stdin.close()
-sys.exit(max((p.wait() for p in ranks), default=0))
 """
 
 
@@ -76,9 +79,20 @@ def fork_rank(stdin: IO[str], tmp: Path, rank: int) -> None:
     wait_for(tmp / f"ready-{rank}")
 
 
-@pytest.fixture
-def launcher(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(tmp_path)], stdin=subprocess.PIPE, text=True)
+# The deepspeed launcher's shape: a runner whose child (launch.py) forks the ranks.
+RUNNER = "import subprocess, sys; sys.exit(subprocess.call([sys.executable, '-c', sys.argv[1], sys.argv[2]]))"
+
+
+@pytest.fixture(params=["torchrun", "deepspeed"])
+def launcher(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[subprocess.Popen[str]]:
+    argv = [sys.executable, "-c", LAUNCHER, str(tmp_path)]
+    if request.param == "deepspeed":
+        argv = [sys.executable, "-c", RUNNER, LAUNCHER, str(tmp_path)]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while request.param == "deepspeed" and not psutil.Process(proc.pid).children():
+        assert time.monotonic() < deadline, "the runner never started its launcher"
+        time.sleep(0.02)
     yield proc
     if proc.poll() is None:
         for child in psutil.Process(proc.pid).children(recursive=True):
@@ -102,25 +116,34 @@ def test_ranks_forked_between_polls_are_recorded_from_the_next_poll(tmp_path: Pa
         seen.append([f"{c.key}:{c.pid}" for c in snap.cards])
         clock.now += 1.0  # the recorder's poll interval
 
-    poll()  # the launcher alone, as right after the spawn
+    poll()  # the launcher alone, as right after the spawn: it stands in as card 0
+    assert seen == [[f"rank0:{launcher.pid}"]]
     fork_rank(launcher.stdin, tmp_path, 0)
     poll()
     fork_rank(launcher.stdin, tmp_path, 1)
     poll()
     poll()
-    ranks = {c.pid: c.npu for c in rec.run_cards()}
-    launcher.stdin.close()  # the ranks end, then the launcher: a run shorter than any cache of its tree
+    ranks = {c.pid: c.rank for c in rec.run_cards()}
+    # The ranks end, the launcher stays a moment: a run shorter than any cache of its tree.
+    launcher.stdin.write("end\n")
+    launcher.stdin.flush()
+    assert launcher.stdout is not None and launcher.stdout.readline() == "ended 0\n"
+    poll()
+    launcher.stdin.close()
     assert launcher.wait(timeout=60) == 0
     poll()
     rec.stop(failed=False)
 
     said = f"cards per poll: {seen}"
     assert sorted(ranks.values()) == [0, 1] and launcher.pid not in ranks, said
+    assert seen[-2:] == [[], []], said  # the launcher left behind stands in for no rank
     peaks = {p.card: p for p in sup.store.card_peaks(sup.run_id)}
     assert {"rank0", "rank1", "host"} <= set(peaks), said
-    assert 40 <= (peaks["rank0"].peak_mb or 0) < 120, said
-    assert 80 <= (peaks["rank1"].peak_mb or 0) < 160, said
-
+    # Rank 0's figures are the rank's own (40 MB and the interpreter), none of the launcher's (~10 MB).
+    assert 40 <= (peaks["rank0"].baseline_mb or 0) <= (peaks["rank0"].peak_mb or 0) < 120, said
+    assert 80 <= (peaks["rank1"].baseline_mb or 0) <= (peaks["rank1"].peak_mb or 0) < 160, said
+    rank0 = [r[3] for r in sup.store.memory_series(sup.run_id) if r[1:3] == ("cpu", "rank0")]
+    assert rank0 and min(v or 0 for v in rank0) >= 40, said
 
 def test_a_rank_forked_after_the_tree_was_read_is_in_the_next_read(tmp_path: Path,
                                                                    launcher: subprocess.Popen[str]) -> None:
@@ -128,12 +151,13 @@ def test_a_rank_forked_after_the_tree_was_read_is_in_the_next_read(tmp_path: Pat
     sup = supervisor(tmp_path, clock)
     sup.pgid = launcher.pid
     assert launcher.stdin is not None
-    assert sup.job_pids() == {launcher.pid}
+    before = sup.job_pids()
+    assert launcher.pid in before
     fork_rank(launcher.stdin, tmp_path, 0)
-    assert sup.job_pids() == {launcher.pid}  # the same poll's callers share one walk of the tree
+    assert sup.job_pids() == before  # the same poll's callers share one walk of the tree
     clock.now += 1.0
     first = sup.job_pids()
-    assert len(first) == 2
+    assert len(first - before) == 1
     fork_rank(launcher.stdin, tmp_path, 1)
     clock.now += 1.0
     assert len(sup.job_pids() - first) == 1

@@ -64,6 +64,7 @@ class RunRecorder:
         self._live_count = 0
         self._flushed_at = clock()
         self.seen_pids: set[int] = set()  # every PID the run ever had: attribution outlives the process
+        self._stand_ins: set[str] | None = set()  # CPU cards a rankless launcher filled; None once ranks came
         self._latest: Snapshot | None = None
         self._lock = threading.Lock()
         self._stopped = False
@@ -151,6 +152,8 @@ class RunRecorder:
             return  # old card numbers are not new samples
         run_pids = self._run_pids()
         with self._lock:
+            if snap.source == "cpu":
+                self._drop_stand_ins(snap.cards)
             for card in self._cards(snap):
                 self._add(snap.source, card.key, t, card.device_used_mb, card.device_total_mb,
                           card.aicore_pct, card.power_w, card.temp_c)
@@ -163,6 +166,20 @@ class RunRecorder:
                 self.last_live = snap
             self._live_count = count
         self._checkpoint(snap.t)
+
+    def _drop_stand_ins(self, cards: list[Card]) -> None:
+        """Until a CPU run's launcher forks its ranks, the launcher stands in as card 0 (a job without
+        ranks has no other cards). When the first rank appears, what the stand-in recorded is dropped:
+        the launcher's memory is not rank 0's, neither as its peak nor as its baseline."""
+        if self._stand_ins is None:
+            return
+        if any(c.rank is not None for c in cards):
+            for key in self._stand_ins:
+                self.series.pop(("cpu", key), None)
+                self.peaks.pop(("cpu", key), None)
+            self._stand_ins = None
+        else:
+            self._stand_ins.update(c.key for c in cards)
 
     def _add(self, source: str, card: str, t: float, used: Any, total: Any, util: Any, power: Any,
              temp: Any) -> None:
