@@ -144,6 +144,10 @@ def test_ranks_forked_between_polls_are_recorded_from_the_next_poll(tmp_path: Pa
     assert 80 <= (peaks["rank1"].baseline_mb or 0) <= (peaks["rank1"].peak_mb or 0) < 160, said
     rank0 = [r[3] for r in sup.store.memory_series(sup.run_id) if r[1:3] == ("cpu", "rank0")]
     assert rank0 and min(v or 0 for v in rank0) >= 40, said
+    # The run log's line says which processes were read as which card, and when (six polls and the closing read).
+    by_rank = {r: pid for pid, r in ranks.items()}
+    assert rec.summary() == (f"7 card reading(s), longest gap 1.0 s; cards seen: rank0 (pid {by_rank[0]}) 1.0-3.0 s, "
+                             f"rank1 (pid {by_rank[1]}) 2.0-3.0 s")
 
 def test_a_rank_forked_after_the_tree_was_read_is_in_the_next_read(tmp_path: Path,
                                                                    launcher: subprocess.Popen[str]) -> None:

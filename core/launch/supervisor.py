@@ -302,6 +302,9 @@ class Supervisor:
                 self.sweep.terminate_run(self.tag, None, 3.0)
             if recorder is not None:
                 recorder.stop(failed=killed or rc != 0)
+                summary = getattr(recorder, "summary", None)
+                if callable(summary):  # when a card is missing from the record, this line says what was read
+                    self._note(f"telemetry: {summary()}")
         self._follow()
         return rc, killed
 
