@@ -56,7 +56,12 @@ from zerodeck.store.models import utcnow
 GRACE_S = 8.0  # between SIGTERM and SIGKILL on stop
 POLL_S = 0.5
 STORE_POLL_S = 1.0
-PIDS_TTL_S = 5.0
+# The job's process tree is re-read at most this often: once per telemetry poll (1 s), shared by that
+# poll's callers. Launchers fork their ranks seconds after the start, and a short run's ranks live only
+# seconds: a longer cache missed the ranks forked after the tree was read, or the whole of their lives.
+PIDS_TTL_S = 0.5
+# An adopted run's ranks are running already; finding them by tag reads every process's environment.
+ADOPTED_PIDS_TTL_S = 5.0
 PORT_SETTLE_S = 1.0  # after a failed attempt's processes are gone, before the retry binds its port
 # Below this much free space on the run directory's file system the log can no longer grow: the job
 # is stopped and the run recorded failed. The reserve file is given back first, so the last log line
@@ -297,6 +302,9 @@ class Supervisor:
                 self.sweep.terminate_run(self.tag, None, 3.0)
             if recorder is not None:
                 recorder.stop(failed=killed or rc != 0)
+                summary = getattr(recorder, "summary", None)
+                if callable(summary):  # when a card is missing from the record, this line says what was read
+                    self._note(f"telemetry: {summary()}")
         self._follow()
         return rc, killed
 
@@ -315,11 +323,11 @@ class Supervisor:
         return recorder
 
     def job_pids(self) -> set[int]:
-        """The job's process tree, for telemetry. Walking /proc costs milliseconds, so the tree is
-        re-read every few seconds (ranks start once; they do not come and go)."""
+        """The job's process tree, for telemetry: walked afresh for each poll (about a millisecond per
+        hundred processes), so ranks are found in the first poll after their launcher forks them."""
 
         now = self.monotonic()
-        if now - self._pids_at < PIDS_TTL_S:
+        if now - self._pids_at < (ADOPTED_PIDS_TTL_S if self.adopting else PIDS_TTL_S):
             return set(self._pids)
         if self.adopting:
             # The launcher that led the group may be gone while its ranks live on: find them by tag.

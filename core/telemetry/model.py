@@ -40,6 +40,7 @@ class Card:
     hugepages_used: Number | None = None
     hugepages_total: Number | None = None
     pid: int | None = None  # cpu ranks: the rank's process id
+    rank: int | None = None  # cpu ranks: the RANK it carries; None for a run process standing in without one
 
     @property
     def key(self) -> str:

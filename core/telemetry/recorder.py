@@ -64,6 +64,12 @@ class RunRecorder:
         self._live_count = 0
         self._flushed_at = clock()
         self.seen_pids: set[int] = set()  # every PID the run ever had: attribution outlives the process
+        self._stand_ins: set[str] | None = set()  # CPU cards a rankless launcher filled; None once ranks came
+        # For the run log's one line (summary()): the readings, their longest gap, when each card was seen.
+        self._reads = 0
+        self._last_read: float | None = None
+        self._longest_gap = 0.0
+        self._card_seen: dict[str, tuple[float, float, int | None]] = {}  # key -> first t, last t, pid
         self._latest: Snapshot | None = None
         self._lock = threading.Lock()
         self._stopped = False
@@ -151,7 +157,15 @@ class RunRecorder:
             return  # old card numbers are not new samples
         run_pids = self._run_pids()
         with self._lock:
+            self._reads += 1
+            if self._last_read is not None:
+                self._longest_gap = max(self._longest_gap, t - self._last_read)
+            self._last_read = t
+            if snap.source == "cpu":
+                self._drop_stand_ins(snap.cards)
             for card in self._cards(snap):
+                first = self._card_seen.get(card.key, (t, t, None))[0]
+                self._card_seen[card.key] = (first, t, card.pid)
                 self._add(snap.source, card.key, t, card.device_used_mb, card.device_total_mb,
                           card.aicore_pct, card.power_w, card.temp_c)
             count = len(snap.cards) if snap.source == "cpu" else sum(
@@ -163,6 +177,31 @@ class RunRecorder:
                 self.last_live = snap
             self._live_count = count
         self._checkpoint(snap.t)
+
+    def summary(self) -> str:
+        """One line for the run log: how often the cards were read and when each was seen (a CPU rank by
+        its PID), so a card missing from the record tells a sampler that never caught it from one that
+        caught it and lost it."""
+        with self._lock:
+            seen = ", ".join(f"{key}{f' (pid {pid})' if pid is not None else ''} {a:.1f}-{b:.1f} s"
+                             for key, (a, b, pid) in self._card_seen.items())
+            return (f"{self._reads} card reading(s), longest gap {self._longest_gap:.1f} s; "
+                    f"cards seen: {seen or 'none'}")
+
+    def _drop_stand_ins(self, cards: list[Card]) -> None:
+        """Until a CPU run's launcher forks its ranks, the launcher stands in as card 0 (a job without
+        ranks has no other cards). When the first rank appears, what the stand-in recorded is dropped:
+        the launcher's memory is not rank 0's, neither as its peak nor as its baseline."""
+        if self._stand_ins is None:
+            return
+        if any(c.rank is not None for c in cards):
+            for key in self._stand_ins:
+                self.series.pop(("cpu", key), None)
+                self.peaks.pop(("cpu", key), None)
+                self._card_seen.pop(key, None)
+            self._stand_ins = None
+        else:
+            self._stand_ins.update(c.key for c in cards)
 
     def _add(self, source: str, card: str, t: float, used: Any, total: Any, util: Any, power: Any,
              temp: Any) -> None:

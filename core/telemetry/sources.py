@@ -282,10 +282,12 @@ class CpuRankSource:
 
     Ranks are the processes of the run's tree that carry a RANK / LOCAL_RANK environment variable
     (what torchrun and the deepspeed launcher set); when none does, every process of the tree whose
-    parent is outside it is one. A rank's children inherit its RANK (ninja, cc1plus and sh while
-    DeepSpeed builds an op): they are listed as processes of that rank, never as cards, and their
-    memory is not the rank's (a compiler's 1 GiB is not the model's). With no `pids`, or when it
-    returns None (a live view that follows no run), every rank process of this user is shown.
+    parent is outside it stands in as one (`Card.rank` None): a job without ranks, or a launcher
+    that has not forked its ranks yet. The launchers of ranks that have ended stand in for nothing.
+    A rank's children inherit its RANK (ninja, cc1plus and sh while DeepSpeed builds an op): they
+    are listed as processes of that rank, never as cards, and their memory is not the rank's (a
+    compiler's 1 GiB is not the model's). With no `pids`, or when it returns None (a live view that
+    follows no run), every rank process of this user is shown.
     """
 
     name = "cpu"
@@ -293,6 +295,7 @@ class CpuRankSource:
     def __init__(self, pids: Callable[[], Iterable[int] | None] | None = None) -> None:
         self.pids = pids
         self._procs: dict[int, Any] = {}
+        self._launchers: set[int] = set()  # the processes above the ranks last seen
 
     def _candidates(self, wanted: Iterable[int] | None) -> list[Any]:
         # psutil is imported where it is used so a broken install degrades to an error on the snapshot.
@@ -333,9 +336,15 @@ class CpuRankSource:
                 procs[proc.pid] = proc
                 if rank is not None:
                     ranks[proc.pid] = rank
-        if ranks:  # a run's tree with ranks: its launcher and helpers without RANK are no cards
-            procs = {pid: p for pid, p in procs.items() if pid in ranks}
         parents = {pid: _ppid(p) for pid, p in procs.items()}
+        if ranks:  # a run's tree with ranks: its launcher and helpers without RANK are no cards
+            self._launchers = _ancestors(ranks, parents)
+            procs = {pid: p for pid, p in procs.items() if pid in ranks}
+        elif self._launchers:
+            # Ranks that have ended leave their launcher behind a moment: it stands in for none of them.
+            self._launchers &= procs.keys()
+            procs = {pid: p for pid, p in procs.items() if pid not in self._launchers}
+        parents = {pid: parents[pid] for pid in procs}
         roots = sorted((pid for pid in procs if _root_of(pid, parents, ranks) == pid),
                        key=lambda pid: (ranks.get(pid, 0), pid))
         index = {pid: ranks.get(pid, i) for i, pid in enumerate(roots)}
@@ -359,7 +368,7 @@ class CpuRankSource:
                 # psutil's first cpu_percent call has no interval to measure: NA, not 0.
                 snap.cards.append(Card(npu=rank, chip=0, name=name, health="running", pid=proc.pid, logical_id=rank,
                                        aicore_pct=None if first else round(cpu, 1), memory_used_mb=mem,
-                                       memory_total_mb=total_mb))
+                                       memory_total_mb=total_mb, rank=ranks.get(proc.pid)))
             snap.processes.append(Process(npu=rank, chip=0, pid=proc.pid, name=name, memory_mb=mem))
         self._procs = alive
         snap.duration_s = time.monotonic() - start
@@ -371,6 +380,17 @@ def _ppid(proc: Any) -> int | None:
         return int(proc.ppid())
     except Exception:  # gone
         return None
+
+
+def _ancestors(pids: Iterable[int], parents: dict[int, int | None]) -> set[int]:
+    """The processes of the tree read above `pids` (the launchers of ranks), `pids` left out."""
+    out: set[int] = set()
+    for pid in pids:
+        parent = parents.get(pid)
+        while parent is not None and parent in parents and parent not in out:
+            out.add(parent)
+            parent = parents.get(parent)
+    return out - set(pids)
 
 
 def _root_of(pid: int, parents: dict[int, int | None], ranks: dict[int, int]) -> int:
