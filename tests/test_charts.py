@@ -303,3 +303,23 @@ def test_many_runs_get_a_legend_beside_the_axes_with_every_run() -> None:
     # frame's edges, every row of 20 entries at 18.5 px carries ink: a sample and a label.
     legend = img[60:420, int((charts.SIZE[0] - 0.1) * charts.DPI):-20]
     assert (legend < 0.5).any(axis=1).reshape(-1, 20).any(axis=1).all()
+
+
+def test_the_quick_import_keeps_artists_whole() -> None:
+    """charts_mpl skips building set() docstrings while it imports matplotlib: every artist must still
+    take any property through set(), and a class made after the import gets its docstring again."""
+    from matplotlib.artist import Artist
+    from matplotlib.lines import Line2D
+    from matplotlib.text import Text
+
+    line = Line2D([0, 1], [0, 1])
+    line.set(lw=3, color="red", marker="o")  # an alias, a colour, a marker
+    assert line.get_linewidth() == 3 and line.get_marker() == "o"
+    with pytest.raises(AttributeError, match="unexpected keyword argument 'no_such_property'"):
+        Text().set(no_such_property=1)
+
+    class Later(Artist):
+        def set_thing(self, value: float) -> None:
+            """Set the thing."""
+
+    assert "thing" in (Later.set.__doc__ or "")
