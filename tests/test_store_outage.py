@@ -77,10 +77,7 @@ def _record(store: Store, run_id: int) -> dict[str, Any]:
         "throughput": run.tokens_per_s is not None and run.samples_per_s is not None,
         "peak": run.measured_peak_gib is not None, "baseline": bool(run.baseline),
         "points": [m.step for m in store.metrics(run_id)],
-        # Which CPU ranks the sampler catches in a short run on a loaded machine varies from run to run
-        # (rank1 is sometimes missed, with or without an outage: a telemetry issue, not the store's), so
-        # CPU ranks compare as one kind of card; every other card is compared by name.
-        "peaks": sorted({(p.source, "rank" if p.source == "cpu" else p.card) for p in store.card_peaks(run_id)}),
+        "peaks": sorted((p.source, p.card) for p in store.card_peaks(run_id)),
         "samples": bool(store.memory_series(run_id)),
     }
 
