@@ -22,6 +22,7 @@ from .tui_support import (
     add_running,
     app,
     catalog_loaded,
+    on_screen,
     seeded,
     store,
     table_settled,
@@ -121,6 +122,7 @@ def test_runs(snap_compare: Any, size: tuple[int, int]) -> None:
     async def ready(pilot: Any) -> None:
         await pilot.press("3")
         await until(pilot, lambda: table_settled(a.screen.query_one("#runs", DataTable), 4))
+        await until(pilot, lambda: on_screen(a, "qwen2.5-14b-lora-z0", "demo-cpu-zero2"))
         await pilot.pause()
 
     assert snap_compare(a, terminal_size=size, run_before=ready)
@@ -226,6 +228,7 @@ def test_runs_marked(snap_compare: Any, size: tuple[int, int]) -> None:
     async def ready(pilot: Any) -> None:
         await pilot.press("3")
         await until(pilot, lambda: table_settled(a.screen.query_one("#runs", DataTable), 4))
+        await until(pilot, lambda: on_screen(a, "qwen2.5-14b-lora-z0", "demo-cpu-zero2"))
         await pilot.press("down", "space", "down", "space")
         await pilot.pause(0.3)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import html
+import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -113,6 +115,15 @@ def far_run_ids() -> None:
     s.save_snapshot(hash="old", name="old", toml='name = "old"\n', source_path=None)
     s.add_run_at(7000 + os.getpid() % 1000, name="old", recipe_hash="old", status="finished", outcome="succeeded",
                  created_at=T0)
+
+
+def on_screen(app: Any, *texts: str) -> bool:
+    """Every text is in the picture the app would give now. A table whose widths were just measured
+    can still be drawn from lines rendered before (a loaded machine's picture then cuts every cell
+    to its header's width): this waits for what the snapshot itself will see."""
+    svg = app.export_screenshot()
+    shown = html.unescape(re.sub(r"<[^>]+>", "", svg)).replace("\xa0", " ")
+    return all(t in shown for t in texts)
 
 
 def table_settled(table: Any, rows: int) -> bool:
