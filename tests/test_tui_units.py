@@ -205,3 +205,4 @@ def test_frame_lists_processes_under_cards_and_keeps_duplicate_ranks_apart() -> 
     assert frame.kind == "cpu" and frame.mine == frozenset({"rank0"})
     assert [(p.pid, p.child, p.mine) for p in frame.processes] == [(10, False, True), (11, True, True)]
     assert Frame(source="npu-smi").kind == "npu" and Frame(source="nvidia").kind == "gpu"
+

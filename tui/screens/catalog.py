@@ -30,6 +30,7 @@ from zerodeck.tui.view import BadFile, CatalogRow
 from zerodeck.tui.widgets.filter import FilterInput
 from zerodeck.tui.widgets.footer import KeysFooter
 from zerodeck.tui.widgets.modebar import ModeBar
+from zerodeck.tui.widgets.table import Table
 from zerodeck.tui.widgets.text import verdict_text
 
 # The verdict sits next to the name so it survives a narrow terminal; the data size goes last.
@@ -67,7 +68,7 @@ class CatalogScreen(ZerodeckScreen):
         with Vertical(id="catalog-body"):
             yield FilterInput(placeholder=_("/ to filter"), id="filter", select_on_focus=False)
             # The recipe name stays put while Left / Right scroll the other columns.
-            yield DataTable(id="catalog", cursor_type="row", zebra_stripes=False, fixed_columns=1)
+            yield Table(id="catalog", cursor_type="row", zebra_stripes=False, fixed_columns=1)
             yield Static("", id="problems")
         yield KeysFooter(compact=True)  # every command fits at 80 columns
 

@@ -20,6 +20,7 @@ from zerodeck.tui.messages import CompareLoaded, Exported, LoadFailed
 from zerodeck.tui.screens.base import ZerodeckScreen
 from zerodeck.tui.widgets.footer import KeysFooter
 from zerodeck.tui.widgets.modebar import ModeBar
+from zerodeck.tui.widgets.table import Table
 from zerodeck.tui.widgets.text import error_line
 
 FORMATS = ("md", "csv", "json", "html", "latex")
@@ -50,7 +51,7 @@ class CompareScreen(ZerodeckScreen):
     def compose(self) -> ComposeResult:
         yield ModeBar()
         yield Static("", id="compare-title")
-        yield DataTable(id="compare", cursor_type="row")
+        yield Table(id="compare", cursor_type="row")
         yield KeysFooter()
 
     def on_mount(self) -> None:

@@ -22,6 +22,7 @@ from zerodeck.tui.messages import HostsLoaded, LoadFailed
 from zerodeck.tui.screens.base import ZerodeckScreen
 from zerodeck.tui.widgets.footer import KeysFooter
 from zerodeck.tui.widgets.modebar import ModeBar
+from zerodeck.tui.widgets.table import Table
 
 COLUMNS = (("host", N_("host")), ("heartbeat", N_("heartbeat")), ("card", N_("card")), ("run", N_("run")),
            ("memory", N_("memory MiB")), ("foreign", N_("foreign")))
@@ -38,7 +39,7 @@ class HostsScreen(ZerodeckScreen):
     def compose(self) -> ComposeResult:
         yield ModeBar()
         yield Static(Text(" " + _("Hosts") + " …", style="bold"), id="hosts-title")
-        yield DataTable(id="hosts", cursor_type="row", fixed_columns=1)
+        yield Table(id="hosts", cursor_type="row", fixed_columns=1)
         yield KeysFooter()
 
     def on_mount(self) -> None:

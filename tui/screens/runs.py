@@ -24,6 +24,7 @@ from zerodeck.tui.screens.stopping import StopsRuns
 from zerodeck.tui.view import fmt_duration, run_duration_s, run_label
 from zerodeck.tui.widgets.footer import KeysFooter
 from zerodeck.tui.widgets.modebar import ModeBar
+from zerodeck.tui.widgets.table import Table
 from zerodeck.tui.widgets.text import error_line, outcome_text
 
 COLUMNS = ("", "id", "recipe", "host", "outcome", "time", "peak/pred GiB", "samples/s", "loss")
@@ -59,7 +60,7 @@ class RunsScreen(StopsRuns):
     def compose(self) -> ComposeResult:
         yield ModeBar()
         yield Static("", id="runs-title")
-        yield DataTable(id="runs", cursor_type="row", fixed_columns=FIXED)
+        yield Table(id="runs", cursor_type="row", fixed_columns=FIXED)
         yield KeysFooter()
 
     def on_mount(self) -> None:
