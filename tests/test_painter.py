@@ -34,18 +34,18 @@ def _painters() -> list[psutil.Process]:
 
 def _inline(chart: str, data: object, fmt: str, **options: object) -> bytes:
     painter = Painter.__new__(Painter)
-    painter._proc = None  # what a machine that cannot start a process gets
-    return painter.draw(chart, data, fmt, **options)
+    painter.fmt, painter._proc = fmt, None  # what a machine that cannot start a process gets
+    return painter.draw(chart, data, **options)
 
 
 def test_the_child_draws_what_this_process_draws() -> None:
     # SVG and PDF carry no date: the same chart is the same bytes, whichever process drew it.
     for fmt in ("svg", "pdf"):
         with Painter(fmt) as painter:
-            there = painter.draw("curves_chart", CURVES, fmt, title="Loss", ylabel="loss")
+            there = painter.draw("curves_chart", CURVES, title="Loss", ylabel="loss")
         assert there == _inline("curves_chart", CURVES, fmt, title="Loss", ylabel="loss")
     with Painter("png") as painter:
-        png = painter.draw("peaks_chart", [{"id": 1, "name": "a", "peak_max_gib": 30.0, "capacity_gib": 64.0}], "png")
+        png = painter.draw("peaks_chart", [{"id": 1, "name": "a", "peak_max_gib": 30.0, "capacity_gib": 64.0}])
     assert png.startswith(b"\x89PNG")
 
 
@@ -53,7 +53,7 @@ def test_the_child_speaks_the_commands_language() -> None:
     try:
         set_language("zh")
         with Painter("svg") as painter:
-            svg = painter.draw("curves_chart", CURVES, "svg", title="损失", ylabel="loss").decode("utf-8")
+            svg = painter.draw("curves_chart", CURVES, title="损失", ylabel="loss").decode("utf-8")
     finally:
         set_language("en")
     assert ">步数<" in svg  # the x axis, "step", in Chinese
@@ -67,7 +67,7 @@ def test_a_zerodeck_package_in_the_working_directory_is_not_imported(tmp_path: P
     (bogus / "__init__.py").write_text("raise SystemExit('the working directory was imported')\n")
     monkeypatch.chdir(tmp_path)
     with Painter("svg") as painter:
-        assert painter.draw("curves_chart", CURVES[:1], "svg", title="t", ylabel="y").startswith(b"<?xml")
+        assert painter.draw("curves_chart", CURVES[:1], title="t", ylabel="y").startswith(b"<?xml")
 
 
 def test_leaving_without_a_chart_stops_the_child() -> None:
@@ -85,9 +85,9 @@ def test_a_dead_child_is_one_error_not_a_hang() -> None:
         painter._proc.kill()
         painter._proc.wait()
         with pytest.raises(ChartFailed, match="drew nothing"):
-            painter.draw("curves_chart", CURVES, "svg", title="t", ylabel="y")
+            painter.draw("curves_chart", CURVES, title="t", ylabel="y")
     with pytest.raises(ValueError, match="no chart named"):
-        Painter.__new__(Painter).draw("__import__", [], "svg")
+        Painter.__new__(Painter).draw("__import__", [])
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """`zerodeck chart loss|throughput|memory|peaks RUN... -o FILE.png|.svg|.pdf`: figures for reports.
 
 The file's suffix picks the format; with no `-o` the chart goes to stdout as SVG. Each command starts
-its `Painter` (`core/export/painter.py`) once the arguments are checked, so matplotlib is imported in
+its `Painter` (`core/export/painter.py`, in the format the output file asks for) once the arguments are checked, so matplotlib is imported in
 another process while the runs are read; a run that cannot be drawn ends the command, and the
 painter with it, before anything is drawn.
 """
@@ -80,12 +80,11 @@ def _value(m: Any, kind: str) -> float | None:
 
 
 def _curves(args: argparse.Namespace, kind: str) -> int:
-    fmt = _format(args)
-    with Painter(fmt) as painter:
-        return _draw_curves(args, kind, fmt, painter)
+    with Painter(_format(args)) as painter:
+        return _draw_curves(args, kind, painter)
 
 
-def _draw_curves(args: argparse.Namespace, kind: str, fmt: str, painter: Painter) -> int:
+def _draw_curves(args: argparse.Namespace, kind: str, painter: Painter) -> int:
     from zerodeck.core.cli.context import cli_store
     from zerodeck.core.export.chart_data import Curve, drop_ancestors, stitch
     from zerodeck.core.outcome.evals import eval_points
@@ -132,7 +131,7 @@ def _draw_curves(args: argparse.Namespace, kind: str, fmt: str, painter: Painter
     else:
         title = _("Throughput")
         ylabel = _("tokens/s") if tokens else _("samples/s")
-    write_chart(args.output, painter.draw("curves_chart", curves, fmt, warn=err, title=title, ylabel=ylabel),
+    write_chart(args.output, painter.draw("curves_chart", curves, warn=err, title=title, ylabel=ylabel),
                 _("{kind}, {n} runs").format(kind=title, n=len(curves)))
     return EXIT_OK
 
@@ -151,10 +150,10 @@ def cmd_memory(args: argparse.Namespace) -> int:
         raise BadInput(_("chart memory: at most {n} runs in one chart (got {got})")
                        .format(n=MAX_MEMORY_PANELS, got=len(args.runs)))
     with Painter(fmt) as painter:
-        return _draw_memory(args, fmt, painter)
+        return _draw_memory(args, painter)
 
 
-def _draw_memory(args: argparse.Namespace, fmt: str, painter: Painter) -> int:
+def _draw_memory(args: argparse.Namespace, painter: Painter) -> int:
     from zerodeck.core.cli.context import cli_store
     from zerodeck.core.compare.rows import resolve_refs
     from zerodeck.core.export.chart_data import MemoryPanel, memory_series
@@ -175,18 +174,17 @@ def _draw_memory(args: argparse.Namespace, fmt: str, painter: Painter) -> int:
     else:
         title = _("Memory per card")
     n_series = sum(len(p.series) for p in panels)
-    write_chart(args.output, painter.draw("memory_chart", panels, fmt, warn=err, title=title),
+    write_chart(args.output, painter.draw("memory_chart", panels, warn=err, title=title),
                 _("memory over time, {n} series").format(n=n_series))
     return EXIT_OK
 
 
 def cmd_peaks(args: argparse.Namespace) -> int:
-    fmt = _format(args)
-    with Painter(fmt) as painter:
-        return _draw_peaks(args, fmt, painter)
+    with Painter(_format(args)) as painter:
+        return _draw_peaks(args, painter)
 
 
-def _draw_peaks(args: argparse.Namespace, fmt: str, painter: Painter) -> int:
+def _draw_peaks(args: argparse.Namespace, painter: Painter) -> int:
     rows = load_selected(args)
     if rows is None:
         return EXIT_FAILED
@@ -202,7 +200,7 @@ def _draw_peaks(args: argparse.Namespace, fmt: str, painter: Painter) -> int:
         if cards:
             label = f"#{rows[0]['id']} {rows[0].get('name') or ''}".strip()
             rows, title = cards, _("Run {run}: peak per card vs capacity").format(run=label)
-    write_chart(args.output, painter.draw("peaks_chart", rows, fmt, warn=err, title=title),
+    write_chart(args.output, painter.draw("peaks_chart", rows, warn=err, title=title),
                 _("peaks of {n} runs").format(n=len(rows)) if title is None
                 else _("peaks of {n} cards").format(n=len(rows)))
     return EXIT_OK

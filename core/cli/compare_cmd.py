@@ -99,15 +99,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
                            .format(value=args.pivot))
         pivot = parts
     if chart_fmt is None:
-        return _compare(args, fmt, pivot, None, None)
+        return _compare(args, fmt, pivot, None)
     from zerodeck.core.export.painter import Painter
 
     with Painter(chart_fmt) as painter:
-        return _compare(args, fmt, pivot, chart_fmt, painter)
+        return _compare(args, fmt, pivot, painter)
 
 
-def _compare(args: argparse.Namespace, fmt: str, pivot: list[str] | None, chart_fmt: str | None,
-             painter: Painter | None) -> int:
+def _compare(args: argparse.Namespace, fmt: str, pivot: list[str] | None, painter: Painter | None) -> int:
     from zerodeck.core.compare import comparison_table, pivot_table
     from zerodeck.core.export import render
     from zerodeck.core.export.files import write_export
@@ -128,9 +127,9 @@ def _compare(args: argparse.Namespace, fmt: str, pivot: list[str] | None, chart_
                                                + ngettext("{n} row", "{n} rows", n).format(n=n)))
     else:
         sys.stdout.write(text)
-    if painter is not None and chart_fmt:
+    if painter is not None:
         from zerodeck.core.cli.chart_cmd import write_chart
 
-        write_chart(args.chart, painter.draw("peaks_chart", rows, chart_fmt, warn=err),
+        write_chart(args.chart, painter.draw("peaks_chart", rows, warn=err),
                     _("peak per card vs capacity, {n} runs").format(n=len(rows)))
     return EXIT_OK

@@ -47,6 +47,7 @@ class Painter:
     drawing (bad input found while reading the store, Ctrl-C) stops the child."""
 
     def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
         self._proc: subprocess.Popen[bytes] | None
         try:
             # Its own session: a Ctrl-C at the terminal goes to the command, which stops the child.
@@ -66,20 +67,20 @@ class Painter:
             self._proc.kill()
             self._proc.wait()
 
-    def draw(self, chart: str, data: Any, fmt: str, *, warn: Warn | None = None, **options: Any) -> bytes:
-        """The chart file's bytes: `charts.<chart>(data, target, fmt, warn=..., **options)`; the warnings
-        it gave go to `warn`."""
+    def draw(self, chart: str, data: Any, *, warn: Warn | None = None, **options: Any) -> bytes:
+        """The chart file's bytes, in the painter's format: `charts.<chart>(data, target, fmt, warn=...,
+        **options)`; the warnings it gave go to `warn`."""
         if chart not in CHARTS:
             raise ValueError(f"no chart named {chart!r}")
         if self._proc is None:
-            image, said = _draw(chart, data, fmt, options)
+            image, said = _draw(chart, data, self.fmt, options)
         else:
-            out, _ = self._proc.communicate(pickle.dumps((chart, data, fmt, options, language())))
+            out, _ = self._proc.communicate(pickle.dumps((chart, data, options, language())))
             if self._proc.returncode != 0 or not out:
                 raise ChartFailed(f"the chart process ended with status {self._proc.returncode} and drew nothing")
             image, said = pickle.loads(out)
-        for line in said:
-            if warn is not None:
+        if warn is not None:
+            for line in said:
                 warn(line)
         return bytes(image)
 
@@ -94,9 +95,9 @@ def _draw(chart: str, data: Any, fmt: str, options: dict[str, Any]) -> tuple[byt
 
 
 def main(fmt: str) -> int:
-    """The child: import matplotlib (the point of the child) and draw a throwaway chart in the format
-    to come, which loads the fonts and that format's backend (a PDF's font machinery: a quarter of a
-    second), while the command is still reading; then draw the one job on stdin."""
+    """The child: import matplotlib (the point of the child) and draw a throwaway chart in `fmt`, which
+    loads the fonts and that format's backend (a PDF's font machinery: a quarter of a second), while
+    the command is still reading; then draw the one job on stdin in the same format."""
     from zerodeck.core.export import charts
     from zerodeck.core.export.chart_data import Curve
 
@@ -104,7 +105,7 @@ def main(fmt: str) -> int:
     job = sys.stdin.buffer.read()
     if not job:  # the command ended without a chart to draw
         return 0
-    chart, data, fmt, options, lang = pickle.loads(job)
+    chart, data, options, lang = pickle.loads(job)
     set_language(lang)
     sys.stdout.buffer.write(pickle.dumps(_draw(chart, data, fmt, options)))
     sys.stdout.buffer.flush()
