@@ -1,9 +1,9 @@
 """`zerodeck chart loss|throughput|memory|peaks RUN... -o FILE.png|.svg|.pdf`: figures for reports.
 
 The file's suffix picks the format; with no `-o` the chart goes to stdout as SVG. Each command starts
-its `Painter` (`core/export/painter.py`, in the format the output file asks for) once the arguments are checked, so matplotlib is imported in
-another process while the runs are read; a run that cannot be drawn ends the command, and the
-painter with it, before anything is drawn.
+its `Painter` (`core/export/painter.py`, in that format) once the arguments are checked, so
+matplotlib is imported in another process while the runs are read; a run that cannot be drawn ends
+the command, and the painter with it, before anything is drawn.
 """
 
 from __future__ import annotations
