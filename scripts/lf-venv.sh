@@ -18,6 +18,10 @@
 #   transformers' availability checks still report torchaudio as absent.
 # - transformers 5.5.4, not 4.57.x: 4.57.1 + LoRA + DeepSpeed crashes at the first scheduler step
 #   under torch >= 2.10 (`ValueError: zip() argument 2 is longer than argument 1`).
+# - DeepSpeed 0.19.8, not 0.18.x: on gloo, 0.18's coalesced ZeRO-3 all-gather waited for its last
+#   handle only, so a weight gathered while loading the model could be read before it arrived. Here it
+#   left one k_proj/v_proj of the tiny Qwen2 uninitialized in 6 of 12 two-rank loads (NaN losses,
+#   gradient norms of 1e28); 0.19.8 waits for every handle (DeepSpeed PR #8539), 0 of 12.
 set -euo pipefail
 LF_VENV=${ZERODECK_LF_VENV:-$HOME/.cache/zerodeck/lf-venv}
 PY=${PYTHON:-python3}
@@ -29,7 +33,7 @@ PINS=(
   "peft==0.18.1"
   "trl==0.24.0"
   "datasets>=2.16.0,<=4.0.0"
-  "deepspeed==0.18.4"
+  "deepspeed==0.19.8"
 )
 # What llamafactory's `train` path imports beyond the pinned packages above.
 DEPS=(omegaconf pyyaml numpy scipy pandas matplotlib sentencepiece tiktoken protobuf einops safetensors
@@ -64,7 +68,7 @@ printf '%s\n' "$TORCH" "${PINS[@]}" >"$constraints"
 "${PIP[@]}" install -U pip setuptools wheel >/dev/null
 "${PIP[@]}" install "$TORCH"
 "${PIP[@]}" install -c "$constraints" numpy ninja
-"${PIP[@]}" install --no-build-isolation -c "$constraints" "deepspeed==0.18.4"
+"${PIP[@]}" install --no-build-isolation -c "$constraints" "deepspeed==0.19.8"
 "${PIP[@]}" install --no-deps "llamafactory==0.9.5"
 "${PIP[@]}" install -c "$constraints" "${PINS[@]:1}" "${DEPS[@]}"
 

@@ -1,7 +1,7 @@
 """Real LLaMA-Factory training on the CPU: LoRA SFT of a tiny Qwen2 under DeepSpeed ZeRO-3, 2 ranks.
 
 The environment is the cached one `scripts/lf-venv.sh` builds (llamafactory 0.9.5, transformers
-5.5.4, DeepSpeed 0.18.4, torch 2.13 CPU); the model and tokenizer are built locally by
+5.5.4, DeepSpeed 0.19.8, torch 2.13 CPU); the model and tokenizer are built locally by
 `tests/lf_tiny_model.py` with that environment's Python, so nothing is downloaded. The tests skip,
 saying why, only when that environment cannot be built.
 """
@@ -102,6 +102,21 @@ def loss_points(output_dir: Path) -> list[float]:
     return [row["loss"] for row in rows if "loss" in row]
 
 
+def grad_norms(output_dir: Path) -> list[float]:
+    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    return [row["grad_norm"] for row in history if "grad_norm" in row]
+
+
+def grad_norms_ok(norms: list[float]) -> tuple[bool, str]:
+    """Six gradient norms of the size this LoRA gives (about 0.5). Uninitialized memory read as a
+    gathered ZeRO-3 weight shows here first: as 1e28 or NaN, or as 0 where it read as denormals, while
+    the loss can still look like a random model's ln 400."""
+    if len(norms) == 6 and all(math.isfinite(g) and 1e-3 < g < 10 for g in norms):
+        return True, ""
+    return False, (f"gradient norms {norms}: expected six near 0.5; a weight gathered under ZeRO-3 was "
+                   "not the one loaded (DeepSpeed < 0.19.8 on gloo waited for only the last of its all-gathers)")
+
+
 def losses_ok(losses: list[float], console: str) -> tuple[bool, str]:
     """Six finite positive losses (a random model over a ~400-token vocabulary starts near ln 400 = 6);
     else a message that says what the numbers mean and shows the end of the training console."""
@@ -166,6 +181,9 @@ def test_render_then_run_the_argv_trains(lf_venv: Path, recipe_file: Path, tmp_p
     # 24 samples, 2 ranks x micro batch 2 x accumulation 2, 2 epochs: 6 optimizer steps, one point each.
     ok, message = losses_ok(losses, text)
     assert ok, message
+    ok, message = grad_norms_ok(grad_norms(output))
+    assert ok, message
+    assert losses[-1] < losses[0], f"losses {losses}: the adapter did not learn"
     results = json.loads((output / "train_results.json").read_text())
     assert results["epoch"] == pytest.approx(2.0)
 
@@ -194,6 +212,9 @@ def test_zerodeck_run_records_succeeded_with_loss_points(lf_venv: Path, recipe_f
     # The rendered files are recorded with the run, the CLI environment's versions among them.
     row = store.run(run["id"])
     assert row is not None
+    ok, message = grad_norms_ok(grad_norms(Path(row.workdir or "") / "output"))
+    assert ok, message
     rendered = row.rendered
-    assert json.loads(rendered["llamafactory_env.json"])["transformers"] == "5.5.4"
+    versions = json.loads(rendered["llamafactory_env.json"])
+    assert (versions["transformers"], versions["deepspeed"]) == ("5.5.4", "0.19.8")
     assert "ds_config.json" in rendered and "llamafactory.yaml" in rendered

@@ -239,6 +239,20 @@ def test_refuses_transformers_457_lora_deepspeed(tmp_path: Path, fake_cli: Path)
     render(seed_recipe(zero={"stage": 3}), ctx_for(tmp_path))
 
 
+def test_refuses_cpu_zero3_with_deepspeed_before_the_gloo_gather_fix(tmp_path: Path, fake_cli: Path) -> None:
+    site = fake_cli.parent.parent / "lib" / "python3.11" / "site-packages"
+    old = site / "deepspeed-0.18.4.dist-info"
+    old.mkdir(parents=True)
+    cpu = {"device": "cpu", "cards": 2, "card_gb": 16.0}
+    with pytest.raises(RenderError, match=r"deepspeed 0\.18\.4 in .*ZeRO-3 on CPU \(gloo\).*>= 0\.19\.8"):
+        render(seed_recipe(zero={"stage": 3}, hardware=cpu), ctx_for(tmp_path))
+    # Only ZeRO-3 gathers parameters, and only gloo runs its handles unordered.
+    render(seed_recipe(zero={"stage": 2}, hardware=cpu), ctx_for(tmp_path))
+    render(seed_recipe(zero={"stage": 3}), ctx_for(tmp_path))  # the seed recipe's NPU cards
+    old.rename(site / "deepspeed-0.19.8.dist-info")
+    render(seed_recipe(zero={"stage": 3}, hardware=cpu), ctx_for(tmp_path))
+
+
 def test_zerodeck_run_without_llamafactory_is_recorded_failed(cli, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv(CLI_ENV, raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))  # no llamafactory-cli anywhere

@@ -15,6 +15,10 @@ Traps this module steps around (each seen in real runs):
   disagree on the world size; the JSON never carries one.
 - transformers 4.57 + LoRA + DeepSpeed under torch >= 2.10 dies at the first scheduler step
   (`zip() argument 2 is longer than argument 1`); that combination is refused before launch.
+- DeepSpeed < 0.19.8 on CPU (gloo) ZeRO-3 waits for only the last all-gather of a coalesced
+  parameter gather, so a weight gathered while the model loads can be read before it arrives: some
+  runs train on uninitialized memory (NaN losses, gradient norms of 1e28) and still exit 0. Also
+  refused before launch; GPU and NPU streams order the gathers, so they are not affected.
 
 The YAML is written one `key: <JSON value>` per line: YAML reads JSON scalars, and zerodeck does
 not depend on PyYAML. Floats always carry a decimal point, since YAML 1.1 loaders read `1e-05` as
@@ -285,14 +289,24 @@ def cli_environment(cli: Path) -> dict[str, str | None]:
 
 
 def _dist_version(env_root: Path, dist: str) -> tuple[int, ...] | None:
-    m = re.match(r"(\d+)\.(\d+)", dist_text(env_root, dist))
-    return (int(m.group(1)), int(m.group(2))) if m else None
+    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", dist_text(env_root, dist))
+    return tuple(int(g) for g in m.groups() if g is not None) if m else None
+
+
+# The first DeepSpeed release whose coalesced ZeRO-3 all-gather waits for every gloo handle.
+GLOO_GATHER_FIXED = (0, 19, 8)
 
 
 def _refuse_known_crash(recipe: Recipe, cli: Path) -> None:
+    env_root = cli.parent.parent
+    ds = _dist_version(env_root, "deepspeed")
+    if recipe.zero.stage == 3 and recipe.hardware.device == "cpu" and ds and ds < GLOO_GATHER_FIXED:
+        raise RenderError(
+            f"deepspeed {'.'.join(map(str, ds))} in {env_root}: ZeRO-3 on CPU (gloo) can read gathered weights "
+            "before they arrive (NaN losses, runs that exit 0 on garbage); use deepspeed >= 0.19.8 there"
+        )
     if recipe.method.kind != "lora" or recipe.zero.stage == 0:
         return
-    env_root = cli.parent.parent
     tf, torch = _dist_version(env_root, "transformers"), _dist_version(env_root, "torch")
     if tf and torch and tf[:2] == (4, 57) and torch >= (2, 10):
         raise RenderError(
