@@ -13,6 +13,8 @@ import io
 import json
 import os
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -323,3 +325,28 @@ def test_the_quick_import_keeps_artists_whole() -> None:
             """Set the thing."""
 
     assert "thing" in (Later.set.__doc__ or "")
+
+
+def test_pdf_charts_load_the_font_subsetter_only_for_type42(tmp_path: Path) -> None:
+    """The subsetter the PDF backend imports is deferred: a chart (Type 3 fonts) never runs it, and a
+    Type 42 PDF, which needs it, still gets it whole."""
+    code = f"""
+import sys
+from matplotlib import rc_context
+from zerodeck.core.export.charts import curves_chart
+from zerodeck.core.export.chart_data import Curve
+curve = [Curve("#1 {CJK_NAME}", [(1.0, 2.0), (2.0, 1.5), (3.0, 1.2)])]
+curves_chart(curve, {str(tmp_path / "a.pdf")!r}, "pdf", title="Loss", ylabel="loss")
+sub = sys.modules["fontTools.subset"]
+print(type(sub).__name__)  # type() reads no attribute: a lazy module's class changes once it loads
+from matplotlib.figure import Figure
+fig = Figure()
+fig.text(0.5, 0.5, "Type 42")
+with rc_context({{"pdf.fonttype": 42}}):
+    fig.savefig({str(tmp_path / "b.pdf")!r})
+print(type(sub).__name__, hasattr(sub, "Subsetter"))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert out.split() == ["_LazyModule", "module", "True"]
+    assert (tmp_path / "a.pdf").read_bytes().startswith(b"%PDF") and b"/Type3" in (tmp_path / "a.pdf").read_bytes()
+    assert b"/FontFile2" in (tmp_path / "b.pdf").read_bytes()  # the Type 42 font, subset and embedded
