@@ -63,7 +63,7 @@ def _defer_font_subsetter() -> None:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)  # only arms the loader: the module body runs on first attribute use
-    sys.modules["fontTools"].subset = module
+    vars(sys.modules["fontTools"])["subset"] = module  # as a finished import leaves its package
 
 
 _import_without_3d()
