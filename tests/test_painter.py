@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -95,6 +96,21 @@ def zd_home(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def _one_run(home: Path, steps: int) -> tuple[Any, int]:
+    """A store in `home` holding one finished run with `steps - 1` loss points."""
+    from zerodeck.store.api import Store
+
+    os.environ["ZERODECK_HOME"] = str(home)
+    try:
+        store = Store.from_environment()
+        store.save_snapshot(hash="h", name="r", toml="", source_path=None)
+        rid = store.add_run(name="r", recipe_hash="h", status="finished", outcome="succeeded")
+        store.upsert_metrics(rid, [{"step": s, "loss": 1.0 / s} for s in range(1, steps)])
+    finally:
+        del os.environ["ZERODECK_HOME"]
+    return store, rid
+
+
 def _zd(home: Path, *argv: str) -> subprocess.Popen[str]:
     env = {**os.environ, "ZERODECK_HOME": str(home)}
     env.pop("ZERODECK_DB", None)
@@ -112,16 +128,7 @@ def test_a_command_that_ends_early_leaves_no_painter(zd_home: Path) -> None:
 
 
 def test_ctrl_c_stops_command_and_painter_in_one_line(zd_home: Path) -> None:
-    from zerodeck.store.api import Store
-
-    os.environ["ZERODECK_HOME"] = str(zd_home)
-    try:
-        store = Store.from_environment()
-        store.save_snapshot(hash="h", name="r", toml="", source_path=None)
-        rid = store.add_run(name="r", recipe_hash="h", status="finished", outcome="succeeded")
-        store.upsert_metrics(rid, [{"step": s, "loss": 1.0 / s} for s in range(1, 50)])
-    finally:
-        del os.environ["ZERODECK_HOME"]
+    _, rid = _one_run(zd_home, steps=50)
     before = {p.pid for p in _painters()}
     proc = _zd(zd_home, "chart", "loss", str(rid), "-o", str(zd_home / "x.png"))
     deadline = time.monotonic() + 30
@@ -133,3 +140,51 @@ def test_ctrl_c_stops_command_and_painter_in_one_line(zd_home: Path) -> None:
     assert proc.returncode == 130 and "Traceback" not in err, err
     time.sleep(0.2)
     assert {p.pid for p in _painters()} - before == set()
+
+
+LEAVE = """
+import atexit, sys, threading, time
+from zerodeck.core.cli.context import exit_quickly, leave
+
+class Finalized:
+    def __del__(self, _open=open, path=sys.argv[1] + ".finalized"):  # builtins may be gone by then
+        _open(path, "w").close()
+
+KEEP = Finalized()
+atexit.register(lambda: open(sys.argv[1] + ".atexit", "w").close())
+print("x" * 100000, end="")  # more than a pipe holds: stays in the buffer until flushed
+if sys.argv[2] == "thread":
+    threading.Thread(target=time.sleep, args=(0.5,)).start()
+if sys.argv[3] == "opt-in":
+    exit_quickly()
+leave(3)
+"""
+
+
+@pytest.mark.parametrize(("thread", "opt_in", "finalized"), [("none", "opt-in", False), ("thread", "opt-in", True),
+                                                              ("none", "no", True)])
+def test_a_command_that_opted_in_leaves_without_finalizing(tmp_path: Path, thread: str, opt_in: str,
+                                                           finalized: bool) -> None:
+    """The quick exit still flushes the output and runs the exit handlers; it skips the interpreter's
+    teardown only for a command that opted in, and never while another thread is working."""
+    marker = tmp_path / "m"
+    proc = subprocess.run([sys.executable, "-c", LEAVE, str(marker), thread, opt_in], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 3 and proc.stdout == "x" * 100000, proc.stderr
+    assert (tmp_path / "m.atexit").exists()
+    assert (tmp_path / "m.finalized").exists() is finalized
+
+
+def test_a_chart_on_stdout_arrives_whole_and_the_store_stays_writable(zd_home: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    store, rid = _one_run(zd_home, steps=2000)
+    proc = _zd(zd_home, "chart", "loss", str(rid))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert ET.fromstring(out).tag.endswith("svg") and len(out) > 10000
+    proc = _zd(zd_home, "compare", "--all", "--format", "csv")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and out.count("\n") >= 2, err
+    store.upsert_metrics(rid, [{"step": 2000, "loss": 0.1}])  # the exits left no lock behind
+    assert [m.step for m in store.metrics(rid)][-1] == 2000

@@ -131,4 +131,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    from zerodeck.core.cli.context import leave
+
+    leave(main())

@@ -3,7 +3,9 @@
 The file's suffix picks the format; with no `-o` the chart goes to stdout as SVG. Each command starts
 its `Painter` (`core/export/painter.py`, in that format) once the arguments are checked, so
 matplotlib is imported in another process while the runs are read; a run that cannot be drawn ends
-the command, and the painter with it, before anything is drawn.
+the command, and the painter with it, before anything is drawn. Their work is done when they
+return (the file written, the line printed), so their process leaves without tearing its
+interpreter down (`context.exit_quickly`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from zerodeck.core.cli.compare_cmd import load_selected, selection_args
+from zerodeck.core.cli.context import exit_quickly
 from zerodeck.core.cli.output import err
 from zerodeck.core.errors import EXIT_FAILED, EXIT_OK, BadInput
 from zerodeck.core.export.painter import Painter
@@ -80,6 +83,7 @@ def _value(m: Any, kind: str) -> float | None:
 
 
 def _curves(args: argparse.Namespace, kind: str) -> int:
+    exit_quickly()
     with Painter(_format(args)) as painter:
         return _draw_curves(args, kind, painter)
 
@@ -149,6 +153,7 @@ def cmd_memory(args: argparse.Namespace) -> int:
     if len(args.runs) > MAX_MEMORY_PANELS:
         raise BadInput(_("chart memory: at most {n} runs in one chart (got {got})")
                        .format(n=MAX_MEMORY_PANELS, got=len(args.runs)))
+    exit_quickly()
     with Painter(fmt) as painter:
         return _draw_memory(args, painter)
 
@@ -180,6 +185,7 @@ def _draw_memory(args: argparse.Namespace, painter: Painter) -> int:
 
 
 def cmd_peaks(args: argparse.Namespace) -> int:
+    exit_quickly()
     with Painter(_format(args)) as painter:
         return _draw_peaks(args, painter)
 

@@ -85,8 +85,10 @@ def _format(args: argparse.Namespace) -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from zerodeck.core.cli.context import exit_quickly
     from zerodeck.core.export.chart_data import chart_format
 
+    exit_quickly()  # its tables and charts are written and closed when it returns
     fmt = _format(args)
     chart_fmt = chart_format(args.chart) if args.chart else None
     if args.value and not args.pivot:
