@@ -5,7 +5,9 @@ waits for, the CLI's own start and the store read as well, with matplotlib impor
 process meanwhile); the import of matplotlib alone as the floor under the functions; and
 `zerodeck --help` with the message catalogs, in English and in Chinese.
 
-Target: each chart under 1 s, `--help` under 0.3 s. Prints the median of five runs per format.
+Target: each chart under 1 s, `--help` under 0.3 s. Prints the median of five runs per format; for
+the chart functions also `written`: from the process's start to its file written, the import
+included and the interpreter's teardown after it not (the painter, where commands draw, skips that).
 Run: .venv/bin/python bench/bench_charts.py [--home DIR]
 `--home DIR` keeps the seeded store in DIR and reuses it on the next run.
 """
@@ -23,6 +25,9 @@ import time
 from pathlib import Path
 
 ZD = str(Path(sys.executable).with_name("zerodeck"))
+# A chart script's last line: when its file was written. The wall time after it is the interpreter's
+# teardown, which the painter process (where commands draw) skips with os._exit.
+DONE = "DONE "
 
 LOSS_10K = """
 import math
@@ -51,21 +56,23 @@ peaks_chart(rows, OUT, FMT)
 """
 
 
-def timed(argv: list[str], env: dict[str, str], repeat: int) -> tuple[float, float, float]:
-    """(median wall seconds, median and least CPU seconds of the child): on a shared machine the wall
-    time includes waiting for a core; the CPU time is what the chart costs, the least the closest to
-    an idle machine."""
-    walls, cpus = [], []
+def timed(argv: list[str], env: dict[str, str], repeat: int) -> tuple[float, float, float, float | None]:
+    """(median wall seconds, median and least CPU seconds of the child, and the median seconds from
+    its start to its DONE line, if it writes one): on a shared machine the wall time includes waiting
+    for a core; the CPU time is what the chart costs, the least the closest to an idle machine."""
+    walls, cpus, dones = [], [], []
     for _ in range(repeat):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t0 = time.perf_counter()
+        start, t0 = time.time(), time.perf_counter()
         proc = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         walls.append(time.perf_counter() - t0)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
         if proc.returncode != 0:
             raise SystemExit(f"{argv[:3]} failed: {proc.stderr[-500:]}")
-    return statistics.median(walls), statistics.median(cpus), min(cpus)
+        dones += [float(line[len(DONE):]) - start for line in proc.stderr.splitlines() if line.startswith(DONE)]
+    done = statistics.median(dones) if dones else None
+    return statistics.median(walls), statistics.median(cpus), min(cpus), done
 
 
 def seed(home: str) -> tuple[int, list[int]]:
@@ -107,18 +114,19 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if k != "ZERODECK_DB"} | {"ZERODECK_HOME": tmp}
         # The font cache matplotlib builds on its first import on a machine is a one-time cost.
         subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env=env, check=True)
-        wall, cpu, least = timed([sys.executable, "-c", "import matplotlib.figure"], env, repeat=5)
+        wall, cpu, least, _ = timed([sys.executable, "-c", "import matplotlib.figure"], env, repeat=5)
         print(f"import matplotlib.figure (floor)       wall {wall * 1000:7.1f} ms  cpu {cpu * 1000:7.1f} ms "
               f"(least {least * 1000:6.1f})")
         for name, code in (("loss, 10,000 points", LOSS_10K), ("loss, 50 runs overlaid", LOSS_50),
                            ("peaks, 50 runs", PEAKS_50)):
             for fmt in ("png", "svg", "pdf"):
                 out = Path(tmp) / f"c.{fmt}"
-                script = f"OUT = {str(out)!r}\nFMT = {fmt!r}\n" + code
-                wall, cpu, least = timed([sys.executable, "-c", script], env, repeat=5)
+                script = (f"OUT = {str(out)!r}\nFMT = {fmt!r}\n" + code
+                          + f"import sys, time\nsys.stderr.write(f'{DONE}{{time.time()!r}}\\n')\n")
+                wall, cpu, least, done = timed([sys.executable, "-c", script], env, repeat=5)
                 size = out.stat().st_size // 1024
-                print(f"chart {name:24} {fmt}  wall {wall * 1000:7.1f} ms  cpu {cpu * 1000:7.1f} ms "
-                      f"(least {least * 1000:6.1f})  {size:5d} KiB")
+                print(f"chart {name:24} {fmt}  written {(done or 0) * 1000:7.1f} ms  wall {wall * 1000:7.1f} ms  "
+                      f"cpu {cpu * 1000:7.1f} ms (least {least * 1000:6.1f})  {size:5d} KiB")
         t0 = time.perf_counter()
         long, many = seed(tmp)
         print(f"(store seeded: 1 run x 10,000 steps, 50 runs x 1,000 steps in {time.perf_counter() - t0:.1f} s)")
@@ -130,11 +138,11 @@ def main() -> None:
             for fmt in ("png", "svg", "pdf"):
                 out = Path(tmp) / f"cli.{fmt}"
                 cmd = [ZD, *argv, str(out)] if argv[-1] == "--chart" else [ZD, *argv, "-o", str(out)]
-                wall, cpu, least = timed(cmd, env, repeat=5)
+                wall, cpu, least, _ = timed(cmd, env, repeat=5)
                 print(f"zerodeck {name:29} {fmt}  wall {wall * 1000:7.1f} ms  cpu {cpu * 1000:7.1f} ms "
                       f"(least {least * 1000:6.1f})  {out.stat().st_size // 1024:5d} KiB")
         for lang in ("en", "zh"):
-            wall, cpu, least = timed([ZD, "--help"], {**env, "ZERODECK_LANG": lang}, repeat=7)
+            wall, cpu, least, _ = timed([ZD, "--help"], {**env, "ZERODECK_LANG": lang}, repeat=7)
             print(f"zerodeck --help ({lang})                  wall {wall * 1000:7.1f} ms  cpu {cpu * 1000:7.1f} ms "
                   f"(least {least * 1000:6.1f})")
         print(f"(fresh process each, interpreter start and imports included; load {os.getloadavg()[0]:.1f} "
