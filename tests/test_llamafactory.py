@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from zerodeck.core.launch.context import RenderContext
 from zerodeck.core.launch.llamafactory import CLI_ENV, YAML_NAME, render
+from zerodeck.core.outcome.classify import diagnose
 from zerodeck.core.recipe import load_recipe_file
 
 from .conftest import FIXTURES, ROOT
@@ -169,7 +170,12 @@ def test_render_then_run_the_argv_trains(lf_venv: Path, recipe_file: Path, tmp_p
                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=900,
                               start_new_session=True)
     text = log.read_text(errors="replace")
-    assert proc.returncode == 0, text[-3000:]
+    if proc.returncode != 0:
+        # DeepSpeed on gloo: a rank can abort at exit once training is done (std::terminate from a comm
+        # thread; rank 1 while rank 0 still saves). zerodeck records that as a success naming the
+        # abort; anything else is a failure of this test.
+        verdict = diagnose(text, exit_code=proc.returncode)
+        assert verdict.outcome == "succeeded" and "aborted while shutting down" in verdict.reason, text[-3000:]
     assert "Initializing 2 distributed tasks" in text
     assert "world size: 2" in text and "distributed training: True" in text
     assert "Detected DeepSpeed ZeRO-3" in text

@@ -55,6 +55,7 @@ CASES: list[tuple[Path, int | None, tuple[str, str | None, str | None, int | Non
     (LOGS / "run_torch213_torchrun_sigterm_forwarded.log", 1, ("killed", None, "-15", None)),
     # finished, then a rank aborted at exit (SIGABRT): the training is complete
     (LOGS / "run_zerodeck_builtin_zero3_teardown_sigabrt.log", 1, ("succeeded", None, None, None)),
+    (LOGS / "run_lf095_ds0198_zero3_cpu_teardown_sigabrt_before_metrics.log", 1, ("succeeded", None, None, None)),
     (LOGS / "run_torch213_torchrun_sigint_forwarded.log", 1, ("killed", None, "-2", None)),
     # failed: tracebacks and Ascend runtime errors
     (LOGS / "run_lf095_tf4571_lora_ds3_zip_strict_valueerror.log", 1, ("failed", None, None, 0)),
@@ -166,6 +167,19 @@ def test_abort_while_shutting_down_after_training_is_a_success() -> None:
     # ...and so is a real error before the marker, even if the ranks then abort at exit.
     oom = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n"
     assert diagnose(oom + text, exit_code=1).outcome == "oom"
+
+
+def test_abort_between_the_completion_markers_is_a_success() -> None:
+    """Captured from the real LLaMA-Factory test in CI: rank 1 aborted at exit while rank 0 was still
+    saving, so the abort stands between `Training completed` and rank 0's `train metrics` block."""
+    text = (LOGS / "run_lf095_ds0198_zero3_cpu_teardown_sigabrt_before_metrics.log").read_text()
+    assert text.index("Training completed") < text.index("terminate called") < text.index("***** train metrics")
+    d = diagnose(text, exit_code=1)
+    assert d.outcome == "succeeded" and "aborted while shutting down" in d.reason
+    # The same abort before training completed is no success, even with rank 0's markers after it.
+    abort = "terminate called without an active exception\n"
+    early = text.replace(abort, "").replace("Training completed", abort + "Training completed", 1)
+    assert diagnose(early, exit_code=1).outcome == "failed"
 
 
 def test_transient_startup_flake() -> None:

@@ -322,9 +322,12 @@ def diagnose(text: str, exit_code: int | None = None, stopped_by_user: bool = Fa
     # 2b. Training finished, then a rank aborted while shutting down: std::terminate from a
     # comm thread's destructor at interpreter exit (seen on CPU with gloo / DeepSpeed shm-comm under
     # load, and at the end of a LLaMA-Factory run). Every step and the results are there; only the
-    # exit status says otherwise, so it is a success whose reason names the abort.
+    # exit status says otherwise, so it is a success whose reason names the abort. The abort can
+    # come between the markers: rank 1 dies while rank 0 is still saving and has yet to print its
+    # `train metrics`, so it only has to follow the first of them.
+    first_ok = min((h.start for h in hits if h.kind == "success"), default=-1)
     last_ok = max((h.start for h in hits if h.kind == "success"), default=-1)
-    abort_at = text.find(TEARDOWN_ABORT, last_ok) if last_ok >= 0 else -1
+    abort_at = text.find(TEARDOWN_ABORT, first_ok) if first_ok >= 0 else -1
     if abort_at >= 0 and (root is None or root.exit == -6) and (exc_pos is None or exc_pos > last_ok) \
             and not any(h.kind != "success" and h.start < last_ok for h in hits):
         return _success(log, hits, "training completed; a rank then aborted while shutting down")
