@@ -299,12 +299,13 @@ GLOO_GATHER_FIXED = (0, 19, 8)
 
 def _refuse_known_crash(recipe: Recipe, cli: Path) -> None:
     env_root = cli.parent.parent
-    ds = _dist_version(env_root, "deepspeed")
-    if recipe.zero.stage == 3 and recipe.hardware.device == "cpu" and ds and ds < GLOO_GATHER_FIXED:
-        raise RenderError(
-            f"deepspeed {'.'.join(map(str, ds))} in {env_root}: ZeRO-3 on CPU (gloo) can read gathered weights "
-            "before they arrive (NaN losses, runs that exit 0 on garbage); use deepspeed >= 0.19.8 there"
-        )
+    if recipe.zero.stage == 3 and recipe.hardware.device == "cpu":
+        ds = _dist_version(env_root, "deepspeed")
+        if ds and ds < GLOO_GATHER_FIXED:
+            raise RenderError(
+                f"deepspeed {'.'.join(map(str, ds))} in {env_root}: ZeRO-3 on CPU (gloo) can read gathered weights "
+                "before they arrive (NaN losses, runs that exit 0 on garbage); use deepspeed >= 0.19.8 there"
+            )
     if recipe.method.kind != "lora" or recipe.zero.stage == 0:
         return
     tf, torch = _dist_version(env_root, "transformers"), _dist_version(env_root, "torch")

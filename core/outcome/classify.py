@@ -325,18 +325,16 @@ def diagnose(text: str, exit_code: int | None = None, stopped_by_user: bool = Fa
     # exit status says otherwise, so it is a success whose reason names the abort. The abort can
     # come between the markers: rank 1 dies while rank 0 is still saving and has yet to print its
     # `train metrics`, so it only has to follow the first of them.
-    first_ok = min((h.start for h in hits if h.kind == "success"), default=-1)
-    last_ok = max((h.start for h in hits if h.kind == "success"), default=-1)
+    oks = [h.start for h in hits if h.kind == "success"]
+    first_ok, last_ok = min(oks, default=-1), max(oks, default=-1)
     abort_at = text.find(TEARDOWN_ABORT, first_ok) if first_ok >= 0 else -1
     if abort_at >= 0 and (root is None or root.exit == -6) and (exc_pos is None or exc_pos > last_ok) \
             and not any(h.kind != "success" and h.start < last_ok for h in hits):
         return _success(log, hits, "training completed; a rank then aborted while shutting down")
 
     # With no exit status, a completion marker after every failure signature means it finished.
-    if exit_code is None:
-        last_ok = max((h.start for h in hits if h.kind == "success"), default=-1)
-        if last_ok >= 0 and last_ok > _last_failure_pos(hits, root, exc_pos):
-            return _success(log, hits, "completion marker after any error in the log")
+    if exit_code is None and last_ok >= 0 and last_ok > _last_failure_pos(hits, root, exc_pos):
+        return _success(log, hits, "completion marker after any error in the log")
 
     # 3. Device out of memory.
     oom_hits = [h for h in hits if h.kind == "device_oom"]
