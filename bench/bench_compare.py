@@ -96,8 +96,8 @@ def _svg(draw: Any, rows: Any) -> str:
 
 def measure() -> int:
     from zerodeck.core.compare import build_row, comparison_table, pivot_table
-    from zerodeck.core.export import FORMATS, render
     from zerodeck.core.export.charts import peaks_chart
+    from zerodeck.core.export.tables import FORMATS, render
     from zerodeck.store.api import Store
 
     store = Store.from_environment()  # engine creation and schema check: not part of the load

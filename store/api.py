@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
 from sqlalchemy import Engine, String, Table, delete, func, insert, or_, select, text, type_coerce, update
 from sqlalchemy.exc import IntegrityError
@@ -189,7 +189,7 @@ class Store:
 
     def _rows(self, query: Any) -> list[Any]:
         with self.engine.connect() as conn:
-            return list(conn.execute(query))
+            return list(conn.execute(query).all())  # one fetchall: iterating the result fetches row by row
 
     # -- recipe snapshots ----------------------------------------------------------------------
     def save_snapshot(self, *, hash: str, name: str, toml: str, source_path: str | None) -> None:
@@ -407,6 +407,23 @@ class Store:
         if after_step is not None:
             q = q.where(_METRIC.c.step > after_step)
         return [MetricRecord(*r) for r in self._rows(q.order_by(_METRIC.c.step))]
+
+    def metric_columns(self, run_ids: Iterable[int], *columns: str) -> dict[int, list[tuple[Any, ...]]]:
+        """Run id -> its `(step, *columns)` rows in step order, every recorded step (a value may be
+        None). For charts of many runs: a chunk of runs per query and only the columns drawn, where
+        `metrics` per run built every column of 50,000 points for a 50-run loss chart."""
+        unknown = [c for c in columns if c == "step" or c not in MetricRecord._fields]
+        if unknown:
+            raise ValueError(f"not a metric column: {', '.join(unknown)}")
+        wanted = sorted(set(run_ids))
+        out: dict[int, list[tuple[Any, ...]]] = {rid: [] for rid in wanted}
+        cols = [_METRIC.c.step, *(_METRIC.c[c] for c in columns)]
+        for i in range(0, len(wanted), _CHUNK):
+            q = (select(_METRIC.c.run_id, *cols).where(_METRIC.c.run_id.in_(wanted[i:i + _CHUNK]))
+                 .order_by(_METRIC.c.run_id, _METRIC.c.step))
+            for row in self._rows(q):
+                out[row[0]].append(row[1:])  # a Row's slice is a plain tuple
+        return out
 
     # -- telemetry -----------------------------------------------------------------------------
     def replace_telemetry(self, run_id: int, samples: Sequence[SampleRecord],
@@ -667,16 +684,7 @@ class Store:
     def chain_metrics(self, run_id: int) -> list[MetricRecord]:
         """The chain's metric points as one curve: each run's points up to the step its child resumed
         from, then the child's (a step re-done after the checkpoint counts once, from the later run)."""
-        chain = self.run_chain(run_id)
-        points: dict[int, MetricRecord] = {}
-        for run in chain:
-            mine = self.metrics(run.id)
-            if mine:
-                # The resumed run re-did every step after its checkpoint: its points replace the parent's.
-                first = mine[0].step
-                points = {step: p for step, p in points.items() if step < first}
-            points.update({p.step: p for p in mine})
-        return [points[k] for k in sorted(points)]
+        return stitch_chain([self.metrics(run.id) for run in self.run_chain(run_id)])
 
     # -- added by the Slurm area (issue 15) ------------------------------------------------------
     def upsert_slurm_job(self, run_id: int, **fields: Unpack[SlurmFields]) -> None:
@@ -952,6 +960,22 @@ class FencedStore(Store):
             self._beat_at = now
             self.heartbeat(self.host)
         return bool(rows[0][0])
+
+
+_Row = TypeVar("_Row", bound=tuple[Any, ...])
+
+
+def stitch_chain(parts: Sequence[Sequence[_Row]]) -> list[_Row]:
+    """A resume chain's rows (each run's, oldest first, in step order, the step first in each row) as
+    one series: each run's rows up to the step its child resumed from, then the child's."""
+    rows: dict[Any, _Row] = {}
+    for mine in parts:
+        if mine:
+            # The resumed run re-did every step after its checkpoint: its rows replace the parent's.
+            first = mine[0][0]
+            rows = {step: r for step, r in rows.items() if step < first}
+        rows.update({r[0]: r for r in mine})
+    return [rows[k] for k in sorted(rows)]
 
 
 def _like_literal(text: str) -> str:

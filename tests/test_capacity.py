@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from zerodeck.core.capacity import card_capacity_gib, percent_of
 from zerodeck.core.compare import Selection, comparison_table, load_rows
-from zerodeck.core.export import render
 from zerodeck.core.export.chart_data import memory_series
+from zerodeck.core.export.tables import render
 from zerodeck.core.plan.verdict import plan_recipe
 from zerodeck.core.recipe.load import load_recipe_file
 from zerodeck.core.values import human

@@ -65,14 +65,16 @@ def test_headless_cli_imports_neither_textual_nor_torch() -> None:
 
 
 def test_help_loads_neither_the_store_nor_the_ui() -> None:
-    """`zerodeck --help` builds the whole argparse tree: every command module stays light at import."""
+    """`zerodeck --help` builds the whole argparse tree: every command module stays light at import.
+    So does every command before its handler runs: the chart commands start their painter then, and
+    package metadata (doctor's) and the comparison code (compare's) are read after that."""
     code = (
         "import contextlib, io\n"
         "from zerodeck.core.cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
         "    main(['--help'])\n"
     )
-    assert heavy_modules_loaded(code, also=(*STORE, "rich")) == []
+    assert heavy_modules_loaded(code, also=(*STORE, "rich", "importlib.metadata", "zerodeck.core.compare")) == []
 
 
 def test_core_and_store_never_import_textual() -> None:

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from zerodeck.core.compare import Selection, comparison_table, load_rows, pivot_table
-from zerodeck.core.export import FORMATS, render
 from zerodeck.core.export.chart_data import memory_series
+from zerodeck.core.export.tables import FORMATS, render
 from zerodeck.store.api import Store
 from zerodeck.store.migrations import snapshot_axes
 

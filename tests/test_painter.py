@@ -5,12 +5,16 @@ without a chart (bad input, no runs, Ctrl-C)."""
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import psutil
@@ -89,6 +93,51 @@ def test_a_dead_child_is_one_error_not_a_hang() -> None:
             painter.draw("curves_chart", CURVES, title="t", ylabel="y")
     with pytest.raises(ValueError, match="no chart named"):
         Painter.__new__(Painter).draw("__import__", [])
+
+
+def test_the_child_warms_up_only_while_its_job_is_not_there_yet(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zerodeck.core.export import charts
+    from zerodeck.core.export import painter as child
+
+    drawn: list[int] = []  # curves per chart the child drew: 1 is its throwaway chart
+    real = charts.curves_chart
+    monkeypatch.setattr(charts, "curves_chart", lambda data, *a, **k: (drawn.append(len(data)), real(data, *a, **k))[1])
+    job = pickle.dumps(("curves_chart", CURVES, {"title": "t", "ylabel": "y"}, "en"))
+
+    def run_child(waiting: bool) -> bytes:
+        """The child's stdout; its job on stdin before it starts (`waiting`), else once it has
+        drawn something (its throwaway chart: with no warm-up the job never comes, and the
+        assertions below fail after 30 s)."""
+        r, w = os.pipe()
+        out = io.BytesIO()
+
+        def feed() -> None:
+            deadline = time.monotonic() + 30
+            while not waiting and not drawn and time.monotonic() < deadline:
+                time.sleep(0.01)
+            os.write(w, job)
+            os.close(w)
+
+        feeder = threading.Thread(target=feed)
+        if waiting:
+            feed()
+        else:
+            feeder.start()
+        monkeypatch.setattr(sys, "stdin", SimpleNamespace(buffer=os.fdopen(r, "rb")))
+        monkeypatch.setattr(sys, "stdout", SimpleNamespace(buffer=out))
+        try:
+            assert child.main("svg") == 0
+        finally:
+            if feeder.ident is not None:
+                feeder.join()
+            sys.stdin.buffer.close()
+        return out.getvalue()
+
+    image, said = pickle.loads(run_child(waiting=True))
+    assert drawn == [len(CURVES)] and image.startswith(b"<?xml") and said == []
+    drawn.clear()
+    image, _ = pickle.loads(run_child(waiting=False))
+    assert drawn == [1, len(CURVES)] and image.startswith(b"<?xml")
 
 
 @pytest.fixture

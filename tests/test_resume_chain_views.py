@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from textual.widgets import DataTable, Static
 from zerodeck.core.compare import Selection, comparison_table, load_rows
-from zerodeck.core.export import render
 from zerodeck.core.export.chart_data import Curve, drop_ancestors, stitch
+from zerodeck.core.export.tables import render
 from zerodeck.store.api import Store
 
 from .tui_support import app, drive, text_of, until

@@ -184,6 +184,30 @@ def test_metrics_upsert_by_step(backend_url: str) -> None:
     assert [p.step for p in store.metrics(run_id, after_step=1)] == [2]
 
 
+def test_metric_columns_reads_many_runs_in_step_order(backend_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zerodeck.store import api
+
+    store = Store.from_environment()
+    a, b, silent = _add_run(store, "a"), _add_run(store, "b"), _add_run(store, "s")
+    store.upsert_metrics(b, [{"step": 3, "loss": 1.0, "tokens_per_s": 90.0}, {"step": 1, "loss": 2.0}])
+    store.upsert_metrics(a, [{"step": 2, "samples_per_s": 4.0}, {"step": 1, "loss": 3.0}])
+    monkeypatch.setattr(api, "_CHUNK", 2)  # three runs: two queries
+    got = store.metric_columns([b, a, silent, a], "tokens_per_s", "loss")
+    assert got == {a: [(1, None, 3.0), (2, None, None)], b: [(1, None, 2.0), (3, 90.0, 1.0)], silent: []}
+    assert [r[:3] for r in got[b]] == [(p.step, p.tokens_per_s, p.loss) for p in store.metrics(b)]
+    with pytest.raises(ValueError, match="not a metric column: step, id"):
+        store.metric_columns([a], "loss", "step", "id")
+
+
+def test_stitch_chain_keeps_each_step_once_from_the_later_run() -> None:
+    from zerodeck.store.api import stitch_chain
+
+    parent = [(1, "p"), (2, "p"), (3, "p"), (4, "p")]
+    child = [(3, "c"), (5, "c")]
+    assert stitch_chain([parent, [], child]) == [(1, "p"), (2, "p"), (3, "c"), (5, "c")]
+    assert stitch_chain([[], child]) == child and stitch_chain([]) == []
+
+
 def test_active_statuses_include_queued(backend_url: str) -> None:
     store = Store.from_environment()
     queued = _add_run(store, "q", master_port=29500)

@@ -140,7 +140,6 @@ class ZerodeckApp(App[int]):
         # one of them a half-initialised module (seen as a `KeyError: 'zerodeck.core.recipe'` toast
         # and an empty catalog). About 0.2 s, spent by the catalog's worker anyway.
         import zerodeck.core.compare
-        import zerodeck.core.export
         import zerodeck.core.recipe  # noqa: F401
 
         self.switch_mode(self.start_mode)

@@ -259,8 +259,8 @@ class Services:
 
     def export(self, run_ids: list[int], fmt: str, out: Path, diff_only: bool = False,
                pivot: tuple[str, str, str] | None = None) -> Path:
-        from zerodeck.core.export import render
         from zerodeck.core.export.files import write_export
+        from zerodeck.core.export.tables import render
 
         table = self.compare_table(run_ids, diff_only, pivot)
         write_export(out, render(table, fmt), fmt)

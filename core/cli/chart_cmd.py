@@ -76,10 +76,8 @@ def write_chart(output: Path | None, image: bytes, what: str) -> None:
     err(_("wrote {path} ({what})").format(path=output, what=what))
 
 
-def _value(m: Any, kind: str) -> float | None:
-    if kind == "loss":
-        return m.loss
-    return m.tokens_per_s if m.tokens_per_s is not None else m.samples_per_s
+# The columns each curve reads, after the step: throughput is tokens/s where recorded, else samples/s.
+_COLUMNS = {"loss": ("loss",), "throughput": ("tokens_per_s", "samples_per_s")}
 
 
 def _curves(args: argparse.Namespace, kind: str) -> int:
@@ -92,6 +90,7 @@ def _draw_curves(args: argparse.Namespace, kind: str, painter: Painter) -> int:
     from zerodeck.core.cli.context import cli_store
     from zerodeck.core.export.chart_data import Curve, drop_ancestors, stitch
     from zerodeck.core.outcome.evals import eval_points
+    from zerodeck.store.api import stitch_chain
 
     rows = load_selected(args)
     if rows is None:
@@ -99,22 +98,27 @@ def _draw_curves(args: argparse.Namespace, kind: str, painter: Painter) -> int:
     store = cli_store()
     # A resumed run is drawn with the runs it resumed as one line (issue 18); a run given together
     # with a later run of its own chain is drawn once, as part of that line.
+    alone = {r.id: r for r in store.run_records(ids=[int(row["id"]) for row in rows if row.get("parent_id") is None])}
     chains = [store.run_chain(int(row["id"])) if row.get("parent_id") is not None
-              else [r for r in (store.run(int(row["id"])),) if r is not None] for row in rows]
+              else [r for r in (alone.get(int(row["id"])),) if r is not None] for row in rows]
     keep = drop_ancestors([[r.id for r in chain] for chain in chains])
+    # One read for every run drawn, of only the columns drawn: (step, value, [samples/s]) rows.
+    series = store.metric_columns({r.id for i in keep for r in chains[i]}, *_COLUMNS[kind])
     curves: list[Curve] = []
     empty: list[str] = []
     tokens = False
     for i in keep:
         row, chain = rows[i], chains[i]
-        rid = int(row["id"])
-        label = f"#{rid} {row.get('name') or ''}".strip()
-        points = store.chain_metrics(rid) if len(chain) > 1 else store.metrics(rid)
+        label = f"#{int(row['id'])} {row.get('name') or ''}".strip()
+        parts = [series[r.id] for r in chain]
+        points = stitch_chain(parts)
         if kind == "throughput":
-            tokens = tokens or any(m.tokens_per_s is not None for m in points)
-        train = [(float(m.step), v) for m in points if (v := _value(m, kind)) is not None]
+            tokens = tokens or any(p[1] is not None for p in points)
+            train = [(float(p[0]), v) for p in points if (v := p[1] if p[1] is not None else p[2]) is not None]
+        else:
+            train = [(float(p[0]), p[1]) for p in points if p[1] is not None]
         # Where each later run of the chain restarted: its first recorded step.
-        starts = [float(own[0].step) if (own := store.metrics(r.id)) else None for r in chain[1:]]
+        starts = [float(own[0][0]) if own else None for own in parts[1:]]
         evals: list[tuple[float, float]] = []
         if kind == "loss":
             evals = stitch([(start, [(float(s), v) for s, v in eval_points(r.log_path)])

@@ -73,7 +73,7 @@ def load_selected(args: argparse.Namespace) -> list[dict[str, Any]] | None:
 
 
 def _format(args: argparse.Namespace) -> str:
-    from zerodeck.core.export import format_for_path
+    from zerodeck.core.export.tables import format_for_path
 
     if args.json and args.format not in (None, "json"):
         raise BadInput(_("--json and --format {format} disagree; give one").format(format=args.format))
@@ -89,30 +89,36 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from zerodeck.core.export.chart_data import chart_format
 
     exit_quickly()  # its tables and charts are written and closed when it returns
-    fmt = _format(args)
     chart_fmt = chart_format(args.chart) if args.chart else None
-    if args.value and not args.pivot:
-        raise BadInput(_("--value needs --pivot ROW,COL"))
-    pivot = None
-    if args.pivot:
-        parts = [p.strip() for p in args.pivot.split(",")]
-        if len(parts) != 2 or not all(parts):
-            raise BadInput(_("--pivot: expected ROW,COL such as model,zero_stage (got {value!r})")
-                           .format(value=args.pivot))
-        pivot = parts
     if chart_fmt is None:
-        return _compare(args, fmt, pivot, None)
+        return _compare(args, None)
     from zerodeck.core.export.painter import Painter
 
+    # Started before the table's options are checked (their check imports the comparison code): a
+    # bad one stops the painter unused, a good one has it importing matplotlib meanwhile.
     with Painter(chart_fmt) as painter:
-        return _compare(args, fmt, pivot, painter)
+        return _compare(args, painter)
 
 
-def _compare(args: argparse.Namespace, fmt: str, pivot: list[str] | None, painter: Painter | None) -> int:
+def _pivot(args: argparse.Namespace) -> list[str] | None:
+    if args.value and not args.pivot:
+        raise BadInput(_("--value needs --pivot ROW,COL"))
+    if not args.pivot:
+        return None
+    parts = [p.strip() for p in args.pivot.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise BadInput(_("--pivot: expected ROW,COL such as model,zero_stage (got {value!r})")
+                       .format(value=args.pivot))
+    return parts
+
+
+def _compare(args: argparse.Namespace, painter: Painter | None) -> int:
     from zerodeck.core.compare import comparison_table, pivot_table
-    from zerodeck.core.export import render
     from zerodeck.core.export.files import write_export
+    from zerodeck.core.export.tables import render
 
+    fmt = _format(args)
+    pivot = _pivot(args)
     rows = load_selected(args)
     if rows is None:
         return EXIT_FAILED

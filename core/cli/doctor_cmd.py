@@ -7,10 +7,8 @@ broken by a bad torch / torch_npu install.
 from __future__ import annotations
 
 import argparse
-import platform
 import threading
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,8 @@ def register(sub: Any) -> None:
 
 
 def package_versions() -> dict[str, str | None]:
+    from importlib import metadata  # a fiftieth of a second: paid by `doctor`, not by every command's parser
+
     out: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
@@ -87,6 +87,8 @@ def read_sources(names: list[str], timeout: float) -> dict[str, Any]:
 
 
 def collect(timeout: float | None = None) -> dict[str, Any]:
+    import platform
+
     from zerodeck.core.telemetry.sources import CLI_TIMEOUT, availability
 
     why = availability()

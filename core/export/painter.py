@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import io
 import pickle
+import select
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 from zerodeck.core.i18n import language, set_language
 
@@ -94,14 +95,25 @@ def _draw(chart: str, data: Any, fmt: str, options: dict[str, Any]) -> tuple[byt
     return buf.getvalue(), said
 
 
+def _ready(stream: BinaryIO) -> bool:
+    """Whether reading `stream` would not wait: a job written, or the command gone."""
+    try:
+        return bool(select.select([stream], [], [], 0)[0])
+    except (OSError, ValueError):  # not a pipe select can watch: warm up as before
+        return False
+
+
 def main(fmt: str) -> int:
-    """The child: import matplotlib (the point of the child) and draw a throwaway chart in `fmt`, which
-    loads the fonts and that format's backend (a PDF's font machinery: a quarter of a second), while
-    the command is still reading; then draw the one job on stdin in the same format."""
+    """The child: import matplotlib (the point of the child) and, while the command is still reading,
+    draw a throwaway chart in `fmt`, which loads the fonts and that format's backend (a PDF's font
+    machinery: a quarter of a second); then draw the one job on stdin in the same format. A job
+    already waiting once matplotlib is imported is drawn at once: the throwaway chart would only
+    delay it (a peaks chart's command reads little and is often done first)."""
     from zerodeck.core.export import charts
     from zerodeck.core.export.chart_data import Curve
 
-    charts.curves_chart([Curve("1", [(1.0, 1.0), (2.0, 0.5)])], io.BytesIO(), fmt, title="loss", ylabel="loss")
+    if not _ready(sys.stdin.buffer):
+        charts.curves_chart([Curve("1", [(1.0, 1.0), (2.0, 0.5)])], io.BytesIO(), fmt, title="loss", ylabel="loss")
     job = sys.stdin.buffer.read()
     if not job:  # the command ended without a chart to draw
         return 0
