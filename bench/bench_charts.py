@@ -1,7 +1,8 @@
 """Chart figures (issue 17): a 10,000-point loss curve and a 50-run comparison, each timed as a fresh
 process (interpreter start and the matplotlib import included): the chart functions alone, and the
-commands on a store holding those runs (`zerodeck chart loss|peaks`, `compare --chart`: what a user
-waits for, the CLI's own start and the store read as well, with matplotlib imported by the painter
+commands on a store holding those runs, each with a LLaMA-Factory console evaluating ten times (`zerodeck
+chart loss|peaks`, `compare --chart`: what a user waits for, the CLI's own start, the store read and
+the eval loss read from the consoles as well, with matplotlib imported by the painter
 process meanwhile); the import of matplotlib alone as the floor under the functions; and
 `zerodeck --help` with the message catalogs, in English and in Chinese.
 
@@ -75,6 +76,31 @@ def timed(argv: list[str], env: dict[str, str], repeat: int) -> tuple[float, flo
     return statistics.median(walls), statistics.median(cpus), min(cpus), done
 
 
+def lf_console(steps: int, eval_every: int, eval_batches: int = 25) -> str:
+    """A LLaMA-Factory console as `zerodeck run` records it (the shapes of the captured
+    tests/fixtures/logs/run_lf095_ds0198_zero3_cpu_eval_steps.log): a tqdm update per step, a loss
+    dict every 10 steps, and every `eval_every` steps an evaluation with its own bar, then its dict."""
+    def bar(n: int, total: int, lead: str = "") -> str:
+        pct = 100 * n // total
+        fill = "█" * (pct // 10)
+        times = f"{n // 60:02d}:{n % 60:02d}<{(total - n) // 60:02d}:00"
+        return f"\r{lead}{pct:3d}%|{fill:<10}| {n}/{total} [{times},  1.20s/it]"
+
+    out = ["[INFO|trainer.py:1469] 2026-12-01 01:22:36,873 >>   Num Epochs = 1\n",
+           f"[INFO|trainer.py:1476] 2026-12-01 01:22:36,873 >>   Total optimization steps = {steps}\n"]
+    for s in range(1, steps + 1):
+        out.append(bar(s, steps))
+        if s % 10 == 0:
+            out.append(f"\r{' ' * 45}\r{{'loss': '{2.5 * math.exp(-s / 3000):.4f}', 'grad_norm': '0.5172', "
+                       f"'learning_rate': '9.3e-05', 'epoch': '{s / steps:.2f}'}}\n")
+        if s % eval_every == 0:
+            out.append("[INFO|trainer.py:2662] 2026-12-01 01:22:37,569 >> \n***** Running Evaluation *****\n\n")
+            out += [bar(k, eval_batches, " ") for k in range(eval_batches + 1)]
+            out.append(f"\x1b[A\r{' ' * 45}\r\n\r{' ' * 37}\r\x1b[A{{'eval_loss': '{2.4 * math.exp(-s / 3000):.4f}', "
+                       f"'eval_runtime': '0.1313', 'eval_samples_per_second': '45.7', 'epoch': '{s / steps:.2f}'}}\n")
+    return "".join(out) + "\n"
+
+
 def seed(home: str) -> tuple[int, list[int]]:
     """A run with a 10,000-step loss curve and 50 runs of 1,000 steps each, through the store API
     (or the ones an earlier run left in `home`); returns (the long run's id, the 50 runs' ids)."""
@@ -85,13 +111,19 @@ def seed(home: str) -> tuple[int, list[int]]:
 
     store = Store.from_environment()
     runs = store.runs(newest_first=False)
-    if len(runs) == 51 and runs[0].name == "qwen2.5-7b-lora" and store.count_runs() == 51 and store.card_peaks(51):
+    if (len(runs) == 51 and runs[0].name == "qwen2.5-7b-lora" and store.count_runs() == 51 and store.card_peaks(51)
+            and all(r.log_path and Path(r.log_path).is_file() for r in runs)):
         return runs[0].id, [r.id for r in runs[1:]]
     store.save_snapshot(hash="bench", name="bench", toml="", source_path=None)
 
     def run(name: str, points: list[dict[str, float]]) -> int:
         rid = store.add_run(name=name, recipe_hash="bench", status="finished", outcome="succeeded")
         store.upsert_metrics(rid, points)
+        # Its console, where `chart loss` reads the eval loss: an eval every tenth of the run.
+        log = Path(home) / "logs" / f"{rid}.log"
+        log.parent.mkdir(exist_ok=True)
+        log.write_text(lf_console(len(points), len(points) // 10), encoding="utf-8")
+        store.update_run(rid, log_path=str(log))
         return rid
 
     long = run("qwen2.5-7b-lora", [{"step": s, "loss": 2.5 * math.exp(-s / 3000) + 0.05 * math.sin(s / 7)}
@@ -129,7 +161,19 @@ def main() -> None:
                       f"cpu {cpu * 1000:7.1f} ms (least {least * 1000:6.1f})  {size:5d} KiB")
         t0 = time.perf_counter()
         long, many = seed(tmp)
-        print(f"(store seeded: 1 run x 10,000 steps, 50 runs x 1,000 steps in {time.perf_counter() - t0:.1f} s)")
+        print(f"(store seeded: 1 run x 10,000 steps, 50 runs x 1,000 steps, each with its console, "
+              f"in {time.perf_counter() - t0:.1f} s)")
+        from zerodeck.core.outcome.evals import eval_points
+        from zerodeck.store.api import Store
+
+        log = Store.from_environment().run(long).log_path  # type: ignore[union-attr]
+        reads = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            found = eval_points(log)
+            reads.append(time.perf_counter() - t0)
+        print(f"eval loss from a 10,000-step console ({Path(str(log)).stat().st_size // 1024} KiB, "
+              f"{len(found)} evals)  {statistics.median(reads) * 1000:6.1f} ms")
         fifty = [str(r) for r in many]
         for name, argv in (("chart loss, 10,000 points", ["chart", "loss", str(long)]),
                            ("chart loss, 50 runs", ["chart", "loss", *fifty]),

@@ -307,6 +307,27 @@ def test_many_runs_get_a_legend_beside_the_axes_with_every_run() -> None:
     assert (legend < 0.5).any(axis=1).reshape(-1, 20).any(axis=1).all()
 
 
+def test_runs_with_evaluations_beside_the_axes_are_one_entry_each() -> None:
+    """Beside the axes a run with evaluations is one entry, its train sample and its eval sample side
+    by side, under a `train`/`eval` key; a few runs keep matplotlib's legend with an entry per line."""
+    def curves(n: int) -> list[Curve]:
+        return [Curve(f"#{r} qwen-{r}", [(float(s), 2.0 - s / (900 + r)) for s in range(1, 201)],
+                      [(float(s), 1.9 - s / (900 + r)) for s in range(50, 201, 50)]) for r in range(1, n + 1)]
+
+    def texts(svg: bytes) -> list[str]:
+        return [t for el in ET.fromstring(svg).iter(f"{SVG_NS}text") for t in el.itertext()]
+
+    many = texts(_render(lambda t, f: charts.curves_chart(curves(30), t, f, title="Loss", ylabel="loss"), "svg"))
+    assert all(many.count(f"#{r} qwen-{r}") == 1 for r in range(1, 31))
+    assert many.count("train") == 1 and many.count("eval") == 1
+    assert not any(x.endswith((" train", " eval")) for x in many)
+    # Seven runs: 14 lines, beside the axes as 7 entries and the key, in a figure widened for them.
+    seven = _render(lambda t, f: charts.curves_chart(curves(7), t, f, title="Loss", ylabel="loss"), "png")
+    assert _png_stats(seven)["size"][0] > 1080
+    few = texts(_render(lambda t, f: charts.curves_chart(curves(3), t, f, title="Loss", ylabel="loss"), "svg"))
+    assert "#1 qwen-1 train" in few and "#3 qwen-3 eval" in few and "train" not in few
+
+
 def test_the_quick_import_keeps_artists_whole() -> None:
     """charts_mpl skips building set() docstrings while it imports matplotlib: every artist must still
     take any property through set(), and a class made after the import gets its docstring again."""

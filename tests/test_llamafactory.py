@@ -20,6 +20,7 @@ import pytest
 from zerodeck.core.launch.context import RenderContext
 from zerodeck.core.launch.llamafactory import CLI_ENV, YAML_NAME, render
 from zerodeck.core.outcome.classify import diagnose
+from zerodeck.core.outcome.evals import eval_points
 from zerodeck.core.recipe import load_recipe_file
 
 from .conftest import FIXTURES, ROOT
@@ -59,6 +60,9 @@ card_gb = 4
 [launch]
 backend = "llamafactory"
 """
+
+EVAL_OPTIONS = ('options = { val_size = 0.25, eval_strategy = "steps", eval_steps = 2, '
+                'per_device_eval_batch_size = 2 }\n')
 
 
 @pytest.fixture(scope="session")
@@ -195,7 +199,11 @@ def test_render_then_run_the_argv_trains(lf_venv: Path, recipe_file: Path, tmp_p
 
 
 def test_zerodeck_run_records_succeeded_with_loss_points(lf_venv: Path, recipe_file: Path, cli, monkeypatch) -> None:
-    """(b) The same recipe through `zerodeck run`: the supervisor runs it and records the outcome."""
+    """(b) The same recipe through `zerodeck run`, evaluating every two steps on a quarter of the data:
+    the supervisor runs it and records the outcome; the eval loss read back from its console (what
+    `chart loss` draws) is the one the trainer logged, at the steps it logged it."""
+    text = recipe_file.read_text().replace('backend = "llamafactory"\n', 'backend = "llamafactory"\n' + EVAL_OPTIONS)
+    recipe_file.write_text(text)
     monkeypatch.setenv(CLI_ENV, str(lf_venv / "bin" / "llamafactory-cli"))
     # zerodeck's own venv (another torch, another torchrun) first on PATH, as when it is activated.
     monkeypatch.setenv("PATH", base_env()["PATH"])
@@ -220,6 +228,10 @@ def test_zerodeck_run_records_succeeded_with_loss_points(lf_venv: Path, recipe_f
     assert row is not None
     ok, message = grad_norms_ok(grad_norms(Path(row.workdir or "") / "output"))
     assert ok, message
+    history = json.loads((Path(row.workdir or "") / "output" / "trainer_state.json").read_text())["log_history"]
+    logged = [(h["step"], round(h["eval_loss"], 3)) for h in history if "eval_loss" in h]
+    assert [s for s, _ in logged] == [2, 4, 6], history
+    assert [(s, round(v, 3)) for s, v in eval_points(run["log_path"])] == logged
     rendered = row.rendered
     versions = json.loads(rendered["llamafactory_env.json"])
     assert (versions["transformers"], versions["deepspeed"]) == ("5.5.4", "0.19.8")

@@ -48,6 +48,8 @@ LEGEND_ROWS = 30  # entries per legend column beside the axes
 LEGEND_CELL_EM = 0.62  # width of a character cell in font sizes (DejaVu Sans letters, digits; CJK: two cells)
 LEGEND_COLUMN_GAP = 2.0  # font sizes between legend columns (matplotlib's columnspacing)
 LEGEND_PITCH = 1.6  # font sizes from one legend row to the next (text height and labelspacing)
+SAMPLE_EM = 2.0  # font sizes of line sample before a legend label
+PAIR_SAMPLE_EM = 3.4  # a run's train and eval samples side by side
 LABEL_CHARS = 30
 # A title given its height stays there: matplotlib otherwise measures every y tick label once more
 # before drawing, to lift the title over ticks at the top, which no chart here has.
@@ -113,13 +115,18 @@ def _save(fig: Figure, target: Path | BinaryIO, fmt: str) -> None:
         fig.savefig(target, format=fmt, dpi=DPI, metadata=_METADATA[fmt])
 
 
-def _legend(ax: Any, font: Fonts, loc: str = "upper right") -> None:
+def _legend(ax: Any, font: Fonts, loc: str = "upper right",
+            entries: tuple[Sequence[Any], Sequence[str]] | None = None) -> None:
     """Inside the axes for a few entries (at a fixed corner: `best` weighs every point of every line,
-    a large share of the time for a 10,000-point curve); beside them, in columns, for many."""
+    a large share of the time for a 10,000-point curve); beside them, in columns, for many. `entries`
+    (handles, labels) replaces the axes' own for a legend beside them: a handle may be a tuple of
+    lines, drawn side by side before one label."""
     handles, labels = ax.get_legend_handles_labels()
     if not handles:
         return
-    if len(handles) <= LEGEND_INSIDE:
+    if entries is not None:
+        _side_legend(ax, font, *entries)
+    elif len(handles) <= LEGEND_INSIDE:
         ax.legend(handles, labels, loc=loc, framealpha=0.9, prop={"size": "small", "family": _family(font, *labels)})
     else:
         _side_legend(ax, font, handles, labels)
@@ -135,7 +142,8 @@ def _side_legend(ax: Any, font: Fonts, handles: Sequence[Any], labels: Sequence[
     of the time of a 50-run chart. Same look: a sample of the line with its marker in the middle,
     the label at its right, in a light rounded frame, the entries spread evenly over the columns."""
     fig = ax.get_figure()
-    cols, col_in, fs = _side_columns(labels)
+    sample_em = PAIR_SAMPLE_EM if any(isinstance(h, tuple) and len(h) > 1 for h in handles) else SAMPLE_EM
+    cols, col_in, fs = _side_columns(labels, sample_em)
     rows = math.ceil(len(handles) / cols)
     to_in = fig.dpi_scale_trans  # the layout is in inches from the figure's lower left corner
     box = ax.get_position()
@@ -150,21 +158,26 @@ def _side_legend(ax: Any, font: Fonts, handles: Sequence[Any], labels: Sequence[
         col, row = divmod(k, rows)
         x = x0 + 0.4 * fs + col * col_in
         y = top - 0.3 * fs - (row + 0.5) * pitch
-        sample = Line2D([x, x + fs, x + 2 * fs], [y, y, y])
-        sample.update_from(handle)  # colour, dashes, marker, alpha; also the axes' clip box, undone below
-        sample.set(transform=to_in, markevery=[1], clip_on=False, zorder=6)
-        fig.add_artist(sample)
-        fig.text(x + 2.8 * fs, y, label, transform=to_in, fontsize="x-small", va="center_baseline", zorder=6,
-                 **font(label))
+        parts = handle if isinstance(handle, tuple) else (handle,)
+        span = sample_em * fs / len(parts)
+        for j, part in enumerate(parts):
+            a, b = x + j * span + (0.3 * fs if j else 0.0), x + (j + 1) * span
+            sample = Line2D([a, (a + b) / 2, b], [y, y, y])
+            sample.update_from(part)  # colour, dashes, marker, alpha; also the axes' clip box, undone below
+            sample.set(transform=to_in, markevery=[1], clip_on=False, zorder=6)
+            fig.add_artist(sample)
+        fig.text(x + (sample_em + 0.8) * fs, y, label, transform=to_in, fontsize="x-small", va="center_baseline",
+                 zorder=6, **font(label))
 
 
-def _side_columns(labels: Sequence[str]) -> tuple[int, float, float]:
+def _side_columns(labels: Sequence[str], sample_em: float = SAMPLE_EM) -> tuple[int, float, float]:
     """(columns, inches per column, font size in inches) of a legend beside the axes: up to
     LEGEND_ROWS entries a column, each column as wide as its longest label needs (estimated from its
     character cells, so the figure's width is known before anything is drawn)."""
     fs = FontProperties(size="x-small").get_size_in_points() / 72.0
     cells = max((_cells(x) for x in labels), default=0)
-    return math.ceil(len(labels) / LEGEND_ROWS), (2.8 + LEGEND_CELL_EM * cells + LEGEND_COLUMN_GAP) * fs, fs
+    return (math.ceil(len(labels) / LEGEND_ROWS),
+            (sample_em + 0.8 + LEGEND_CELL_EM * cells + LEGEND_COLUMN_GAP) * fs, fs)
 
 
 def _cells(label: str) -> int:
@@ -188,13 +201,15 @@ def _finite(points: Points) -> Points:
     return list(points) if keep.all() else [p for p, ok in zip(points, keep) if ok]
 
 
-def _figure(legend: Sequence[str] = (), height: float = SIZE[1], bottom: float = 0.6) -> Figure:
-    """A figure with fixed margins (in inches) and room on the right for a legend of many entries
-    (`legend`: their labels). Fixed, not matplotlib's constrained layout: that measures every text
-    twice, a third of the time of a simple chart, for margins that are the same on every chart of a kind."""
+def _figure(legend: Sequence[str] = (), height: float = SIZE[1], bottom: float = 0.6,
+            sample_em: float = SAMPLE_EM, beside: bool = False) -> Figure:
+    """A figure with fixed margins (in inches) and room on the right for a legend of many entries, or
+    one put `beside` the axes whatever its length (`legend`: their labels). Fixed, not matplotlib's
+    constrained layout: that measures every text twice, a third of the time of a simple chart, for
+    margins that are the same on every chart of a kind."""
     extra = 0.0
-    if len(legend) > LEGEND_INSIDE:
-        cols, col_in, _fs = _side_columns(legend)
+    if legend and (beside or len(legend) > LEGEND_INSIDE):
+        cols, col_in, _fs = _side_columns(legend, sample_em)
         extra = cols * col_in
     width = SIZE[0] + extra
     fig = Figure(figsize=(width, height), dpi=DPI)
@@ -229,35 +244,55 @@ def curves_chart(curves: Sequence[Curve], target: Path | BinaryIO, fmt: str, *, 
     """Train (and eval) lines by step, one style per run, several runs overlaid; a resume chain is one
     line with a light mark where each resumed run took over."""
     texts = [title, ylabel, _("step"), _("{run} train"), _("{run} eval"), _("{run} (resumed from {runs})"),
-             _("resumed"), *(c.label for c in curves)]
+             _("resumed"), _("train"), _("eval"), *(c.label for c in curves)]
     with _style(texts, fmt, warn) as font:
         resumed = any(c.resumes for c in curves)
         lines = []
         for c in curves:
             label, train, evals = _chain_label(c), _finite(c.train), _finite(c.eval)
-            lines.append((c, train, evals, _("{run} train").format(run=label) if evals else label,
+            lines.append((c, train, evals, label, _("{run} train").format(run=label) if evals else label,
                           _("{run} eval").format(run=label)))
-        legend = [x for _c, t, e, train_label, eval_label in lines
+        legend = [x for _c, t, e, _l, train_label, eval_label in lines
                   for x in ([train_label] if t else []) + ([eval_label] if e else [])]
-        fig = _figure([*legend, _("resumed")] if resumed else legend)
+        # Beside the axes, a run with evaluations is one entry, its train line and its eval marks side
+        # by side, under a key saying which is which: half the labels to read (and to lay out).
+        grouped = len(legend) + resumed > LEGEND_INSIDE and any(e for _c, _t, e, *_labels in lines)
+        if grouped:
+            legend = [_("train"), _("eval"), *(label for _c, t, e, label, *_labels in lines if t or e)]
+        fig = _figure([*legend, _("resumed")] if resumed else legend,
+                      sample_em=PAIR_SAMPLE_EM if grouped else SAMPLE_EM, beside=grouped)
         ax = fig.add_subplot()
-        for i, (c, train, evals, train_label, eval_label) in enumerate(lines):
+        handles: list[Any] = []
+        for i, (c, train, evals, _label, train_label, eval_label) in enumerate(lines):
             color, dash, marker = line_style(i)
+            drawn: list[Line2D] = []
             if train:
                 pts = thin(train)
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, linestyle=dash, linewidth=1.4,
-                        marker=marker, markersize=5, markevery=marks(len(pts), i, len(curves)), label=train_label)
+                drawn += ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, linestyle=dash, linewidth=1.4,
+                                 marker=marker, markersize=5, markevery=marks(len(pts), i, len(curves)),
+                                 label=train_label)
                 _resume_marks(ax, c.resumes, train, color)
             if evals:
-                ax.plot([p[0] for p in evals], [p[1] for p in evals], color=color, linestyle=":", linewidth=1.0,
-                        marker=marker, markersize=7, fillstyle="none", markeredgewidth=1.4, label=eval_label)
+                drawn += ax.plot([p[0] for p in evals], [p[1] for p in evals], color=color, linestyle=":",
+                                 linewidth=1.0, marker=marker, markersize=7, fillstyle="none", markeredgewidth=1.4,
+                                 label=eval_label)
+            if drawn:
+                handles.append(tuple(drawn))
+        entries = None
+        if grouped:
+            key = [Line2D([], [], color="black", linewidth=1.4, marker="o", markersize=5),
+                   Line2D([], [], color="black", linestyle=":", linewidth=1.0, marker="o", markersize=7,
+                          fillstyle="none", markeredgewidth=1.4)]
+            entries = ([*key, *handles], legend)
         if resumed:
-            ax.plot([], [], linestyle="none", marker="o", markersize=9, fillstyle="none", color="grey",
-                    alpha=RESUME_ALPHA, label=_("resumed"))
+            ring = ax.plot([], [], linestyle="none", marker="o", markersize=9, fillstyle="none", color="grey",
+                           alpha=RESUME_ALPHA, label=_("resumed"))
+            if entries is not None:
+                entries = ([*entries[0], *ring], [*entries[1], _("resumed")])
         ax.set_title(printable(title), y=TITLE_Y, **font(title))
         ax.set_xlabel(_("step"), **font(_("step")))
         ax.set_ylabel(ylabel, **font(ylabel))
-        _legend(ax, font)
+        _legend(ax, font, entries=entries)
         _save(fig, target, fmt)
 
 

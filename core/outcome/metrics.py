@@ -172,6 +172,12 @@ class MetricsFollower:
         return sorted(self._evals.items())
 
     @property
+    def steps_total(self) -> int | None:
+        """The optimizer steps the log announced (HF's `Total optimization steps`, ms-swift's
+        `global_step/max_steps`, ...): a progress bar with another total is not the training's."""
+        return self._steps_total
+
+    @property
     def points(self) -> list[dict[str, Any]]:
         return [dict(p) for p in sorted(self._points.values(), key=lambda p: p["step"])]
 
