@@ -22,7 +22,7 @@ from zerodeck.core.launch.supervisor import GRACE_S, Supervisor
 from zerodeck.core.recipe import load_recipe_file
 from zerodeck.store.api import Store
 
-from .conftest import ROOT
+from .conftest import FIXTURES, ROOT
 
 FLAKE = ("RuntimeError: [/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:144] "
          "Gloo connectFullMesh failed with Connection refused")
@@ -143,7 +143,8 @@ def no_real_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class Harness:
-    def __init__(self, tmp: Path, *histories: Sequence[Event] | OSError, retries: int = 0) -> None:
+    def __init__(self, tmp: Path, *histories: Sequence[Event] | OSError, retries: int = 0,
+                 output_dir: str | None = None) -> None:
         self.store = Store.open(f"sqlite:///{tmp / 'scripted.db'}")
         path = ROOT / "recipes" / "demo-cpu-zero0.toml"
         self.run_id = create_run(self.store, load_recipe_file(path), path)
@@ -155,7 +156,7 @@ class Harness:
                               summary={"host": {"hostname": "h"}})
         self.spec = JobSpec(argv=("train", "--fast"), env={"ZERODECK_RUN_ID": str(self.run_id)}, cwd=None,
                             device="cpu", visible_devices=(0,), retries=retries, world_size=1, python=sys.executable,
-                            output_dir=None, validate_ds_config=False, store_url=self.store.url)
+                            output_dir=output_dir, validate_ds_config=False, store_url=self.store.url)
         self.clock = FakeClock()
         self.spawner = Spawner(self.clock, *histories)
         self.sweep = FakeSweep(self.spawner)
@@ -184,6 +185,57 @@ def test_job_that_writes_its_steps_and_done_line_succeeds_with_points(tmp_path: 
     assert argv == ["train", "--fast"] and env["ZERODECK_RUN_ID"] == str(h.run_id) and cwd is None
     assert "finished: succeeded" in h.log.read_text()
     assert h.sweep.terminated == []
+
+
+# A real LLaMA-Factory console (ZeRO-3, 2 CPU ranks): `Training completed`, rank 0 starts saving the final
+# model into the output directory, rank 1 aborts at teardown (SIGABRT), torchrun ends rank 0, exit 1.
+TEARDOWN = FIXTURES / "logs" / "run_lf095_ds0198_zero3_cpu_teardown_sigabrt_before_metrics.log"
+
+
+@pytest.mark.parametrize("saved", [True, False], ids=["final-model-saved", "killed-while-saving"])
+def test_a_rank_aborting_at_teardown_is_a_success_only_with_the_final_model_on_disk(tmp_path: Path,
+                                                                                    saved: bool) -> None:
+    history: list[Event] = []
+    run_dir = tmp_path / "runs" / "1"
+    h = Harness(tmp_path, history, output_dir=str(run_dir / "output"))
+    assert h.run_dir == run_dir
+    lines = TEARDOWN.read_text(encoding="utf-8").replace("<run_dir>", str(run_dir)).splitlines()
+    history += [(0.001 * i, line) for i, line in enumerate(lines)] + [(0.001 * len(lines) + 0.1, Exit(1))]
+    out = run_dir / "output"
+    ckpt = out / "checkpoint-6"
+    (ckpt / "global_step6").mkdir(parents=True)
+    for f in ("trainer_state.json", "adapter_model.safetensors", "global_step6/bf16_zero_pp_rank_0_optim_states.pt"):
+        (ckpt / f).write_text("{}")
+    if saved:
+        (out / "adapter_model.safetensors").write_text("weights")
+    h.sup.run()
+    run = h.record()
+    assert run.exit_code == 1
+    if saved:
+        assert (run.outcome, run.reason) == (
+            "succeeded", "finished (training completed; a rank then aborted while shutting down)")
+    else:
+        assert run.outcome == "failed"
+        assert run.reason == (f"training completed, but the final model was not written to {out} "
+                                      "(the job ended while saving it); the newest complete checkpoint is "
+                                      "checkpoint-6")
+
+
+def test_a_job_that_saves_no_final_model_is_not_judged_by_one(tmp_path: Path) -> None:
+    """The built-in trainer's `done` line, then a teardown abort: nothing is saved into the output
+    directory itself, and none is asked for."""
+    from zerodeck.core.launch.outcome_bridge import final_model_check
+    from zerodeck.core.outcome.classify import diagnose
+
+    text = (FIXTURES / "logs" / "run_zerodeck_builtin_zero3_teardown_sigabrt.log").read_text(encoding="utf-8")
+    d = diagnose(text, exit_code=1)
+    assert d.outcome == "succeeded" and final_model_check(d, 1, text, str(tmp_path / "output")) == d
+    lf = TEARDOWN.read_text(encoding="utf-8").replace("<run_dir>", str(tmp_path))
+    d = diagnose(lf, exit_code=1)
+    assert d.outcome == "succeeded"
+    assert final_model_check(d, 1, lf, str(tmp_path / "output")).outcome == "failed"
+    assert final_model_check(d, 0, lf, str(tmp_path / "output")) == d  # it exited 0: the save finished
+    assert final_model_check(d, 1, lf, str(tmp_path / "elsewhere")) == d
 
 
 def test_progress_reaches_the_store_while_the_job_runs(tmp_path: Path) -> None:

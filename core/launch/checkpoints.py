@@ -40,9 +40,15 @@ def is_complete(path: Path) -> bool:
     listed = state.get("zerodeck_files")
     if isinstance(listed, list):
         return bool(listed) and all(isinstance(f, str) and (path / f).is_file() for f in listed)
-    weights = any((path / name).is_file() for name in WEIGHTS) or any(path.glob("global_step*/*model_states.pt"))
     optimizer = any((path / name).is_file() for name in OPTIMIZER) or any(path.glob("global_step*/*optim_states.pt"))
-    return weights and optimizer and _shards_present(path)
+    return optimizer and has_weights(path)
+
+
+def has_weights(path: Path) -> bool:
+    """Whether `path` holds a saved model whole: weights (full, sharded, a LoRA adapter, or DeepSpeed's
+    `global_step*` model states) with every shard its index names."""
+    weights = any((path / name).is_file() for name in WEIGHTS) or any(path.glob("global_step*/*model_states.pt"))
+    return weights and _shards_present(path)
 
 
 def _shards_present(path: Path) -> bool:

@@ -1,14 +1,19 @@
 """What the launcher reads besides the console log: LLaMA-Factory's output directory
 (`trainer_log.jsonl`, `train_results.json`) and ms-swift's (`logging.jsonl`), which are more exact
-than their consoles (transformers 5 prints four significant digits), and the retry rule.
-Classification itself is `zerodeck.core.outcome.classify.diagnose`, used directly.
+than their consoles (transformers 5 prints four significant digits), whether the final model the
+log says was being saved is on disk, and the retry rule. Classification itself is
+`zerodeck.core.outcome.classify.diagnose`, used directly.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import re
 from pathlib import Path
 from typing import Any
 
+from zerodeck.core.launch.checkpoints import has_weights, newest_complete
 from zerodeck.core.outcome.classify import Diagnosis, is_transient_startup_failure
 from zerodeck.core.outcome.metrics import parse_results_json, parse_trainer_log_jsonl
 
@@ -37,3 +42,30 @@ def llamafactory_results(output_dir: Path) -> tuple[dict[str, Any], list[dict[st
     if results.is_file():
         summary.update({k: v for k, v in parse_results_json(results).items() if v is not None})
     return summary, points
+
+
+# HF Trainer's line as it starts a save: into `checkpoint-N`, or, for the final model, the output
+# directory itself (LLaMA-Factory's `trainer.save_model()` after the last step).
+_SAVING = re.compile(r"Saving model checkpoint to ([^\r\n]+)")
+
+
+def final_model_check(d: Diagnosis, exit_code: int | None, text: str, output_dir: str | None) -> Diagnosis:
+    """A run read as succeeded from its log although the job did not exit 0 (a rank aborted at
+    teardown, or no exit status was seen) is a success only if the final model its trainer started
+    saving into `output_dir` is there whole: when one rank aborts, torchrun ends the others, and
+    rank 0 may be in the middle of that save. Without it the run is failed, naming the newest
+    complete checkpoint, which holds the trained weights. Jobs that never save into the output
+    directory itself (the built-in trainer, ms-swift's checkpoints) are not judged by it."""
+    if d.outcome != "succeeded" or exit_code == 0 or not output_dir or not text:
+        return d
+    target = os.path.normpath(output_dir)
+    if not any(os.path.normpath(m.group(1).strip()) == target for m in _SAVING.finditer(text)):
+        return d
+    out = Path(output_dir)
+    if has_weights(out):
+        return d
+    ckpt = newest_complete(out)
+    where = f"; the newest complete checkpoint is {ckpt.path.name}" if ckpt else "; no complete checkpoint either"
+    return dataclasses.replace(d, outcome="failed", reason=(
+        f"training completed, but the final model was not written to {output_dir} "
+        f"(the job ended while saving it){where}"))

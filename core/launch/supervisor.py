@@ -43,7 +43,7 @@ from typing import IO, Any, Protocol, cast
 import psutil
 from zerodeck.core.launch import procs
 from zerodeck.core.launch.environment import RUN_ID_VAR, RUN_TAG
-from zerodeck.core.launch.outcome_bridge import is_transient, llamafactory_results, verdict
+from zerodeck.core.launch.outcome_bridge import final_model_check, is_transient, llamafactory_results, verdict
 from zerodeck.core.launch.spec import JobSpec, SpecError
 from zerodeck.core.launch.spool import SPOOL_FILE, TRANSIENT, SpooledStore
 from zerodeck.core.launch.watchdog import StallWatch, WatchConfig, minutes
@@ -551,6 +551,7 @@ class Supervisor:
             from zerodeck.core.launch.slurm.result import adjust
 
             d = adjust(self.run_dir, d)  # Slurm's end state: TIMEOUT, NODE_FAIL, ... (states.py)
+        d = final_model_check(d, exit_code, text, self.spec.output_dir if self.spec else None)
         self._store_points(self.follower.flush())
         summary = {k: v for k, v in self.follower.summary().items() if v is not None}
         out_dir = self.spec.output_dir if self.spec else None
