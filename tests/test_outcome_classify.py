@@ -22,6 +22,7 @@ CASES: list[tuple[Path, int | None, tuple[str, str | None, str | None, int | Non
     # succeeded, FutureWarnings and all
     (LOGS / "run_lf095_cpu_console.log", None, ("succeeded", None, None, None)),
     (LOGS / "run_lf095_ds0198_zero3_cpu_eval_steps.log", None, ("succeeded", None, None, None)),
+    (LOGS / "run_lf095_ds0198_zero3_cpu_eval_stale_bar.log", None, ("succeeded", None, None, None)),
     (LOGS / "run_hf_tf4571_ds0184_zero3_cpu_console.log", None, ("succeeded", None, None, None)),
     (LOGS / "run_hf_tf5240_ds0198_zero3_cpu_console.log", None, ("succeeded", None, None, None)),
     (LOGS / "run_ds0198_launcher_zero3_cpu_loglevel_info.log", None, ("succeeded", None, None, None)),

@@ -8,6 +8,7 @@ is a real SQLite file. The real-process tests in test_launch_supervisor.py stay 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -219,6 +220,29 @@ def test_a_rank_aborting_at_teardown_is_a_success_only_with_the_final_model_on_d
         assert run.reason == (f"training completed, but the final model was not written to {out} "
                                       "(the job ended while saving it); the newest complete checkpoint is "
                                       "checkpoint-6")
+
+
+def test_the_output_files_give_each_point_its_step(tmp_path: Path) -> None:
+    """A real LLaMA-Factory console whose last loss dict came while tqdm's bar still showed the step
+    before: read alone, step 6's loss landed on step 5 and step 6 had none. The run's
+    trainer_log.jsonl and trainer_state.json (copied beside it) name each step; what is stored is theirs."""
+    import shutil
+
+    history: list[Event] = []
+    run_dir = tmp_path / "runs" / "1"
+    h = Harness(tmp_path, history, output_dir=str(run_dir / "output"))
+    console = (FIXTURES / "logs" / "run_lf095_ds0198_zero3_cpu_eval_stale_bar.log").read_text(encoding="utf-8")
+    bar6 = re.search(r"\| 6/6 \[[^\]]*it/s\]", console)
+    assert bar6 is not None and console.index("{'loss': '5.944'") < bar6.start()  # the dict before the bar's 6/6
+    lines = console.replace("<run_dir>", str(run_dir)).splitlines()
+    history += [(0.001 * i, line) for i, line in enumerate(lines)] + [(0.001 * len(lines) + 0.1, Exit(0))]
+    shutil.copytree(FIXTURES / "llamafactory" / "stale_bar_output", run_dir / "output")
+    h.sup.run()
+    state = json.loads((run_dir / "output" / "trainer_state.json").read_text())
+    logged = {e["step"]: (e["loss"], e["grad_norm"]) for e in state["log_history"] if "loss" in e}
+    stored = {p.step: (p.loss, p.grad_norm) for p in h.store.metrics(h.run_id)}
+    assert stored == logged and sorted(stored) == [1, 2, 3, 4, 5, 6]
+    assert h.record().outcome == "succeeded"
 
 
 def test_a_job_that_saves_no_final_model_is_not_judged_by_one(tmp_path: Path) -> None:

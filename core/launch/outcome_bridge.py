@@ -15,7 +15,7 @@ from typing import Any
 
 from zerodeck.core.launch.checkpoints import has_weights, newest_complete
 from zerodeck.core.outcome.classify import Diagnosis, is_transient_startup_failure
-from zerodeck.core.outcome.metrics import parse_results_json, parse_trainer_log_jsonl
+from zerodeck.core.outcome.metrics import parse_results_json, parse_trainer_log_jsonl, parse_trainer_state_json
 
 
 def verdict(outcome: str, reason: str) -> Diagnosis:
@@ -28,16 +28,26 @@ def is_transient(text: str, exit_code: int | None) -> bool:
 
 
 def llamafactory_results(output_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Summary keys and metric points from LLaMA-Factory's or ms-swift's files in `output_dir` (empty if none)."""
+    """Summary keys and metric points from LLaMA-Factory's or ms-swift's files in `output_dir` (empty if
+    none). Each names its points' steps, which the console does not: there a loss dict takes its step
+    from tqdm's bar, which can still show the step before (seen in a real run: the last step's loss
+    read as the one before it, and the last step missing). HF's `trainer_state.json`, written once
+    the model is saved, also has each step's gradient norm: its values win where both have one."""
     summary: dict[str, Any] = {}
-    points: list[dict[str, Any]] = []
+    by_step: dict[int, dict[str, Any]] = {}
     log = output_dir / "trainer_log.jsonl"
     if not log.is_file():
         log = output_dir / "logging.jsonl"  # ms-swift: the same parser reads its lines
     if log.is_file():
         m = parse_trainer_log_jsonl(log)
-        points = m.points
+        by_step = {p["step"]: p for p in m.points}
         summary.update({k: v for k, v in m.summary.items() if v is not None})
+    state = output_dir / "trainer_state.json"
+    if state.is_file():
+        for p in parse_trainer_state_json(state).points:
+            mine = by_step.setdefault(p["step"], dict(p))
+            mine.update({k: v for k, v in p.items() if v is not None})
+    points = [by_step[s] for s in sorted(by_step)]
     results = output_dir / "train_results.json"
     if results.is_file():
         summary.update({k: v for k, v in parse_results_json(results).items() if v is not None})

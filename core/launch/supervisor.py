@@ -557,8 +557,7 @@ class Supervisor:
         out_dir = self.spec.output_dir if self.spec else None
         if out_dir and Path(out_dir).is_dir():
             lf_summary, lf_points = llamafactory_results(Path(out_dir))
-            if lf_points and not self.points:
-                self._store_points(lf_points)
+            self._store_points(lf_points)  # by step, over the console's: the files know each point's step
             summary = {**summary, **lf_summary}  # the files are more exact than the console
         # Numbers the job did not report keep what the live log gave (steps_done, final_loss).
         numbers = cast(FinishFields, {key: summary[key] for key in SUMMARY_FIELDS if summary.get(key) is not None})
