@@ -259,8 +259,10 @@ def curves_chart(curves: Sequence[Curve], target: Path | BinaryIO, fmt: str, *, 
         grouped = len(legend) + resumed > LEGEND_INSIDE and any(e for _c, _t, e, *_labels in lines)
         if grouped:
             legend = [_("train"), _("eval"), *(label for _c, t, e, label, *_labels in lines if t or e)]
+        # As wide as `_side_legend` will draw them: a pair where some run has both lines.
+        paired = grouped and any(t and e for _c, t, e, *_labels in lines)
         fig = _figure([*legend, _("resumed")] if resumed else legend,
-                      sample_em=PAIR_SAMPLE_EM if grouped else SAMPLE_EM, beside=grouped)
+                      sample_em=PAIR_SAMPLE_EM if paired else SAMPLE_EM, beside=grouped)
         ax = fig.add_subplot()
         handles: list[Any] = []
         for i, (c, train, evals, _label, train_label, eval_label) in enumerate(lines):

@@ -551,10 +551,10 @@ class Supervisor:
             from zerodeck.core.launch.slurm.result import adjust
 
             d = adjust(self.run_dir, d)  # Slurm's end state: TIMEOUT, NODE_FAIL, ... (states.py)
-        d = final_model_check(d, exit_code, text, self.spec.output_dir if self.spec else None)
+        out_dir = self.spec.output_dir if self.spec else None
+        d = final_model_check(d, exit_code, text, out_dir)
         self._store_points(self.follower.flush())
         summary = {k: v for k, v in self.follower.summary().items() if v is not None}
-        out_dir = self.spec.output_dir if self.spec else None
         if out_dir and Path(out_dir).is_dir():
             lf_summary, lf_points = llamafactory_results(Path(out_dir))
             self._store_points(lf_points)  # by step, over the console's: the files know each point's step
